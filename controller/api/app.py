@@ -1,0 +1,171 @@
+"""The northbound aiohttp application: middlewares, routes, docs, metrics.
+
+Middlewares, outermost first:
+1. ``observe`` gives each request an id, times it, logs it and counts it;
+2. ``envelope`` turns every exception into the failure envelope (and logs the
+   unexpected ones with their trace and the request id, which the answer carries
+   instead of the trace);
+3. ``authenticate`` checks the bearer token on everything but the public routes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import re
+import time
+import uuid
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import swagger_ui_bundle
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+# Importing the handler modules fills the endpoint table.
+from controller.api import devices, events, groups, live, memberships, stats  # noqa: F401
+from controller.api.context import CONTEXT, ApiContext, context
+from controller.api.endpoints import API_PREFIX, endpoints
+from controller.api.errors import ApiError, ErrorType, from_store_error
+from controller.api.metrics import METRICS, ApiMetrics
+from controller.api.openapi import build_document
+from controller.api.schemas import Health
+from controller.ids import SnowflakeGenerator
+from controller.settings import ApiSettings
+from controller.store import Store, StoreError
+
+log = logging.getLogger("edgefleet.api")
+
+MAX_BODY = 1024 * 1024
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+DOCS_STATIC = "/api/docs/static"
+PUBLIC_PATHS = {"/metrics", f"{API_PREFIX}/openapi.json", "/api/docs"}
+HTTP_ERROR_TYPES = {401: ErrorType.AUTH_ERROR, 403: ErrorType.AUTH_ERROR}
+PUBLIC = web.AppKey("public_paths", frozenset)
+
+
+@endpoints.get("/health", summary="The process is up", tag="operations", public=True)
+async def health(_request: web.Request) -> Health:
+    return Health()
+
+
+@endpoints.get(
+    "/ready",
+    summary="The process can serve: the database answers",
+    tag="operations",
+    public=True,
+    errors=(503,),
+)
+async def ready(request: web.Request) -> Health:
+    await context(request).store.db.ping()
+    return Health()
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    incoming = request.headers.get("X-Request-ID", "")
+    request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
+    request["request_id"] = request_id
+    started = time.perf_counter()
+    response = await handler(request)
+    elapsed = time.perf_counter() - started
+    response.headers["X-Request-ID"] = request_id
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource else "unmatched"
+    request.app[METRICS].observe(route, request.method, response.status, elapsed)
+    log.info(
+        "request",
+        extra={
+            "request_id": request_id,
+            "method": request.method,
+            "path": request.path,
+            "status": response.status,
+            "ms": round(elapsed * 1000, 2),
+        },
+    )
+    return response
+
+
+@web.middleware
+async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        error = exc
+    except StoreError as exc:
+        error = from_store_error(exc)
+        if error.status == 503:
+            log.warning(
+                "database unavailable",
+                extra={"request_id": request["request_id"], "error": str(exc)},
+            )
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        error_type = HTTP_ERROR_TYPES.get(exc.status, ErrorType.GENERAL_ERROR)
+        error = ApiError(exc.status, error_type, exc.reason)
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request["request_id"]})
+        error = ApiError(
+            500,
+            ErrorType.INNER_ERROR,
+            f"internal error; quote request id {request['request_id']} when reporting it",
+        )
+    return web.json_response(error.body(), status=error.status)
+
+
+def _is_public(path: str, public_paths: frozenset[str]) -> bool:
+    return path in public_paths or path.startswith(DOCS_STATIC + "/")
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not _is_public(request.path, request.app[PUBLIC]):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        expected = context(request).token
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            given.strip().encode(), expected.encode()
+        ):
+            raise ApiError(401, ErrorType.AUTH_ERROR, "missing or wrong bearer token")
+    return await handler(request)
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>edgefleet API</title>
+<link rel="stylesheet" href="{static}/swagger-ui.css"></head>
+<body><div id="swagger-ui"></div>
+<script src="{static}/swagger-ui-bundle.js"></script>
+<script>
+window.ui = SwaggerUIBundle({{url: "{spec}", dom_id: "#swagger-ui", deepLinking: true}});
+</script></body></html>
+"""
+
+
+def create_app(store: Store, settings: ApiSettings, token: str) -> web.Application:
+    app = web.Application(middlewares=[observe, envelope, authenticate], client_max_size=MAX_BODY)
+    app[CONTEXT] = ApiContext(
+        store=store, ids=SnowflakeGenerator(settings.worker_id), settings=settings, token=token
+    )
+    app[METRICS] = ApiMetrics()
+    app[PUBLIC] = frozenset(PUBLIC_PATHS | {e.path for e in endpoints.table if e.public})
+    endpoints.add_to(app)
+
+    document = openapi_document()
+    page = DOCS_PAGE.format(static=DOCS_STATIC, spec=f"{API_PREFIX}/openapi.json")
+
+    async def openapi_json(_request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    async def docs(_request: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
+    app.router.add_get(f"{API_PREFIX}/openapi.json", openapi_json)
+    app.router.add_get("/api/docs", docs)
+    app.router.add_static(DOCS_STATIC, Path(swagger_ui_bundle.swagger_ui_path))
+    app.router.add_get("/metrics", app[METRICS].handle_scrape)
+    return app
+
+
+def openapi_document() -> dict[str, Any]:
+    return build_document(endpoints.table, "edgefleet northbound API", version("edgefleet"))

@@ -1,0 +1,26 @@
+"""What every handler can reach, stored once on the aiohttp application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from controller.ids import SnowflakeGenerator
+from controller.settings import ApiSettings
+from controller.store import Store
+
+
+@dataclass(frozen=True)
+class ApiContext:
+    store: Store
+    ids: SnowflakeGenerator
+    settings: ApiSettings
+    token: str
+
+
+CONTEXT = web.AppKey("context", ApiContext)
+
+
+def context(request: web.Request) -> ApiContext:
+    return request.app[CONTEXT]

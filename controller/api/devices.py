@@ -1,0 +1,66 @@
+"""Device registration, reads, lists, changes and deletion."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from controller.api.context import context
+from controller.api.endpoints import endpoints
+from controller.api.schemas import (
+    Deleted,
+    Device,
+    DeviceCreate,
+    DeviceListQuery,
+    DevicePath,
+    DeviceUpdate,
+    Page,
+    RegisteredDevice,
+)
+from controller.passwords import generate_password, hash_password
+from controller.store import DeviceFilter
+
+TAG = "devices"
+
+
+@endpoints.post(
+    "/devices",
+    summary="Register a device; the answer holds its password, once",
+    tag=TAG,
+    status=201,
+    errors=(409,),
+)
+async def register_device(request: web.Request, body: DeviceCreate) -> RegisteredDevice:
+    ctx = context(request)
+    values = body.model_dump(exclude={"password"})
+    password = body.password or generate_password()
+    values["secret"] = await hash_password(password, ctx.settings.bcrypt_rounds)
+    values["device_id"] = ctx.ids.next_id()
+    row = await ctx.store.devices.create(values)
+    return RegisteredDevice(**row, password=password)
+
+
+@endpoints.get("/devices", summary="List devices, filtered and paged", tag=TAG)
+async def list_devices(request: web.Request, query: DeviceListQuery) -> Page[Device]:
+    where = DeviceFilter(state=query.state, type=query.type, group_id=query.group, text=query.q)
+    rows, total = await context(request).store.devices.list(where, query.page, query.per_page)
+    return Page[Device].of(rows, total, query)
+
+
+@endpoints.get("/devices/{device_id}", summary="Get a device", tag=TAG, errors=(404,))
+async def get_device(request: web.Request, path: DevicePath) -> Device:
+    return Device(**await context(request).store.devices.get(path.device_id))
+
+
+@endpoints.patch("/devices/{device_id}", summary="Change a device", tag=TAG, errors=(404, 409))
+async def update_device(request: web.Request, path: DevicePath, body: DeviceUpdate) -> Device:
+    ctx = context(request)
+    changes = body.model_dump(exclude_unset=True, exclude={"password"})
+    if "password" in body.model_fields_set:
+        changes["secret"] = await hash_password(body.password, ctx.settings.bcrypt_rounds)
+    return Device(**await ctx.store.devices.update(path.device_id, changes))
+
+
+@endpoints.delete("/devices/{device_id}", summary="Delete a device", tag=TAG, errors=(404,))
+async def delete_device(request: web.Request, path: DevicePath) -> Deleted:
+    await context(request).store.devices.delete(path.device_id)
+    return Deleted()

@@ -1,0 +1,115 @@
+"""Which devices are in which groups, seen from either side."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from controller.api.context import context
+from controller.api.endpoints import endpoints
+from controller.api.schemas import (
+    ClearGroupQuery,
+    Device,
+    DevicePath,
+    GroupIds,
+    GroupList,
+    GroupPath,
+    MemberPath,
+    Membership,
+    Page,
+    PageQuery,
+    Removed,
+)
+from controller.store import DeviceFilter
+
+TAG = "memberships"
+
+
+@endpoints.get(
+    "/devices/{device_id}/groups", summary="The groups of a device", tag=TAG, errors=(404,)
+)
+async def list_device_groups(request: web.Request, path: DevicePath) -> GroupList:
+    rows = await context(request).store.groups.of_device(path.device_id)
+    return GroupList(items=rows)
+
+
+@endpoints.put(
+    "/devices/{device_id}/groups",
+    summary="Make a device's groups exactly these (unknown groups change nothing)",
+    tag=TAG,
+    errors=(404,),
+)
+async def replace_device_groups(
+    request: web.Request, path: DevicePath, body: GroupIds
+) -> GroupList:
+    rows = await context(request).store.groups.replace_of_device(path.device_id, body.group_ids)
+    return GroupList(items=rows)
+
+
+@endpoints.delete(
+    "/devices/{device_id}/groups",
+    summary="Take a device out of all its groups",
+    tag=TAG,
+    errors=(404,),
+)
+async def remove_device_groups(request: web.Request, path: DevicePath) -> Removed:
+    return Removed(removed=await context(request).store.groups.remove_all_of_device(path.device_id))
+
+
+@endpoints.get(
+    "/groups/{group_id}/devices", summary="The devices of a group, paged", tag=TAG, errors=(404,)
+)
+async def list_group_devices(
+    request: web.Request, path: GroupPath, query: PageQuery
+) -> Page[Device]:
+    store = context(request).store
+    await store.groups.get(path.group_id)
+    rows, total = await store.devices.list(
+        DeviceFilter(group_id=path.group_id), query.page, query.per_page
+    )
+    return Page[Device].of(rows, total, query)
+
+
+@endpoints.delete(
+    "/groups/{group_id}/devices",
+    summary="Empty a group; with delete_devices=true its devices are deleted too",
+    tag=TAG,
+    errors=(404,),
+)
+async def clear_group(request: web.Request, path: GroupPath, query: ClearGroupQuery) -> Removed:
+    removed, deleted = await context(request).store.groups.clear(
+        path.group_id, query.delete_devices
+    )
+    return Removed(removed=removed, deleted_devices=deleted)
+
+
+@endpoints.get(
+    "/groups/{group_id}/devices/{device_id}",
+    summary="Is the device in the group",
+    tag=TAG,
+    errors=(404,),
+)
+async def get_membership(request: web.Request, path: MemberPath) -> Membership:
+    member = await context(request).store.groups.is_member(path.group_id, path.device_id)
+    return Membership(member=member)
+
+
+@endpoints.put(
+    "/groups/{group_id}/devices/{device_id}",
+    summary="Put the device in the group",
+    tag=TAG,
+    errors=(404,),
+)
+async def add_membership(request: web.Request, path: MemberPath) -> Membership:
+    await context(request).store.groups.add_member(path.group_id, path.device_id)
+    return Membership(member=True)
+
+
+@endpoints.delete(
+    "/groups/{group_id}/devices/{device_id}",
+    summary="Take the device out of the group",
+    tag=TAG,
+    errors=(404,),
+)
+async def remove_membership(request: web.Request, path: MemberPath) -> Membership:
+    await context(request).store.groups.remove_member(path.group_id, path.device_id)
+    return Membership(member=False)

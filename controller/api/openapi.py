@@ -1,0 +1,133 @@
+"""The OpenAPI 3.1 document, built from the endpoint table and its pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import JsonSchemaMode, models_json_schema
+
+from controller.api.errors import ErrorType
+from controller.api.routing import Endpoint
+
+REF = "#/components/schemas/{model}"
+
+FAILURE = {
+    "type": "object",
+    "required": ["status", "type", "message"],
+    "properties": {
+        "status": {"const": "fail"},
+        "type": {"enum": [t.value for t in ErrorType]},
+        "message": {"type": "string"},
+    },
+}
+
+ERROR_DESCRIPTIONS = {
+    400: "GENERAL_ERROR: bad JSON, wrong Content-Type, or a missing or mistyped field "
+    "(the message names it)",
+    401: "AUTH_ERROR: missing or wrong bearer token",
+    404: "not found (DEVICEOP_ERROR, GROUPOP_ERROR or RELATIONOP_ERROR)",
+    409: "conflict (DEVICEOP_ERROR, GROUPOP_ERROR), or DEVICE_OFFLINE / DEVICE_BUSY",
+    503: "DATABASE_ERROR: the database is unreachable; retry later",
+    504: "COMMAND_TIMEOUT: the device did not answer in time",
+}
+
+
+def build_document(table: list[Endpoint], title: str, version: str) -> dict[str, Any]:
+    keys: list[tuple[type[BaseModel], JsonSchemaMode]] = []
+    for endpoint in table:
+        if endpoint.body_model:
+            keys.append((endpoint.body_model, "validation"))
+        keys.append((endpoint.response_model, "serialization"))
+    refs, definitions = models_json_schema(keys, ref_template=REF)
+    schemas = definitions.get("$defs", {})
+    schemas["Failure"] = FAILURE
+
+    paths: dict[str, dict[str, Any]] = {}
+    for endpoint in table:
+        operation: dict[str, Any] = {
+            "operationId": endpoint.operation_id,
+            "summary": endpoint.summary,
+            "tags": [endpoint.tag],
+            "parameters": _parameters(endpoint.path_model, "path")
+            + _parameters(endpoint.query_model, "query"),
+            "responses": {
+                str(endpoint.status): {
+                    "description": "success",
+                    "content": {
+                        "application/json": {
+                            "schema": _success(refs[(endpoint.response_model, "serialization")])
+                        }
+                    },
+                },
+                **{
+                    str(code): {
+                        "description": ERROR_DESCRIPTIONS[code],
+                        "content": {
+                            "application/json": {"schema": {"$ref": REF.format(model="Failure")}}
+                        },
+                    }
+                    for code in endpoint.errors
+                },
+            },
+        }
+        if endpoint.body_model:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": refs[(endpoint.body_model, "validation")]}
+                },
+            }
+        if endpoint.public:
+            operation["security"] = []
+        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearerAuth": []}],
+    }
+
+
+def _success(data_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["status", "data"],
+        "properties": {"status": {"const": "success"}, "data": data_schema},
+    }
+
+
+def _parameters(model: type[BaseModel] | None, where: str) -> list[dict[str, Any]]:
+    if model is None:
+        return []
+    schema = model.model_json_schema(ref_template=REF)
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, prop in schema["properties"].items():
+        description = prop.pop("description", None)
+        prop.pop("title", None)
+        prop = _without_null(prop)
+        parameter = {
+            "name": name,
+            "in": where,
+            "required": where == "path" or name in required,
+            "schema": prop,
+        }
+        if description:
+            parameter["description"] = description
+        parameters.append(parameter)
+    return parameters
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """An optional parameter is simply left out of the URL: it is never ``null``."""
+    variants = [v for v in prop.get("anyOf", ()) if v != {"type": "null"}]
+    if len(variants) == 1:
+        rest = {k: v for k, v in prop.items() if k != "anyOf" and (k, v) != ("default", None)}
+        return {**variants[0], **rest}
+    return prop

@@ -1,0 +1,164 @@
+"""Declaring an endpoint once: its route, its models, its documented answers.
+
+A handler is a coroutine whose parameters say what it takes::
+
+    @endpoints.get("/devices/{device_id}", summary="Get a device", errors=(404,))
+    async def get_device(request: web.Request, path: DevicePath) -> Device: ...
+
+The decorator reads the type hints: ``path``, ``query`` and ``body`` name the models
+that validate the URL parameters and the JSON body, the return type names the
+response model. The same ``Endpoint`` record then feeds the aiohttp router and the
+OpenAPI document, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, get_type_hints
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from controller.api.errors import bad_request
+
+Handler = Callable[..., Awaitable[BaseModel]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    status: int
+    errors: tuple[int, ...]
+    public: bool
+    path_model: type[BaseModel] | None
+    query_model: type[BaseModel] | None
+    body_model: type[BaseModel] | None
+    response_model: type[BaseModel]
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+class Endpoints:
+    """The table of endpoints of one API, filled by decorators at import time."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.table: list[Endpoint] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        tag: str,
+        status: int = 200,
+        errors: tuple[int, ...] = (),
+        public: bool = False,
+    ) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            hints = get_type_hints(handler)
+            body = hints.get("body")
+            standard = (
+                (400, 401, 503) if body or "path" in hints or "query" in hints else (401, 503)
+            )
+            self.table.append(
+                Endpoint(
+                    method=method,
+                    path=self.prefix + path,
+                    handler=handler,
+                    summary=summary,
+                    tag=tag,
+                    status=status,
+                    errors=tuple(sorted(set(errors) | set(() if public else standard))),
+                    public=public,
+                    path_model=hints.get("path"),
+                    query_model=hints.get("query"),
+                    body_model=body,
+                    response_model=hints["return"],
+                )
+            )
+            return handler
+
+        return register
+
+    def get(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("GET", path, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("POST", path, **kwargs)
+
+    def put(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("PUT", path, **kwargs)
+
+    def patch(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("PATCH", path, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> Callable[[Handler], Handler]:
+        return self.route("DELETE", path, **kwargs)
+
+    def add_to(self, app: web.Application) -> None:
+        for endpoint in self.table:
+            app.router.add_route(endpoint.method, endpoint.path, _adapter(endpoint))
+
+
+def success(data: Any, status: int = 200) -> web.Response:
+    return web.json_response({"status": "success", "data": data}, status=status)
+
+
+def _adapter(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        kwargs: dict[str, BaseModel] = {}
+        if endpoint.path_model:
+            kwargs["path"] = _validate(endpoint.path_model, dict(request.match_info), "path")
+        if endpoint.query_model:
+            kwargs["query"] = _validate(endpoint.query_model, dict(request.query), "query")
+        if endpoint.body_model:
+            kwargs["body"] = await _read_body(request, endpoint.body_model)
+        result = await endpoint.handler(request, **kwargs)
+        return success(result.model_dump(mode="json"), endpoint.status)
+
+    handle.__name__ = endpoint.operation_id
+    return handle
+
+
+def _validate(model: type[BaseModel], values: dict[str, str], where: str) -> BaseModel:
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        raise bad_request(describe_validation_error(exc, where)) from exc
+
+
+async def _read_body(request: web.Request, model: type[BaseModel]) -> BaseModel:
+    if request.content_type != "application/json":
+        raise bad_request(
+            f"body: Content-Type must be application/json, not {request.content_type!r}"
+        )
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise bad_request(describe_validation_error(exc, "body")) from exc
+
+
+def describe_validation_error(exc: ValidationError, where: str) -> str:
+    """One line naming the offending field, e.g. ``body field 'eth_mac': String should …``."""
+    error = exc.errors(include_url=False)[0]
+    location = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "json_invalid":
+        return f"{where}: invalid JSON: {error['ctx'].get('error', error['msg'])}"
+    if error["type"] == "extra_forbidden":
+        return f"{where} field '{location}': unknown field"
+    if not location:
+        return f"{where}: {error['msg']}"
+    message = error["msg"]
+    if error["type"] == "value_error":
+        message = message.removeprefix("Value error, ")
+    return f"{where} field '{location}': {message}"

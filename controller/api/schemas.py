@@ -1,0 +1,330 @@
+"""Request and response models of the REST API.
+
+The handlers validate with these, the responses are serialised with these, and
+``openapi.py`` builds the OpenAPI document from these: there is no second copy.
+Ids are snowflakes, carried as decimal strings because JavaScript numbers lose
+precision above 2**53.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any, Generic, Literal, Self, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+from controller.ids import MAX_ID
+from controller.passwords import MAX_BYTES, MIN_LENGTH
+
+ID_PATTERN = r"^[0-9]{1,19}$"
+
+
+def _parse_id(value: Any) -> int:
+    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
+        raise ValueError("must be a decimal id string")
+    number = int(value)
+    if not 0 < number <= MAX_ID:
+        raise ValueError("id out of range")
+    return number
+
+
+def _rfc3339(value: datetime) -> str:
+    return value.isoformat(timespec="microseconds") + "Z"
+
+
+def _to_naive_utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _password_fits_bcrypt(value: str) -> str:
+    if len(value.encode()) > MAX_BYTES:
+        raise ValueError(f"must be at most {MAX_BYTES} bytes in UTF-8")
+    return value
+
+
+IdIn = Annotated[
+    int,
+    BeforeValidator(_parse_id),
+    WithJsonSchema({"type": "string", "pattern": ID_PATTERN, "example": "1790001234567890"}),
+]
+IdOut = Annotated[int, PlainSerializer(str, return_type=str)]
+Instant = Annotated[datetime, PlainSerializer(_rfc3339, return_type=str)]
+InstantIn = Annotated[datetime, AfterValidator(_to_naive_utc)]
+State = Literal["online", "unknown", "offline"]
+
+Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+DeviceType = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+Description = Annotated[str, StringConstraints(max_length=1024)]
+HardwareKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+Mac = Annotated[str, StringConstraints(pattern=r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")]
+Imei = Annotated[str, StringConstraints(pattern=r"^[0-9]{15}$")]
+Version = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+SoftwareState = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+Password = Annotated[
+    str, StringConstraints(min_length=MIN_LENGTH), AfterValidator(_password_fits_bcrypt)
+]
+SearchText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class RequestModel(BaseModel):
+    """Bodies are strict: unknown fields and wrong JSON types are errors, not guesses."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ParamsModel(BaseModel):
+    """Path and query parameters arrive as text, so numbers and booleans are parsed."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# --- parameters ---------------------------------------------------------------
+
+
+class DevicePath(ParamsModel):
+    device_id: IdIn
+
+
+class GroupPath(ParamsModel):
+    group_id: IdIn
+
+
+class MemberPath(ParamsModel):
+    group_id: IdIn
+    device_id: IdIn
+
+
+class PageQuery(ParamsModel):
+    page: int = Field(1, ge=1, le=1_000_000, description="1-based page number.")
+    per_page: int = Field(50, ge=1, le=500, description="Items per page, at most 500.")
+
+
+class DeviceListQuery(PageQuery):
+    state: State | None = Field(None, description="Only devices in this state.")
+    type: DeviceType | None = Field(None, description="Only devices of this type.")
+    group: IdIn | None = Field(None, description="Only members of this group (its id).")
+    q: SearchText | None = Field(None, description="Text contained in the name or serial number.")
+
+
+class GroupListQuery(PageQuery):
+    q: SearchText | None = Field(None, description="Text contained in the group name.")
+
+
+class EventListQuery(PageQuery):
+    event: Annotated[str, StringConstraints(min_length=1, max_length=32)] | None = Field(
+        None, description="Only events of this kind, e.g. `registered` or `online`."
+    )
+    since: InstantIn | None = Field(None, description="Events at or after (RFC 3339).")
+    until: InstantIn | None = Field(None, description="Events before (RFC 3339).")
+
+
+class ClearGroupQuery(ParamsModel):
+    delete_devices: bool = Field(False, description="Also delete the devices themselves.")
+
+
+# --- devices ------------------------------------------------------------------
+
+
+class DeviceCreate(RequestModel):
+    name: Name
+    type: DeviceType = "generic"
+    description: Description = ""
+    hardware_sn: HardwareKey
+    hardware_model: HardwareKey
+    eth_mac: Mac | None = None
+    wifi_mac: Mac | None = None
+    lte_imei: Imei | None = None
+    base_version: Version | None = None
+    base_updated_at: InstantIn | None = None
+    base_state: SoftwareState | None = None
+    business_version: Version | None = None
+    business_updated_at: InstantIn | None = None
+    business_state: SoftwareState | None = None
+    disabled: bool = False
+    password: Password | None = Field(
+        None,
+        description="The device's password (12 to 72 bytes). Leave it out to have a "
+        "random one generated; either way it is returned once, in this answer only.",
+    )
+
+
+class DeviceUpdate(RequestModel):
+    """Only the fields present change; ``null`` clears an optional field."""
+
+    name: Name = None  # type: ignore[assignment]  # absent means unchanged; null is refused
+    type: DeviceType = None  # type: ignore[assignment]
+    description: Description = None  # type: ignore[assignment]
+    hardware_sn: HardwareKey = None  # type: ignore[assignment]
+    hardware_model: HardwareKey = None  # type: ignore[assignment]
+    eth_mac: Mac | None = None
+    wifi_mac: Mac | None = None
+    lte_imei: Imei | None = None
+    base_version: Version | None = None
+    base_updated_at: InstantIn | None = None
+    base_state: SoftwareState | None = None
+    business_version: Version | None = None
+    business_updated_at: InstantIn | None = None
+    business_state: SoftwareState | None = None
+    disabled: bool = None  # type: ignore[assignment]
+    password: Password = Field(
+        None,  # type: ignore[arg-type]
+        description="A new password; sessions logged in with the old one stay, "
+        "but their session tokens stop working.",
+    )
+
+
+class Device(BaseModel):
+    device_id: IdOut
+    name: str
+    type: str
+    description: str
+    hardware_sn: str
+    hardware_model: str
+    eth_mac: str | None
+    wifi_mac: str | None
+    lte_imei: str | None
+    base_version: str | None
+    base_updated_at: Instant | None
+    base_state: str | None
+    business_version: str | None
+    business_updated_at: Instant | None
+    business_state: str | None
+    state: State
+    disabled: bool
+    k8s_namespace: str | None
+    k8s_name: str | None
+    created_at: Instant
+    updated_at: Instant
+
+
+class RegisteredDevice(Device):
+    password: str = Field(description="Shown once: store it on the device now.")
+
+
+# --- groups and memberships ---------------------------------------------------
+
+
+class GroupCreate(RequestModel):
+    name: Name
+    description: Description = ""
+
+
+class GroupUpdate(RequestModel):
+    name: Name = None  # type: ignore[assignment]
+    description: Description = None  # type: ignore[assignment]
+
+
+class Group(BaseModel):
+    group_id: IdOut
+    name: str
+    description: str
+    device_count: int
+    created_at: Instant
+    updated_at: Instant
+
+
+class GroupList(BaseModel):
+    items: list[Group]
+
+
+class GroupIds(RequestModel):
+    group_ids: list[IdIn] = Field(max_length=1000)
+
+
+class Membership(BaseModel):
+    member: bool
+
+
+class Removed(BaseModel):
+    removed: int = Field(description="Memberships removed.")
+    deleted_devices: int = Field(0, description="Devices deleted with them.")
+
+
+class Deleted(BaseModel):
+    deleted: bool = True
+
+
+# --- events, stats, live status, commands -------------------------------------
+
+
+class Event(BaseModel):
+    event_id: IdOut
+    device_id: IdOut
+    at: Instant
+    event: str
+    detail: dict[str, Any]
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    page: int
+    per_page: int
+    total: int = Field(description="Items matching the filters, on all pages.")
+
+    @classmethod
+    def of(cls, rows: list[dict[str, Any]], total: int, query: PageQuery) -> Self:
+        return cls(items=rows, page=query.page, per_page=query.per_page, total=total)
+
+
+class StateCounts(BaseModel):
+    online: int
+    unknown: int
+    offline: int
+
+
+class FleetStats(BaseModel):
+    devices: int
+    by_state: StateCounts
+    by_type: dict[str, int]
+    connected: int = Field(description="Devices holding a session right now.")
+    commands_last_hour: int
+
+
+class LiveStatus(BaseModel):
+    device_id: IdOut
+    state: State
+    last_seen: Instant | None
+    cpu_percent: float | None
+    memory_used_percent: float | None
+    disk_used_percent: float | None
+    latest: dict[str, Any] = Field(description="The latest status upload, as the device sent it.")
+
+
+class CommandRequest(RequestModel):
+    order: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
+        description="`restart`, `upload_log`, or the name of a custom command."
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Keyword arguments of a custom command; `remote_dir` for `upload_log`.",
+    )
+    timeout: float = Field(10.0, gt=0, le=300, description="Seconds to wait for the result.")
+
+
+class CommandResult(BaseModel):
+    device_id: IdOut
+    status: Literal["success", "fail"]
+    message: str
+    data: Any = None
+
+
+class GroupCommandResults(BaseModel):
+    results: list[CommandResult]
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"

@@ -1,0 +1,58 @@
+"""``edgefleet``: the command line of the server side."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from controller import logs, settings
+from controller.serve import serve
+from controller.store import Store
+
+log = logging.getLogger("edgefleet")
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="edgefleet", description="Device management for edge fleets."
+    )
+    commands = root.add_subparsers(dest="command", required=True)
+    settings.add_arguments(
+        commands.add_parser(
+            "serve", help="Run everything in one process (SQLite by default); migrates first."
+        )
+    )
+    db = commands.add_parser("db", help="Database maintenance.")
+    db_commands = db.add_subparsers(dest="db_command", required=True)
+    settings.add_arguments(db_commands.add_parser("upgrade", help="Apply the schema migrations."))
+    return root
+
+
+async def db_upgrade(config: settings.Settings) -> None:
+    store = Store.from_url(config.db.url, config.db.timeout)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+    log.info("database schema is up to date")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = settings.load(args)
+    except settings.SettingsError as exc:
+        sys.stderr.write(f"edgefleet: {exc}\n")
+        return 2
+    logs.configure(config.log)
+    if args.command == "serve":
+        asyncio.run(serve(config))
+    elif args.command == "db":
+        asyncio.run(db_upgrade(config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""Every edgefleet setting, defined once.
+
+Each field below is a CLI flag (``--db-url``) and an environment variable
+(``EDGEFLEET_DB_URL``); a flag wins over the variable, the variable over the
+default. The CLI builds its options from these dataclasses, and the README's
+configuration table is checked against them by a test, so this file is the one
+place to add or change a setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, get_type_hints
+
+ENV_PREFIX = "EDGEFLEET_"
+
+
+def setting(default: Any, flag: str, doc: str) -> Any:
+    """A settings field: its default, its flag name, and what it is for."""
+    return field(default=default, metadata={"flag": flag, "doc": doc})
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = setting(
+        "sqlite+aiosqlite:///./edgefleet.db",
+        "db-url",
+        "SQLAlchemy URL of the store: sqlite+aiosqlite:///path or "
+        "mysql+aiomysql://user:pass@host:3306/db",
+    )
+    timeout: float = setting(
+        5.0,
+        "db-timeout",
+        "Seconds a database operation may take before the API answers 503 DATABASE_ERROR.",
+    )
+    pool_size: int = setting(10, "db-pool-size", "Connections kept open to MySQL.")
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    host: str = setting("127.0.0.1", "api-host", "Northbound REST API listen address.")
+    port: int = setting(8080, "api-port", "Northbound REST API listen port.")
+    token: str | None = setting(
+        None,
+        "api-token",
+        "Bearer token for the REST API. Standalone: generated and printed once at "
+        "start-up when unset.",
+    )
+    bcrypt_rounds: int = setting(
+        12, "bcrypt-rounds", "bcrypt cost factor for device passwords (4-31)."
+    )
+    worker_id: int = setting(
+        0,
+        "worker-id",
+        "Snowflake worker id (0-1023); give every process that registers devices its own.",
+    )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    level: str = setting("INFO", "log-level", "Log level: DEBUG, INFO, WARNING, ERROR.")
+    format: str = setting(
+        "json", "log-format", "Log line format: json (one object a line) or text (key=value)."
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: DatabaseSettings = field(default_factory=DatabaseSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    log: LogSettings = field(default_factory=LogSettings)
+
+
+@dataclass(frozen=True)
+class SettingInfo:
+    """One setting as the CLI, the environment and the docs see it."""
+
+    group: str
+    name: str
+    flag: str
+    env: str
+    type: type
+    default: Any
+    doc: str
+
+
+def describe() -> list[SettingInfo]:
+    """All settings, in declaration order."""
+    infos = []
+    for group in dataclasses.fields(Settings):
+        group_cls = group.default_factory  # type: ignore[misc]
+        hints = get_type_hints(group_cls)
+        for f in dataclasses.fields(group_cls):
+            flag = f.metadata["flag"]
+            value_type = hints[f.name]
+            if value_type not in (str, int, float, bool):
+                value_type = str  # the only optional settings are strings
+            infos.append(
+                SettingInfo(
+                    group=group.name,
+                    name=f.name,
+                    flag=flag,
+                    env=ENV_PREFIX + flag.replace("-", "_").upper(),
+                    type=value_type,
+                    default=f.default,
+                    doc=f.metadata["doc"],
+                )
+            )
+    return infos
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add one ``--flag`` per setting; unset flags stay ``None`` so env and defaults apply."""
+    for info in describe():
+        parser.add_argument(
+            f"--{info.flag}",
+            dest=f"{info.group}__{info.name}",
+            default=None,
+            type=_parse_bool if info.type is bool else info.type,
+            metavar=info.type.__name__.upper(),
+            help=f"{info.doc} [env {info.env}, default {info.default!r}]",
+        )
+
+
+def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Build the settings: flags first, then ``EDGEFLEET_*`` variables, then defaults."""
+    env = os.environ if env is None else env
+    values: dict[str, dict[str, Any]] = {}
+    for info in describe():
+        value = getattr(args, f"{info.group}__{info.name}", None) if args else None
+        if value is None and info.env in env:
+            raw = env[info.env]
+            try:
+                value = _parse_bool(raw) if info.type is bool else info.type(raw)
+            except ValueError as exc:
+                raise SettingsError(f"{info.env}={raw!r}: {exc}") from exc
+        if value is not None:
+            values.setdefault(info.group, {})[info.name] = value
+    groups = {
+        f.name: f.default_factory(**values.get(f.name, {}))  # type: ignore[misc]
+        for f in dataclasses.fields(Settings)
+    }
+    settings = Settings(**groups)
+    _check(settings)
+    return settings
+
+
+class SettingsError(ValueError):
+    """A setting has a value edgefleet cannot run with."""
+
+
+def _check(settings: Settings) -> None:
+    if not 4 <= settings.api.bcrypt_rounds <= 31:
+        raise SettingsError("bcrypt-rounds must be between 4 and 31")
+    if not 0 <= settings.api.worker_id <= 1023:
+        raise SettingsError("worker-id must be between 0 and 1023")
+    if settings.log.format not in ("json", "text"):
+        raise SettingsError("log-format must be json or text")
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"not a boolean: {raw!r}")

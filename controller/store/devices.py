@@ -1,0 +1,154 @@
+"""Device rows: register, read, list with filters, change, delete.
+
+Every change writes its device event in the same transaction, so the log never
+disagrees with the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from controller.store.database import Database, utcnow
+from controller.store.errors import DeviceConflict, DeviceNotFound
+from controller.store.events import record_events
+from controller.store.schema import device_group_members, devices
+
+# Never leaves the store through a read: the bcrypt hash stays in the database.
+PUBLIC_COLUMNS = [c for c in devices.c if c.name != "secret"]
+
+
+@dataclass(frozen=True)
+class DeviceFilter:
+    state: str | None = None
+    type: str | None = None
+    group_id: int | None = None
+    text: str | None = None
+
+
+def like_pattern(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+def _filtered(query: Select[Any], where: DeviceFilter) -> Select[Any]:
+    if where.state is not None:
+        query = query.where(devices.c.state == where.state)
+    if where.type is not None:
+        query = query.where(devices.c.type == where.type)
+    if where.group_id is not None:
+        query = query.join(
+            device_group_members, device_group_members.c.device_id == devices.c.device_id
+        ).where(device_group_members.c.group_id == where.group_id)
+    if where.text:
+        pattern = like_pattern(where.text)
+        query = query.where(
+            or_(
+                devices.c.name.like(pattern, escape="\\"),
+                devices.c.hardware_sn.like(pattern, escape="\\"),
+            )
+        )
+    return query
+
+
+async def fetch_device(connection: AsyncConnection, device_id: int) -> dict[str, Any]:
+    row = (
+        (await connection.execute(select(*PUBLIC_COLUMNS).where(devices.c.device_id == device_id)))
+        .mappings()
+        .first()
+    )
+    if row is None:
+        raise DeviceNotFound(device_id)
+    return dict(row)
+
+
+async def delete_devices(connection: AsyncConnection, device_ids: list[int]) -> None:
+    """Remove devices with their memberships and log ``deleted`` for each."""
+    await connection.execute(
+        delete(device_group_members).where(device_group_members.c.device_id.in_(device_ids))
+    )
+    await connection.execute(delete(devices).where(devices.c.device_id.in_(device_ids)))
+    await record_events(connection, device_ids, "deleted")
+
+
+class DeviceStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Insert a device; ``values`` holds ``device_id`` and ``secret`` (a bcrypt hash)."""
+        now = utcnow()
+        row = {
+            "description": "",
+            "state": "offline",
+            "disabled": False,
+            "credential_version": 1,
+            **values,
+            "created_at": now,
+            "updated_at": now,
+        }
+        try:
+            async with self._db.begin() as connection:
+                await connection.execute(insert(devices), row)
+                await record_events(
+                    connection,
+                    [row["device_id"]],
+                    "registered",
+                    {"name": row["name"], "type": row["type"]},
+                )
+                return await fetch_device(connection, row["device_id"])
+        except IntegrityError as exc:
+            raise DeviceConflict(
+                f"a device with hardware_sn {values['hardware_sn']!r} and "
+                f"hardware_model {values['hardware_model']!r} already exists"
+            ) from exc
+
+    async def get(self, device_id: int) -> dict[str, Any]:
+        async with self._db.begin() as connection:
+            return await fetch_device(connection, device_id)
+
+    async def list(
+        self, where: DeviceFilter, page: int, per_page: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        async with self._db.begin() as connection:
+            total = await connection.scalar(
+                _filtered(select(func.count()).select_from(devices), where)
+            )
+            rows = await connection.execute(
+                _filtered(select(*PUBLIC_COLUMNS), where)
+                .order_by(devices.c.device_id)
+                .limit(per_page)
+                .offset((page - 1) * per_page)
+            )
+            return [dict(row) for row in rows.mappings()], total or 0
+
+    async def update(self, device_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        """Apply ``changes``; a new ``secret`` also bumps the credential version."""
+        values = dict(changes)
+        if "secret" in values:
+            values["credential_version"] = devices.c.credential_version + 1
+        try:
+            async with self._db.begin() as connection:
+                if values:
+                    values["updated_at"] = utcnow()
+                    result = await connection.execute(
+                        update(devices).where(devices.c.device_id == device_id).values(values)
+                    )
+                    if result.rowcount == 0:
+                        raise DeviceNotFound(device_id)
+                    changed = sorted("password" if name == "secret" else name for name in changes)
+                    await record_events(connection, [device_id], "updated", {"fields": changed})
+                return await fetch_device(connection, device_id)
+        except IntegrityError as exc:
+            raise DeviceConflict(
+                "another device already has this hardware_sn and hardware_model"
+            ) from exc
+
+    async def delete(self, device_id: int) -> None:
+        async with self._db.begin() as connection:
+            await fetch_device(connection, device_id)
+            await delete_devices(connection, [device_id])

@@ -1,0 +1,37 @@
+"""What the store raises. The REST layer maps each to its envelope in one place."""
+
+
+class StoreError(Exception):
+    """Base of every store error."""
+
+
+class DatabaseUnavailable(StoreError):
+    """The database did not answer (refused, dropped, or slower than the timeout)."""
+
+
+class NotFound(StoreError):
+    """A row the caller named does not exist."""
+
+
+class Conflict(StoreError):
+    """A write would break a uniqueness rule."""
+
+
+class DeviceNotFound(NotFound):
+    pass
+
+
+class DeviceConflict(Conflict):
+    pass
+
+
+class GroupNotFound(NotFound):
+    pass
+
+
+class GroupConflict(Conflict):
+    pass
+
+
+class MembershipNotFound(NotFound):
+    pass

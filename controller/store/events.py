@@ -1,0 +1,79 @@
+"""The device log: every change to a device, and every session transition, is a row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from controller.store.database import Database, utcnow
+from controller.store.errors import DeviceNotFound
+from controller.store.schema import device_events, devices
+
+
+async def record_events(
+    connection: AsyncConnection,
+    device_ids: Iterable[int],
+    event: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append ``event`` for each device, inside the caller's transaction."""
+    at = utcnow()
+    rows = [
+        {"device_id": device_id, "at": at, "event": event, "detail": detail or {}}
+        for device_id in device_ids
+    ]
+    if rows:
+        await connection.execute(insert(device_events), rows)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    event: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class EventStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def list(
+        self, device_id: int, where: EventFilter, page: int, per_page: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """A page of the device's events, newest first. The log of a deleted device
+        stays readable; an id that never had a device or an event is not found."""
+        conditions = [device_events.c.device_id == device_id]
+        if where.event is not None:
+            conditions.append(device_events.c.event == where.event)
+        if where.since is not None:
+            conditions.append(device_events.c.at >= where.since)
+        if where.until is not None:
+            conditions.append(device_events.c.at < where.until)
+        async with self._db.begin() as connection:
+            total = await connection.scalar(
+                select(func.count()).select_from(device_events).where(*conditions)
+            )
+            rows = await connection.execute(
+                select(device_events)
+                .where(*conditions)
+                .order_by(device_events.c.at.desc(), device_events.c.event_id.desc())
+                .limit(per_page)
+                .offset((page - 1) * per_page)
+            )
+            items = [dict(row) for row in rows.mappings()]
+            if not items and total == 0:
+                exists = await connection.scalar(
+                    select(devices.c.device_id).where(devices.c.device_id == device_id)
+                ) or await connection.scalar(
+                    select(device_events.c.event_id)
+                    .where(device_events.c.device_id == device_id)
+                    .limit(1)
+                )
+                if not exists:
+                    raise DeviceNotFound(device_id)
+        return items, total or 0

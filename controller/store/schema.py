@@ -1,0 +1,127 @@
+"""The SQL schema, defined once: these tables back the queries and the migrations.
+
+Times are naive UTC with microseconds. MySQL's DATETIME keeps no fractions unless
+asked to, and events written in the same second must still sort, hence ``Timestamp``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects import mysql
+
+Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+# SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid).
+AutoId = BigInteger().with_variant(Integer(), "sqlite")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("device_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", String(128), nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("description", String(1024), nullable=False, default=""),
+    Column("hardware_sn", String(128), nullable=False),
+    Column("hardware_model", String(128), nullable=False),
+    Column("eth_mac", String(17)),
+    Column("wifi_mac", String(17)),
+    Column("lte_imei", String(15)),
+    Column("base_version", String(64)),
+    Column("base_updated_at", Timestamp),
+    Column("base_state", String(32)),
+    Column("business_version", String(64)),
+    Column("business_updated_at", Timestamp),
+    Column("business_state", String(32)),
+    Column("secret", String(60), nullable=False),
+    # Bumped on every password change, so session tokens issued before it stop working.
+    Column("credential_version", Integer, nullable=False, default=1),
+    Column("state", String(16), nullable=False, default="offline"),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("k8s_namespace", String(253)),
+    Column("k8s_name", String(253)),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+    UniqueConstraint("hardware_sn", "hardware_model"),
+    UniqueConstraint("k8s_namespace", "k8s_name"),
+    # Filtered list pages are ordered by id: these let the index deliver that order.
+    Index(None, "state", "device_id"),
+    Index(None, "type", "device_id"),
+)
+
+device_groups = Table(
+    "device_groups",
+    metadata,
+    Column("group_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("description", String(1024), nullable=False, default=""),
+    Column("created_at", Timestamp, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+device_group_members = Table(
+    "device_group_members",
+    metadata,
+    Column(
+        "device_id",
+        BigInteger,
+        ForeignKey("devices.device_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column(
+        "group_id",
+        BigInteger,
+        ForeignKey("device_groups.group_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("created_at", Timestamp, nullable=False),
+    Index(None, "group_id", "device_id"),
+)
+
+# No foreign key to devices: a device's history, ending with "deleted", outlives it.
+device_events = Table(
+    "device_events",
+    metadata,
+    Column("event_id", AutoId, primary_key=True, autoincrement=True),
+    Column("device_id", BigInteger, nullable=False),
+    Column("at", Timestamp, nullable=False),
+    Column("event", String(32), nullable=False),
+    Column("detail", JSON, nullable=False),
+    Index(None, "device_id", "at"),
+    Index(None, "event", "at"),
+)
+
+device_sessions = Table(
+    "device_sessions",
+    metadata,
+    Column(
+        "device_id",
+        BigInteger,
+        ForeignKey("devices.device_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("instance", String(253), nullable=False),
+    Column("address", String(255), nullable=False),
+    Column("connected_at", Timestamp, nullable=False),
+    Index(None, "instance"),
+)

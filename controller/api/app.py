@@ -38,11 +38,12 @@ from controller.store import Store, StoreError
 log = logging.getLogger("edgefleet.api")
 
 MAX_BODY = 1024 * 1024
-REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+REQUEST_ID_FORMAT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 DOCS_STATIC = "/api/docs/static"
 PUBLIC_PATHS = {"/metrics", f"{API_PREFIX}/openapi.json", "/api/docs"}
 HTTP_ERROR_TYPES = {401: ErrorType.AUTH_ERROR, 403: ErrorType.AUTH_ERROR}
 PUBLIC = web.AppKey("public_paths", frozenset)
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 @endpoints.get("/health", summary="The process is up", tag="operations", public=True)
@@ -65,8 +66,8 @@ async def ready(request: web.Request) -> Health:
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
     incoming = request.headers.get("X-Request-ID", "")
-    request_id = incoming if REQUEST_ID.match(incoming) else uuid.uuid4().hex[:16]
-    request["request_id"] = request_id
+    request_id = incoming if REQUEST_ID_FORMAT.match(incoming) else uuid.uuid4().hex[:16]
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
     response = await handler(request)
     elapsed = time.perf_counter() - started
@@ -98,7 +99,7 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
         if error.status == 503:
             log.warning(
                 "database unavailable",
-                extra={"request_id": request["request_id"], "error": str(exc)},
+                extra={"request_id": request[REQUEST_ID], "error": str(exc)},
             )
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -106,11 +107,11 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
         error_type = HTTP_ERROR_TYPES.get(exc.status, ErrorType.GENERAL_ERROR)
         error = ApiError(exc.status, error_type, exc.reason)
     except Exception:
-        log.exception("unhandled error", extra={"request_id": request["request_id"]})
+        log.exception("unhandled error", extra={"request_id": request[REQUEST_ID]})
         error = ApiError(
             500,
             ErrorType.INNER_ERROR,
-            f"internal error; quote request id {request['request_id']} when reporting it",
+            f"internal error; quote request id {request[REQUEST_ID]} when reporting it",
         )
     return web.json_response(error.body(), status=error.status)
 

@@ -22,6 +22,7 @@ from controller.store.schema import device_group_members, device_groups
 _member_count = (
     select(func.count())
     .where(device_group_members.c.group_id == device_groups.c.group_id)
+    .correlate(device_groups)
     .scalar_subquery()
     .label("device_count")
 )

@@ -14,7 +14,7 @@ from controller.store.schema import device_events, device_sessions, devices
 
 async def _counts(connection: AsyncConnection, column: Column[str]) -> dict[str, int]:
     rows = await connection.execute(select(column, func.count()).group_by(column))
-    return {value: count for value, count in rows.tuples()}
+    return {value: count for value, count in rows}
 
 
 class StatsStore:

@@ -1,0 +1,118 @@
+"""A real northbound API on 127.0.0.1 and a small client for it."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from controller.api.app import create_app
+from controller.settings import ApiSettings
+from controller.store import Store
+
+TEST_SETTINGS = ApiSettings(bcrypt_rounds=4)
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any
+    headers: Any
+
+    @property
+    def data(self) -> Any:
+        assert self.body["status"] == "success", self.body
+        return self.body["data"]
+
+    def failure(self, status: int, type: str) -> str:
+        """Assert a failure envelope and return its message."""
+        assert self.status == status, (self.status, self.body)
+        assert self.body["status"] == "fail", self.body
+        assert self.body["type"] == type, self.body
+        return self.body["message"]
+
+
+class ApiClient:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession, token: str) -> None:
+        self.base_url = base_url
+        self.session = session
+        self.token = token
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        token: str | None = "default",
+        **kwargs: Any,
+    ) -> Answer:
+        headers = dict(kwargs.pop("headers", {}))
+        if token == "default":
+            token = self.token
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        url = path if path.startswith("http") else f"{self.base_url}{path}"
+        async with self.session.request(method, url, json=json, headers=headers, **kwargs) as r:
+            text = await r.text()
+            body = await r.json(content_type=None) if text else None
+            return Answer(r.status, body, r.headers)
+
+    async def get(self, path: str, **kwargs: Any) -> Answer:
+        return await self.request("GET", path, **kwargs)
+
+    async def post(self, path: str, json: Any = None, **kwargs: Any) -> Answer:
+        return await self.request("POST", path, json, **kwargs)
+
+    async def put(self, path: str, json: Any = None, **kwargs: Any) -> Answer:
+        return await self.request("PUT", path, json, **kwargs)
+
+    async def patch(self, path: str, json: Any = None, **kwargs: Any) -> Answer:
+        return await self.request("PATCH", path, json, **kwargs)
+
+    async def delete(self, path: str, **kwargs: Any) -> Answer:
+        return await self.request("DELETE", path, **kwargs)
+
+    async def register(self, **fields: Any) -> dict[str, Any]:
+        """Register a device with made-up hardware keys unless given."""
+        body = {
+            "name": "cam",
+            "hardware_sn": f"SN-{uuid.uuid4().hex[:10]}",
+            "hardware_model": "M1",
+            **fields,
+        }
+        answer = await self.post("/api/v1/devices", body)
+        assert answer.status == 201, answer.body
+        return answer.data
+
+    async def create_group(self, name: str, **fields: Any) -> dict[str, Any]:
+        answer = await self.post("/api/v1/groups", {"name": name, **fields})
+        assert answer.status == 201, answer.body
+        return answer.data
+
+
+@asynccontextmanager
+async def running_api(
+    store: Store,
+    token: str,
+    settings: ApiSettings = TEST_SETTINGS,
+    customise: Callable[[web.Application], None] | None = None,
+) -> AsyncIterator[ApiClient]:
+    app = create_app(store, settings, token)
+    if customise:
+        customise(app)
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            yield ApiClient(f"http://127.0.0.1:{port}", session, token)
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,107 @@
+"""Shared fixtures: the store on SQLite and on MariaDB, and a live API on 127.0.0.1.
+
+Every test that asks for ``store`` (or for ``api``, which builds on it) runs twice,
+once per database. The MariaDB half skips with a reason on a laptop without
+MariaDB, and fails under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pymysql
+import pytest
+from sqlalchemy import delete
+
+from controller.store import Store
+from controller.store.schema import metadata
+from tests.api_client import ApiClient, running_api
+
+MARIADB = os.environ.get("EDGEFLEET_TEST_MARIADB", "root@127.0.0.1:3306")
+
+
+def mariadb_server_url() -> str:
+    """URL of the MariaDB server (no database), or fail/skip if it is unreachable."""
+    user, _, hostport = MARIADB.partition("@")
+    host, _, port = hostport.partition(":")
+    try:
+        pymysql.connect(host=host, port=int(port), user=user, connect_timeout=3).close()
+    except pymysql.err.OperationalError as exc:
+        message = f"MariaDB at {hostport} is unreachable: {exc}"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message + " (CI=true: the MariaDB half is mandatory)")
+        pytest.skip(message)
+    return f"mysql+aiomysql://{MARIADB}"
+
+
+def create_mariadb_database(server_url: str) -> tuple[str, str]:
+    name = f"edgefleet_test_{uuid.uuid4().hex[:12]}"
+    _mariadb_admin(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    return f"{server_url}/{name}?charset=utf8mb4", name
+
+
+def drop_mariadb_database(name: str) -> None:
+    _mariadb_admin(f"DROP DATABASE IF EXISTS {name}")
+
+
+def _mariadb_admin(sql: str) -> None:
+    user, _, hostport = MARIADB.partition("@")
+    host, _, port = hostport.partition(":")
+    connection = pymysql.connect(host=host, port=int(port), user=user, connect_timeout=3)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(sql)
+    finally:
+        connection.close()
+
+
+async def _migrate(url: str) -> None:
+    store = Store.from_url(url)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "mariadb"])
+def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """A migrated database per backend, shared by the session and emptied per test."""
+    if request.param == "sqlite":
+        path: Path = tmp_path_factory.mktemp("sqlite") / "edgefleet.db"
+        url = f"sqlite+aiosqlite:///{path}"
+        asyncio.run(_migrate(url))
+        yield url
+        return
+    url, name = create_mariadb_database(mariadb_server_url())
+    try:
+        asyncio.run(_migrate(url))
+        yield url
+    finally:
+        drop_mariadb_database(name)
+
+
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[Store]:
+    store = Store.from_url(database_url, timeout=5.0)
+    async with store.db.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            await connection.execute(delete(table))
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+API_TOKEN = "test-token-0123456789"
+
+
+@pytest.fixture
+async def api(store: Store) -> AsyncIterator[ApiClient]:
+    async with running_api(store, API_TOKEN) as client:
+        yield client

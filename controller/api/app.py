@@ -106,6 +106,10 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
             raise
         error_type = HTTP_ERROR_TYPES.get(exc.status, ErrorType.GENERAL_ERROR)
         error = ApiError(exc.status, error_type, exc.reason)
+        if "Allow" in exc.headers:
+            return web.json_response(
+                error.body(), status=error.status, headers={"Allow": exc.headers["Allow"]}
+            )
     except Exception:
         log.exception("unhandled error", extra={"request_id": request[REQUEST_ID]})
         error = ApiError(

@@ -8,6 +8,7 @@ precision above 2**53.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
@@ -25,16 +26,41 @@ from pydantic import (
 from controller.ids import MAX_ID
 from controller.passwords import MAX_BYTES, MIN_LENGTH
 
-ID_PATTERN = r"^[0-9]{1,19}$"
+
+def _decimal_at_most(bound: int) -> str:
+    """A regular expression for the decimal numbers 1 to ``bound``, so the OpenAPI
+    document states the id range exactly instead of a looser pattern."""
+    digits = str(bound)
+    width = len(digits)
+    choices = [rf"[1-9][0-9]{{0,{width - 2}}}"]  # fewer digits than the bound
+    for i, digit in enumerate(digits):
+        lowest = 1 if i == 0 else 0
+        if int(digit) > lowest:
+            rest = width - i - 1
+            tail = rf"[0-9]{{{rest}}}" if rest else ""
+            choices.append(rf"{digits[:i]}[{lowest}-{int(digit) - 1}]{tail}")
+    choices.append(digits)
+    return "^(" + "|".join(choices) + ")$"
+
+
+ID_PATTERN = _decimal_at_most(MAX_ID)
+_ID = re.compile(ID_PATTERN)
 
 
 def _parse_id(value: Any) -> int:
-    if not isinstance(value, str) or not value.isascii() or not value.isdigit():
-        raise ValueError("must be a decimal id string")
-    number = int(value)
-    if not 0 < number <= MAX_ID:
-        raise ValueError("id out of range")
-    return number
+    if not isinstance(value, str) or not _ID.match(value):
+        raise ValueError("must be a decimal id string, 1 to 2**63-1")
+    return int(value)
+
+
+def _parse_rfc3339(value: Any) -> datetime:
+    """RFC 3339 date-times only: no bare dates, no Unix timestamps."""
+    if isinstance(value, str) and len(value) >= 16 and value[10] in "Tt ":
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be an RFC 3339 date-time, e.g. 2026-11-22T10:00:00Z")
 
 
 def _rfc3339(value: datetime) -> str:
@@ -47,12 +73,6 @@ def _to_naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-def _password_fits_bcrypt(value: str) -> str:
-    if len(value.encode()) > MAX_BYTES:
-        raise ValueError(f"must be at most {MAX_BYTES} bytes in UTF-8")
-    return value
-
-
 IdIn = Annotated[
     int,
     BeforeValidator(_parse_id),
@@ -60,7 +80,12 @@ IdIn = Annotated[
 ]
 IdOut = Annotated[int, PlainSerializer(str, return_type=str)]
 Instant = Annotated[datetime, PlainSerializer(_rfc3339, return_type=str)]
-InstantIn = Annotated[datetime, AfterValidator(_to_naive_utc)]
+InstantIn = Annotated[
+    datetime,
+    BeforeValidator(_parse_rfc3339),
+    AfterValidator(_to_naive_utc),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
 State = Literal["online", "unknown", "offline"]
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
@@ -71,9 +96,9 @@ Mac = Annotated[str, StringConstraints(pattern=r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f
 Imei = Annotated[str, StringConstraints(pattern=r"^[0-9]{15}$")]
 Version = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 SoftwareState = Annotated[str, StringConstraints(min_length=1, max_length=32)]
-Password = Annotated[
-    str, StringConstraints(min_length=MIN_LENGTH), AfterValidator(_password_fits_bcrypt)
-]
+# Printable ASCII keeps characters equal to bytes, so bcrypt's 72-byte limit is a
+# plain length limit that the schema can state.
+Password = Annotated[str, StringConstraints(pattern=rf"^[\x20-\x7e]{{{MIN_LENGTH},{MAX_BYTES}}}$")]
 SearchText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
@@ -154,8 +179,9 @@ class DeviceCreate(RequestModel):
     disabled: bool = False
     password: Password | None = Field(
         None,
-        description="The device's password (12 to 72 bytes). Leave it out to have a "
-        "random one generated; either way it is returned once, in this answer only.",
+        description="The device's password (12 to 72 printable ASCII characters). Leave "
+        "it out to have a random one generated; either way it is returned once, in this "
+        "answer only.",
     )
 
 

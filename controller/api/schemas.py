@@ -161,12 +161,9 @@ class ClearGroupQuery(ParamsModel):
 # --- devices ------------------------------------------------------------------
 
 
-class DeviceCreate(RequestModel):
-    name: Name
-    type: DeviceType = "generic"
-    description: Description = ""
-    hardware_sn: HardwareKey
-    hardware_model: HardwareKey
+class DeviceDetails(RequestModel):
+    """The optional hardware and software fields, the same on create and change."""
+
     eth_mac: Mac | None = None
     wifi_mac: Mac | None = None
     lte_imei: Imei | None = None
@@ -176,6 +173,14 @@ class DeviceCreate(RequestModel):
     business_version: Version | None = None
     business_updated_at: InstantIn | None = None
     business_state: SoftwareState | None = None
+
+
+class DeviceCreate(DeviceDetails):
+    name: Name
+    type: DeviceType = "generic"
+    description: Description = ""
+    hardware_sn: HardwareKey
+    hardware_model: HardwareKey
     disabled: bool = False
     password: Password | None = Field(
         None,
@@ -185,7 +190,7 @@ class DeviceCreate(RequestModel):
     )
 
 
-class DeviceUpdate(RequestModel):
+class DeviceUpdate(DeviceDetails):
     """Only the fields present change; ``null`` clears an optional field."""
 
     name: Name = None  # type: ignore[assignment]  # absent means unchanged; null is refused
@@ -193,15 +198,6 @@ class DeviceUpdate(RequestModel):
     description: Description = None  # type: ignore[assignment]
     hardware_sn: HardwareKey = None  # type: ignore[assignment]
     hardware_model: HardwareKey = None  # type: ignore[assignment]
-    eth_mac: Mac | None = None
-    wifi_mac: Mac | None = None
-    lte_imei: Imei | None = None
-    base_version: Version | None = None
-    base_updated_at: InstantIn | None = None
-    base_state: SoftwareState | None = None
-    business_version: Version | None = None
-    business_updated_at: InstantIn | None = None
-    business_state: SoftwareState | None = None
     disabled: bool = None  # type: ignore[assignment]
     password: Password = Field(
         None,  # type: ignore[arg-type]

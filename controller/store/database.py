@@ -34,9 +34,11 @@ def create_engine(url: str, timeout: float = 5.0, pool_size: int = 10) -> AsyncE
         engine = create_async_engine(url, connect_args={"timeout": timeout})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
+    # No pre-ping: it costs a round trip on every checkout. A connection that died
+    # with the server raises a disconnect error instead, which invalidates the whole
+    # pool, so one request answers 503 and the next ones reconnect.
     return create_async_engine(
         url,
-        pool_pre_ping=True,
         pool_recycle=3600,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -63,10 +65,21 @@ class Database:
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
+        """A transaction: committed when the block ends, rolled back if it raises."""
+        async with self._guard(), self.engine.begin() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads only: no COMMIT round trip, the pool rolls back."""
+        async with self._guard(), self.engine.connect() as connection:
+            yield connection
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
         try:
             async with asyncio.timeout(self.timeout):
-                async with self.engine.begin() as connection:
-                    yield connection
+                yield
         except (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError) as exc:
             raise DatabaseUnavailable(type(exc).__name__) from exc
         except DBAPIError as exc:
@@ -75,7 +88,7 @@ class Database:
             raise
 
     async def ping(self) -> None:
-        async with self.begin() as connection:
+        async with self.read() as connection:
             await connection.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:

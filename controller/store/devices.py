@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, or_, select, update
+from sqlalchemy import Select, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,6 +20,9 @@ from controller.store.schema import device_group_members, devices
 
 # Never leaves the store through a read: the bcrypt hash stays in the database.
 PUBLIC_COLUMNS = [c for c in devices.c if c.name != "secret"]
+# Built once: reading one device is the hottest query, and a statement object that
+# is reused skips SQLAlchemy's per-call construction and cache-key work.
+SELECT_DEVICE = select(*PUBLIC_COLUMNS).where(devices.c.device_id == bindparam("device_id"))
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,8 @@ def _filtered(query: Select[Any], where: DeviceFilter) -> Select[Any]:
 
 
 async def fetch_device(connection: AsyncConnection, device_id: int) -> dict[str, Any]:
-    row = (
-        (await connection.execute(select(*PUBLIC_COLUMNS).where(devices.c.device_id == device_id)))
-        .mappings()
-        .first()
-    )
+    result = await connection.execute(SELECT_DEVICE, {"device_id": device_id})
+    row = result.mappings().first()
     if row is None:
         raise DeviceNotFound(device_id)
     return dict(row)
@@ -108,13 +108,13 @@ class DeviceStore:
             ) from exc
 
     async def get(self, device_id: int) -> dict[str, Any]:
-        async with self._db.begin() as connection:
+        async with self._db.read() as connection:
             return await fetch_device(connection, device_id)
 
     async def list(
         self, where: DeviceFilter, page: int, per_page: int
     ) -> tuple[list[dict[str, Any]], int]:
-        async with self._db.begin() as connection:
+        async with self._db.read() as connection:
             total = await connection.scalar(
                 _filtered(select(func.count()).select_from(devices), where)
             )

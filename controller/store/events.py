@@ -54,7 +54,7 @@ class EventStore:
             conditions.append(device_events.c.at >= where.since)
         if where.until is not None:
             conditions.append(device_events.c.at < where.until)
-        async with self._db.begin() as connection:
+        async with self._db.read() as connection:
             total = await connection.scalar(
                 select(func.count()).select_from(device_events).where(*conditions)
             )

@@ -83,7 +83,7 @@ class GroupStore:
             raise GroupConflict(f"a group named {values['name']!r} already exists") from exc
 
     async def get(self, group_id: int) -> dict[str, Any]:
-        async with self._db.begin() as connection:
+        async with self._db.read() as connection:
             return await _fetch_group(connection, group_id)
 
     async def list(
@@ -92,7 +92,7 @@ class GroupStore:
         conditions = []
         if text:
             conditions.append(device_groups.c.name.like(like_pattern(text), escape="\\"))
-        async with self._db.begin() as connection:
+        async with self._db.read() as connection:
             total = await connection.scalar(
                 select(func.count()).select_from(device_groups).where(*conditions)
             )
@@ -135,7 +135,7 @@ class GroupStore:
             )
 
     async def is_member(self, group_id: int, device_id: int) -> bool:
-        async with self._db.begin() as connection:
+        async with self._db.read() as connection:
             await _fetch_group(connection, group_id)
             await fetch_device(connection, device_id)
             found = await connection.scalar(
@@ -202,7 +202,7 @@ class GroupStore:
             return len(members), 0
 
     async def of_device(self, device_id: int) -> list[dict[str, Any]]:
-        async with self._db.begin() as connection:
+        async with self._db.read() as connection:
             await fetch_device(connection, device_id)
             return await _groups_of(connection, device_id)
 

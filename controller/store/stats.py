@@ -22,7 +22,7 @@ class StatsStore:
         self._db = db
 
     async def fleet(self) -> dict[str, Any]:
-        async with self._db.begin() as connection:
+        async with self._db.read() as connection:
             by_state = await _counts(connection, devices.c.state)
             by_type = await _counts(connection, devices.c.type)
             connected = await connection.scalar(select(func.count()).select_from(device_sessions))

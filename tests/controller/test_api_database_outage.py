@@ -72,6 +72,31 @@ async def test_mariadb_outage_answers_503_then_recovers(
         await store.close()
 
 
+async def test_silent_mariadb_answers_503_after_the_timeout_then_recovers(
+    mariadb_behind_proxy: tuple[str, TcpProxy],
+) -> None:
+    url, proxy = mariadb_behind_proxy
+    store = Store.from_url(url, timeout=OUTAGE_TIMEOUT)
+    await store.migrate()
+    try:
+        async with running_api(store, "t") as api:
+            device = await api.register()
+            path = f"/api/v1/devices/{device['device_id']}"
+            proxy.freeze()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            (await api.get(path)).failure(503, "DATABASE_ERROR")
+            (await api.patch(path, {"name": "lost"})).failure(503, "DATABASE_ERROR")
+            assert loop.time() - started < 4 * OUTAGE_TIMEOUT
+            proxy.thaw()
+            back = await until_status(api, path, 200)
+            assert back.data["name"] == device["name"]
+            renamed = await api.patch(path, {"name": "after"})
+            assert renamed.data["name"] == "after"
+    finally:
+        await store.close()
+
+
 async def test_sqlite_file_that_cannot_be_opened_answers_503_then_recovers(
     tmp_path: Path,
 ) -> None:

@@ -1,0 +1,39 @@
+# Two entry points do all the set-up themselves on a fresh machine:
+#   make serve   — edgefleet in one process on SQLite (./edgefleet.db)
+#   make test    — the whole test suite (SQLite and MariaDB halves)
+# The virtual environment is rebuilt whenever pyproject.toml changes.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: serve test lint bench-northbound clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.server: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[server]'
+	touch $@
+
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(VENV)/.server
+
+serve: $(VENV)/.server
+	$(BIN)/edgefleet serve $(ARGS)
+
+test: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench-northbound: $(VENV)/.dev
+	$(BIN)/python bench/northbound.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Northbound REST benchmark: 100,000 devices in MariaDB, load from another process.
 
-    python bench/northbound.py [--devices 100000] [--rate 1000] [--duration 20]
+    python bench/northbound.py [--devices 100000] [--rates 250,500,750,1000] [--duration 20]
 
 1. Recreates the database ``edgefleet_bench`` on the local MariaDB and seeds it
    through the store's schema: devices of four types, in groups of 1,000.
@@ -11,7 +11,7 @@
    hide it (no coordinated omission).
 4. Prints a summary and writes a JSON report (``bench/results/northbound.json``).
 
-Scenarios: GET /devices/{id} for random ids at ``--rate``; GET /devices with
+Scenarios: GET /devices/{id} for random ids at each of ``--rates``; GET /devices with
 ``type`` filter, 100 per page, on one of the first ten pages, at ``--list-rate``;
 and the closed-loop ceilings (the most requests a second the server answers, with
 32 GETs or 8 list requests in flight).
@@ -252,7 +252,10 @@ def load_main(args: argparse.Namespace) -> None:
     ]
     base = plan["base"]
     results = {
-        "get_by_id": asyncio.run(open_loop(base, by_id, plan["rate"], plan["duration"])),
+        f"get_by_id_at_{rate:g}": asyncio.run(open_loop(base, by_id, rate, plan["duration"]))
+        for rate in plan["rates"]
+    }
+    results |= {
         "list_page_of_100_filtered": asyncio.run(
             open_loop(base, lists, plan["list_rate"], plan["duration"])
         ),
@@ -266,7 +269,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=100_000)
     parser.add_argument("--group-size", type=int, default=1_000)
-    parser.add_argument("--rate", type=float, default=1000, help="GET by id per second")
+    parser.add_argument(
+        "--rates", default="250,500,750,1000", help="GET-by-id rates to run, per second"
+    )
     parser.add_argument("--list-rate", type=float, default=50, help="list pages per second")
     parser.add_argument("--duration", type=float, default=20, help="seconds per scenario")
     parser.add_argument("--port", type=int, default=18080)
@@ -289,7 +294,7 @@ def main() -> None:
         plan = {
             "base": f"http://127.0.0.1:{args.port}",
             "device_ids": [str(i) for i in device_ids],
-            "rate": args.rate,
+            "rates": [float(r) for r in args.rates.split(",")],
             "list_rate": args.list_rate,
             "duration": args.duration,
         }

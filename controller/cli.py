@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from controller import logs, settings
-from controller.serve import serve
+from controller.serve import serve, serve_southbound
 from controller.store import Store
 
 log = logging.getLogger("edgefleet")
@@ -24,6 +24,11 @@ def parser() -> argparse.ArgumentParser:
     settings.add_arguments(
         commands.add_parser(
             "serve", help="Run everything in one process (SQLite by default); migrates first."
+        )
+    )
+    settings.add_arguments(
+        commands.add_parser(
+            "southbound", help="Run the device WebSocket service alone (Kubernetes mode)."
         )
     )
     db = commands.add_parser("db", help="Database maintenance.")
@@ -51,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log)
     if args.command == "serve":
         run(serve(config))
+    elif args.command == "southbound":
+        run(serve_southbound(config))
     elif args.command == "db":
         run(db_upgrade(config))
     return 0

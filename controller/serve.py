@@ -1,20 +1,61 @@
-"""Running the services until SIGTERM or SIGINT, then shutting down cleanly."""
+"""Running the services until SIGTERM or SIGINT, then shutting down cleanly.
+
+``serve`` is the all-in-one entry point and the one place in ``controller`` that
+imports ``southbound``: it runs both in one process and links the API to the
+sessions directly (``InProcessLink``).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import secrets
 import signal
 import sys
+from typing import Any
 
 from aiohttp import web
 
 from controller.api.app import create_app
+from controller.device_link import CommandOutcome, DeviceUnavailable, LiveView
 from controller.settings import Settings
 from controller.store import Store
+from southbound.server import Southbound
+from southbound.session import CommandRefused
 
 log = logging.getLogger("edgefleet.serve")
+
+
+class InProcessLink:
+    """The northbound's view of a southbound running in the same process."""
+
+    def __init__(self, southbound: Southbound) -> None:
+        self._southbound = southbound
+
+    async def status(self, device_id: int) -> LiveView:
+        try:
+            entry = self._southbound.status(device_id)
+        except CommandRefused as exc:
+            raise DeviceUnavailable(exc.kind) from exc
+        return LiveView(
+            device_id=device_id,
+            state=entry.state,
+            last_seen=entry.last_seen,
+            cpu_percent=entry.cpu_percent,
+            memory_used_percent=entry.memory_used_percent,
+            disk_used_percent=entry.disk_used_percent,
+            latest=entry.latest,
+        )
+
+    async def command(
+        self, device_id: int, order: str, params: dict[str, Any], timeout: float
+    ) -> CommandOutcome:
+        try:
+            finished = await self._southbound.command(device_id, order, params, timeout)
+        except CommandRefused as exc:
+            raise DeviceUnavailable(exc.kind) from exc
+        return CommandOutcome(finished.status, finished.message, finished.data)
 
 
 def api_token(settings: Settings) -> str:
@@ -31,26 +72,60 @@ def api_token(settings: Settings) -> str:
 
 
 async def serve(settings: Settings) -> None:
-    """Migrate the store, serve the northbound API, stop on SIGTERM/SIGINT."""
+    """Migrate the store, run the southbound and the northbound API, stop on a signal."""
     store = Store.from_url(settings.db.url, settings.db.timeout, settings.db.pool_size)
     try:
         await store.migrate()
-        app = create_app(store, settings.api, api_token(settings))
+        southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
+        app = create_app(
+            store,
+            settings.api,
+            api_token(settings),
+            InProcessLink(southbound),
+            settings.southbound.command_timeout,
+        )
         runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await runner.setup()
         try:
-            site = web.TCPSite(runner, settings.api.host, settings.api.port)
-            await site.start()
-            log.info(
-                "northbound API listening",
-                extra={"host": settings.api.host, "port": settings.api.port},
-            )
-            await _until_signalled()
-            log.info("shutting down")
+            await southbound.start()
+            try:
+                site = web.TCPSite(runner, settings.api.host, settings.api.port)
+                await site.start()
+                _ready()
+                log.info(
+                    "northbound API listening",
+                    extra={"host": settings.api.host, "port": settings.api.port},
+                )
+                await _until_signalled()
+                log.info("shutting down")
+            finally:
+                await southbound.stop()
         finally:
             await runner.cleanup()
     finally:
         await store.close()
+
+
+async def serve_southbound(settings: Settings) -> None:
+    """The southbound alone (Kubernetes mode): device sessions and /metrics."""
+    store = Store.from_url(settings.db.url, settings.db.timeout, settings.db.pool_size)
+    try:
+        southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
+        await southbound.start()
+        try:
+            _ready()
+            await _until_signalled()
+            log.info("shutting down")
+        finally:
+            await southbound.stop()
+    finally:
+        await store.close()
+
+
+def _ready() -> None:
+    # Everything allocated so far lives as long as the process: keep it out of the
+    # garbage collector's full passes, which otherwise scan it all.
+    gc.freeze()
 
 
 async def _until_signalled() -> None:

@@ -37,7 +37,9 @@ class DatabaseSettings:
         "db-timeout",
         "Seconds a database operation may take before the API answers 503 DATABASE_ERROR.",
     )
-    pool_size: int = setting(10, "db-pool-size", "Connections kept open to MySQL.")
+    pool_size: int = setting(
+        16, "db-pool-size", "Connections kept open to MySQL; requests beyond wait for one."
+    )
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,69 @@ class ApiSettings:
 
 
 @dataclass(frozen=True)
+class SouthboundSettings:
+    host: str = setting(
+        "127.0.0.1", "ws-host", "Device WebSocket listen address (/ws, /metrics, /healthz)."
+    )
+    port: int = setting(9090, "ws-port", "Device WebSocket listen port.")
+    heartbeat_interval: float = setting(
+        5.0,
+        "heartbeat-interval",
+        "Seconds between a device's heartbeats (told to devices at login).",
+    )
+    status_interval: float = setting(
+        15.0, "status-interval", "Seconds between a device's status uploads (told at login)."
+    )
+    heartbeat_tolerance: float = setting(
+        7.5, "heartbeat-tolerance", "Silence tolerated while a device has no missed heartbeat."
+    )
+    heartbeat_tolerance_after_failure: float = setting(
+        5.5,
+        "heartbeat-tolerance-after-failure",
+        "Silence tolerated once a device has missed one (it is then 'unknown').",
+    )
+    heartbeat_failures: int = setting(
+        3, "heartbeat-failures", "Missed heartbeats in a row before the session is closed."
+    )
+    login_timeout: float = setting(
+        5.0, "login-timeout", "Seconds a new connection has to send its login frame."
+    )
+    command_timeout: float = setting(
+        10.0, "command-timeout", "Default seconds a command waits for the device's result."
+    )
+    max_frame_bytes: int = setting(
+        65536,
+        "max-frame-bytes",
+        "Largest frame accepted; a larger one closes the connection (1009).",
+    )
+    max_frames_per_second: int = setting(
+        20,
+        "max-frames-per-second",
+        "Frames per second per device; more are dropped, twice as many disconnect.",
+    )
+    login_concurrency: int = setting(
+        4, "login-concurrency", "Password checks (bcrypt) running at once; more logins queue."
+    )
+    instance: str = setting(
+        "",
+        "instance",
+        "Name of this southbound instance in device_sessions (default: the host name).",
+    )
+    token_key: str | None = setting(
+        None,
+        "token-key",
+        "Secret key that signs session tokens (share it between southbound replicas); "
+        "default: a new random key per start, so tokens end with the process.",
+    )
+    token_ttl: float = setting(7 * 24 * 3600.0, "token-ttl", "Seconds a session token stays valid.")
+    per_device_metrics: bool = setting(
+        True,
+        "per-device-metrics",
+        "Export per-device gauges on /metrics; turn off for very large fleets.",
+    )
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = setting("INFO", "log-level", "Log level: DEBUG, INFO, WARNING, ERROR.")
     format: str = setting(
@@ -72,6 +137,7 @@ class LogSettings:
 class Settings:
     db: DatabaseSettings = field(default_factory=DatabaseSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    southbound: SouthboundSettings = field(default_factory=SouthboundSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 

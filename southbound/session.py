@@ -31,7 +31,7 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from agent import protocol
 
@@ -87,6 +87,16 @@ class LoginFailed:
 
 
 @dataclass(frozen=True)
+class LoggedIn:
+    device_id: str
+
+
+@dataclass(frozen=True)
+class HeartbeatAnswered:
+    pass
+
+
+@dataclass(frozen=True)
 class StateChanged:
     state: State
     failures: int = 0
@@ -128,6 +138,8 @@ class SessionClosed:
 Event = (
     LoginRequested
     | LoginFailed
+    | LoggedIn
+    | HeartbeatAnswered
     | StateChanged
     | StatusReceived
     | StatusRejected
@@ -143,14 +155,8 @@ Event = (
 class CommandRefused(Exception):
     """A command that cannot be sent now; ``kind`` is ``offline``, ``unknown`` or ``busy``."""
 
-    MESSAGES: ClassVar[dict[str, str]] = {
-        "offline": "Device is offline!",
-        "unknown": "Device state is Unknown!",
-        "busy": "Device busy!",
-    }
-
     def __init__(self, kind: str) -> None:
-        super().__init__(self.MESSAGES[kind])
+        super().__init__(kind)
         self.kind = kind
 
 
@@ -212,7 +218,7 @@ class DeviceSession:
     # --- inputs ------------------------------------------------------------------
 
     def receive(self, text: str | bytes, now: float) -> None:
-        """A frame arrived from the device."""
+        """A frame arrived from the device. Binary frames are protocol errors."""
         if self.state is State.AWAITING_LOGIN:
             self._receive_login(text)
         elif self.state in LOGGED_IN:
@@ -224,7 +230,7 @@ class DeviceSession:
         self.device_id = device_id
         self._silence_since = now
         self._outgoing.append(protocol.login_success(device_id, **extensions))
-        self._events.append(StateChanged(State.ONLINE))
+        self._events.append(LoggedIn(device_id))
 
     def login_refused(self, message: str, login: protocol.Login | None = None) -> None:
         self._outgoing.append(protocol.login_failure(message))
@@ -308,6 +314,8 @@ class DeviceSession:
 
     def _receive_login(self, text: str | bytes) -> None:
         try:
+            if isinstance(text, bytes):
+                raise protocol.LoginRefused(protocol.MSG_NOT_JSON)
             login = protocol.parse_login(text)
         except protocol.LoginRefused as exc:
             self._outgoing.append(protocol.login_failure(str(exc)))
@@ -321,6 +329,9 @@ class DeviceSession:
         if self._over_rate_limit(now):
             return
         self._heard_from(now)
+        if isinstance(text, bytes):
+            self._events.append(FrameIgnored("binary"))
+            return
         try:
             frame = protocol.parse_frame(text)
         except protocol.BadFrame as exc:
@@ -328,6 +339,7 @@ class DeviceSession:
             return
         if frame.type == protocol.PING_PONG:
             self._outgoing.append(protocol.pong())
+            self._events.append(HeartbeatAnswered())
         elif frame.type == protocol.STATUS_UPLOAD:
             self._receive_status(frame, now)
         elif frame.type == protocol.RESULT:

@@ -12,6 +12,7 @@ import aiohttp
 from aiohttp import web
 
 from controller.api.app import create_app
+from controller.device_link import DeviceLink
 from controller.settings import ApiSettings
 from controller.store import Store
 
@@ -102,8 +103,10 @@ async def running_api(
     token: str,
     settings: ApiSettings = TEST_SETTINGS,
     customise: Callable[[web.Application], None] | None = None,
+    link: DeviceLink | None = None,
+    command_timeout: float = 10.0,
 ) -> AsyncIterator[ApiClient]:
-    app = create_app(store, settings, token)
+    app = create_app(store, settings, token, link, command_timeout)
     if customise:
         customise(app)
     runner = web.AppRunner(app, handle_signals=False)

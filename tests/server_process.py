@@ -26,6 +26,7 @@ class ServerProcess:
     process: subprocess.Popen[str]
     base_url: str
     stderr_path: Path
+    ws_port: int
 
     def stderr(self) -> str:
         return self.stderr_path.read_text()
@@ -53,7 +54,7 @@ def wait_until_healthy(base_url: str, process: subprocess.Popen[str], timeout: f
 def edgefleet_serve(
     tmp_path: Path, *args: str, env: dict[str, str] | None = None
 ) -> Iterator[ServerProcess]:
-    port = free_port()
+    port, ws_port = free_port(), free_port()
     stderr_path = tmp_path / "serve.stderr"
     command = [
         sys.executable,
@@ -62,6 +63,8 @@ def edgefleet_serve(
         "serve",
         "--api-port",
         str(port),
+        "--ws-port",
+        str(ws_port),
         "--db-url",
         f"sqlite+aiosqlite:///{tmp_path}/edgefleet.db",
         "--bcrypt-rounds",
@@ -72,7 +75,7 @@ def edgefleet_serve(
         process = subprocess.Popen(
             command, stderr=stderr, text=True, env={**os.environ, **(env or {})}
         )
-    server = ServerProcess(process, f"http://127.0.0.1:{port}", stderr_path)
+    server = ServerProcess(process, f"http://127.0.0.1:{port}", stderr_path, ws_port)
     try:
         wait_until_healthy(server.base_url, process)
         yield server

@@ -31,6 +31,7 @@ from controller.api.errors import ApiError, ErrorType, from_store_error
 from controller.api.metrics import METRICS, ApiMetrics
 from controller.api.openapi import build_document
 from controller.api.schemas import Health
+from controller.device_link import DeviceLink, NoDeviceLink
 from controller.ids import SnowflakeGenerator
 from controller.settings import ApiSettings
 from controller.store import Store, StoreError
@@ -147,10 +148,22 @@ window.ui = SwaggerUIBundle({{url: "{spec}", dom_id: "#swagger-ui", deepLinking:
 """
 
 
-def create_app(store: Store, settings: ApiSettings, token: str) -> web.Application:
+def create_app(
+    store: Store,
+    settings: ApiSettings,
+    token: str,
+    link: DeviceLink | None = None,
+    command_timeout: float = 10.0,
+) -> web.Application:
+    """The API; ``link`` reaches the device sessions (none: every device is offline)."""
     app = web.Application(middlewares=[observe, envelope, authenticate], client_max_size=MAX_BODY)
     app[CONTEXT] = ApiContext(
-        store=store, ids=SnowflakeGenerator(settings.worker_id), settings=settings, token=token
+        store=store,
+        ids=SnowflakeGenerator(settings.worker_id),
+        settings=settings,
+        token=token,
+        link=link or NoDeviceLink(),
+        command_timeout=command_timeout,
     )
     app[METRICS] = ApiMetrics()
     app[PUBLIC] = frozenset(PUBLIC_PATHS | {e.path for e in endpoints.table if e.public})

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from controller.device_link import DeviceLink
 from controller.ids import SnowflakeGenerator
 from controller.settings import ApiSettings
 from controller.store import Store
@@ -17,6 +18,8 @@ class ApiContext:
     ids: SnowflakeGenerator
     settings: ApiSettings
     token: str
+    link: DeviceLink
+    command_timeout: float
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -1,16 +1,17 @@
 """Live status and commands: the parts of the API that need a device's session.
 
-Sessions are held by the southbound service, which is not part of this build yet:
-no device can be online, so after checking that the device (or group) exists these
-endpoints answer what the protocol says for an offline device. The southbound plugs
-its command router in here.
+The sessions are held by the southbound; ``ApiContext.link`` reaches it (in one
+process under ``edgefleet serve``). Without a southbound every device is offline.
 """
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
+
 from aiohttp import web
 
-from controller.api.context import context
+from controller.api.context import ApiContext, context
 from controller.api.endpoints import endpoints
 from controller.api.errors import ApiError, ErrorType
 from controller.api.schemas import (
@@ -21,14 +22,15 @@ from controller.api.schemas import (
     GroupPath,
     LiveStatus,
 )
+from controller.device_link import DeviceUnavailable
 from controller.store import DeviceFilter
 
 TAG = "live"
-OFFLINE_MESSAGE = "Device is offline!"
+UNAVAILABLE_TYPES = {"busy": ErrorType.DEVICE_BUSY}
 
 
-def device_offline() -> ApiError:
-    return ApiError(409, ErrorType.DEVICE_OFFLINE, OFFLINE_MESSAGE)
+def unavailable(exc: DeviceUnavailable) -> ApiError:
+    return ApiError(409, UNAVAILABLE_TYPES.get(exc.kind, ErrorType.DEVICE_OFFLINE), str(exc))
 
 
 @endpoints.get(
@@ -38,8 +40,33 @@ def device_offline() -> ApiError:
     errors=(404, 409),
 )
 async def device_status(request: web.Request, path: DevicePath) -> LiveStatus:
-    await context(request).store.devices.get(path.device_id)
-    raise device_offline()
+    ctx = context(request)
+    await ctx.store.devices.get(path.device_id)
+    try:
+        view = await ctx.link.status(path.device_id)
+    except DeviceUnavailable as exc:
+        raise unavailable(exc) from exc
+    return LiveStatus(
+        device_id=view.device_id,
+        state=view.state,
+        last_seen=datetime.fromtimestamp(view.last_seen, UTC).replace(tzinfo=None),
+        cpu_percent=view.cpu_percent,
+        memory_used_percent=view.memory_used_percent,
+        disk_used_percent=view.disk_used_percent,
+        latest=view.latest,
+    )
+
+
+async def _run_command(ctx: ApiContext, device_id: int, body: CommandRequest) -> CommandResult:
+    """One device's command, its refusal or its timeout, as a result."""
+    timeout = body.timeout or ctx.command_timeout
+    try:
+        outcome = await ctx.link.command(device_id, body.order, body.params, timeout)
+    except DeviceUnavailable as exc:
+        return CommandResult(device_id=device_id, status="fail", message=str(exc))
+    return CommandResult(
+        device_id=device_id, status=outcome.status, message=outcome.message, data=outcome.data
+    )
 
 
 @endpoints.post(
@@ -51,27 +78,38 @@ async def device_status(request: web.Request, path: DevicePath) -> LiveStatus:
 async def send_device_command(
     request: web.Request, path: DevicePath, body: CommandRequest
 ) -> CommandResult:
-    await context(request).store.devices.get(path.device_id)
-    raise device_offline()
+    ctx = context(request)
+    await ctx.store.devices.get(path.device_id)
+    timeout = body.timeout or ctx.command_timeout
+    try:
+        outcome = await ctx.link.command(path.device_id, body.order, body.params, timeout)
+    except DeviceUnavailable as exc:
+        raise unavailable(exc) from exc
+    if outcome.status == "timeout":
+        raise ApiError(
+            504, ErrorType.COMMAND_TIMEOUT, f"no result from the device within {timeout:g} s"
+        )
+    return CommandResult(
+        device_id=path.device_id,
+        status=outcome.status,
+        message=outcome.message,
+        data=outcome.data,
+    )
 
 
 @endpoints.post(
     "/groups/{group_id}/commands",
-    summary="Send a command to every device of a group; one result per device",
+    summary="Send a command to every device of a group at once; one result per device",
     tag=TAG,
     errors=(404,),
 )
 async def send_group_command(
     request: web.Request, path: GroupPath, body: CommandRequest
 ) -> GroupCommandResults:
-    store = context(request).store
-    group = await store.groups.get(path.group_id)
-    rows, _ = await store.devices.list(
+    ctx = context(request)
+    group = await ctx.store.groups.get(path.group_id)
+    rows, _ = await ctx.store.devices.list(
         DeviceFilter(group_id=path.group_id), page=1, per_page=max(1, group["device_count"])
     )
-    return GroupCommandResults(
-        results=[
-            CommandResult(device_id=row["device_id"], status="fail", message=OFFLINE_MESSAGE)
-            for row in rows
-        ]
-    )
+    results = await asyncio.gather(*(_run_command(ctx, row["device_id"], body) for row in rows))
+    return GroupCommandResults(results=list(results))

@@ -334,12 +334,17 @@ class CommandRequest(RequestModel):
         default_factory=dict,
         description="Keyword arguments of a custom command; `remote_dir` for `upload_log`.",
     )
-    timeout: float = Field(10.0, gt=0, le=300, description="Seconds to wait for the result.")
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        le=300,
+        description="Seconds to wait for the result (default: the command-timeout setting, 10).",
+    )
 
 
 class CommandResult(BaseModel):
     device_id: IdOut
-    status: Literal["success", "fail"]
+    status: Literal["success", "fail", "timeout"]
     message: str
     data: Any = None
 

@@ -18,6 +18,7 @@ from controller.store.errors import (
 from controller.store.events import EventFilter, EventStore
 from controller.store.groups import GroupStore
 from controller.store.migrate import upgrade
+from controller.store.sessions import SessionStore
 from controller.store.stats import StatsStore
 
 __all__ = [
@@ -45,6 +46,7 @@ class Store:
         self.groups = GroupStore(db)
         self.events = EventStore(db)
         self.stats = StatsStore(db)
+        self.sessions = SessionStore(db)
 
     @classmethod
     def from_url(cls, url: str, timeout: float = 5.0, pool_size: int = 10) -> Store:

@@ -40,8 +40,10 @@ def create_engine(url: str, timeout: float = 5.0, pool_size: int = 10) -> AsyncE
     return create_async_engine(
         url,
         pool_recycle=3600,
+        # A fixed pool: overflow connections would be opened and closed again
+        # under bursts, and their handshakes showed up as p99 spikes.
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0,
         pool_timeout=timeout,
         connect_args={"connect_timeout": max(1, int(timeout))},
     )

@@ -1,0 +1,93 @@
+"""Checking a login frame against the store, at a cost that leaks nothing.
+
+bcrypt runs in worker threads, at most ``concurrency`` at once, so a reconnect
+storm queues instead of starving the event loop. An unknown device is checked
+against a dummy hash of the same cost, so the answer takes as long whether the
+id exists or not; only the message (which PROTOCOL.md asks for) tells them apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+import bcrypt
+
+from agent import protocol
+from controller.store import Store
+from southbound.tokens import TokenSigner
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of a login check: ``device_id`` is set when the device exists,
+    ``refusal`` when the login is refused, ``credential_version`` on success."""
+
+    device_id: int | None
+    refusal: str | None = None
+    credential_version: int = 0
+    by_token: bool = False
+    labels: tuple[str, str, str] = ("", "", "")  # name, namespace, type
+
+
+class CredentialChecker:
+    def __init__(
+        self, store: Store, tokens: TokenSigner, concurrency: int, bcrypt_rounds: int = 12
+    ) -> None:
+        self._store = store
+        self._tokens = tokens
+        self._slots = asyncio.Semaphore(concurrency)
+        self._dummy = bcrypt.hashpw(b"no such device", bcrypt.gensalt(bcrypt_rounds))
+
+    async def check(self, login: protocol.Login) -> Verdict:
+        device_id = _as_id(login.device_id) if login.device_id else None
+        if login.device_id and device_id is None:
+            row = None  # not a snowflake: cannot exist
+        else:
+            row = await self._store.sessions.credentials(
+                device_id=device_id, sn=login.device_sn, model=login.device_model
+            )
+        if login.password is None:
+            return self._check_token(login, row)
+        hashed = row["secret"].encode() if row else self._dummy
+        matches = await self._bcrypt(login.password.encode(), hashed)
+        if row is None:
+            return Verdict(None, protocol.MSG_UNKNOWN_DEVICE)
+        if not matches:
+            return Verdict(row["device_id"], protocol.MSG_WRONG_PASSWORD)
+        if row["disabled"]:
+            return Verdict(row["device_id"], protocol.MSG_DISABLED)
+        return _accepted(row, by_token=False)
+
+    def _check_token(self, login: protocol.Login, row: dict | None) -> Verdict:
+        """No bcrypt: a token is checked with one HMAC, which is the point of it."""
+        assert login.token is not None
+        if row is None:
+            return Verdict(None, protocol.MSG_UNKNOWN_DEVICE)
+        if not self._tokens.valid(
+            login.token, row["device_id"], row["credential_version"], time.time()
+        ):
+            return Verdict(row["device_id"], protocol.MSG_BAD_TOKEN)
+        if row["disabled"]:
+            return Verdict(row["device_id"], protocol.MSG_DISABLED)
+        return _accepted(row, by_token=True)
+
+    async def _bcrypt(self, password: bytes, hashed: bytes) -> bool:
+        async with self._slots:
+            return await asyncio.to_thread(bcrypt.checkpw, password, hashed)
+
+
+def _accepted(row: dict, by_token: bool) -> Verdict:
+    return Verdict(
+        row["device_id"],
+        credential_version=row["credential_version"],
+        by_token=by_token,
+        labels=(row["name"], row["k8s_namespace"] or "", row["type"]),
+    )
+
+
+def _as_id(text: str) -> int | None:
+    if text.isascii() and text.isdigit() and 0 < int(text) < 2**63:
+        return int(text)
+    return None

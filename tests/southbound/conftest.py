@@ -1,0 +1,103 @@
+"""A real southbound and northbound in this process, over real sockets, with the
+protocol's timings scaled down so a 7.5 s tolerance takes 0.3 s."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from controller.serve import InProcessLink
+from controller.settings import SouthboundSettings
+from controller.store import Store
+from southbound.server import Southbound
+from tests.api_client import ApiClient, running_api
+
+FAST = SouthboundSettings(
+    port=0,
+    heartbeat_interval=0.2,
+    heartbeat_tolerance=0.3,
+    heartbeat_tolerance_after_failure=0.22,
+    login_timeout=0.5,
+    command_timeout=1.0,
+    instance="test-instance",
+    token_key="test-key",
+)
+
+
+@dataclass
+class Fleet:
+    api: ApiClient
+    southbound: Southbound
+    store: Store
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.southbound.port}/ws"
+
+    async def register(self, **fields: Any) -> dict[str, Any]:
+        return await self.api.register(**fields)
+
+    async def connect(self) -> ClientConnection:
+        return await websockets.connect(self.ws_url, compression=None)
+
+    async def login(self, device: dict[str, Any], **frame: Any) -> tuple[ClientConnection, dict]:
+        """A version-1 device logging in with its id and password."""
+        ws = await self.connect()
+        body = frame or {"device_id": device["device_id"], "password": device["password"]}
+        await ws.send(json.dumps(body))
+        answer = json.loads(await ws.recv())
+        assert answer["status"] == "success", answer
+        return ws, answer
+
+    async def state(self, device: dict[str, Any]) -> str:
+        return (await self.api.get(f"/api/v1/devices/{device['device_id']}")).data["state"]
+
+    async def settled(self) -> None:
+        """Wait until the southbound has written everything it queued."""
+        await self.southbound.recorder.drained()
+
+    async def events(self, device: dict[str, Any]) -> list[dict[str, Any]]:
+        await self.settled()
+        answer = await self.api.get(
+            f"/api/v1/devices/{device['device_id']}/events", params={"per_page": 500}
+        )
+        return list(reversed(answer.data["items"]))
+
+
+async def start_fleet(store: Store, settings: SouthboundSettings) -> AsyncIterator[Fleet]:
+    southbound = Southbound(settings, store, bcrypt_rounds=4)
+    await southbound.start()
+    try:
+        async with running_api(
+            store, "t", link=InProcessLink(southbound), command_timeout=settings.command_timeout
+        ) as api:
+            yield Fleet(api, southbound, store)
+    finally:
+        await southbound.stop()
+
+
+@pytest.fixture
+async def fleet(store: Store) -> AsyncIterator[Fleet]:
+    async for running in start_fleet(store, FAST):
+        yield running
+
+
+@pytest.fixture
+def fast_settings() -> SouthboundSettings:
+    return replace(FAST)
+
+
+async def recv_json(ws: ClientConnection, timeout: float = 2.0) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        return json.loads(await ws.recv())
+
+
+def ping() -> str:
+    return json.dumps({"type": "ping_pong", "Headers": {}, "data": "ping"})

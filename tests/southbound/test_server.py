@@ -1,0 +1,384 @@
+"""The southbound end to end: real WebSocket devices speaking version 1, the REST
+API beside it, the database underneath (SQLite and MariaDB)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import ConnectionClosed
+
+from agent import protocol
+from tests.southbound.conftest import Fleet, ping, recv_json
+
+STATUS = {
+    "CPU_info": {
+        "user_cpu_time": 100.0,
+        "system_cpu_time": 50.0,
+        "idle_cpu_time": 850.0,
+        "io_wait_cpu_time": 0.0,
+    },
+    "Memory_info": {"total_memory_mb": 1000, "free_memory_mb": 300, "buff_cache_mb": 100},
+    "Disk_info": {
+        "root_total_size_mb": 40000,
+        "root_used_size_mb": 10000,
+        "root_used_percent": 25.0,
+    },
+    "dev_state": "online",
+}
+
+
+async def closed_with(ws, timeout: float = 3.0) -> tuple[int | None, str]:
+    async with asyncio.timeout(timeout):
+        try:
+            while True:
+                await ws.recv()
+        except ConnectionClosed:
+            pass
+    return ws.close_code, ws.close_reason
+
+
+async def test_version_1_device_logs_in_and_comes_online(fleet: Fleet) -> None:
+    device = await fleet.register()
+    ws, answer = await fleet.login(device)
+    assert answer["data"]["device_id"] == device["device_id"]
+    assert answer["data"]["token"]  # extension: a v1 device ignores it
+    await fleet.settled()
+    assert await fleet.state(device) == "online"
+    await ws.send(ping())
+    assert await recv_json(ws) == {"type": "ping_pong", "Headers": {}, "data": "pong"}
+    assert [e["event"] for e in await fleet.events(device)][-2:] == ["connected", "online"]
+    stats = (await fleet.api.get("/api/v1/stats")).data
+    assert stats["connected"] == 1 and stats["by_state"]["online"] == 1
+    await ws.close()
+
+
+async def test_login_by_serial_number_and_model(fleet: Fleet) -> None:
+    device = await fleet.register(hardware_sn="SN123", hardware_model="ModelB")
+    ws, answer = await fleet.login(
+        device, device_sn="SN123", device_model="ModelB", password=device["password"]
+    )
+    assert answer["data"]["device_id"] == device["device_id"]
+    await ws.close()
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (
+            lambda d: {"device_id": d["device_id"], "password": "wrong password!"},
+            protocol.MSG_WRONG_PASSWORD,
+        ),
+        (
+            lambda d: {"device_id": "123456789", "password": "whatever it is"},
+            protocol.MSG_UNKNOWN_DEVICE,
+        ),
+        (lambda d: {"device_id": d["device_id"]}, protocol.MSG_NO_SECRET),
+        (
+            lambda d: {"device_id": d["device_id"], "token": "forged.1.2.sig"},
+            protocol.MSG_BAD_TOKEN,
+        ),
+    ],
+)
+async def test_failed_login_gets_its_message_then_1008(fleet: Fleet, frame, message) -> None:
+    device = await fleet.register()
+    ws = await fleet.connect()
+    await ws.send(json.dumps(frame(device)))
+    assert await recv_json(ws) == {"status": "fail", "message": message}
+    assert (await closed_with(ws))[0] == 1008
+    if message in (protocol.MSG_WRONG_PASSWORD, protocol.MSG_BAD_TOKEN):
+        events = await fleet.events(device)
+        assert events[-1]["event"] == "login_failed"
+        assert events[-1]["detail"] == {"reason": message}
+
+
+async def test_disabled_device_cannot_log_in(fleet: Fleet) -> None:
+    device = await fleet.register(disabled=True)
+    ws = await fleet.connect()
+    await ws.send(json.dumps({"device_id": device["device_id"], "password": device["password"]}))
+    assert (await recv_json(ws))["message"] == protocol.MSG_DISABLED
+
+
+async def test_no_login_frame_in_time_closes(fleet: Fleet) -> None:
+    ws = await fleet.connect()
+    assert await recv_json(ws) == {"status": "fail", "message": protocol.MSG_LOGIN_TIMEOUT}
+    assert (await closed_with(ws))[0] == 1008
+
+
+async def test_silent_device_goes_unknown_then_offline(fleet: Fleet) -> None:
+    device = await fleet.register()
+    ws, _ = await fleet.login(device)
+    code, reason = await closed_with(ws)
+    assert (code, reason) == (1001, "heartbeat timeout")
+    await fleet.settled()
+    assert await fleet.state(device) == "offline"
+    names = [e["event"] for e in await fleet.events(device)]
+    assert names[-4:] == ["connected", "online", "unknown", "offline"]
+    offline = (await fleet.events(device))[-1]
+    assert offline["detail"] == {"reason": "heartbeat_timeout"}
+
+
+async def test_unknown_device_recovers_with_any_frame(fleet: Fleet) -> None:
+    device = await fleet.register()
+    ws, _ = await fleet.login(device)
+    await asyncio.sleep(0.4)  # past the 0.3 s tolerance
+    await fleet.settled()
+    assert await fleet.state(device) == "unknown"
+    answer = await fleet.api.post(f"/api/v1/devices/{device['device_id']}/commands", {"order": "x"})
+    assert answer.failure(409, "DEVICE_OFFLINE") == "Device state is Unknown!"
+    await ws.send(ping())
+    await recv_json(ws)
+    await fleet.settled()
+    assert await fleet.state(device) == "online"
+    await ws.close()
+
+
+async def test_newer_session_supersedes_the_older(fleet: Fleet) -> None:
+    device = await fleet.register()
+    first, _ = await fleet.login(device)
+    second, _ = await fleet.login(device)
+    assert await closed_with(first) == (4000, "superseded")
+    await second.send(ping())
+    assert (await recv_json(second))["data"] == "pong"
+    await fleet.settled()
+    assert await fleet.state(device) == "online"
+    names = [e["event"] for e in await fleet.events(device)]
+    assert names[-3:] == ["offline", "connected", "online"]
+    await second.close()
+
+
+async def test_status_upload_is_answered_and_served_live(fleet: Fleet) -> None:
+    device = await fleet.register()
+    ws, _ = await fleet.login(device)
+    path = f"/api/v1/devices/{device['device_id']}/status"
+    await ws.send(protocol.status_upload(device["device_id"], STATUS))
+    assert (await recv_json(ws))["type"] == "send_statusInfo_response"
+    first = (await fleet.api.get(path)).data
+    assert first["state"] == "online"
+    assert first["cpu_percent"] is None  # needs two uploads
+    assert first["memory_used_percent"] == 60.0
+    assert first["disk_used_percent"] == 25.0
+    later = json.loads(json.dumps(STATUS))
+    later["CPU_info"].update(user_cpu_time=130.0, system_cpu_time=60.0, idle_cpu_time=910.0)
+    later["extra"] = {"fps": 25}
+    await ws.send(protocol.status_upload(device["device_id"], later))
+    await recv_json(ws)
+    second = (await fleet.api.get(path)).data
+    assert second["cpu_percent"] == 40.0  # 40 busy of 100 seconds
+    assert second["latest"]["extra"] == {"fps": 25}
+    assert second["last_seen"] >= first["last_seen"]
+    await ws.close()
+
+
+async def test_status_for_another_device_is_not_stored(fleet: Fleet) -> None:
+    device, other = await fleet.register(), await fleet.register()
+    ws, _ = await fleet.login(device)
+    await ws.send(protocol.status_upload(other["device_id"], STATUS))
+    await ws.send(ping())
+    assert (await recv_json(ws))["data"] == "pong"  # the status got no answer
+    latest = (await fleet.api.get(f"/api/v1/devices/{device['device_id']}/status")).data
+    assert latest["latest"] == {}
+    await ws.close()
+
+
+async def answer_orders(ws, reply) -> None:
+    """A device that answers each order with ``reply(order_frame)``."""
+    try:
+        async for message in ws:
+            frame = json.loads(message)
+            if frame.get("type") == "give_order":
+                answer = reply(frame)
+                if answer:
+                    await ws.send(answer)
+    except ConnectionClosed:
+        pass
+
+
+async def test_custom_command_reaches_the_device_and_returns_its_result(fleet: Fleet) -> None:
+    device = await fleet.register()
+    ws, _ = await fleet.login(device)
+    seen = []
+
+    def reply(frame):
+        seen.append(frame)
+        value = frame["data"]["params"]["value"]
+        return protocol.command_result("success", "successfully exec order.", {"set": value})
+
+    answering = asyncio.create_task(answer_orders(ws, reply))
+    answer = await fleet.api.post(
+        f"/api/v1/devices/{device['device_id']}/commands",
+        {"order": "set_exposure", "params": {"value": 3}},
+    )
+    assert answer.data == {
+        "device_id": device["device_id"],
+        "status": "success",
+        "message": "successfully exec order.",
+        "data": {"set": 3},
+    }
+    assert seen[0]["Headers"]["isInner"] is False
+    assert seen[0]["Headers"]["order_type"] == "set_exposure"
+    names = [e["event"] for e in await fleet.events(device)]
+    assert names[-2:] == ["command_sent", "command_result"]
+    await ws.close()
+    await answering
+
+
+async def test_restart_goes_through_the_confirm_handshake(fleet: Fleet) -> None:
+    device = await fleet.register()
+    ws, _ = await fleet.login(device)
+    request = asyncio.create_task(
+        fleet.api.post(f"/api/v1/devices/{device['device_id']}/commands", {"order": "restart"})
+    )
+    order = await recv_json(ws)
+    assert order["Headers"] == {
+        "isInner": True,
+        "order_type": "restart",
+        "request_id": order["Headers"]["request_id"],
+    }
+    await ws.send(protocol.command_result("success", protocol.RESTART_WAIT_MESSAGE))
+    assert await recv_json(ws) == {"type": "restart_confirm", "Headers": {}, "data": {}}
+    answer = await request
+    assert answer.data["status"] == "success"
+    await ws.close()
+
+
+async def test_command_timeout_busy_and_offline_answers(fleet: Fleet) -> None:
+    device = await fleet.register()
+    ws, _ = await fleet.login(device)
+    path = f"/api/v1/devices/{device['device_id']}/commands"
+    slow = asyncio.create_task(fleet.api.post(path, {"order": "slow", "timeout": 0.5}))
+    await recv_json(ws)  # the order arrives; this device never answers
+    busy = await fleet.api.post(path, {"order": "other"})
+    assert busy.failure(409, "DEVICE_BUSY") == "Device busy!"
+    (await slow).failure(504, "COMMAND_TIMEOUT")
+    await ws.close()
+    await fleet.settled()
+    offline = await fleet.api.post(path, {"order": "other"})
+    assert offline.failure(409, "DEVICE_OFFLINE") == "Device is offline!"
+
+
+async def test_group_command_fans_out_and_answers_per_device(fleet: Fleet) -> None:
+    group = await fleet.api.create_group("gates")
+    devices = [await fleet.register() for _ in range(3)]
+    for device in devices:
+        await fleet.api.put(f"/api/v1/groups/{group['group_id']}/devices/{device['device_id']}")
+    sockets = []
+    for device in devices[:2]:
+        ws, _ = await fleet.login(device)
+        sockets.append(ws)
+        asyncio.create_task(  # noqa: RUF006 - ends when the socket closes
+            answer_orders(ws, lambda f: protocol.command_result("success", "done"))
+        )
+    answer = await fleet.api.post(
+        f"/api/v1/groups/{group['group_id']}/commands", {"order": "snapshot", "timeout": 2}
+    )
+    results = {r["device_id"]: r for r in answer.data["results"]}
+    assert results[devices[0]["device_id"]]["status"] == "success"
+    assert results[devices[1]["device_id"]]["status"] == "success"
+    assert results[devices[2]["device_id"]] == {
+        "device_id": devices[2]["device_id"],
+        "status": "fail",
+        "message": "Device is offline!",
+        "data": None,
+    }
+    for ws in sockets:
+        await ws.close()
+
+
+async def test_garbage_never_hurts_the_session_or_other_devices(fleet: Fleet) -> None:
+    device, neighbour = await fleet.register(), await fleet.register()
+    ws, _ = await fleet.login(device)
+    other, _ = await fleet.login(neighbour)
+    for junk in ("{not json", "[1,2,3]", '{"no": "type"}', '{"type": "from_the_future"}'):
+        await ws.send(junk)
+    await ws.send(b"\x00\x01binary")
+    await ws.send(ping())
+    assert (await recv_json(ws))["data"] == "pong"
+
+    await other.send("x" * (70 * 1024))  # over the 64 KiB limit
+    assert (await closed_with(other))[0] == 1009
+    await ws.send(ping())
+    assert (await recv_json(ws))["data"] == "pong"
+
+    async with fleet.api.session.get(f"http://127.0.0.1:{fleet.southbound.port}/metrics") as r:
+        text = await r.text()
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    bad = {
+        dict(k)["reason"]: v
+        for (name, k), v in samples.items()
+        if name == "edgefleet_bad_frames_total"
+    }
+    assert bad == {
+        "invalid_json": 1,
+        "not_an_object": 1,
+        "no_type": 1,
+        "unknown_type": 1,
+        "binary": 1,
+    }
+    await ws.close()
+
+
+async def test_metrics_render_fleet_and_per_device_series(fleet: Fleet) -> None:
+    device = await fleet.register(name="gate 17", type="camera")
+    ws, _ = await fleet.login(device)
+    await ws.send(protocol.status_upload(device["device_id"], STATUS))
+    await recv_json(ws)
+    bad = await fleet.connect()
+    await bad.send(json.dumps({"device_id": device["device_id"], "password": "nope nope nope"}))
+    await recv_json(bad)
+    async with fleet.api.session.get(f"http://127.0.0.1:{fleet.southbound.port}/metrics") as r:
+        assert r.headers["Content-Type"].startswith("text/plain")
+        families = {f.name: f for f in text_string_to_metric_families(await r.text())}
+    up = families["edgefleet_device_up"].samples[0]
+    assert up.labels == {
+        "device_id": device["device_id"],
+        "name": "gate 17",
+        "namespace": "",
+        "type": "camera",
+    }
+    assert up.value == 1.0
+    memory = families["edgefleet_device_memory_used_percent"].samples[0]
+    assert memory.value == 60.0
+    logins = {
+        s.labels["result"]: s.value
+        for s in families["edgefleet_logins"].samples
+        if s.name == "edgefleet_logins_total"
+    }
+    assert logins == {"success": 1.0, "wrong_password": 1.0}
+    assert families["edgefleet_sessions"].samples[0].value == 1.0
+    await ws.close()
+
+
+async def test_session_token_resumes_without_password_until_the_password_changes(
+    fleet: Fleet,
+) -> None:
+    device = await fleet.register()
+    ws, answer = await fleet.login(device)
+    token = answer["data"]["token"]
+    await ws.close()
+    resumed, again = await fleet.login(device, device_id=device["device_id"], token=token)
+    assert again["data"]["device_id"] == device["device_id"]
+    await resumed.close()
+    await fleet.api.patch(
+        f"/api/v1/devices/{device['device_id']}", {"password": "a brand new password"}
+    )
+    ws = await fleet.connect()
+    await ws.send(json.dumps({"device_id": device["device_id"], "token": token}))
+    assert (await recv_json(ws))["message"] == protocol.MSG_BAD_TOKEN
+
+
+async def test_stopping_closes_sessions_1001_and_marks_devices_offline(fleet: Fleet) -> None:
+    device = await fleet.register()
+    ws, _ = await fleet.login(device)
+    await fleet.settled()
+    await fleet.southbound.stop()
+    assert await closed_with(ws) == (1001, "server shutting down")
+    assert await fleet.state(device) == "offline"
+    assert (await fleet.events(device))[-1]["detail"] == {"reason": "server_shutdown"}
+    assert (await fleet.api.get("/api/v1/stats")).data["connected"] == 0

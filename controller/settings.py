@@ -106,6 +106,16 @@ class SouthboundSettings:
     login_concurrency: int = setting(
         4, "login-concurrency", "Password checks (bcrypt) running at once; more logins queue."
     )
+    login_attempts_per_device: float = setting(
+        12.0,
+        "login-attempts-per-device",
+        "Login attempts a minute one device may make; more are refused unchecked.",
+    )
+    login_failures_per_address: float = setting(
+        60.0,
+        "login-failures-per-address",
+        "Failed logins a minute from one source address before its logins are refused.",
+    )
     instance: str = setting(
         "",
         "instance",

@@ -139,8 +139,14 @@ class DeviceConnection:
         metrics = southbound.metrics
         match event:
             case LoginRequested(login=login):
+                host = self.address.rsplit(":", 1)[0]
+                identity = login.device_id or f"{login.device_sn}/{login.device_model}"
+                if not southbound.throttle.allow(host, identity, self.loop.time()):
+                    self.session.login_refused(protocol.MSG_TOO_MANY_LOGINS, login)
+                    return
                 verdict = await southbound.credentials.check(login)
                 if verdict.refusal is not None:
+                    southbound.throttle.failed(host, self.loop.time())
                     if verdict.device_id is not None:
                         southbound.record_login_failure(verdict.device_id, verdict.refusal)
                     self.session.login_refused(verdict.refusal, login)
@@ -189,4 +195,5 @@ LOGIN_RESULTS = {
     protocol.MSG_BAD_TOKEN: "bad_token",
     protocol.MSG_LOGIN_TIMEOUT: "timeout",
     protocol.MSG_DISABLED: "disabled",
+    protocol.MSG_TOO_MANY_LOGINS: "rate_limited",
 }

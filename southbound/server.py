@@ -36,6 +36,7 @@ from southbound.session import (
     CommandRefused,
     Timings,
 )
+from southbound.throttle import LoginThrottle
 from southbound.tokens import TokenSigner
 
 if TYPE_CHECKING:
@@ -65,6 +66,9 @@ class Southbound:
         self.tokens = TokenSigner(key, settings.token_ttl)
         self.credentials = CredentialChecker(
             store, self.tokens, settings.login_concurrency, bcrypt_rounds
+        )
+        self.throttle = LoginThrottle(
+            settings.login_attempts_per_device, settings.login_failures_per_address
         )
         self.live = LiveStatusBook()
         self.metrics = SouthboundMetrics(settings.per_device_metrics)

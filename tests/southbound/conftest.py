@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -71,7 +72,8 @@ class Fleet:
         return list(reversed(answer.data["items"]))
 
 
-async def start_fleet(store: Store, settings: SouthboundSettings) -> AsyncIterator[Fleet]:
+@asynccontextmanager
+async def running_fleet(store: Store, settings: SouthboundSettings) -> AsyncIterator[Fleet]:
     southbound = Southbound(settings, store, bcrypt_rounds=4)
     await southbound.start()
     try:
@@ -85,13 +87,8 @@ async def start_fleet(store: Store, settings: SouthboundSettings) -> AsyncIterat
 
 @pytest.fixture
 async def fleet(store: Store) -> AsyncIterator[Fleet]:
-    async for running in start_fleet(store, FAST):
+    async with running_fleet(store, FAST) as running:
         yield running
-
-
-@pytest.fixture
-def fast_settings() -> SouthboundSettings:
-    return replace(FAST)
 
 
 async def recv_json(ws: ClientConnection, timeout: float = 2.0) -> dict[str, Any]:

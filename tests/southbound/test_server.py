@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
 from agent import protocol
-from tests.southbound.conftest import Fleet, ping, recv_json
+from controller.store import Store
+from tests.southbound.conftest import FAST, Fleet, ping, recv_json, running_fleet
 
 STATUS = {
     "CPU_info": {
@@ -382,3 +384,27 @@ async def test_stopping_closes_sessions_1001_and_marks_devices_offline(fleet: Fl
     assert await fleet.state(device) == "offline"
     assert (await fleet.events(device))[-1]["detail"] == {"reason": "server_shutdown"}
     assert (await fleet.api.get("/api/v1/stats")).data["connected"] == 0
+
+
+async def test_login_attempts_are_rate_limited_per_device_and_address(store: Store) -> None:
+    settings = replace(FAST, login_attempts_per_device=3, login_failures_per_address=4)
+    async with running_fleet(store, settings) as fleet:
+        device = await fleet.register()
+
+        async def attempt(frame: dict) -> str:
+            ws = await fleet.connect()
+            await ws.send(json.dumps(frame))
+            answer = await recv_json(ws)
+            await ws.close()
+            return answer.get("message", "ok")
+
+        good = {"device_id": device["device_id"], "password": device["password"]}
+        assert [await attempt(good) for _ in range(4)] == ["ok"] * 3 + [
+            protocol.MSG_TOO_MANY_LOGINS
+        ]
+        other = await fleet.register()
+        wrong = {"device_id": other["device_id"], "password": "not the password"}
+        third = await fleet.register()
+        answers = [await attempt(wrong) for _ in range(2)]
+        answers += [await attempt({**wrong, "device_id": third["device_id"]}) for _ in range(3)]
+        assert answers == [protocol.MSG_WRONG_PASSWORD] * 4 + [protocol.MSG_TOO_MANY_LOGINS]

@@ -10,7 +10,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from controller import logs, settings
-from controller.serve import serve, serve_southbound
+from controller.serve import serve, serve_controller, serve_southbound
 from controller.store import Store
 
 log = logging.getLogger("edgefleet")
@@ -25,6 +25,9 @@ def parser() -> argparse.ArgumentParser:
         commands.add_parser(
             "serve", help="Run everything in one process (SQLite by default); migrates first."
         )
+    )
+    settings.add_arguments(
+        commands.add_parser("controller", help="Run the northbound API alone (Kubernetes mode).")
     )
     settings.add_arguments(
         commands.add_parser(
@@ -56,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(config.log)
     if args.command == "serve":
         run(serve(config))
+    elif args.command == "controller":
+        run(serve_controller(config))
     elif args.command == "southbound":
         run(serve_southbound(config))
     elif args.command == "db":

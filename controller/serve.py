@@ -19,6 +19,7 @@ from aiohttp import web
 
 from controller.api.app import create_app
 from controller.device_link import CommandOutcome, DeviceUnavailable, LiveView
+from controller.http_link import HttpDeviceLink
 from controller.settings import Settings
 from controller.store import Store
 from southbound.server import Southbound
@@ -103,6 +104,40 @@ async def serve(settings: Settings) -> None:
         finally:
             await runner.cleanup()
     finally:
+        await store.close()
+
+
+async def serve_controller(settings: Settings) -> None:
+    """The northbound API alone (Kubernetes mode): it reaches the device sessions
+    through the internal API of the southbound pod that holds each one."""
+    store = Store.from_url(settings.db.url, settings.db.timeout, settings.db.pool_size)
+    link = HttpDeviceLink(store, settings.southbound.internal_token or "")
+    if not settings.southbound.internal_token:
+        log.warning("no internal token: live status and commands will find devices offline")
+    try:
+        await store.migrate()
+        app = create_app(
+            store,
+            settings.api,
+            api_token(settings),
+            link if settings.southbound.internal_token else None,
+            settings.southbound.command_timeout,
+        )
+        runner = web.AppRunner(app, handle_signals=False, access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, settings.api.host, settings.api.port).start()
+            _ready()
+            log.info(
+                "northbound API listening",
+                extra={"host": settings.api.host, "port": settings.api.port},
+            )
+            await _until_signalled()
+            log.info("shutting down")
+        finally:
+            await runner.cleanup()
+    finally:
+        await link.close()
         await store.close()
 
 

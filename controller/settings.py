@@ -116,6 +116,22 @@ class SouthboundSettings:
         "login-failures-per-address",
         "Failed logins a minute from one source address before its logins are refused.",
     )
+    internal_port: int = setting(
+        9091,
+        "internal-port",
+        "Port of the southbound's internal API (live status, commands) for the controller.",
+    )
+    internal_token: str | None = setting(
+        None,
+        "internal-token",
+        "Bearer token between controller and southbound; without it the internal API "
+        "stays closed (standalone mode needs none).",
+    )
+    advertise_address: str = setting(
+        "127.0.0.1",
+        "advertise-address",
+        "Address the controller reaches this southbound at (the pod IP on Kubernetes).",
+    )
     instance: str = setting(
         "",
         "instance",

@@ -18,6 +18,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
@@ -26,6 +27,7 @@ from websockets.http11 import Request, Response
 from controller.store import Store
 from southbound.connection import DeviceConnection
 from southbound.credentials import CredentialChecker, Verdict
+from southbound.internal_api import create_internal_app
 from southbound.live import LiveEntry, LiveStatusBook
 from southbound.metrics import SouthboundMetrics
 from southbound.recorder import Recorder
@@ -76,7 +78,9 @@ class Southbound:
         self.sessions: dict[int, DeviceConnection] = {}
         self._last_status_event: dict[int, float] = {}
         self._server: Server | None = None
+        self._internal: web.AppRunner | None = None
         self._recorder_task: asyncio.Task[None] | None = None
+        self.internal_address = f"{settings.advertise_address}:{settings.internal_port}"
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -99,10 +103,21 @@ class Southbound:
             ping_interval=None,  # the protocol has its own heartbeat
             server_header=None,
         )
+        if self.settings.internal_token:
+            await self._start_internal_api(self.settings.internal_token)
         log.info(
             "southbound listening",
             extra={"host": self.settings.host, "port": self.port, "instance": self.instance},
         )
+
+    async def _start_internal_api(self, token: str) -> None:
+        self._internal = web.AppRunner(create_internal_app(self, token), access_log=None)
+        await self._internal.setup()
+        site = web.TCPSite(self._internal, self.settings.host, self.settings.internal_port)
+        await site.start()
+        if self.settings.internal_port == 0:  # tests: learn the port the OS chose
+            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.internal_address = f"{self.settings.advertise_address}:{port}"
 
     @property
     def port(self) -> int:
@@ -122,6 +137,8 @@ class Southbound:
             return_exceptions=True,
         )
         await self._server.wait_closed()
+        if self._internal is not None:
+            await self._internal.cleanup()
         await self.recorder.drained()
         if self._recorder_task:
             self._recorder_task.cancel()
@@ -182,7 +199,9 @@ class Southbound:
         assert device_id is not None
         self.metrics.sessions.inc()
         self.recorder.submit(
-            lambda: self.store.sessions.connected(device_id, self.instance, connection.address)
+            lambda: self.store.sessions.connected(
+                device_id, self.instance, self.internal_address, connection.address
+            )
         )
 
     def state_changed(self, connection: DeviceConnection, state: str, failures: int) -> None:

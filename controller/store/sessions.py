@@ -60,8 +60,9 @@ class SessionStore:
     # session row first would take a shared lock on the device through the foreign
     # key and then need to upgrade it, which two transactions cannot both do.
 
-    async def connected(self, device_id: int, instance: str, address: str) -> None:
-        """A device logged in here: mark it online, claim its session row."""
+    async def connected(self, device_id: int, instance: str, address: str, peer: str) -> None:
+        """A device logged in at ``instance`` (internal API at ``address``) from
+        ``peer``: mark it online, claim its session row."""
         now = utcnow()
         async with self._db.begin() as connection:
             await connection.execute(
@@ -80,7 +81,7 @@ class SessionStore:
                 },
             )
             await record_events(
-                connection, [device_id], "connected", {"instance": instance, "address": address}
+                connection, [device_id], "connected", {"instance": instance, "peer": peer}
             )
             await record_events(connection, [device_id], "online", {})
 
@@ -129,6 +130,13 @@ class SessionStore:
                     delete(device_sessions).where(device_sessions.c.instance == instance)
                 )
             return held
+
+    async def address_of(self, device_id: int) -> str | None:
+        """Where the instance holding the device's session takes internal calls."""
+        async with self._db.read() as connection:
+            return await connection.scalar(
+                select(device_sessions.c.address).where(device_sessions.c.device_id == device_id)
+            )
 
     async def record(self, device_id: int, event: str, detail: dict[str, Any]) -> None:
         async with self._db.begin() as connection:

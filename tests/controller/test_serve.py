@@ -24,6 +24,8 @@ def test_serve_generates_a_token_once_and_stops_cleanly(tmp_path: Path, signum: 
     with edgefleet_serve(tmp_path, env={"EDGEFLEET_API_TOKEN": ""}) as server:
         token = re.search(r"Bearer (\S+)", server.stderr()).group(1)  # type: ignore[union-attr]
         assert get(server.base_url + "/api/v1/devices", token)["data"]["total"] == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.ws_port}/healthz") as response:
+            assert response.read() == b"ok\n"  # the southbound runs in the same process
         assert server.stop(signum) == 0
     log = server.stderr()
     assert log.count(token) == 1  # printed once, never logged

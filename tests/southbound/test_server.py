@@ -408,3 +408,18 @@ async def test_login_attempts_are_rate_limited_per_device_and_address(store: Sto
         answers = [await attempt(wrong) for _ in range(2)]
         answers += [await attempt({**wrong, "device_id": third["device_id"]}) for _ in range(3)]
         assert answers == [protocol.MSG_WRONG_PASSWORD] * 4 + [protocol.MSG_TOO_MANY_LOGINS]
+
+
+async def test_start_releases_sessions_left_by_a_crashed_run(store: Store) -> None:
+    async with running_fleet(store, FAST) as fleet:
+        device = await fleet.register()
+    # What a crashed run of this instance leaves: a session row, the device online.
+    await store.sessions.connected(
+        int(device["device_id"]), FAST.instance, "10.0.0.9:9091", "10.1.2.3:5555"
+    )
+    async with running_fleet(store, FAST) as restarted:
+        assert await restarted.state(device) == "offline"
+        events = await restarted.events(device)
+        assert events[-1]["event"] == "offline"
+        assert events[-1]["detail"] == {"reason": "instance_restarted"}
+        assert (await restarted.api.get("/api/v1/stats")).data["connected"] == 0

@@ -1,0 +1,61 @@
+"""Reaching device sessions held by southbound pods (Kubernetes mode).
+
+``device_sessions`` names the instance address that holds each session; the link
+asks that instance's internal API. No row, or an instance that does not answer,
+means the device is offline as far as the caller can tell.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+
+from controller.device_link import CommandOutcome, DeviceUnavailable, LiveView
+from controller.store import Store
+
+NETWORK_GRACE = 2.0  # seconds on top of a command's own timeout
+
+
+class HttpDeviceLink:
+    def __init__(self, store: Store, token: str) -> None:
+        self._store = store
+        self._headers = {"Authorization": f"Bearer {token}"}
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _call(
+        self, method: str, device_id: int, action: str, timeout: float, body: Any = None
+    ) -> dict[str, Any]:
+        address = await self._store.sessions.address_of(device_id)
+        if address is None:
+            raise DeviceUnavailable("offline")
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers)
+        url = f"http://{address}/internal/v1/devices/{device_id}/{action}"
+        try:
+            async with self._session.request(
+                method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as response:
+                answer = await response.json()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise DeviceUnavailable("offline") from exc
+        if response.status == 409:
+            raise DeviceUnavailable(answer.get("refused", "offline"))
+        if response.status != 200:
+            raise DeviceUnavailable("offline")
+        return answer
+
+    async def status(self, device_id: int) -> LiveView:
+        answer = await self._call("GET", device_id, "status", NETWORK_GRACE)
+        return LiveView(device_id=device_id, **answer)
+
+    async def command(
+        self, device_id: int, order: str, params: dict[str, Any], timeout: float
+    ) -> CommandOutcome:
+        body = {"order": order, "params": params, "timeout": timeout}
+        answer = await self._call("POST", device_id, "commands", timeout + NETWORK_GRACE, body)
+        return CommandOutcome(answer["status"], answer["message"], answer.get("data"))

@@ -102,6 +102,9 @@ class Southbound:
             compression=None,  # per-connection zlib state costs ~100 KiB a device
             ping_interval=None,  # the protocol has its own heartbeat
             server_header=None,
+            # A reconnect storm arrives all at once: a short accept queue would drop
+            # SYNs and make the devices wait for TCP's one-second retransmission.
+            backlog=4096,
         )
         if self.settings.internal_token:
             await self._start_internal_api(self.settings.internal_token)

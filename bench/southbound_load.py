@@ -1,0 +1,471 @@
+"""Southbound load benchmark: many version-1 devices over real sockets.
+
+    python bench/southbound_load.py [--devices 10000] [--steady 60]
+
+1. Recreates the MariaDB database ``edgefleet_southbound_bench`` and seeds the
+   devices in bulk (one bcrypt hash for all, at ``--bcrypt-rounds``).
+2. Starts ``edgefleet serve`` pinned to CPU 0.
+3. Starts ``--load-processes`` load processes pinned to CPU 1. Each device speaks
+   plain version 1 at the protocol's cadence (ping every 5 s, status every 15 s,
+   starting at random offsets), and answers custom commands; the only extension
+   used is the session token, in the token storm.
+4. Phases, on a shared clock:
+   - login: every device logs in with its password (the first, unplanned storm);
+   - steady: pong round trips are recorded; the parent meanwhile measures the
+     server's RSS, ``/metrics`` render time, and REST command round trips
+     (``--command-rate`` a second to random devices);
+   - token storm: every device drops its connection at the same instant and
+     comes back with its session token; time until the last is back;
+   - password storm: the same with passwords.
+5. Prints a summary and writes ``bench/results/southbound_load.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DATABASE = "edgefleet_southbound_bench"
+MARIADB = "root@127.0.0.1:3306"
+TOKEN = "bench-token"
+PASSWORD = "bench password 0"
+STATUS = {
+    "CPU_info": {
+        "user_cpu_time": 4112.78,
+        "system_cpu_time": 923.85,
+        "idle_cpu_time": 179258.0,
+        "io_wait_cpu_time": 120.6,
+    },
+    "Memory_info": {"total_memory_mb": 1673, "free_memory_mb": 91, "buff_cache_mb": 258},
+    "Disk_info": {
+        "root_total_size_mb": 39942,
+        "root_used_size_mb": 10509,
+        "root_used_percent": 27.6,
+    },
+    "dev_state": "online",
+}
+
+
+def raise_fd_limit() -> None:
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def pct(values: list[float]) -> dict[str, float | int]:
+    if not values:
+        return {"count": 0}
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
+
+    return {
+        "count": len(ordered),
+        "p50_ms": at(0.5),
+        "p99_ms": at(0.99),
+        "max_ms": round(ordered[-1] * 1000, 3),
+        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
+    }
+
+
+# --- the load process ---------------------------------------------------------------
+
+
+class Device:
+    """One simulated device: a version-1 client plus the session token extension."""
+
+    def __init__(self, device_id: str, source: str, url: str) -> None:
+        self.device_id = device_id
+        self.source = source
+        self.url = url
+        self.token: str | None = None
+        self.ws: Any = None
+        self.rtts: list[float] = []
+        self.ping_sent: float | None = None
+        self.record = False
+
+    async def login(self, use_token: bool) -> bool:
+        import websockets
+
+        frame = {"device_id": self.device_id}
+        frame |= {"token": self.token} if use_token and self.token else {"password": PASSWORD}
+        try:
+            self.ws = await websockets.connect(
+                self.url,
+                compression=None,
+                open_timeout=60,
+                ping_interval=None,
+                close_timeout=1,
+                local_addr=(self.source, 0),
+            )
+            await self.ws.send(json.dumps(frame))
+            answer = json.loads(await self.ws.recv())
+        except Exception:
+            return False
+        if answer.get("status") != "success":
+            return False
+        self.token = answer["data"].get("token", self.token)
+        return True
+
+    async def speak(self, stop_at: float) -> None:
+        """Heartbeat and status at the protocol's cadence; answer orders; read pongs."""
+        reader = asyncio.create_task(self._read())
+        offset = random.uniform(0, 5)
+        next_ping = time.time() + offset
+        next_status = time.time() + random.uniform(0, 15)
+        try:
+            while time.time() < stop_at and not reader.done():
+                now = time.time()
+                if now >= next_status:
+                    await self.ws.send(
+                        json.dumps(
+                            {
+                                "type": "upload_status_info",
+                                "Headers": {},
+                                "data": {"device_id": self.device_id, **STATUS},
+                            }
+                        )
+                    )
+                    next_status = now + 15
+                    next_ping = now + 5  # a business frame replaces a heartbeat
+                elif now >= next_ping:
+                    self.ping_sent = time.perf_counter()
+                    await self.ws.send('{"type":"ping_pong","Headers":{},"data":"ping"}')
+                    next_ping = now + 5
+                await asyncio.sleep(max(0.0, min(next_ping, next_status, stop_at) - time.time()))
+        except Exception:
+            pass
+        reader.cancel()
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            frame = json.loads(message)
+            kind = frame.get("type")
+            if kind == "ping_pong" and self.ping_sent is not None:
+                if self.record:
+                    self.rtts.append(time.perf_counter() - self.ping_sent)
+                self.ping_sent = None
+            elif kind == "give_order":
+                await self.ws.send(
+                    json.dumps(
+                        {
+                            "type": "upload_instruction_result",
+                            "status": "success",
+                            "Headers": {"message": "successfully exec order."},
+                            "data": {},
+                        }
+                    )
+                )
+
+    async def drop(self) -> None:
+        if self.ws is not None:
+            self.ws.transport.abort()  # like a pod dying: no close handshake
+
+
+async def storm(devices: list[Device], use_token: bool, at: float) -> dict[str, Any]:
+    """Every device reconnects at ``at``; returns when each was back."""
+    await asyncio.sleep(max(0.0, at - time.time()))
+    started = time.time()
+    back: list[float] = []
+    failed = 0
+
+    async def again(device: Device) -> None:
+        nonlocal failed
+        for _ in range(20):
+            if await device.login(use_token):
+                back.append(time.time() - started)
+                return
+            failed += 1
+            await asyncio.sleep(random.uniform(0.5, 1.5))
+
+    await asyncio.gather(*(again(d) for d in devices))
+    return {"back": back, "retries": failed}
+
+
+async def load_main(plan: dict[str, Any]) -> dict[str, Any]:
+    raise_fd_limit()
+    url = plan["url"]
+    devices = [
+        Device(device_id, f"127.0.0.{2 + (i % 50)}", url)
+        for i, device_id in enumerate(plan["device_ids"])
+    ]
+    report: dict[str, Any] = {}
+    first = await storm(devices, False, plan["login_at"])
+    report["login"] = first
+    talking = [asyncio.create_task(d.speak(plan["token_storm_at"])) for d in devices]
+    await asyncio.sleep(max(0.0, plan["steady_at"] - time.time()))
+    for d in devices:
+        d.record = True
+    await asyncio.sleep(max(0.0, plan["steady_until"] - time.time()))
+    for d in devices:
+        d.record = False
+    await asyncio.gather(*talking)
+    report["rtts"] = [r for d in devices for r in d.rtts]
+    for d in devices:
+        await d.drop()
+    report["token_storm"] = await storm(devices, True, plan["token_storm_at"])
+    await asyncio.sleep(max(0.0, plan["password_storm_at"] - 1 - time.time()))
+    for d in devices:
+        await d.drop()
+    report["password_storm"] = await storm(devices, False, plan["password_storm_at"])
+    for d in devices:
+        await d.drop()
+    return report
+
+
+# --- the parent ---------------------------------------------------------------------
+
+
+def recreate_database() -> str:
+    import pymysql
+
+    user, _, hostport = MARIADB.partition("@")
+    host, _, port = hostport.partition(":")
+    connection = pymysql.connect(host=host, port=int(port), user=user)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
+        cursor.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
+    connection.close()
+    return f"mysql+aiomysql://{MARIADB}/{DATABASE}?charset=utf8mb4"
+
+
+async def seed(url: str, count: int, rounds: int) -> list[int]:
+    import bcrypt
+    from sqlalchemy import insert
+
+    from controller.ids import SnowflakeGenerator
+    from controller.store import Store
+    from controller.store.database import utcnow
+    from controller.store.schema import devices
+
+    store = Store.from_url(url, timeout=60)
+    await store.migrate()
+    ids = SnowflakeGenerator(worker_id=9)
+    secret = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(rounds)).decode()
+    now = utcnow()
+    device_ids = [ids.next_id() for _ in range(count)]
+    for start in range(0, count, 5000):
+        async with store.db.begin() as connection:
+            await connection.execute(
+                insert(devices),
+                [
+                    {
+                        "device_id": d,
+                        "name": f"sim {n}",
+                        "type": "camera",
+                        "description": "",
+                        "hardware_sn": f"SIM{n:07d}",
+                        "hardware_model": "Sim",
+                        "secret": secret,
+                        "credential_version": 1,
+                        "state": "offline",
+                        "disabled": False,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for n, d in enumerate(device_ids[start : start + 5000], start)
+                ],
+            )
+    await store.close()
+    return device_ids
+
+
+def rss_kib(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/status").read_text().split("VmRSS:")[1].split()[0])
+
+
+async def measure_steady(
+    api: str, ws_port: int, ids: list[int], until: float, command_rate: float
+) -> dict[str, Any]:
+    import aiohttp
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    commands: list[float] = []
+    failures: dict[str, int] = {}
+    renders: list[float] = []
+    async with aiohttp.ClientSession(headers=headers) as session:
+
+        async def one_command() -> None:
+            device_id = random.choice(ids)
+            sent = time.perf_counter()
+            async with session.post(
+                f"{api}/api/v1/devices/{device_id}/commands", json={"order": "snapshot"}
+            ) as response:
+                body = await response.json()
+            if response.status == 200 and body["data"]["status"] == "success":
+                commands.append(time.perf_counter() - sent)
+            else:
+                key = body.get("type", str(response.status))
+                failures[key] = failures.get(key, 0) + 1
+
+        tasks = []
+        next_scrape = time.time()
+        while time.time() < until:
+            tasks.append(asyncio.create_task(one_command()))
+            if time.time() >= next_scrape:
+                sent = time.perf_counter()
+                async with session.get(f"http://127.0.0.1:{ws_port}/metrics") as response:
+                    size = len(await response.read())
+                renders.append(time.perf_counter() - sent)
+                next_scrape = time.time() + 5
+            await asyncio.sleep(1 / command_rate)
+        await asyncio.gather(*tasks)
+    return {
+        "command_round_trip": pct(commands),
+        "command_failures": failures,
+        "metrics_scrape": pct(renders),
+        "metrics_bytes": size,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument("--steady", type=float, default=60, help="seconds of steady state")
+    parser.add_argument(
+        "--phase-gap", type=float, default=60, help="seconds for logins, and between storms"
+    )
+    parser.add_argument("--command-rate", type=float, default=20, help="REST commands a second")
+    parser.add_argument("--bcrypt-rounds", type=int, default=4)
+    parser.add_argument("--api-port", type=int, default=18180)
+    parser.add_argument("--ws-port", type=int, default=19190)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench/results/southbound_load.json")
+    parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        print(json.dumps(asyncio.run(load_main(json.load(sys.stdin)))))
+        return
+
+    raise_fd_limit()
+    url = recreate_database()
+    ids = asyncio.run(seed(url, args.devices, args.bcrypt_rounds))
+    api = f"http://127.0.0.1:{args.api_port}"
+    server = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "0",
+            sys.executable,
+            "-m",
+            "controller.cli",
+            "serve",
+            "--db-url",
+            url,
+            "--api-port",
+            str(args.api_port),
+            "--ws-port",
+            str(args.ws_port),
+            "--api-token",
+            TOKEN,
+            "--bcrypt-rounds",
+            str(args.bcrypt_rounds),
+            "--login-attempts-per-device",
+            "1000",
+            "--log-level",
+            "WARNING",
+        ],
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{api}/api/v1/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        idle_rss = rss_kib(server.pid)
+        t0 = time.time() + 3
+        gap = args.phase_gap
+        plan_times = {
+            "login_at": t0,
+            "steady_at": t0 + gap,
+            "steady_until": t0 + gap + args.steady,
+            "token_storm_at": t0 + gap + args.steady + 10,
+            "password_storm_at": t0 + 2 * gap + args.steady + 10,
+        }
+        loads = []
+        share = (len(ids) + args.load_processes - 1) // args.load_processes
+        for n in range(args.load_processes):
+            plan = {
+                "url": f"ws://127.0.0.1:{args.ws_port}/ws",
+                "device_ids": [str(i) for i in ids[n * share : (n + 1) * share]],
+                **plan_times,
+            }
+            process = subprocess.Popen(
+                ["taskset", "-c", "1", sys.executable, __file__, "--load"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(plan))
+            process.stdin.close()
+            loads.append(process)
+        time.sleep(max(0.0, plan_times["steady_at"] - time.time()))
+        held = json.load(
+            urllib.request.urlopen(
+                urllib.request.Request(
+                    f"{api}/api/v1/stats", headers={"Authorization": f"Bearer {TOKEN}"}
+                )
+            )
+        )["data"]
+        steady = asyncio.run(
+            measure_steady(api, args.ws_port, ids, plan_times["steady_until"], args.command_rate)
+        )
+        steady_rss = rss_kib(server.pid)
+        outputs = [json.loads(p.stdout.read()) for p in loads if p.stdout]
+    finally:
+        server.terminate()
+        server.wait(60)
+
+    def merged(phase: str) -> dict[str, Any]:
+        back = [b for o in outputs for b in o[phase]["back"]]
+        return {
+            "devices_back": len(back),
+            "seconds_to_last": round(max(back), 2) if back else None,
+            "seconds_to_half": round(sorted(back)[len(back) // 2], 2) if back else None,
+            "retries": sum(o[phase]["retries"] for o in outputs),
+        }
+
+    devices_held = held["connected"]
+    report = {
+        "benchmark": "southbound_load",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"cpus": os.cpu_count(), "server_cpu": 0, "load_cpu": 1},
+        "devices": args.devices,
+        "devices_held": devices_held,
+        "bcrypt_rounds": args.bcrypt_rounds,
+        "server_rss_mib": {
+            "idle": round(idle_rss / 1024, 1),
+            "steady": round(steady_rss / 1024, 1),
+        },
+        "rss_per_device_kib": round((steady_rss - idle_rss) / max(1, devices_held), 1),
+        "pong_round_trip": pct([r for o in outputs for r in o["rtts"]]),
+        **steady,
+        "login_storm_passwords": merged("login"),
+        "reconnect_storm_tokens": merged("token_storm"),
+        "reconnect_storm_passwords": merged("password_storm"),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,51 +1,61 @@
-"""Session transitions go to the database in the order they happened, off the
-sessions' own path: one writer task drains a queue, so a slow or absent database
-delays the records, never a heartbeat."""
+"""Session changes go to the database in the order they happened, off the
+sessions' own path: one writer task drains a queue in batches (one transaction
+per batch), so a reconnect storm costs a few transactions, not one per device,
+and a slow or absent database delays the records, never a heartbeat."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 
-from controller.store import DatabaseUnavailable
+from controller.store import DatabaseUnavailable, Store
+from controller.store.sessions import SessionChange
 
 log = logging.getLogger("edgefleet.southbound.recorder")
 
-Write = Callable[[], Awaitable[None]]
+BATCH = 2000
 
 
 class Recorder:
-    def __init__(self, retry_delay: float = 1.0, attempts: int = 30) -> None:
-        self._queue: asyncio.Queue[Write] = asyncio.Queue()
+    def __init__(self, store: Store, instance: str, retry_delay: float = 1.0) -> None:
+        self._store = store
+        self._instance = instance
+        self._queue: asyncio.Queue[SessionChange] = asyncio.Queue()
         self._retry_delay = retry_delay
-        self._attempts = attempts
 
-    def submit(self, write: Write) -> None:
-        self._queue.put_nowait(write)
+    def submit(self, change: SessionChange) -> None:
+        self._queue.put_nowait(change)
+
+    @property
+    def backlog(self) -> int:
+        return self._queue.qsize()
 
     async def drained(self) -> None:
-        """Wait until everything submitted so far is written (or given up)."""
+        """Wait until everything submitted so far is written."""
         await self._queue.join()
 
     async def run(self) -> None:
         while True:
-            write = await self._queue.get()
+            batch = [await self._queue.get()]
+            while len(batch) < BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
             try:
-                await self._write(write)
+                await self._write(batch)
             finally:
-                self._queue.task_done()
+                for _ in batch:
+                    self._queue.task_done()
 
-    async def _write(self, write: Write) -> None:
-        for attempt in range(1, self._attempts + 1):
+    async def _write(self, batch: list[SessionChange]) -> None:
+        """Retry while the database is away: the changes are the device log."""
+        while True:
             try:
-                await write()
+                await self._store.sessions.apply(self._instance, batch)
                 return
             except DatabaseUnavailable:
-                if attempt == self._attempts:
-                    break
+                log.warning(
+                    "database unavailable; session changes wait", extra={"changes": len(batch)}
+                )
                 await asyncio.sleep(self._retry_delay)
             except Exception:
-                log.exception("could not record a session change")
+                log.exception("could not record session changes", extra={"changes": len(batch)})
                 return
-        log.error("database unavailable: a session change was not recorded")

@@ -25,6 +25,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from controller.store import Store
+from controller.store.sessions import SessionChange
 from southbound.connection import DeviceConnection
 from southbound.credentials import CredentialChecker, Verdict
 from southbound.internal_api import create_internal_app
@@ -50,6 +51,8 @@ log = logging.getLogger("edgefleet.southbound")
 WS_PATH = "/ws"
 # Status uploads come every 15 s; the device log keeps one in this many seconds.
 STATUS_EVENT_INTERVAL = 600.0
+# How long a stopping instance waits for its last session changes to be written.
+SHUTDOWN_WRITE_GRACE = 20.0
 
 
 class Southbound:
@@ -74,7 +77,7 @@ class Southbound:
         )
         self.live = LiveStatusBook()
         self.metrics = SouthboundMetrics(settings.per_device_metrics)
-        self.recorder = Recorder()
+        self.recorder = Recorder(store, self.instance)
         self.sessions: dict[int, DeviceConnection] = {}
         self._last_status_event: dict[int, float] = {}
         self._server: Server | None = None
@@ -142,7 +145,14 @@ class Southbound:
         await self._server.wait_closed()
         if self._internal is not None:
             await self._internal.cleanup()
-        await self.recorder.drained()
+        try:
+            async with asyncio.timeout(SHUTDOWN_WRITE_GRACE):
+                await self.recorder.drained()
+        except TimeoutError:
+            log.error(
+                "shutting down with session changes unwritten",
+                extra={"changes": self.recorder.backlog},
+            )
         if self._recorder_task:
             self._recorder_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -202,10 +212,15 @@ class Southbound:
         assert device_id is not None
         self.metrics.sessions.inc()
         self.recorder.submit(
-            lambda: self.store.sessions.connected(
-                device_id, self.instance, self.internal_address, connection.address
+            SessionChange(
+                "connected",
+                device_id,
+                "connected",
+                {"instance": self.instance, "peer": connection.address},
+                address=self.internal_address,
             )
         )
+        self.recorder.submit(SessionChange("state", device_id, "online"))
 
     def state_changed(self, connection: DeviceConnection, state: str, failures: int) -> None:
         device_id = connection.device_id
@@ -213,7 +228,7 @@ class Southbound:
         if entry := self.live.get(device_id):
             entry.state = state
         detail = {"missed_heartbeats": failures} if failures else {}
-        self.recorder.submit(lambda: self.store.sessions.state_changed(device_id, state, detail))
+        self.recorder.submit(SessionChange("state", device_id, state, detail))
 
     def status_received(self, connection: DeviceConnection, data: dict[str, Any]) -> None:
         device_id = connection.device_id
@@ -230,9 +245,7 @@ class Southbound:
                 "memory_used_percent": entry.memory_used_percent,
                 "disk_used_percent": entry.disk_used_percent,
             }
-            self.recorder.submit(
-                lambda: self.store.sessions.record(device_id, "status_uploaded", detail)
-            )
+            self.recorder.submit(SessionChange("event", device_id, "status_uploaded", detail))
 
     def detach(self, connection: DeviceConnection, cause: str) -> None:
         device_id = connection.device_id
@@ -242,14 +255,10 @@ class Southbound:
             self.live.disconnected(device_id)
             self._last_status_event.pop(device_id, None)
         self.metrics.sessions.dec()
-        self.recorder.submit(
-            lambda: self.store.sessions.disconnected(device_id, self.instance, cause)
-        )
+        self.recorder.submit(SessionChange("disconnected", device_id, "offline", {"reason": cause}))
 
     def record_login_failure(self, device_id: int, reason: str) -> None:
-        self.recorder.submit(
-            lambda: self.store.sessions.record(device_id, "login_failed", {"reason": reason})
-        )
+        self.recorder.submit(SessionChange("event", device_id, "login_failed", {"reason": reason}))
 
     # --- what the northbound asks ----------------------------------------------------------
 
@@ -269,7 +278,7 @@ class Southbound:
             raise CommandRefused("offline")
         remote_dir = params.get("remote_dir") if order == "upload_log" else None
         detail = {"order": order}
-        self.recorder.submit(lambda: self.store.sessions.record(device_id, "command_sent", detail))
+        self.recorder.submit(SessionChange("event", device_id, "command_sent", detail))
         kind = "builtin" if order in ("restart", "upload_log") else "custom"
         try:
             finished = await connection.command(
@@ -283,7 +292,5 @@ class Southbound:
             raise
         self.metrics.commands.labels(kind, finished.status).inc()
         result = {"order": order, "status": finished.status, "message": finished.message}
-        self.recorder.submit(
-            lambda: self.store.sessions.record(device_id, "command_result", result)
-        )
+        self.recorder.submit(SessionChange("event", device_id, "command_result", result))
         return finished

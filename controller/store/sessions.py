@@ -1,8 +1,17 @@
 """What the southbound writes: device credentials for login, who holds which
-session, device state transitions and their events."""
+session, device state transitions and their events.
+
+Session changes arrive in bursts (a reconnect storm is 10,000 logins in seconds),
+so they are applied in batches: one transaction writes a whole batch, with one
+UPDATE per resulting state, one session-row delete and insert, and one
+multi-row event insert.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
@@ -10,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.store.database import Database, utcnow
 from controller.store.events import record_events
-from controller.store.schema import device_sessions, devices
+from controller.store.schema import device_events, device_sessions, devices
 
 CREDENTIAL_COLUMNS = [
     devices.c.device_id,
@@ -23,13 +32,29 @@ CREDENTIAL_COLUMNS = [
 ]
 
 
-async def _set_state(
-    connection: AsyncConnection, device_ids: list[int], state: str, detail: dict[str, Any]
-) -> None:
-    await connection.execute(
-        update(devices).where(devices.c.device_id.in_(device_ids)).values(state=state)
-    )
-    await record_events(connection, device_ids, state, detail)
+@dataclass(frozen=True)
+class SessionChange:
+    """One thing that happened to a device's session, for the database.
+
+    ``kind`` is ``connected`` (the session is held at ``address``), ``state``
+    (online/unknown), ``disconnected`` (offline, if the session was held here) or
+    ``event`` (only a log line, e.g. ``login_failed`` or ``command_sent``).
+    """
+
+    kind: str
+    device_id: int
+    event: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    address: str = ""
+    at: datetime = field(default_factory=utcnow)
+
+
+async def _set_state(connection: AsyncConnection, device_ids: Sequence[int], state: str) -> None:
+    for start in range(0, len(device_ids), 1000):
+        chunk = sorted(device_ids[start : start + 1000])
+        await connection.execute(
+            update(devices).where(devices.c.device_id.in_(chunk)).values(state=state)
+        )
 
 
 class SessionStore:
@@ -55,63 +80,89 @@ class SessionStore:
             )
         return dict(row) if row else None
 
-    # Lock order, to keep MySQL free of deadlocks with the REST writes: the devices
-    # row first (exclusive, by the UPDATE), then its session row. Touching the
-    # session row first would take a shared lock on the device through the foreign
-    # key and then need to upgrade it, which two transactions cannot both do.
+    async def address_of(self, device_id: int) -> str | None:
+        """Where the instance holding the device's session takes internal calls."""
+        async with self._db.read() as connection:
+            return await connection.scalar(
+                select(device_sessions.c.address).where(device_sessions.c.device_id == device_id)
+            )
 
-    async def connected(self, device_id: int, instance: str, address: str, peer: str) -> None:
-        """A device logged in at ``instance`` (internal API at ``address``) from
-        ``peer``: mark it online, claim its session row."""
-        now = utcnow()
-        async with self._db.begin() as connection:
-            await connection.execute(
-                update(devices).where(devices.c.device_id == device_id).values(state="online")
-            )
-            await connection.execute(
-                delete(device_sessions).where(device_sessions.c.device_id == device_id)
-            )
-            await connection.execute(
-                insert(device_sessions),
-                {
-                    "device_id": device_id,
-                    "instance": instance,
-                    "address": address,
-                    "connected_at": now,
-                },
-            )
-            await record_events(
-                connection, [device_id], "connected", {"instance": instance, "peer": peer}
-            )
-            await record_events(connection, [device_id], "online", {})
+    async def apply(self, instance: str, changes: Iterable[SessionChange]) -> None:
+        """Write a batch of changes made by ``instance``, in one transaction.
 
-    async def state_changed(self, device_id: int, state: str, detail: dict[str, Any]) -> None:
+        The rows end as the last change of each device says; every change is an
+        event. Lock order keeps MySQL free of deadlocks with REST writes: devices
+        rows first (by the UPDATEs, in id order), then session rows. Touching a
+        session row first would take a shared lock on its device through the
+        foreign key, and two transactions cannot both upgrade it.
+        """
+        changes = list(changes)
+        state: dict[int, str] = {}
+        session: dict[int, SessionChange] = {}  # the last connect or disconnect
+        for change in changes:
+            if change.kind == "connected":
+                session[change.device_id] = change
+                state[change.device_id] = "online"
+            elif change.kind == "disconnected":
+                session[change.device_id] = change
+            elif change.kind == "state":
+                state[change.device_id] = change.event
+        connected = {d: c for d, c in session.items() if c.kind == "connected"}
+        leaving = [d for d, c in session.items() if c.kind == "disconnected"]
         async with self._db.begin() as connection:
-            await _set_state(connection, [device_id], state, detail)
+            ours = set(await self._held_by(connection, instance, leaving))
+            # A session opened and closed within this batch was ours too.
+            ours |= {c.device_id for c in changes if c.kind == "connected"} & set(leaving)
+            for device_id in leaving:
+                if device_id in ours:
+                    state[device_id] = "offline"
+                else:  # superseded at another instance, which now owns the row
+                    state.pop(device_id, None)
+            by_state: dict[str, list[int]] = {}
+            for device_id, value in state.items():
+                by_state.setdefault(value, []).append(device_id)
+            for value, device_ids in sorted(by_state.items()):
+                await _set_state(connection, device_ids, value)
+            gone = sorted(ours | connected.keys())
+            for start in range(0, len(gone), 1000):
+                await connection.execute(
+                    delete(device_sessions).where(
+                        device_sessions.c.device_id.in_(gone[start : start + 1000])
+                    )
+                )
+            if connected:
+                await connection.execute(
+                    insert(device_sessions),
+                    [
+                        {
+                            "device_id": d,
+                            "instance": instance,
+                            "address": c.address,
+                            "connected_at": c.at,
+                        }
+                        for d, c in sorted(connected.items())
+                    ],
+                )
+            rows = [
+                {"device_id": c.device_id, "at": c.at, "event": c.event, "detail": c.detail}
+                for c in changes
+            ]
+            for start in range(0, len(rows), 1000):
+                await connection.execute(insert(device_events), rows[start : start + 1000])
 
-    async def disconnected(self, device_id: int, instance: str, reason: str) -> None:
-        """The session held here ended. A newer session elsewhere keeps its row."""
-        held_here = (
-            select(device_sessions.c.device_id)
-            .where(
-                device_sessions.c.device_id == device_id,
-                device_sessions.c.instance == instance,
-            )
-            .exists()
-        )
-        async with self._db.begin() as connection:
-            await connection.execute(
-                update(devices)
-                .where(devices.c.device_id == device_id, held_here)
-                .values(state="offline")
-            )
-            await connection.execute(
-                delete(device_sessions).where(
-                    device_sessions.c.device_id == device_id,
+    @staticmethod
+    async def _held_by(
+        connection: AsyncConnection, instance: str, device_ids: list[int]
+    ) -> list[int]:
+        held: list[int] = []
+        for start in range(0, len(device_ids), 1000):
+            held += await connection.scalars(
+                select(device_sessions.c.device_id).where(
+                    device_sessions.c.device_id.in_(device_ids[start : start + 1000]),
                     device_sessions.c.instance == instance,
                 )
             )
-            await record_events(connection, [device_id], "offline", {"reason": reason})
+        return held
 
     async def release_instance(self, instance: str, reason: str) -> list[int]:
         """Forget every session an instance held (it crashed or restarted): its
@@ -125,19 +176,9 @@ class SessionStore:
                 )
             )
             if held:
-                await _set_state(connection, held, "offline", {"reason": reason})
+                await _set_state(connection, held, "offline")
+                await record_events(connection, held, "offline", {"reason": reason})
                 await connection.execute(
                     delete(device_sessions).where(device_sessions.c.instance == instance)
                 )
             return held
-
-    async def address_of(self, device_id: int) -> str | None:
-        """Where the instance holding the device's session takes internal calls."""
-        async with self._db.read() as connection:
-            return await connection.scalar(
-                select(device_sessions.c.address).where(device_sessions.c.device_id == device_id)
-            )
-
-    async def record(self, device_id: int, event: str, detail: dict[str, Any]) -> None:
-        async with self._db.begin() as connection:
-            await record_events(connection, [device_id], event, detail)

@@ -13,6 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from agent import protocol
 from controller.store import Store
+from controller.store.sessions import SessionChange
 from tests.southbound.conftest import FAST, Fleet, ping, recv_json, running_fleet
 
 STATUS = {
@@ -414,8 +415,13 @@ async def test_start_releases_sessions_left_by_a_crashed_run(store: Store) -> No
     async with running_fleet(store, FAST) as fleet:
         device = await fleet.register()
     # What a crashed run of this instance leaves: a session row, the device online.
-    await store.sessions.connected(
-        int(device["device_id"]), FAST.instance, "10.0.0.9:9091", "10.1.2.3:5555"
+    await store.sessions.apply(
+        FAST.instance,
+        [
+            SessionChange(
+                "connected", int(device["device_id"]), "connected", address="10.0.0.9:9091"
+            )
+        ],
     )
     async with running_fleet(store, FAST) as restarted:
         assert await restarted.state(device) == "offline"

@@ -1,0 +1,122 @@
+"""Batched session changes: rows end as the last change says, every change logs."""
+
+from __future__ import annotations
+
+from sqlalchemy import insert, select
+
+from controller.store import Store
+from controller.store.database import utcnow
+from controller.store.schema import device_events, device_sessions, devices
+from controller.store.sessions import SessionChange
+
+
+async def make_devices(store: Store, count: int) -> list[int]:
+    now = utcnow()
+    ids = list(range(1001, 1001 + count))
+    async with store.db.begin() as connection:
+        await connection.execute(
+            insert(devices),
+            [
+                {
+                    "device_id": i,
+                    "name": f"d{i}",
+                    "type": "camera",
+                    "description": "",
+                    "hardware_sn": f"S{i}",
+                    "hardware_model": "M",
+                    "secret": "x" * 60,
+                    "credential_version": 1,
+                    "state": "offline",
+                    "disabled": False,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in ids
+            ],
+        )
+    return ids
+
+
+async def snapshot(store: Store) -> tuple[dict[int, str], dict[int, str], list[tuple]]:
+    async with store.db.read() as connection:
+        states = dict(
+            (await connection.execute(select(devices.c.device_id, devices.c.state))).all()
+        )
+        sessions = dict(
+            (
+                await connection.execute(
+                    select(device_sessions.c.device_id, device_sessions.c.instance)
+                )
+            ).all()
+        )
+        events = [
+            tuple(row)
+            for row in await connection.execute(
+                select(device_events.c.device_id, device_events.c.event).order_by(
+                    device_events.c.event_id
+                )
+            )
+        ]
+    return states, sessions, events
+
+
+def connect(device_id: int) -> list[SessionChange]:
+    return [
+        SessionChange("connected", device_id, "connected", address="10.0.0.1:9091"),
+        SessionChange("state", device_id, "online"),
+    ]
+
+
+async def test_batch_applies_the_last_change_per_device_and_logs_all(store: Store) -> None:
+    a, b, c = await make_devices(store, 3)
+    await store.sessions.apply(
+        "pod-1",
+        [
+            *connect(a),
+            *connect(b),
+            SessionChange("state", b, "unknown", {"missed_heartbeats": 1}),
+            *connect(c),
+            SessionChange("disconnected", c, "offline", {"reason": "closed_by_device"}),
+            SessionChange("event", a, "command_sent", {"order": "x"}),
+        ],
+    )
+    states, sessions, events = await snapshot(store)
+    assert states == {a: "online", b: "unknown", c: "offline"}
+    assert sessions == {a: "pod-1", b: "pod-1"}
+    assert events == [
+        (a, "connected"),
+        (a, "online"),
+        (b, "connected"),
+        (b, "online"),
+        (b, "unknown"),
+        (c, "connected"),
+        (c, "online"),
+        (c, "offline"),
+        (a, "command_sent"),
+    ]
+
+
+async def test_disconnect_of_a_session_another_instance_took_over_keeps_it(
+    store: Store,
+) -> None:
+    (device,) = await make_devices(store, 1)
+    await store.sessions.apply("pod-1", connect(device))
+    await store.sessions.apply("pod-2", connect(device))  # the device moved
+    await store.sessions.apply(
+        "pod-1", [SessionChange("disconnected", device, "offline", {"reason": "superseded"})]
+    )
+    states, sessions, _ = await snapshot(store)
+    assert states == {device: "online"}
+    assert sessions == {device: "pod-2"}
+
+
+async def test_a_storm_of_thousands_is_one_batch(store: Store) -> None:
+    ids = await make_devices(store, 2500)
+    await store.sessions.apply("pod-1", [c for i in ids for c in connect(i)])
+    states, sessions, events = await snapshot(store)
+    assert set(states.values()) == {"online"} and len(sessions) == 2500
+    assert len(events) == 5000
+    released = await store.sessions.release_instance("pod-1", "instance_restarted")
+    assert sorted(released) == ids
+    states, sessions, _ = await snapshot(store)
+    assert set(states.values()) == {"offline"} and sessions == {}

@@ -50,6 +50,9 @@ class DeviceLink(Protocol):
         self, device_id: int, order: str, params: dict[str, Any], timeout: float
     ) -> CommandOutcome: ...
 
+    async def disconnect(self, device_id: int, reason: str) -> None:
+        """End the device's session, if it has one (it was disabled or deleted)."""
+
 
 class NoDeviceLink:
     """No southbound attached: no device holds a session."""
@@ -61,3 +64,6 @@ class NoDeviceLink:
         self, device_id: int, order: str, params: dict[str, Any], timeout: float
     ) -> CommandOutcome:
         raise DeviceUnavailable("offline")
+
+    async def disconnect(self, device_id: int, reason: str) -> None:
+        return None

@@ -40,7 +40,7 @@ class HttpDeviceLink:
             async with self._session.request(
                 method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as response:
-                answer = await response.json()
+                answer = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise DeviceUnavailable("offline") from exc
         if response.status == 409:
@@ -59,3 +59,9 @@ class HttpDeviceLink:
         body = {"order": order, "params": params, "timeout": timeout}
         answer = await self._call("POST", device_id, "commands", timeout + NETWORK_GRACE, body)
         return CommandOutcome(answer["status"], answer["message"], answer.get("data"))
+
+    async def disconnect(self, device_id: int, reason: str) -> None:
+        try:
+            await self._call("POST", device_id, "disconnect", NETWORK_GRACE, {"reason": reason})
+        except DeviceUnavailable:
+            pass  # no session, or its instance is gone: nothing to end

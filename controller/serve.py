@@ -58,6 +58,9 @@ class InProcessLink:
             raise DeviceUnavailable(exc.kind) from exc
         return CommandOutcome(finished.status, finished.message, finished.data)
 
+    async def disconnect(self, device_id: int, reason: str) -> None:
+        await self._southbound.disconnect(device_id, reason)
+
 
 def api_token(settings: Settings) -> str:
     """The configured token, or in standalone mode a new one, printed once for the user."""

@@ -64,6 +64,16 @@ async def command(request: web.Request) -> web.Response:
     )
 
 
+async def disconnect(request: web.Request) -> web.Response:
+    southbound: Southbound = request.app[SOUTHBOUND]  # type: ignore[assignment]
+    body = await request.json()
+    reason = body.get("reason") if isinstance(body, dict) else None
+    await southbound.disconnect(
+        int(request.match_info["device_id"]), reason if isinstance(reason, str) else "ended"
+    )
+    return web.json_response({"disconnected": True})
+
+
 def create_internal_app(southbound: Southbound, token: str) -> web.Application:
     @web.middleware
     async def authenticate(request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -76,4 +86,5 @@ def create_internal_app(southbound: Southbound, token: str) -> web.Application:
     app[SOUTHBOUND] = southbound
     app.router.add_get(PREFIX + "/status", status)
     app.router.add_post(PREFIX + "/commands", command)
+    app.router.add_post(PREFIX + "/disconnect", disconnect)
     return app

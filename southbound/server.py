@@ -34,6 +34,7 @@ from southbound.metrics import SouthboundMetrics
 from southbound.recorder import Recorder
 from southbound.session import (
     CLOSE_GOING_AWAY,
+    CLOSE_POLICY,
     CLOSE_SUPERSEDED,
     CommandFinished,
     CommandRefused,
@@ -268,6 +269,12 @@ class Southbound:
         if entry is None:
             raise CommandRefused("offline")
         return entry
+
+    async def disconnect(self, device_id: int, reason: str) -> None:
+        """End a device's session because the device was disabled or deleted."""
+        connection = self.sessions.get(device_id)
+        if connection is not None:
+            await connection.end(reason, CLOSE_POLICY, f"device {reason}")
 
     async def command(
         self, device_id: int, order: str, params: dict[str, Any], timeout: float

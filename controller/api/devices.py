@@ -57,10 +57,17 @@ async def update_device(request: web.Request, path: DevicePath, body: DeviceUpda
     changes = body.model_dump(exclude_unset=True, exclude={"password"})
     if "password" in body.model_fields_set:
         changes["secret"] = await hash_password(body.password, ctx.settings.bcrypt_rounds)
-    return Device(**await ctx.store.devices.update(path.device_id, changes))
+    device = Device(**await ctx.store.devices.update(path.device_id, changes))
+    if changes.get("disabled"):
+        await ctx.link.disconnect(path.device_id, "disabled")
+    return device
 
 
-@endpoints.delete("/devices/{device_id}", summary="Delete a device", tag=TAG, errors=(404,))
+@endpoints.delete(
+    "/devices/{device_id}", summary="Delete a device and end its session", tag=TAG, errors=(404,)
+)
 async def delete_device(request: web.Request, path: DevicePath) -> Deleted:
-    await context(request).store.devices.delete(path.device_id)
+    ctx = context(request)
+    await ctx.store.devices.delete(path.device_id)
+    await ctx.link.disconnect(path.device_id, "deleted")
     return Deleted()

@@ -429,3 +429,22 @@ async def test_start_releases_sessions_left_by_a_crashed_run(store: Store) -> No
         assert events[-1]["event"] == "offline"
         assert events[-1]["detail"] == {"reason": "instance_restarted"}
         assert (await restarted.api.get("/api/v1/stats")).data["connected"] == 0
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        (lambda api, path: api.patch(path, {"disabled": True}), "disabled"),
+        (lambda api, path: api.delete(path), "deleted"),
+    ],
+)
+async def test_disabling_or_deleting_a_device_ends_its_session(
+    fleet: Fleet, change, reason: str
+) -> None:
+    device = await fleet.register()
+    ws, _ = await fleet.login(device)
+    await change(fleet.api, f"/api/v1/devices/{device['device_id']}")
+    assert await closed_with(ws) == (1008, f"device {reason}")
+    events = await fleet.events(device)
+    assert events[-1]["event"] == "offline"
+    assert events[-1]["detail"] == {"reason": reason}

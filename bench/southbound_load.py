@@ -324,12 +324,29 @@ async def measure_steady(
                 next_scrape = time.time() + 5
             await asyncio.sleep(1 / command_rate)
         await asyncio.gather(*tasks)
+        async with session.get(f"http://127.0.0.1:{ws_port}/metrics") as response:
+            counts = fleet_counts(await response.text())
     return {
+        "server_counts_after_steady": counts,
         "command_round_trip": pct(commands),
         "command_failures": failures,
         "metrics_scrape": pct(renders),
         "metrics_bytes": size,
     }
+
+
+def fleet_counts(text: str) -> dict[str, dict[str, float]]:
+    """Logins by result and disconnects by cause, from a scrape: what went wrong."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    wanted = {"edgefleet_logins": "result", "edgefleet_disconnects": "cause"}
+    counts: dict[str, dict[str, float]] = {name: {} for name in wanted}
+    for family in text_string_to_metric_families(text):
+        if family.name in wanted:
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[family.name][sample.labels[wanted[family.name]]] = sample.value
+    return counts
 
 
 def main() -> None:

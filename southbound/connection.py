@@ -58,24 +58,30 @@ class DeviceConnection:
 
     async def run(self) -> None:
         session = self.session
-        while not session.closed:
-            deadline = session.next_deadline()
-            try:
-                async with asyncio.timeout_at(deadline):
-                    message = await self.websocket.recv()
-            except TimeoutError:
+        receiving: asyncio.Task[str | bytes] | None = None
+        try:
+            while not session.closed:
+                if receiving is None:
+                    receiving = asyncio.ensure_future(self.websocket.recv())
+                deadline = session.next_deadline()
+                timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
+                # The receive is not cancelled when the deadline passes: under load
+                # the timer can fire in the same loop turn the frame arrived in,
+                # and a frame that arrived in time must count before the deadline.
+                await asyncio.wait([receiving], timeout=timeout)
                 async with self._lock:
-                    session.tick(self.loop.time())
+                    if receiving.done():
+                        message, receiving = self._received(receiving), None
+                        if message is None:
+                            session.peer_closed()
+                        else:
+                            self._heard(message)
+                    else:
+                        session.tick(self.loop.time())
                     await self._flush()
-                continue
-            except ConnectionClosed:
-                message = None
-            async with self._lock:
-                if message is None:
-                    session.peer_closed()
-                else:
-                    self._heard(message)
-                await self._flush()
+        finally:
+            if receiving is not None:
+                receiving.cancel()
         with contextlib.suppress(ConnectionClosed):
             await self.websocket.close(session.close_code or 1000, session.close_reason)
 
@@ -112,6 +118,14 @@ class DeviceConnection:
             await self.websocket.close(code, reason)
 
     # --- internals ---------------------------------------------------------------
+
+    @staticmethod
+    def _received(receiving: asyncio.Task[str | bytes]) -> str | bytes | None:
+        """The frame a finished receive got, or None once the connection is gone."""
+        try:
+            return receiving.result()
+        except ConnectionClosed:
+            return None
 
     def _heard(self, message: str | bytes) -> None:
         now = self.loop.time()

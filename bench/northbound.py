@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import random
-import statistics
 import subprocess
 import sys
 import time
@@ -35,10 +34,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import percentiles, recreate_database  # noqa: E402
+
 TYPES = ["camera", "gateway", "sensor", "rail-sensor"]
 STATES = ["offline"] * 6 + ["online"] * 3 + ["unknown"]
 TOKEN = "bench-token"
-MARIADB = "root@127.0.0.1:3306"
 DATABASE = "edgefleet_bench"
 
 
@@ -106,19 +106,6 @@ async def seed(url: str, devices: int, group_size: int) -> list[int]:
     return device_ids
 
 
-def recreate_database() -> str:
-    import pymysql
-
-    user, _, hostport = MARIADB.partition("@")
-    host, _, port = hostport.partition(":")
-    connection = pymysql.connect(host=host, port=int(port), user=user)
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        cursor.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
-    connection.close()
-    return f"mysql+aiomysql://{MARIADB}/{DATABASE}?charset=utf8mb4"
-
-
 def start_server(url: str, port: int, log_level: str) -> subprocess.Popen[bytes]:
     command = [
         sys.executable,
@@ -144,23 +131,6 @@ def start_server(url: str, port: int, log_level: str) -> subprocess.Popen[bytes]
             time.sleep(0.2)
     server.kill()
     raise SystemExit("server did not start")
-
-
-def percentiles(latencies: list[float]) -> dict[str, float]:
-    if not latencies:
-        return {}
-    ordered = sorted(latencies)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
-
-    return {
-        "p50_ms": at(0.50),
-        "p90_ms": at(0.90),
-        "p99_ms": at(0.99),
-        "max_ms": round(ordered[-1] * 1000, 3),
-        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
-    }
 
 
 async def open_loop(base: str, paths: list[str], rate: float, duration: float) -> dict[str, Any]:
@@ -283,7 +253,7 @@ def main() -> None:
         load_main(args)
         return
 
-    url = recreate_database()
+    url = recreate_database(DATABASE)
     started = time.perf_counter()
     device_ids = asyncio.run(seed(url, args.devices, args.group_size))
     seeded_in = time.perf_counter() - started

@@ -28,7 +28,6 @@ import json
 import os
 import random
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -39,8 +38,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.harness import percentiles, recreate_database  # noqa: E402
+
 DATABASE = "edgefleet_southbound_bench"
-MARIADB = "root@127.0.0.1:3306"
 TOKEN = "bench-token"
 PASSWORD = "bench password 0"
 STATUS = {
@@ -65,23 +65,6 @@ def raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def pct(values: list[float]) -> dict[str, float | int]:
-    if not values:
-        return {"count": 0}
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 3)
-
-    return {
-        "count": len(ordered),
-        "p50_ms": at(0.5),
-        "p99_ms": at(0.99),
-        "max_ms": round(ordered[-1] * 1000, 3),
-        "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
-    }
-
-
 # --- the load process ---------------------------------------------------------------
 
 
@@ -98,7 +81,8 @@ class Device:
         self.ping_sent: float | None = None
         self.record = False
 
-    async def login(self, use_token: bool) -> bool:
+    async def login(self, use_token: bool) -> str | None:
+        """Log in; None on success, else why not."""
         import websockets
 
         frame = {"device_id": self.device_id}
@@ -114,12 +98,12 @@ class Device:
             )
             await self.ws.send(json.dumps(frame))
             answer = json.loads(await self.ws.recv())
-        except Exception:
-            return False
+        except Exception as exc:
+            return type(exc).__name__
         if answer.get("status") != "success":
-            return False
+            return answer.get("message", "refused")
         self.token = answer["data"].get("token", self.token)
-        return True
+        return None
 
     async def speak(self, stop_at: float) -> None:
         """Heartbeat and status at the protocol's cadence; answer orders; read pongs."""
@@ -176,24 +160,29 @@ class Device:
             self.ws.transport.abort()  # like a pod dying: no close handshake
 
 
-async def storm(devices: list[Device], use_token: bool, at: float) -> dict[str, Any]:
-    """Every device reconnects at ``at``; returns when each was back."""
+async def storm(
+    devices: list[Device], use_token: bool, at: float, talk_until: float
+) -> tuple[dict[str, Any], list[asyncio.Task[None]]]:
+    """Every device (re)connects at ``at`` and, once back, talks until
+    ``talk_until``; returns when each was back and why attempts failed."""
     await asyncio.sleep(max(0.0, at - time.time()))
     started = time.time()
     back: list[float] = []
-    failed = 0
+    failures: dict[str, int] = {}
+    talking: list[asyncio.Task[None]] = []
 
     async def again(device: Device) -> None:
-        nonlocal failed
         for _ in range(20):
-            if await device.login(use_token):
+            failure = await device.login(use_token)
+            if failure is None:
                 back.append(time.time() - started)
+                talking.append(asyncio.create_task(device.speak(talk_until)))
                 return
-            failed += 1
+            failures[failure] = failures.get(failure, 0) + 1
             await asyncio.sleep(random.uniform(0.5, 1.5))
 
     await asyncio.gather(*(again(d) for d in devices))
-    return {"back": back, "retries": failed}
+    return {"back": back, "failures": failures}, talking
 
 
 async def load_main(plan: dict[str, Any]) -> dict[str, Any]:
@@ -204,43 +193,33 @@ async def load_main(plan: dict[str, Any]) -> dict[str, Any]:
         for i, device_id in enumerate(plan["device_ids"])
     ]
     report: dict[str, Any] = {}
-    first = await storm(devices, False, plan["login_at"])
-    report["login"] = first
-    talking = [asyncio.create_task(d.speak(plan["token_storm_at"])) for d in devices]
+    report["login"], talking = await storm(devices, False, plan["login_at"], plan["token_storm_at"])
     await asyncio.sleep(max(0.0, plan["steady_at"] - time.time()))
     for d in devices:
         d.record = True
     await asyncio.sleep(max(0.0, plan["steady_until"] - time.time()))
     for d in devices:
         d.record = False
-    await asyncio.gather(*talking)
     report["rtts"] = [r for d in devices for r in d.rtts]
+    await asyncio.gather(*talking)
     for d in devices:
         await d.drop()
-    report["token_storm"] = await storm(devices, True, plan["token_storm_at"])
-    await asyncio.sleep(max(0.0, plan["password_storm_at"] - 1 - time.time()))
+    report["token_storm"], talking = await storm(
+        devices, True, plan["token_storm_at"], plan["password_storm_at"] - 1
+    )
+    await asyncio.gather(*talking)
     for d in devices:
         await d.drop()
-    report["password_storm"] = await storm(devices, False, plan["password_storm_at"])
+    report["password_storm"], talking = await storm(
+        devices, False, plan["password_storm_at"], plan["password_storm_at"] + 5
+    )
+    await asyncio.gather(*talking)
     for d in devices:
         await d.drop()
     return report
 
 
 # --- the parent ---------------------------------------------------------------------
-
-
-def recreate_database() -> str:
-    import pymysql
-
-    user, _, hostport = MARIADB.partition("@")
-    host, _, port = hostport.partition(":")
-    connection = pymysql.connect(host=host, port=int(port), user=user)
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE}")
-        cursor.execute(f"CREATE DATABASE {DATABASE} CHARACTER SET utf8mb4")
-    connection.close()
-    return f"mysql+aiomysql://{MARIADB}/{DATABASE}?charset=utf8mb4"
 
 
 async def seed(url: str, count: int, rounds: int) -> list[int]:
@@ -328,9 +307,9 @@ async def measure_steady(
             counts = fleet_counts(await response.text())
     return {
         "server_counts_after_steady": counts,
-        "command_round_trip": pct(commands),
+        "command_round_trip": percentiles(commands),
         "command_failures": failures,
-        "metrics_scrape": pct(renders),
+        "metrics_scrape": percentiles(renders),
         "metrics_bytes": size,
     }
 
@@ -369,7 +348,7 @@ def main() -> None:
         return
 
     raise_fd_limit()
-    url = recreate_database()
+    url = recreate_database(DATABASE)
     ids = asyncio.run(seed(url, args.devices, args.bcrypt_rounds))
     api = f"http://127.0.0.1:{args.api_port}"
     server = subprocess.Popen(
@@ -457,7 +436,10 @@ def main() -> None:
             "devices_back": len(back),
             "seconds_to_last": round(max(back), 2) if back else None,
             "seconds_to_half": round(sorted(back)[len(back) // 2], 2) if back else None,
-            "retries": sum(o[phase]["retries"] for o in outputs),
+            "failed_attempts": {
+                reason: sum(o[phase]["failures"].get(reason, 0) for o in outputs)
+                for reason in {r for o in outputs for r in o[phase]["failures"]}
+            },
         }
 
     devices_held = held["connected"]
@@ -473,7 +455,7 @@ def main() -> None:
             "steady": round(steady_rss / 1024, 1),
         },
         "rss_per_device_kib": round((steady_rss - idle_rss) / max(1, devices_held), 1),
-        "pong_round_trip": pct([r for o in outputs for r in o["rtts"]]),
+        "pong_round_trip": percentiles([r for o in outputs for r in o["rtts"]]),
         **steady,
         "login_storm_passwords": merged("login"),
         "reconnect_storm_tokens": merged("token_storm"),

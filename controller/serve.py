@@ -13,12 +13,14 @@ import logging
 import secrets
 import signal
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from aiohttp import web
 
 from controller.api.app import create_app
-from controller.device_link import CommandOutcome, DeviceUnavailable, LiveView
+from controller.device_link import CommandOutcome, DeviceLink, DeviceUnavailable, LiveView
 from controller.http_link import HttpDeviceLink
 from controller.settings import Settings
 from controller.store import Store
@@ -77,102 +79,83 @@ def api_token(settings: Settings) -> str:
 
 async def serve(settings: Settings) -> None:
     """Migrate the store, run the southbound and the northbound API, stop on a signal."""
-    store = Store.from_url(settings.db.url, settings.db.timeout, settings.db.pool_size)
-    try:
-        await store.migrate()
+    async with _store(settings, migrate=True) as store:
         southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
-        app = create_app(
-            store,
-            settings.api,
-            api_token(settings),
-            InProcessLink(southbound),
-            settings.southbound.command_timeout,
-        )
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
-        try:
-            await southbound.start()
-            try:
-                site = web.TCPSite(runner, settings.api.host, settings.api.port)
-                await site.start()
-                _ready()
-                log.info(
-                    "northbound API listening",
-                    extra={"host": settings.api.host, "port": settings.api.port},
-                )
-                await _until_signalled()
-                log.info("shutting down")
-            finally:
-                await southbound.stop()
-        finally:
-            await runner.cleanup()
-    finally:
-        await store.close()
+        async with _southbound(southbound), _api(settings, store, InProcessLink(southbound)):
+            await _until_signalled()
 
 
 async def serve_controller(settings: Settings) -> None:
     """The northbound API alone (Kubernetes mode): it reaches the device sessions
     through the internal API of the southbound pod that holds each one."""
-    store = Store.from_url(settings.db.url, settings.db.timeout, settings.db.pool_size)
-    link = HttpDeviceLink(store, settings.southbound.internal_token or "")
-    if not settings.southbound.internal_token:
+    token = settings.southbound.internal_token
+    if not token:
         log.warning("no internal token: live status and commands will find devices offline")
-    try:
-        await store.migrate()
-        app = create_app(
-            store,
-            settings.api,
-            api_token(settings),
-            link if settings.southbound.internal_token else None,
-            settings.southbound.command_timeout,
-        )
-        runner = web.AppRunner(app, handle_signals=False, access_log=None)
-        await runner.setup()
+    async with _store(settings, migrate=True) as store:
+        link = HttpDeviceLink(store, token) if token else None
         try:
-            await web.TCPSite(runner, settings.api.host, settings.api.port).start()
-            _ready()
-            log.info(
-                "northbound API listening",
-                extra={"host": settings.api.host, "port": settings.api.port},
-            )
-            await _until_signalled()
-            log.info("shutting down")
+            async with _api(settings, store, link):
+                await _until_signalled()
         finally:
-            await runner.cleanup()
-    finally:
-        await link.close()
-        await store.close()
+            if link:
+                await link.close()
 
 
 async def serve_southbound(settings: Settings) -> None:
     """The southbound alone (Kubernetes mode): device sessions and /metrics."""
+    async with _store(settings, migrate=False) as store:
+        async with _southbound(Southbound(settings.southbound, store, settings.api.bcrypt_rounds)):
+            await _until_signalled()
+
+
+@asynccontextmanager
+async def _store(settings: Settings, migrate: bool) -> AsyncIterator[Store]:
     store = Store.from_url(settings.db.url, settings.db.timeout, settings.db.pool_size)
     try:
-        southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
-        await southbound.start()
-        try:
-            _ready()
-            await _until_signalled()
-            log.info("shutting down")
-        finally:
-            await southbound.stop()
+        if migrate:
+            await store.migrate()
+        yield store
     finally:
         await store.close()
 
 
-def _ready() -> None:
-    # Everything allocated so far lives as long as the process: keep it out of the
-    # garbage collector's full passes, which otherwise scan it all.
-    gc.freeze()
+@asynccontextmanager
+async def _southbound(southbound: Southbound) -> AsyncIterator[None]:
+    await southbound.start()
+    try:
+        yield
+    finally:
+        await southbound.stop()
+
+
+@asynccontextmanager
+async def _api(settings: Settings, store: Store, link: DeviceLink | None) -> AsyncIterator[None]:
+    app = create_app(
+        store, settings.api, api_token(settings), link, settings.southbound.command_timeout
+    )
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.api.host, settings.api.port).start()
+        log.info(
+            "northbound API listening", extra={"host": settings.api.host, "port": settings.api.port}
+        )
+        yield
+    finally:
+        await runner.cleanup()
 
 
 async def _until_signalled() -> None:
+    # Everything allocated so far lives as long as the process: keep it out of the
+    # garbage collector's full passes, which otherwise scan it all.
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
+        log.info("shutting down")
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)

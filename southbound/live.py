@@ -53,7 +53,7 @@ def _disk_used_percent(data: dict[str, Any]) -> float | None:
 @dataclass
 class LiveEntry:
     device_id: int
-    labels: tuple[str, str, str]  # name, namespace, type: for metrics
+    label_text: str  # its Prometheus label set, escaped once
     state: str
     connected_at: float
     last_seen: float
@@ -83,8 +83,8 @@ class LiveStatusBook:
     def __init__(self) -> None:
         self.entries: dict[int, LiveEntry] = {}
 
-    def connected(self, device_id: int, labels: tuple[str, str, str], at: float) -> None:
-        self.entries[device_id] = LiveEntry(device_id, labels, "online", at, at)
+    def connected(self, device_id: int, label_text: str, at: float) -> None:
+        self.entries[device_id] = LiveEntry(device_id, label_text, "online", at, at)
 
     def get(self, device_id: int) -> LiveEntry | None:
         return self.entries.get(device_id)

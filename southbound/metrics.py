@@ -3,73 +3,65 @@
 Fleet counters and histograms are ordinary client-library metrics. Per-device
 gauges are not: one labelled child per device per metric would keep tens of
 thousands of Python objects alive. They are rendered at scrape time from a
-snapshot of the live status, and the whole rendering runs in a worker thread so a
-large scrape never stalls the sessions on the event loop.
+snapshot of the live status, straight into the text format with each device's
+label set escaped once at login, and the rendering runs in a worker thread so a
+large scrape does not stall the sessions on the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
-from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import generate_latest
-from prometheus_client.registry import Collector
 
-from southbound.live import LiveStatusBook
+from southbound.live import LiveEntry, LiveStatusBook
 
-DEVICE_LABELS = ["device_id", "name", "namespace", "type"]
-
-
-@dataclass(frozen=True)
-class DeviceSample:
-    device_id: str
-    name: str
-    namespace: str
-    type: str
-    up: float
-    cpu: float | None
-    memory: float | None
-    disk: float | None
-    last_seen: float
+# (name, help) of the per-device gauges, in the order of ``_device_values``.
+DEVICE_FAMILIES = (
+    ("edgefleet_device_up", "1 when online, 0.5 when unknown."),
+    ("edgefleet_device_cpu_percent", "CPU use between the last two status uploads."),
+    ("edgefleet_device_memory_used_percent", "Memory in use."),
+    ("edgefleet_device_disk_used_percent", "Root disk in use."),
+    ("edgefleet_device_last_seen_timestamp_seconds", "When the device was last heard from."),
+)
 
 
-class _DeviceCollector(Collector):
-    """Yields the per-device families of one snapshot, then forgets it."""
+def label_text(device_id: int, name: str, namespace: str, type_: str) -> str:
+    """The label set of a device's series, escaped once when it logs in."""
 
-    def __init__(self) -> None:
-        self.snapshot: list[DeviceSample] = []
+    def escape(value: str) -> str:
+        return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
-    def collect(self) -> Iterable[Metric]:
-        up = GaugeMetricFamily(
-            "edgefleet_device_up", "1 when online, 0.5 when unknown.", labels=DEVICE_LABELS
+    return (
+        f'device_id="{device_id}",name="{escape(name)}",'
+        f'namespace="{escape(namespace)}",type="{escape(type_)}"'
+    )
+
+
+def _device_values(entry: LiveEntry) -> tuple[str, tuple[float | None, ...]]:
+    up = 1.0 if entry.state == "online" else 0.5
+    return entry.label_text, (
+        up,
+        entry.cpu_percent,
+        entry.memory_used_percent,
+        entry.disk_used_percent,
+        entry.last_seen,
+    )
+
+
+def _render_devices(snapshot: list[tuple[str, tuple[float | None, ...]]]) -> bytes:
+    """The per-device families in the text exposition format, written directly:
+    the client library's generic path costs about ten times as much per sample."""
+    parts: list[str] = []
+    for index, (name, help_text) in enumerate(DEVICE_FAMILIES):
+        parts.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
+        parts.extend(
+            f"{name}{{{labels}}} {values[index]!r}\n"
+            for labels, values in snapshot
+            if values[index] is not None
         )
-        cpu = GaugeMetricFamily(
-            "edgefleet_device_cpu_percent",
-            "CPU use between the last two uploads.",
-            labels=DEVICE_LABELS,
-        )
-        memory = GaugeMetricFamily(
-            "edgefleet_device_memory_used_percent", "Memory in use.", labels=DEVICE_LABELS
-        )
-        disk = GaugeMetricFamily(
-            "edgefleet_device_disk_used_percent", "Root disk in use.", labels=DEVICE_LABELS
-        )
-        seen = GaugeMetricFamily(
-            "edgefleet_device_last_seen_timestamp_seconds",
-            "When the device was last heard from.",
-            labels=DEVICE_LABELS,
-        )
-        for s in self.snapshot:
-            labels = [s.device_id, s.name, s.namespace, s.type]
-            up.add_metric(labels, s.up)
-            seen.add_metric(labels, s.last_seen)
-            for family, value in ((cpu, s.cpu), (memory, s.memory), (disk, s.disk)):
-                if value is not None:
-                    family.add_metric(labels, value)
-        yield from (up, cpu, memory, disk, seen)
+    return "".join(parts).encode()
 
 
 class SouthboundMetrics:
@@ -113,30 +105,14 @@ class SouthboundMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
-        self._devices = _DeviceCollector() if per_device else None
-        if self._devices:
-            r.register(self._devices)
-        self._lock = asyncio.Lock()
+        self.per_device = per_device
 
     async def render(self, book: LiveStatusBook) -> bytes:
-        """The exposition text. The snapshot is taken on the loop (a list copy);
-        formatting happens in a thread."""
-        async with self._lock:  # one render at a time shares the collector
-            if self._devices:
-                self._devices.snapshot = [
-                    DeviceSample(
-                        str(e.device_id),
-                        *e.labels,
-                        up=1.0 if e.state == "online" else 0.5,
-                        cpu=e.cpu_percent,
-                        memory=e.memory_used_percent,
-                        disk=e.disk_used_percent,
-                        last_seen=e.last_seen,
-                    )
-                    for e in list(book.entries.values())
-                ]
-            try:
-                return await asyncio.to_thread(generate_latest, self.registry)
-            finally:
-                if self._devices:
-                    self._devices.snapshot = []
+        """The exposition text. The snapshot is taken on the loop (one tuple per
+        device); formatting happens in a thread."""
+        snapshot = [_device_values(e) for e in book.entries.values()] if self.per_device else []
+        return await asyncio.to_thread(self._render, snapshot)
+
+    def _render(self, snapshot: list[tuple[str, tuple[float | None, ...]]]) -> bytes:
+        devices = _render_devices(snapshot) if self.per_device else b""
+        return generate_latest(self.registry) + devices

@@ -30,7 +30,7 @@ from southbound.connection import DeviceConnection
 from southbound.credentials import CredentialChecker, Verdict
 from southbound.internal_api import create_internal_app
 from southbound.live import LiveEntry, LiveStatusBook
-from southbound.metrics import SouthboundMetrics
+from southbound.metrics import SouthboundMetrics, label_text
 from southbound.recorder import Recorder
 from southbound.session import (
     CLOSE_GOING_AWAY,
@@ -194,7 +194,9 @@ class Southbound:
         if older is not None and older is not connection:
             await older.end("superseded", CLOSE_SUPERSEDED, "superseded")
         self.sessions[verdict.device_id] = connection
-        self.live.connected(verdict.device_id, verdict.labels, time.time())
+        self.live.connected(
+            verdict.device_id, label_text(verdict.device_id, *verdict.labels), time.time()
+        )
 
     def login_extensions(self, verdict: Verdict) -> dict[str, Any]:
         assert verdict.device_id is not None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.store.database import Database, utcnow
@@ -30,6 +30,12 @@ CREDENTIAL_COLUMNS = [
     devices.c.type,
     devices.c.k8s_namespace,
 ]
+# Built once: every login runs one of these, and a reused statement skips
+# SQLAlchemy's per-call construction and cache-key work.
+CREDENTIALS_BY_ID = select(*CREDENTIAL_COLUMNS).where(devices.c.device_id == bindparam("device_id"))
+CREDENTIALS_BY_HARDWARE = select(*CREDENTIAL_COLUMNS).where(
+    devices.c.hardware_sn == bindparam("sn"), devices.c.hardware_model == bindparam("model")
+)
 
 
 @dataclass(frozen=True)
@@ -69,15 +75,11 @@ class SessionStore:
     ) -> dict[str, Any] | None:
         """The login view of a device, found by id or by (serial number, model)."""
         if device_id is not None:
-            condition = devices.c.device_id == device_id
+            query, values = CREDENTIALS_BY_ID, {"device_id": device_id}
         else:
-            condition = and_(devices.c.hardware_sn == sn, devices.c.hardware_model == model)
+            query, values = CREDENTIALS_BY_HARDWARE, {"sn": sn, "model": model}
         async with self._db.read() as connection:
-            row = (
-                (await connection.execute(select(*CREDENTIAL_COLUMNS).where(condition)))
-                .mappings()
-                .first()
-            )
+            row = (await connection.execute(query, values)).mappings().first()
         return dict(row) if row else None
 
     async def address_of(self, device_id: int) -> str | None:

@@ -42,6 +42,7 @@ MSG_BAD_TOKEN = "token expired or invalid"
 MSG_LOGIN_TIMEOUT = "login frame not received in time"
 MSG_DISABLED = "device disabled"
 MSG_TOO_MANY_LOGINS = "too many login attempts, retry later"
+MSG_UNAVAILABLE = "server busy, retry later"
 
 
 def encode(frame: dict[str, Any]) -> str:

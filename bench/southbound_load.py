@@ -99,7 +99,12 @@ class Device:
             await self.ws.send(json.dumps(frame))
             answer = json.loads(await self.ws.recv())
         except Exception as exc:
-            return type(exc).__name__
+            closed = getattr(exc, "rcvd", None)
+            return (
+                f"{type(exc).__name__} {closed.code} {closed.reason}"
+                if closed
+                else type(exc).__name__
+            )
         if answer.get("status") != "success":
             return answer.get("message", "refused")
         self.token = answer["data"].get("token", self.token)

@@ -18,7 +18,9 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from agent import protocol
+from controller.store import DatabaseUnavailable
 from southbound.session import (
+    CLOSE_TRY_AGAIN_LATER,
     CommandFinished,
     DeviceSession,
     Event,
@@ -158,7 +160,14 @@ class DeviceConnection:
                 if not southbound.throttle.allow(host, identity, self.loop.time()):
                     self.session.login_refused(protocol.MSG_TOO_MANY_LOGINS, login)
                     return
-                verdict = await southbound.credentials.check(login)
+                try:
+                    verdict = await southbound.credentials.check(login)
+                except DatabaseUnavailable:
+                    # Not the device's fault: tell it to come back (close 1013).
+                    self.session.login_refused(
+                        protocol.MSG_UNAVAILABLE, login, code=CLOSE_TRY_AGAIN_LATER
+                    )
+                    return
                 if verdict.refusal is not None:
                     southbound.throttle.failed(host, self.loop.time())
                     if verdict.device_id is not None:
@@ -210,4 +219,5 @@ LOGIN_RESULTS = {
     protocol.MSG_LOGIN_TIMEOUT: "timeout",
     protocol.MSG_DISABLED: "disabled",
     protocol.MSG_TOO_MANY_LOGINS: "rate_limited",
+    protocol.MSG_UNAVAILABLE: "unavailable",
 }

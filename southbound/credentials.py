@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import bcrypt
@@ -39,15 +40,19 @@ class CredentialChecker:
         self._tokens = tokens
         self._slots = asyncio.Semaphore(concurrency)
         self._dummy = bcrypt.hashpw(b"no such device", bcrypt.gensalt(bcrypt_rounds))
+        self._by_id = BatchLoader(store.sessions.credentials_of)
 
     async def check(self, login: protocol.Login) -> Verdict:
-        device_id = _as_id(login.device_id) if login.device_id else None
-        if login.device_id and device_id is None:
+        """Raises ``DatabaseUnavailable`` when the answer cannot be known."""
+        if login.device_id is None:
+            assert login.device_sn is not None and login.device_model is not None
+            row = await self._store.sessions.credentials_by_hardware(
+                login.device_sn, login.device_model
+            )
+        elif (device_id := _as_id(login.device_id)) is None:
             row = None  # not a snowflake: cannot exist
         else:
-            row = await self._store.sessions.credentials(
-                device_id=device_id, sn=login.device_sn, model=login.device_model
-            )
+            row = await self._by_id.load(device_id)
         if login.password is None:
             return self._check_token(login, row)
         hashed = row["secret"].encode() if row else self._dummy
@@ -85,6 +90,47 @@ def _accepted(row: dict, by_token: bool) -> Verdict:
         by_token=by_token,
         labels=(row["name"], row["k8s_namespace"] or "", row["type"]),
     )
+
+
+class BatchLoader:
+    """Coalesces concurrent lookups by id into one query.
+
+    Logins arrive together (a restarted pod's devices all reconnect at once);
+    while one query runs, the ids asked for meanwhile wait and go in the next,
+    so a storm of 10,000 logins costs a few dozen queries and holds one database
+    connection instead of queueing for the whole pool.
+    """
+
+    def __init__(self, fetch: Callable[[list[int]], Awaitable[dict[int, dict]]]) -> None:
+        self._fetch = fetch
+        self._waiting: dict[int, list[asyncio.Future[dict | None]]] = {}
+        self._running: asyncio.Task[None] | None = None
+
+    async def load(self, key: int) -> dict | None:
+        future: asyncio.Future[dict | None] = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append(future)
+        if self._running is None:
+            self._running = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                try:
+                    found = await self._fetch(list(batch))
+                except Exception as exc:
+                    for futures in batch.values():
+                        for future in futures:
+                            if not future.done():
+                                future.set_exception(exc)
+                    continue
+                for key, futures in batch.items():
+                    for future in futures:
+                        if not future.done():
+                            future.set_result(found.get(key))
+        finally:
+            self._running = None
 
 
 def _as_id(text: str) -> int | None:

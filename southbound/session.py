@@ -58,6 +58,7 @@ LOGGED_IN = (State.ONLINE, State.UNKNOWN)
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_SUPERSEDED = 4000
 
 
@@ -232,10 +233,12 @@ class DeviceSession:
         self._outgoing.append(protocol.login_success(device_id, **extensions))
         self._events.append(LoggedIn(device_id))
 
-    def login_refused(self, message: str, login: protocol.Login | None = None) -> None:
+    def login_refused(
+        self, message: str, login: protocol.Login | None = None, code: int = CLOSE_POLICY
+    ) -> None:
         self._outgoing.append(protocol.login_failure(message))
         self._events.append(LoginFailed(message, login))
-        self._close("login_failed", CLOSE_POLICY, message)
+        self._close("login_failed", code, message)
 
     def tick(self, now: float) -> None:
         """Time passed: fire every deadline at or before ``now``."""

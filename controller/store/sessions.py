@@ -30,8 +30,7 @@ CREDENTIAL_COLUMNS = [
     devices.c.type,
     devices.c.k8s_namespace,
 ]
-# Built once: every login runs one of these, and a reused statement skips
-# SQLAlchemy's per-call construction and cache-key work.
+# Built once: a reused statement skips SQLAlchemy's per-call construction.
 CREDENTIALS_BY_ID = select(*CREDENTIAL_COLUMNS).where(devices.c.device_id == bindparam("device_id"))
 CREDENTIALS_BY_HARDWARE = select(*CREDENTIAL_COLUMNS).where(
     devices.c.hardware_sn == bindparam("sn"), devices.c.hardware_model == bindparam("model")
@@ -67,20 +66,25 @@ class SessionStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def credentials(
-        self,
-        device_id: int | None = None,
-        sn: str | None = None,
-        model: str | None = None,
-    ) -> dict[str, Any] | None:
-        """The login view of a device, found by id or by (serial number, model)."""
-        if device_id is not None:
-            query, values = CREDENTIALS_BY_ID, {"device_id": device_id}
-        else:
-            query, values = CREDENTIALS_BY_HARDWARE, {"sn": sn, "model": model}
+    async def credentials_by_hardware(self, sn: str, model: str) -> dict[str, Any] | None:
+        """The login view of a device found by its serial number and model."""
         async with self._db.read() as connection:
-            row = (await connection.execute(query, values)).mappings().first()
+            result = await connection.execute(CREDENTIALS_BY_HARDWARE, {"sn": sn, "model": model})
+            row = result.mappings().first()
         return dict(row) if row else None
+
+    async def credentials_of(self, device_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The login view of many devices at once, by id (a reconnect storm's batch)."""
+        found: dict[int, dict[str, Any]] = {}
+        async with self._db.read() as connection:
+            for start in range(0, len(device_ids), 1000):
+                rows = await connection.execute(
+                    select(*CREDENTIAL_COLUMNS).where(
+                        devices.c.device_id.in_(device_ids[start : start + 1000])
+                    )
+                )
+                found.update((row["device_id"], dict(row)) for row in rows.mappings())
+        return found
 
     async def address_of(self, device_id: int) -> str | None:
         """Where the instance holding the device's session takes internal calls."""

@@ -1,0 +1,74 @@
+"""Login lookups: concurrent logins share queries; a database outage is no crash."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import replace
+
+import websockets
+
+from agent import protocol
+from controller.store import Store
+from southbound.credentials import BatchLoader
+from tests.controller.test_api_database_outage import mariadb_behind_proxy  # noqa: F401
+from tests.southbound.conftest import FAST, recv_json, running_fleet
+from tests.tcp_proxy import TcpProxy
+
+
+async def test_concurrent_lookups_are_coalesced_into_few_queries() -> None:
+    queries: list[list[int]] = []
+
+    async def fetch(ids: list[int]) -> dict[int, dict]:
+        queries.append(sorted(ids))
+        await asyncio.sleep(0.01)
+        return {i: {"id": i} for i in ids if i % 2}
+
+    loader = BatchLoader(fetch)
+    results = await asyncio.gather(*(loader.load(i) for i in range(1, 101)), loader.load(3))
+    assert results[:4] == [{"id": 1}, None, {"id": 3}, None]
+    assert results[-1] == {"id": 3}
+    assert len(queries) == 1 and queries[0] == list(range(1, 101))
+    later = await asyncio.gather(loader.load(5), loader.load(7))
+    assert later == [{"id": 5}, {"id": 7}] and len(queries) == 2
+
+
+async def test_failed_query_fails_only_its_batch() -> None:
+    calls = 0
+
+    async def fetch(ids: list[int]) -> dict[int, dict]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("database gone")
+        return {i: {"id": i} for i in ids}
+
+    loader = BatchLoader(fetch)
+    first = await asyncio.gather(loader.load(1), return_exceptions=True)
+    assert isinstance(first[0], ConnectionError)
+    assert await loader.load(1) == {"id": 1}
+
+
+async def test_login_while_the_database_is_away_is_told_to_retry(
+    mariadb_behind_proxy: tuple[str, TcpProxy],  # noqa: F811
+) -> None:
+    url, proxy = mariadb_behind_proxy
+    store = Store.from_url(url, timeout=1.0)
+    await store.migrate()
+    try:
+        async with running_fleet(store, replace(FAST, login_timeout=5.0)) as fleet:
+            device = await fleet.register()
+            await proxy.stop()
+            ws = await websockets.connect(fleet.ws_url)
+            await ws.send(
+                json.dumps({"device_id": device["device_id"], "password": device["password"]})
+            )
+            assert await recv_json(ws, timeout=5) == {
+                "status": "fail",
+                "message": protocol.MSG_UNAVAILABLE,
+            }
+            await proxy.start()
+            again, _ = await fleet.login(device)
+            await again.close()
+    finally:
+        await store.close()

@@ -273,7 +273,12 @@ def rss_kib(pid: int) -> int:
 
 
 async def measure_steady(
-    api: str, ws_port: int, ids: list[int], until: float, command_rate: float
+    api: str,
+    ws_port: int,
+    ids: list[int],
+    until: float,
+    command_rate: float,
+    scrape_interval: float,
 ) -> dict[str, Any]:
     import aiohttp
 
@@ -305,7 +310,7 @@ async def measure_steady(
                 async with session.get(f"http://127.0.0.1:{ws_port}/metrics") as response:
                     size = len(await response.read())
                 renders.append(time.perf_counter() - sent)
-                next_scrape = time.time() + 5
+                next_scrape = time.time() + scrape_interval
             await asyncio.sleep(1 / command_rate)
         await asyncio.gather(*tasks)
         async with session.get(f"http://127.0.0.1:{ws_port}/metrics") as response:
@@ -340,6 +345,9 @@ def main() -> None:
     parser.add_argument("--steady", type=float, default=60, help="seconds of steady state")
     parser.add_argument(
         "--phase-gap", type=float, default=60, help="seconds for logins, and between storms"
+    )
+    parser.add_argument(
+        "--scrape-interval", type=float, default=5.0, help="seconds between /metrics scrapes"
     )
     parser.add_argument("--command-rate", type=float, default=20, help="REST commands a second")
     parser.add_argument("--bcrypt-rounds", type=int, default=4)
@@ -427,7 +435,14 @@ def main() -> None:
             )
         )["data"]
         steady = asyncio.run(
-            measure_steady(api, args.ws_port, ids, plan_times["steady_until"], args.command_rate)
+            measure_steady(
+                api,
+                args.ws_port,
+                ids,
+                plan_times["steady_until"],
+                args.command_rate,
+                args.scrape_interval,
+            )
         )
         steady_rss = rss_kib(server.pid)
         outputs = [json.loads(p.stdout.read()) for p in loads if p.stdout]

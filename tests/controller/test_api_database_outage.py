@@ -30,6 +30,21 @@ async def mariadb_behind_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
         drop_mariadb_database(name)
 
 
+@pytest.fixture
+async def api_behind_proxy(
+    mariadb_behind_proxy: tuple[str, TcpProxy],
+) -> AsyncIterator[tuple[ApiClient, TcpProxy]]:
+    """The API on a MariaDB reached through a relay the test can cut or freeze."""
+    url, proxy = mariadb_behind_proxy
+    store = Store.from_url(url, timeout=OUTAGE_TIMEOUT)
+    await store.migrate()
+    try:
+        async with running_api(store, "t") as api:
+            yield api, proxy
+    finally:
+        await store.close()
+
+
 async def until_status(api: ApiClient, path: str, status: int) -> Answer:
     """Poll ``path`` until it answers ``status`` (bounded: 10 s)."""
     for _ in range(100):
@@ -41,60 +56,48 @@ async def until_status(api: ApiClient, path: str, status: int) -> Answer:
 
 
 async def test_mariadb_outage_answers_503_then_recovers(
-    mariadb_behind_proxy: tuple[str, TcpProxy],
+    api_behind_proxy: tuple[ApiClient, TcpProxy],
 ) -> None:
-    url, proxy = mariadb_behind_proxy
-    store = Store.from_url(url, timeout=OUTAGE_TIMEOUT)
-    await store.migrate()
-    try:
-        async with running_api(store, "t") as api:
-            device = await api.register()
-            path = f"/api/v1/devices/{device['device_id']}"
-            assert (await api.get(path)).status == 200
+    api, proxy = api_behind_proxy
+    device = await api.register()
+    path = f"/api/v1/devices/{device['device_id']}"
+    assert (await api.get(path)).status == 200
 
-            await proxy.stop()
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            down = await api.get(path)
-            assert "database" in down.failure(503, "DATABASE_ERROR")
-            # The client's own timeout is 30 s: a hang would show here.
-            assert loop.time() - started < 3 * OUTAGE_TIMEOUT
-            (await api.get("/api/v1/ready", token=None)).failure(503, "DATABASE_ERROR")
-            (await api.post("/api/v1/groups", {"name": "lost"})).failure(503, "DATABASE_ERROR")
-            assert (await api.get("/api/v1/health")).status == 200
+    await proxy.stop()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    down = await api.get(path)
+    assert "database" in down.failure(503, "DATABASE_ERROR")
+    # The client's own timeout is 30 s: a hang would show here.
+    assert loop.time() - started < 3 * OUTAGE_TIMEOUT
+    (await api.get("/api/v1/ready", token=None)).failure(503, "DATABASE_ERROR")
+    (await api.post("/api/v1/groups", {"name": "lost"})).failure(503, "DATABASE_ERROR")
+    assert (await api.get("/api/v1/health")).status == 200
 
-            await proxy.start()
-            back = await until_status(api, path, 200)
-            assert back.data["device_id"] == device["device_id"]
-            assert (await api.get("/api/v1/ready")).status == 200
-            assert (await api.get("/api/v1/groups")).data["total"] == 0  # nothing half-written
-    finally:
-        await store.close()
+    await proxy.start()
+    back = await until_status(api, path, 200)
+    assert back.data["device_id"] == device["device_id"]
+    assert (await api.get("/api/v1/ready")).status == 200
+    assert (await api.get("/api/v1/groups")).data["total"] == 0  # nothing half-written
 
 
 async def test_silent_mariadb_answers_503_after_the_timeout_then_recovers(
-    mariadb_behind_proxy: tuple[str, TcpProxy],
+    api_behind_proxy: tuple[ApiClient, TcpProxy],
 ) -> None:
-    url, proxy = mariadb_behind_proxy
-    store = Store.from_url(url, timeout=OUTAGE_TIMEOUT)
-    await store.migrate()
-    try:
-        async with running_api(store, "t") as api:
-            device = await api.register()
-            path = f"/api/v1/devices/{device['device_id']}"
-            proxy.freeze()
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            (await api.get(path)).failure(503, "DATABASE_ERROR")
-            (await api.patch(path, {"name": "lost"})).failure(503, "DATABASE_ERROR")
-            assert loop.time() - started < 4 * OUTAGE_TIMEOUT
-            proxy.thaw()
-            back = await until_status(api, path, 200)
-            assert back.data["name"] == device["name"]
-            renamed = await api.patch(path, {"name": "after"})
-            assert renamed.data["name"] == "after"
-    finally:
-        await store.close()
+    api, proxy = api_behind_proxy
+    device = await api.register()
+    path = f"/api/v1/devices/{device['device_id']}"
+    proxy.freeze()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    (await api.get(path)).failure(503, "DATABASE_ERROR")
+    (await api.patch(path, {"name": "lost"})).failure(503, "DATABASE_ERROR")
+    assert loop.time() - started < 4 * OUTAGE_TIMEOUT
+    proxy.thaw()
+    back = await until_status(api, path, 200)
+    assert back.data["name"] == device["name"]
+    renamed = await api.patch(path, {"name": "after"})
+    assert renamed.data["name"] == "after"
 
 
 async def test_sqlite_file_that_cannot_be_opened_answers_503_then_recovers(

@@ -4,8 +4,8 @@ Fleet counters and histograms are ordinary client-library metrics. Per-device
 gauges are not: one labelled child per device per metric would keep tens of
 thousands of Python objects alive. They are rendered at scrape time from a
 snapshot of the live status, straight into the text format with each device's
-label set escaped once at login, and the rendering runs in a worker thread so a
-large scrape does not stall the sessions on the event loop.
+label set escaped once at login, a chunk at a time so a large scrape never holds
+the event loop for long.
 """
 
 from __future__ import annotations
@@ -50,18 +50,34 @@ def _device_values(entry: LiveEntry) -> tuple[str, tuple[float | None, ...]]:
     )
 
 
-def _render_devices(snapshot: list[tuple[str, tuple[float | None, ...]]]) -> bytes:
-    """The per-device families in the text exposition format, written directly:
-    the client library's generic path costs about ten times as much per sample."""
-    parts: list[str] = []
+# Devices formatted between two yields to the event loop while rendering.
+RENDER_CHUNK = 500
+
+
+async def _render_devices(entries: list[LiveEntry]) -> bytes:
+    """The per-device families in the text exposition format, written directly
+    (the client library's generic path costs about ten times as much per sample),
+    a chunk at a time on the event loop.
+
+    Not in a thread: a thread formatting 50,000 lines holds the GIL for most of
+    each switch interval, and the event loop, which wakes thousands of times a
+    second, waits up to 5 ms at every wake (measured: pong p99 about 1 s at
+    10,000 devices with a scrape every 5 s)."""
+    snapshot: list[tuple[str, tuple[float | None, ...]]] = []
+    for start in range(0, len(entries), RENDER_CHUNK):
+        snapshot.extend(_device_values(e) for e in entries[start : start + RENDER_CHUNK])
+        await asyncio.sleep(0)
+    text: list[str] = []
     for index, (name, help_text) in enumerate(DEVICE_FAMILIES):
-        parts.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
-        parts.extend(
-            f"{name}{{{labels}}} {values[index]!r}\n"
-            for labels, values in snapshot
-            if values[index] is not None
-        )
-    return "".join(parts).encode()
+        text.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
+        for start in range(0, len(snapshot), RENDER_CHUNK):
+            text.extend(
+                f"{name}{{{labels}}} {values[index]!r}\n"
+                for labels, values in snapshot[start : start + RENDER_CHUNK]
+                if values[index] is not None
+            )
+            await asyncio.sleep(0)
+    return "".join(text).encode()
 
 
 class SouthboundMetrics:
@@ -108,11 +124,8 @@ class SouthboundMetrics:
         self.per_device = per_device
 
     async def render(self, book: LiveStatusBook) -> bytes:
-        """The exposition text. The snapshot is taken on the loop (one tuple per
-        device); formatting happens in a thread."""
-        snapshot = [_device_values(e) for e in book.entries.values()] if self.per_device else []
-        return await asyncio.to_thread(self._render, snapshot)
-
-    def _render(self, snapshot: list[tuple[str, tuple[float | None, ...]]]) -> bytes:
-        devices = _render_devices(snapshot) if self.per_device else b""
-        return generate_latest(self.registry) + devices
+        """The exposition text: fleet metrics, then the devices of the live status."""
+        fleet = generate_latest(self.registry)
+        if not self.per_device:
+            return fleet
+        return fleet + await _render_devices(list(book.entries.values()))

@@ -149,6 +149,12 @@ async def _until_signalled() -> None:
     # Everything allocated so far lives as long as the process: keep it out of the
     # garbage collector's full passes, which otherwise scan it all.
     gc.freeze()
+    # Status uploads live 15 s, long enough to reach the oldest generation, so
+    # with the default thresholds a southbound holding 10,000 devices ran a full
+    # collection every ~5 s, each pausing the loop for 0.7-1 s (measured with a
+    # gc.callbacks probe). The data here is acyclic and freed by reference
+    # counting; the cycle collector only needs to run far less often.
+    gc.set_threshold(50_000, 20, 100)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -57,16 +57,26 @@ async def device_status(request: web.Request, path: DevicePath) -> LiveStatus:
     )
 
 
+def _timeout(ctx: ApiContext, body: CommandRequest) -> float:
+    return body.timeout or ctx.command_timeout
+
+
 async def _run_command(ctx: ApiContext, device_id: int, body: CommandRequest) -> CommandResult:
-    """One device's command, its refusal or its timeout, as a result."""
-    timeout = body.timeout or ctx.command_timeout
-    try:
-        outcome = await ctx.link.command(device_id, body.order, body.params, timeout)
-    except DeviceUnavailable as exc:
-        return CommandResult(device_id=device_id, status="fail", message=str(exc))
+    """The device's result (or timeout); raises ``DeviceUnavailable``."""
+    outcome = await ctx.link.command(device_id, body.order, body.params, _timeout(ctx, body))
     return CommandResult(
         device_id=device_id, status=outcome.status, message=outcome.message, data=outcome.data
     )
+
+
+async def _group_member_result(
+    ctx: ApiContext, device_id: int, body: CommandRequest
+) -> CommandResult:
+    """In a group, a device that cannot take the command is one more result."""
+    try:
+        return await _run_command(ctx, device_id, body)
+    except DeviceUnavailable as exc:
+        return CommandResult(device_id=device_id, status="fail", message=str(exc))
 
 
 @endpoints.post(
@@ -80,21 +90,17 @@ async def send_device_command(
 ) -> CommandResult:
     ctx = context(request)
     await ctx.store.devices.get(path.device_id)
-    timeout = body.timeout or ctx.command_timeout
     try:
-        outcome = await ctx.link.command(path.device_id, body.order, body.params, timeout)
+        result = await _run_command(ctx, path.device_id, body)
     except DeviceUnavailable as exc:
         raise unavailable(exc) from exc
-    if outcome.status == "timeout":
+    if result.status == "timeout":
         raise ApiError(
-            504, ErrorType.COMMAND_TIMEOUT, f"no result from the device within {timeout:g} s"
+            504,
+            ErrorType.COMMAND_TIMEOUT,
+            f"no result from the device within {_timeout(ctx, body):g} s",
         )
-    return CommandResult(
-        device_id=path.device_id,
-        status=outcome.status,
-        message=outcome.message,
-        data=outcome.data,
-    )
+    return result
 
 
 @endpoints.post(
@@ -111,5 +117,7 @@ async def send_group_command(
     rows, _ = await ctx.store.devices.list(
         DeviceFilter(group_id=path.group_id), page=1, per_page=max(1, group["device_count"])
     )
-    results = await asyncio.gather(*(_run_command(ctx, row["device_id"], body) for row in rows))
+    results = await asyncio.gather(
+        *(_group_member_result(ctx, row["device_id"], body) for row in rows)
+    )
     return GroupCommandResults(results=list(results))

@@ -104,6 +104,59 @@ def login_failure(message: str) -> str:
     return encode({"status": "fail", "message": message})
 
 
+@dataclass(frozen=True)
+class LoginAnswer:
+    """The server's answer to a login frame, as the device reads it."""
+
+    success: bool
+    message: str = ""
+    device_id: str | None = None
+    token: str | None = field(default=None, repr=False)
+    token_expires_at: str | None = None
+    heartbeat_interval: float | None = None
+    status_interval: float | None = None
+
+
+def parse_login_answer(text: str | bytes) -> LoginAnswer:
+    """Read the first frame the server sends; a malformed one is a failed login.
+
+    The extension keys are taken only when they have the right type, so a server
+    that sends something odd degrades to a version-1 login rather than an error.
+    """
+    try:
+        raw = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        return LoginAnswer(False, "login answer is not valid JSON")
+    if not isinstance(raw, dict):
+        return LoginAnswer(False, "login answer is not a JSON object")
+    if raw.get("status") != "success":
+        message = raw.get("message")
+        return LoginAnswer(False, message if isinstance(message, str) else "login refused")
+    data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    device_id = data.get("device_id")
+    if not isinstance(device_id, (str, int)) or isinstance(device_id, bool):
+        return LoginAnswer(False, "login answer carries no device_id")
+
+    def text_key(name: str) -> str | None:
+        value = data.get(name)
+        return value if isinstance(value, str) and value else None
+
+    def seconds_key(name: str) -> float | None:
+        value = data.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+        return None
+
+    return LoginAnswer(
+        success=True,
+        device_id=str(device_id),
+        token=text_key("token"),
+        token_expires_at=text_key("token_expires_at"),
+        heartbeat_interval=seconds_key("heartbeat_interval"),
+        status_interval=seconds_key("status_interval"),
+    )
+
+
 # --- frames after login -----------------------------------------------------------
 
 

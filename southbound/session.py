@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent import protocol
+from agent.sansio import Outbox
 
 
 class State(enum.Enum):
@@ -169,7 +170,7 @@ class _Outstanding:
 
 
 @dataclass
-class DeviceSession:
+class DeviceSession(Outbox[Event]):
     timings: Timings
     now: float
     state: State = State.AWAITING_LOGIN
@@ -183,8 +184,6 @@ class DeviceSession:
 
     _silence_since: float = 0.0
     _login_deadline: float = 0.0
-    _outgoing: list[str] = field(default_factory=list)
-    _events: list[Event] = field(default_factory=list)
     _commands: deque[_Outstanding] = field(default_factory=deque)
     _next_command_id: int = 1
     _window_start: float = 0.0
@@ -194,14 +193,6 @@ class DeviceSession:
         self._login_deadline = self.now + self.timings.login_timeout
 
     # --- outputs ---------------------------------------------------------------
-
-    def data_to_send(self) -> list[str]:
-        frames, self._outgoing = self._outgoing, []
-        return frames
-
-    def events_received(self) -> list[Event]:
-        events, self._events = self._events, []
-        return events
 
     @property
     def closed(self) -> bool:

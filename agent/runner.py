@@ -1,0 +1,393 @@
+"""The agent: the sans-I/O session of ``core.py`` on a real WebSocket.
+
+Theory of operation
+-------------------
+``Agent.run_async`` is the reconnect loop: pick a login (the saved token when
+there is one, else the password), open the WebSocket, converse until the session
+ends, then decide — restart, stop, retry at once with the password (the token was
+refused), or wait out the backoff and try again, giving up after ``max_retries``
+failed attempts in a row.
+
+One conversation is one loop over one inbox queue. A reader task puts incoming
+frames there; status collection (psutil, in a thread) and commands (each in its
+own task) put their results there; ``stop()`` puts a stop there. The loop hands
+each item to the session, sends what the session queued, acts on its events, and
+otherwise sleeps until the session's next deadline. Only this loop touches the
+session, so there is nothing to lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from agent import core, protocol, status
+from agent.commands import Command, CommandRegistry, Outcome
+from agent.oplog import OperationLog, logger
+from agent.settings import AgentSettings, read_secret
+from agent.state import SavedState, StateFile
+from agent.upload import UPLOAD_FAILED, SftpTarget, UploadError, upload_log
+
+StatusHook = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
+
+CLOSE_GOING_AWAY = 1001
+OPEN_TIMEOUT = 10.0
+
+# How a connection ended, as the reconnect loop sees it.
+STOPPED = "stopped"
+RESTART = "restart"
+TOKEN_REFUSED = "token_refused"
+
+
+def reexec() -> None:
+    """Replace this process with a fresh copy of itself, same interpreter, same
+    arguments (``sys.orig_argv`` keeps ``-m agent.cli`` and interpreter flags)."""
+    os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        *,
+        restart: Callable[[], None] = reexec,
+        log_to_stderr: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.commands = CommandRegistry()
+        self.status_hook: StatusHook | None = None
+        self.exit_code: int | None = None
+        self._restart = restart
+        self._restart_requested = False
+        self._state = StateFile(Path(settings.state_dir).expanduser())
+        self._saved = SavedState()
+        self._known_hosts = (
+            Path(settings.sftp_known_hosts).expanduser() if settings.sftp_check_host_key else None
+        )
+        self.oplog = OperationLog(Path(settings.log_dir).expanduser(), stderr=log_to_stderr)
+        self._backoff = core.Backoff(settings.reconnect_delay, settings.reconnect_max_delay)
+        self._stopping: asyncio.Event | None = None
+        self._inbox: asyncio.Queue[tuple[str, Any]] | None = None
+        if settings.commands:
+            self.commands.load_module(settings.commands)
+
+    @classmethod
+    def from_env(cls, argv: list[str] | None = None) -> Agent:
+        """Settings from flags (``argv``, default none), ``EDGEFLEET_AGENT_*`` and
+        ``--config``: the library's way to be configured like the CLI."""
+        from agent.cli import parse
+
+        return cls(parse(argv or []))
+
+    def command(self, name: str) -> Callable[[Command], Command]:
+        """Decorator registering a custom command: ``@agent.command("set_exposure")``."""
+        return self.commands.command(name)
+
+    def status(self, hook: StatusHook) -> StatusHook:
+        """Decorator registering a function whose dict goes into each upload as ``extra``."""
+        self.status_hook = hook
+        return hook
+
+    # --- running ---------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Run until SIGTERM/SIGINT (exit 0) or until ``max_retries`` is spent (exit 1)."""
+
+        async def main() -> int:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.stop)
+            return await self.run_async()
+
+        return asyncio.run(main())
+
+    def stop(self) -> None:
+        """Close the connection (1001) and return from ``run_async`` with 0."""
+        if self._stopping is not None:
+            self._stopping.set()
+        if self._inbox is not None:
+            self._inbox.put_nowait(("stop", None))
+
+    async def run_async(self) -> int:
+        self._stopping = asyncio.Event()
+        self.oplog.start()
+        self.oplog.hide(self.settings.password)
+        try:
+            self._saved = await asyncio.to_thread(self._state.load)
+            self.oplog.hide(self._saved.token)
+            logger.info("agent started, server %s", self.settings.server)
+            code = await self._reconnect_loop()
+        finally:
+            logger.info("agent stopped")
+            self.oplog.stop()
+        if self._restart_requested:
+            self._restart()
+        return code
+
+    async def _reconnect_loop(self) -> int:
+        failures = 0
+        while not self._stopping.is_set():  # type: ignore[union-attr]
+            outcome, logged_in = await self._connect_once()
+            if outcome == STOPPED:
+                return 0
+            if outcome == RESTART:
+                logger.info("restarting")
+                await self._state.save(self._saved)
+                self._restart_requested = True
+                return 0
+            failures = 0 if logged_in else failures + 1
+            if outcome == TOKEN_REFUSED:
+                continue  # straight back with the password
+            if 0 <= self.settings.max_retries < failures:
+                logger.error("giving up after %d failed attempts", failures)
+                return 1
+            delay = self._backoff.next_delay()
+            logger.info("reconnecting in %.1f s (%s)", delay, outcome)
+            try:
+                await asyncio.wait_for(self._stopping.wait(), delay)  # type: ignore[union-attr]
+            except TimeoutError:
+                pass
+        return 0
+
+    # --- one connection -------------------------------------------------------------------
+
+    async def _login(self) -> protocol.Login:
+        saved, settings = self._saved, self.settings
+        device_id = settings.device_id or saved.device_id
+        if saved.token and device_id == saved.device_id and not _expired(saved.token_expires_at):
+            return protocol.Login(device_id=device_id, token=saved.token)
+        password = await asyncio.to_thread(settings.secret)
+        self.oplog.hide(password)
+        if settings.device_id:
+            return protocol.Login(device_id=settings.device_id, password=password)
+        return protocol.Login(device_sn=settings.sn, device_model=settings.model, password=password)
+
+    async def _connect_once(self) -> tuple[str, bool]:
+        """One connection, start to end: (how it ended, whether it got through login)."""
+        try:
+            login = await self._login()
+        except OSError as exc:
+            logger.error("cannot read the password: %s", exc)
+            return "no_password", False
+        try:
+            ws = await websockets.connect(
+                self.settings.server,
+                compression=None,
+                ping_interval=None,
+                max_size=protocol.MAX_FRAME_BYTES,
+                open_timeout=OPEN_TIMEOUT,
+            )
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            logger.warning("cannot reach %s: %s", self.settings.server, exc)
+            return "unreachable", False
+        logger.info("connected, logging in with %s", "token" if login.token else "password")
+        conversation = _Conversation(self, ws, login)
+        self._inbox = conversation.inbox
+        try:
+            return await conversation.run()
+        finally:
+            self._inbox = None
+            await ws.close(CLOSE_GOING_AWAY, "going away")
+
+    # --- what the conversation asks of the agent -----------------------------------------
+
+    async def logged_in(self, event: core.LoggedIn) -> None:
+        self._backoff.reset()
+        self.oplog.hide(event.token)
+        logger.info("logged in as device %s", event.device_id)
+        saved = SavedState(event.device_id, event.token, event.token_expires_at)
+        if event.token is None:  # a version-1 server: keep the id, there is no token
+            saved = SavedState(event.device_id)
+        if saved != self._saved:
+            self._saved = saved
+            await self._state.save(saved)
+
+    async def forget_token(self) -> None:
+        self._saved = SavedState(self._saved.device_id)
+        await self._state.save(self._saved)
+
+    async def collect_status(self) -> dict[str, Any]:
+        snapshot = await asyncio.to_thread(status.collect, self.settings.disk_path)
+        if self.status_hook is not None:
+            try:
+                extra = self.status_hook()
+                if inspect.isawaitable(extra):
+                    extra = await extra
+                snapshot["extra"] = extra
+            except Exception:  # a broken hook must not stop the uploads
+                logger.exception("status hook failed; uploading without extra")
+        return snapshot
+
+    async def run_command(self, command: core.CommandReceived, device_id: str) -> Outcome:
+        logger.info("command %s received (request %s)", command.name, command.request_id)
+        if command.name == "upload_log":
+            outcome = await self._upload_log(command.remote_dir or "", device_id)
+        else:
+            outcome = await self.commands.run(command.name, command.params)
+        logger.info("command %s: %s, %s", command.name, outcome.status, outcome.message)
+        return outcome
+
+    async def _upload_log(self, remote_dir: str, device_id: str) -> Outcome:
+        settings = self.settings
+        if not settings.sftp_host:
+            logger.error("upload_log: no --sftp-host configured")
+            return Outcome("fail", UPLOAD_FAILED)
+        password = None
+        if settings.sftp_password_file:
+            password = await asyncio.to_thread(read_secret, settings.sftp_password_file)
+            self.oplog.hide(password)
+        target = SftpTarget(
+            host=settings.sftp_host,
+            port=settings.sftp_port,
+            user=settings.sftp_user,
+            password=password,
+            known_hosts=self._known_hosts,
+        )
+        try:
+            remote_path = await upload_log(target, self.oplog.files(), remote_dir, device_id)
+        except UploadError as exc:
+            logger.error("upload_log to %s failed: %s", settings.sftp_host, exc)
+            return Outcome("fail", UPLOAD_FAILED)
+        logger.info("log uploaded to %s:%s", settings.sftp_host, remote_path)
+        return Outcome("success", "successfully uploaded log.")
+
+
+class _Conversation:
+    """One WebSocket connection driven by one ``AgentSession``."""
+
+    def __init__(self, agent: Agent, ws: ClientConnection, login: protocol.Login) -> None:
+        self.agent = agent
+        self.ws = ws
+        self.loop = asyncio.get_running_loop()
+        self.session = core.AgentSession(self._timings(), login, self.loop.time())
+        self.inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.outcome = ""
+        self.logged_in = False
+
+    def _timings(self) -> core.Timings:
+        s = self.agent.settings
+        return core.Timings(
+            ping_interval=s.heartbeat_interval,
+            status_interval=s.status_interval,
+            answer_timeout=s.answer_timeout,
+            restart_wait=s.restart_wait,
+        )
+
+    async def run(self) -> tuple[str, bool]:
+        self._spawn(self._read())
+        try:
+            while True:
+                await self._flush()
+                await self._handle_events()
+                if self.session.closed:
+                    return self.outcome or self.session.close_reason, self.logged_in
+                await self._next_input()
+        finally:
+            for task in self.tasks:
+                task.cancel()
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _next_input(self) -> None:
+        deadline = self.session.next_deadline()
+        timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
+        try:
+            kind, payload = await asyncio.wait_for(self.inbox.get(), timeout)
+        except TimeoutError:
+            self.session.tick(self.loop.time())
+            return
+        now = self.loop.time()
+        if kind == "frame":
+            self.session.receive(payload, now)
+        elif kind == "status":
+            self.session.status_collected(payload, now)
+        elif kind == "result":
+            self.session.command_finished(*payload, now)
+        elif kind == "lost":
+            self.session.connection_lost()
+        elif kind == "stop":
+            self.outcome = STOPPED
+            self.session.close()
+        self.session.tick(now)
+
+    async def _flush(self) -> None:
+        for frame in self.session.data_to_send():
+            try:
+                await self.ws.send(frame)
+            except ConnectionClosed:
+                self.session.connection_lost()
+                return
+
+    async def _handle_events(self) -> None:
+        for event in self.session.events_received():
+            await self._handle(event)
+
+    async def _handle(self, event: core.Event) -> None:
+        agent = self.agent
+        match event:
+            case core.LoggedIn():
+                self.logged_in = True
+                await agent.logged_in(event)
+            case core.LoginRejected():
+                logger.warning("login refused: %s", event.message)
+                if event.token_refused:
+                    self.outcome = TOKEN_REFUSED
+                    await agent.forget_token()
+            case core.StatusDue():
+                self._spawn(self._status())
+            case core.CommandReceived():
+                self._spawn(self._command(event))
+            case core.RestartNow():
+                logger.info("restart %s", "confirmed" if event.confirmed else "not confirmed")
+                self.outcome = RESTART
+                self.session.close()
+            case core.HeartbeatMissed():
+                logger.warning("no answer to %s (%d in a row)", event.what, event.failures)
+            case core.Closed():
+                if event.reason not in ("local", "login_failed"):
+                    logger.warning("connection ended: %s", event.reason)
+            case core.FrameIgnored():
+                pass
+
+    def _spawn(self, coroutine: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                self.inbox.put_nowait(("frame", message))
+        except ConnectionClosed:
+            pass
+        self.inbox.put_nowait(("lost", None))
+
+    async def _status(self) -> None:
+        self.inbox.put_nowait(("status", await self.agent.collect_status()))
+
+    async def _command(self, command: core.CommandReceived) -> None:
+        assert self.session.device_id is not None
+        outcome = await self.agent.run_command(command, self.session.device_id)
+        self.inbox.put_nowait(
+            ("result", (outcome.status, outcome.message, outcome.data, command.request_id))
+        )
+
+
+def _expired(expires_at: str | None) -> bool:
+    if expires_at is None:
+        return False
+    try:
+        return datetime.fromisoformat(expires_at) <= datetime.now(UTC)
+    except ValueError:
+        return True

@@ -1,0 +1,79 @@
+"""``edgefleet-agent`` as a real child process: restart re-execs it, SIGTERM ends it."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+from tests.agent.conftest import (
+    agent_process,
+    agent_settings,
+    eventually,
+    log_text,
+    online,
+)
+from tests.southbound.conftest import Fleet
+
+
+async def test_restart_re_execs_and_logs_in_again_with_its_token(
+    fleet: Fleet, device, tmp_path
+) -> None:
+    settings = agent_settings(fleet, device, tmp_path)
+    process = await agent_process(settings)
+    try:
+        await eventually(lambda: online(fleet, device))
+        path = f"/api/v1/devices/{device['device_id']}/commands"
+        answer = await fleet.api.post(path, {"order": "restart"})
+        assert answer.data["status"] == "success"
+
+        async def logged_in_twice() -> bool:
+            return log_text(settings).count("logged in as device") == 2
+
+        await eventually(logged_in_twice)
+        log = log_text(settings)
+        after_restart = log[log.index("restarting") :]
+        assert "agent started" in after_restart
+        assert "connected, logging in with token" in after_restart
+        assert process.returncode is None  # the same process, re-executed in place
+        await eventually(lambda: online(fleet, device))
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+
+
+async def test_sigterm_closes_cleanly_and_the_device_goes_offline(
+    fleet: Fleet, device, tmp_path
+) -> None:
+    settings = agent_settings(fleet, device, tmp_path)
+    process = await agent_process(settings)
+    await eventually(lambda: online(fleet, device))
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 10) == 0
+
+    async def offline() -> bool:
+        return await fleet.state(device) == "offline"
+
+    await eventually(offline, timeout=2)
+    offline_events = [e for e in await fleet.events(device) if e["event"] == "offline"]
+    assert offline_events[-1]["detail"]["reason"] == "closed_by_device"
+    assert "agent stopped" in log_text(settings)
+
+
+async def test_bad_settings_exit_2_with_the_reason(tmp_path) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "agent.cli",
+        "--server",
+        "http://wrong",
+        "--device-id",
+        "1",
+        "--password",
+        "x" * 12,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await process.communicate()
+    assert process.returncode == 2
+    assert b"--server must be a ws:// or wss:// URL" in err

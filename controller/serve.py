@@ -20,12 +20,21 @@ from typing import Any
 from aiohttp import web
 
 from controller.api.app import create_app
-from controller.device_link import CommandOutcome, DeviceLink, DeviceUnavailable, LiveView
+from controller.device_link import (
+    CommandOutcome,
+    DeviceLink,
+    DeviceUnavailable,
+    LiveView,
+    NoDeviceLink,
+)
 from controller.http_link import HttpDeviceLink
+from controller.ids import SnowflakeGenerator
+from controller.mirror import ResourceMirror
 from controller.settings import Settings
 from controller.store import Store
 from southbound.server import Southbound
 from southbound.session import CommandRefused
+from southbound.status_writer import StatusWriter
 
 log = logging.getLogger("edgefleet.serve")
 
@@ -87,25 +96,73 @@ async def serve(settings: Settings) -> None:
 
 async def serve_controller(settings: Settings) -> None:
     """The northbound API alone (Kubernetes mode): it reaches the device sessions
-    through the internal API of the southbound pod that holds each one."""
+    through the internal API of the southbound pod that holds each one. With a
+    namespace set, the kopf operator runs beside it and REST writes go to the
+    Device and DeviceGroup resources first."""
     token = settings.southbound.internal_token
     if not token:
         log.warning("no internal token: live status and commands will find devices offline")
     async with _store(settings, migrate=True) as store:
         link = HttpDeviceLink(store, token) if token else None
+        # One id generator for the API and the operator: two with the same worker
+        # id could mint the same id in the same millisecond.
+        ids = SnowflakeGenerator(settings.api.worker_id)
         try:
-            async with _api(settings, store, link):
-                await _until_signalled()
+            async with _kubernetes(settings, store, link or NoDeviceLink(), ids) as mirror:
+                async with _api(settings, store, link, mirror, ids):
+                    await _until_signalled()
         finally:
             if link:
                 await link.close()
 
 
 async def serve_southbound(settings: Settings) -> None:
-    """The southbound alone (Kubernetes mode): device sessions and /metrics."""
+    """The southbound alone (Kubernetes mode): device sessions and /metrics; with a
+    namespace set, live state mirrored into the Device resources."""
     async with _store(settings, migrate=False) as store:
-        async with _southbound(Southbound(settings.southbound, store, settings.api.bcrypt_rounds)):
-            await _until_signalled()
+        southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
+        kube = None
+        if settings.kube.namespace:
+            from controller.kube.client import KubeClient, KubeStatusApi  # Kubernetes mode only
+
+            kube = await KubeClient.connect(settings.kube.kubeconfig, settings.kube.namespace)
+            southbound.status_writer = StatusWriter(
+                KubeStatusApi(kube),
+                southbound.metrics,
+                southbound.instance,
+                settings.kube.status_rate,
+                settings.kube.metrics_interval,
+            )
+        try:
+            async with _southbound(southbound):
+                await _until_signalled()
+        finally:
+            if kube is not None:
+                await kube.close()
+
+
+@asynccontextmanager
+async def _kubernetes(
+    settings: Settings, store: Store, link: DeviceLink, ids: SnowflakeGenerator
+) -> AsyncIterator[ResourceMirror | None]:
+    """Kubernetes mode's controller half: the operator running, the REST mirror."""
+    namespace = settings.kube.namespace
+    if not namespace:
+        yield None
+        return
+    # kopf and kubernetes_asyncio take ~0.5 s to import: only Kubernetes mode pays.
+    from controller.kube.client import KubeClient
+    from controller.kube.mirror import KubeMirror
+    from controller.kube.operator import Reconciler, running_operator
+
+    kube = await KubeClient.connect(settings.kube.kubeconfig, namespace)
+    reconciler = Reconciler(store, kube, link, ids, settings.api.bcrypt_rounds)
+    try:
+        async with running_operator(reconciler, namespace):
+            log.info("operator running", extra={"namespace": namespace})
+            yield KubeMirror(kube, store)
+    finally:
+        await kube.close()
 
 
 @asynccontextmanager
@@ -129,9 +186,21 @@ async def _southbound(southbound: Southbound) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def _api(settings: Settings, store: Store, link: DeviceLink | None) -> AsyncIterator[None]:
+async def _api(
+    settings: Settings,
+    store: Store,
+    link: DeviceLink | None,
+    mirror: ResourceMirror | None = None,
+    ids: SnowflakeGenerator | None = None,
+) -> AsyncIterator[None]:
     app = create_app(
-        store, settings.api, api_token(settings), link, settings.southbound.command_timeout
+        store,
+        settings.api,
+        api_token(settings),
+        link,
+        settings.southbound.command_timeout,
+        mirror,
+        ids,
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

@@ -152,6 +152,30 @@ class SouthboundSettings:
 
 
 @dataclass(frozen=True)
+class KubeSettings:
+    namespace: str | None = setting(
+        None,
+        "kube-namespace",
+        "Namespace of the Device and DeviceGroup resources. Set, it turns on Kubernetes "
+        "mode: the controller runs the operator and writes REST changes to the resources, "
+        "the southbound mirrors live status into them.",
+    )
+    kubeconfig: str | None = setting(
+        None,
+        "kubeconfig",
+        "kubeconfig file; unset: the pod's service account, else ~/.kube/config.",
+    )
+    status_rate: float = setting(
+        20.0, "kube-status-rate", "Most Device status writes a second, whatever the fleet size."
+    )
+    metrics_interval: float = setting(
+        60.0,
+        "kube-metrics-interval",
+        "Seconds between two writes of one device's metrics summary into its status.",
+    )
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = setting("INFO", "log-level", "Log level: DEBUG, INFO, WARNING, ERROR.")
     format: str = setting(
@@ -164,6 +188,7 @@ class Settings:
     db: DatabaseSettings = field(default_factory=DatabaseSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     southbound: SouthboundSettings = field(default_factory=SouthboundSettings)
+    kube: KubeSettings = field(default_factory=KubeSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 

@@ -30,6 +30,7 @@ class Verdict:
     credential_version: int = 0
     by_token: bool = False
     labels: tuple[str, str, str] = ("", "", "")  # name, namespace, type
+    resource: str | None = None  # the Device resource's name (Kubernetes mode)
 
 
 class CredentialChecker:
@@ -89,6 +90,7 @@ def _accepted(row: dict, by_token: bool) -> Verdict:
         credential_version=row["credential_version"],
         by_token=by_token,
         labels=(row["name"], row["k8s_namespace"] or "", row["type"]),
+        resource=row["k8s_name"],
     )
 
 

@@ -121,6 +121,17 @@ class SouthboundMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        self.status_writes = Counter(
+            "edgefleet_status_writes",
+            "Device resource status writes (Kubernetes mode), by result.",
+            ["result"],
+            registry=r,
+        )
+        self.status_write_queue = Gauge(
+            "edgefleet_status_write_queue",
+            "Devices whose resource status waits to be written (Kubernetes mode).",
+            registry=r,
+        )
         self.per_device = per_device
 
     async def render(self, book: LiveStatusBook) -> bytes:

@@ -40,6 +40,7 @@ from southbound.session import (
     CommandRefused,
     Timings,
 )
+from southbound.status_writer import StatusWriter
 from southbound.throttle import LoginThrottle
 from southbound.tokens import TokenSigner
 
@@ -84,6 +85,9 @@ class Southbound:
         self._server: Server | None = None
         self._internal: web.AppRunner | None = None
         self._recorder_task: asyncio.Task[None] | None = None
+        self.status_writer: StatusWriter | None = None
+        """Kubernetes mode: mirrors live state into the Device resources."""
+        self._writer_task: asyncio.Task[None] | None = None
         self.internal_address = f"{settings.advertise_address}:{settings.internal_port}"
 
     # --- lifecycle -------------------------------------------------------------------
@@ -97,6 +101,8 @@ class Southbound:
                 extra={"instance": self.instance, "devices": len(released)},
             )
         self._recorder_task = asyncio.create_task(self.recorder.run(), name="recorder")
+        if self.status_writer is not None:
+            self._writer_task = asyncio.create_task(self.status_writer.run(), name="status")
         self._server = await serve(
             self._handle,
             self.settings.host,
@@ -158,6 +164,18 @@ class Southbound:
             self._recorder_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._recorder_task
+        if self.status_writer is not None and self._writer_task is not None:
+            try:
+                async with asyncio.timeout(SHUTDOWN_WRITE_GRACE):
+                    await self.status_writer.drained()
+            except TimeoutError:
+                log.error(
+                    "shutting down with Device statuses unwritten",
+                    extra={"devices": self.status_writer.queue_depth},
+                )
+            self._writer_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._writer_task
         self._server = None
 
     # --- HTTP beside the WebSocket -------------------------------------------------------
@@ -194,9 +212,11 @@ class Southbound:
         if older is not None and older is not connection:
             await older.end("superseded", CLOSE_SUPERSEDED, "superseded")
         self.sessions[verdict.device_id] = connection
-        self.live.connected(
-            verdict.device_id, label_text(verdict.device_id, *verdict.labels), time.time()
-        )
+        now = time.time()
+        self.live.connected(verdict.device_id, label_text(verdict.device_id, *verdict.labels), now)
+        if self.status_writer is not None and verdict.resource:
+            namespace = verdict.labels[1]
+            self.status_writer.connected(verdict.device_id, namespace, verdict.resource, now)
 
     def login_extensions(self, verdict: Verdict) -> dict[str, Any]:
         assert verdict.device_id is not None
@@ -230,6 +250,8 @@ class Southbound:
         assert device_id is not None
         if entry := self.live.get(device_id):
             entry.state = state
+            if self.status_writer is not None:
+                self.status_writer.state_changed(device_id, state, entry.last_seen)
         detail = {"missed_heartbeats": failures} if failures else {}
         self.recorder.submit(SessionChange("state", device_id, state, detail))
 
@@ -241,6 +263,13 @@ class Southbound:
             return
         now = time.time()
         entry.update(data, now)
+        if self.status_writer is not None:
+            summary = {
+                "cpuPercent": entry.cpu_percent,
+                "memoryUsedPercent": entry.memory_used_percent,
+                "diskUsedPercent": entry.disk_used_percent,
+            }
+            self.status_writer.status_received(device_id, summary, now)
         if now - self._last_status_event.get(device_id, 0.0) >= STATUS_EVENT_INTERVAL:
             self._last_status_event[device_id] = now
             detail = {
@@ -257,6 +286,8 @@ class Southbound:
             del self.sessions[device_id]
             self.live.disconnected(device_id)
             self._last_status_event.pop(device_id, None)
+            if self.status_writer is not None:
+                self.status_writer.disconnected(device_id, time.time())
         self.metrics.sessions.dec()
         self.recorder.submit(SessionChange("disconnected", device_id, "offline", {"reason": cause}))
 

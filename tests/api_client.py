@@ -13,6 +13,7 @@ from aiohttp import web
 
 from controller.api.app import create_app
 from controller.device_link import DeviceLink
+from controller.mirror import ResourceMirror
 from controller.settings import ApiSettings
 from controller.store import Store
 
@@ -105,8 +106,9 @@ async def running_api(
     customise: Callable[[web.Application], None] | None = None,
     link: DeviceLink | None = None,
     command_timeout: float = 10.0,
+    mirror: ResourceMirror | None = None,
 ) -> AsyncIterator[ApiClient]:
-    app = create_app(store, settings, token, link, command_timeout)
+    app = create_app(store, settings, token, link, command_timeout, mirror)
     if customise:
         customise(app)
     runner = web.AppRunner(app, handle_signals=False)

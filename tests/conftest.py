@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pymysql
 import pytest
@@ -105,3 +106,25 @@ API_TOKEN = "test-token-0123456789"
 async def api(store: Store) -> AsyncIterator[ApiClient]:
     async with running_api(store, API_TOKEN) as client:
         yield client
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A migrated SQLite store of its own, for tests whose subject is not the
+    database (the agent, the operator): one backend is enough there."""
+    store = Store.from_url(f"sqlite+aiosqlite:///{tmp_path}/edgefleet.db")
+    await store.migrate()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
+    """Poll ``check`` until it returns something truthy."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await asyncio.sleep(0.05)

@@ -33,6 +33,7 @@ from controller.api.openapi import build_document
 from controller.api.schemas import Health
 from controller.device_link import DeviceLink, NoDeviceLink
 from controller.ids import SnowflakeGenerator
+from controller.mirror import NoMirror, ResourceMirror
 from controller.settings import ApiSettings
 from controller.store import Store, StoreError
 
@@ -154,16 +155,20 @@ def create_app(
     token: str,
     link: DeviceLink | None = None,
     command_timeout: float = 10.0,
+    mirror: ResourceMirror | None = None,
+    ids: SnowflakeGenerator | None = None,
 ) -> web.Application:
-    """The API; ``link`` reaches the device sessions (none: every device is offline)."""
+    """The API; ``link`` reaches the device sessions (none: every device is offline);
+    ``mirror`` takes every write first in Kubernetes mode (none: standalone)."""
     app = web.Application(middlewares=[observe, envelope, authenticate], client_max_size=MAX_BODY)
     app[CONTEXT] = ApiContext(
         store=store,
-        ids=SnowflakeGenerator(settings.worker_id),
+        ids=ids or SnowflakeGenerator(settings.worker_id),
         settings=settings,
         token=token,
         link=link or NoDeviceLink(),
         command_timeout=command_timeout,
+        mirror=mirror or NoMirror(),
     )
     app[METRICS] = ApiMetrics()
     app[PUBLIC] = frozenset(PUBLIC_PATHS | {e.path for e in endpoints.table if e.public})

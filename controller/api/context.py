@@ -8,6 +8,7 @@ from aiohttp import web
 
 from controller.device_link import DeviceLink
 from controller.ids import SnowflakeGenerator
+from controller.mirror import ResourceMirror
 from controller.settings import ApiSettings
 from controller.store import Store
 
@@ -20,6 +21,7 @@ class ApiContext:
     token: str
     link: DeviceLink
     command_timeout: float
+    mirror: ResourceMirror
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
-from controller.api.context import context
+from controller.api.context import ApiContext, context
 from controller.api.endpoints import endpoints
 from controller.api.schemas import (
     Deleted,
@@ -17,7 +19,7 @@ from controller.api.schemas import (
     RegisteredDevice,
 )
 from controller.passwords import generate_password, hash_password
-from controller.store import DeviceFilter
+from controller.store import DeviceConflict, DeviceFilter, DeviceNotFound
 
 TAG = "devices"
 
@@ -35,8 +37,22 @@ async def register_device(request: web.Request, body: DeviceCreate) -> Registere
     password = body.password or generate_password()
     values["secret"] = await hash_password(password, ctx.settings.bcrypt_rounds)
     values["device_id"] = ctx.ids.next_id()
-    row = await ctx.store.devices.create(values)
+    values |= await ctx.mirror.device_created(values, password)
+    try:
+        row = await ctx.store.devices.create(values)
+    except DeviceConflict as conflict:
+        # Kubernetes mode: the operator may have inserted this very device already.
+        row = await _created_meanwhile(ctx, values["device_id"], conflict)
     return RegisteredDevice(**row, password=password)
+
+
+async def _created_meanwhile(
+    ctx: ApiContext, device_id: int, conflict: DeviceConflict
+) -> dict[str, Any]:
+    try:
+        return await ctx.store.devices.get(device_id)
+    except DeviceNotFound:
+        raise conflict from None
 
 
 @endpoints.get("/devices", summary="List devices, filtered and paged", tag=TAG)
@@ -55,8 +71,10 @@ async def get_device(request: web.Request, path: DevicePath) -> Device:
 async def update_device(request: web.Request, path: DevicePath, body: DeviceUpdate) -> Device:
     ctx = context(request)
     changes = body.model_dump(exclude_unset=True, exclude={"password"})
-    if "password" in body.model_fields_set:
-        changes["secret"] = await hash_password(body.password, ctx.settings.bcrypt_rounds)
+    password = body.password if "password" in body.model_fields_set else None
+    await ctx.mirror.device_changed(path.device_id, changes, password)
+    if password is not None:
+        changes["secret"] = await hash_password(password, ctx.settings.bcrypt_rounds)
     device = Device(**await ctx.store.devices.update(path.device_id, changes))
     if changes.get("disabled"):
         await ctx.link.disconnect(path.device_id, "disabled")
@@ -68,6 +86,7 @@ async def update_device(request: web.Request, path: DevicePath, body: DeviceUpda
 )
 async def delete_device(request: web.Request, path: DevicePath) -> Deleted:
     ctx = context(request)
+    await ctx.mirror.device_deleted(path.device_id)
     await ctx.store.devices.delete(path.device_id)
     await ctx.link.disconnect(path.device_id, "deleted")
     return Deleted()

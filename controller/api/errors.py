@@ -44,6 +44,10 @@ def bad_request(message: str) -> ApiError:
 def from_store_error(exc: store.StoreError) -> ApiError:
     """The one mapping from store exceptions to REST answers."""
     match exc:
+        case store.KubernetesUnavailable():
+            return ApiError(
+                503, ErrorType.DATABASE_ERROR, "Kubernetes API unavailable, try again later"
+            )
         case store.DatabaseUnavailable():
             return ApiError(503, ErrorType.DATABASE_ERROR, "database unavailable, try again later")
         case store.DeviceNotFound():

@@ -88,13 +88,18 @@ InstantIn = Annotated[
 ]
 State = Literal["online", "unknown", "offline"]
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-DeviceType = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
-Description = Annotated[str, StringConstraints(max_length=1024)]
-HardwareKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-Mac = Annotated[str, StringConstraints(pattern=r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$")]
-Imei = Annotated[str, StringConstraints(pattern=r"^[0-9]{15}$")]
-Version = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+# Formats shared with the Kubernetes CRD schemas (controller/kube/crds.py).
+DEVICE_TYPE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+MAC_PATTERN = r"^([0-9A-Fa-f]{2}:){5}[0-9A-Fa-f]{2}$"
+IMEI_PATTERN = r"^[0-9]{15}$"
+NAME_MAX, HARDWARE_KEY_MAX, DESCRIPTION_MAX, VERSION_MAX = 128, 128, 1024, 64
+Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
+DeviceType = Annotated[str, StringConstraints(pattern=DEVICE_TYPE_PATTERN)]
+Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX)]
+HardwareKey = Annotated[str, StringConstraints(min_length=1, max_length=HARDWARE_KEY_MAX)]
+Mac = Annotated[str, StringConstraints(pattern=MAC_PATTERN)]
+Imei = Annotated[str, StringConstraints(pattern=IMEI_PATTERN)]
+Version = Annotated[str, StringConstraints(min_length=1, max_length=VERSION_MAX)]
 SoftwareState = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 # Printable ASCII keeps characters equal to bytes, so bcrypt's 72-byte limit is a
 # plain length limit that the schema can state.
@@ -252,6 +257,8 @@ class Group(BaseModel):
     name: str
     description: str
     device_count: int
+    k8s_namespace: str | None
+    k8s_name: str | None
     created_at: Instant
     updated_at: Instant
 

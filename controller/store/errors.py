@@ -9,6 +9,10 @@ class DatabaseUnavailable(StoreError):
     """The database did not answer (refused, dropped, or slower than the timeout)."""
 
 
+class KubernetesUnavailable(DatabaseUnavailable):
+    """Kubernetes mode: the API server, where writes go first, did not take one."""
+
+
 class NotFound(StoreError):
     """A row the caller named does not exist."""
 

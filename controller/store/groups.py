@@ -134,6 +134,25 @@ class GroupStore:
                 delete(device_groups).where(device_groups.c.group_id == group_id)
             )
 
+    async def by_resource(self, namespace: str, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The groups mirroring the DeviceGroup resources ``names`` in ``namespace``."""
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        async with self._db.read() as connection:
+            rows = await connection.execute(
+                select(*GROUP_COLUMNS).where(
+                    device_groups.c.k8s_namespace == namespace,
+                    device_groups.c.k8s_name.in_(wanted),
+                )
+            )
+            return {row["k8s_name"]: dict(row) for row in rows.mappings()}
+
+    async def member_ids(self, group_id: int) -> list[int]:
+        async with self._db.read() as connection:
+            await _fetch_group(connection, group_id)
+            return await _member_ids(connection, group_id)
+
     async def is_member(self, group_id: int, device_id: int) -> bool:
         async with self._db.read() as connection:
             await _fetch_group(connection, group_id)

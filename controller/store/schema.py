@@ -75,8 +75,11 @@ device_groups = Table(
     Column("group_id", BigInteger, primary_key=True, autoincrement=False),
     Column("name", String(128), nullable=False, unique=True),
     Column("description", String(1024), nullable=False, default=""),
+    Column("k8s_namespace", String(253)),
+    Column("k8s_name", String(253)),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
+    UniqueConstraint("k8s_namespace", "k8s_name"),
 )
 
 device_group_members = Table(

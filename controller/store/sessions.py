@@ -29,6 +29,7 @@ CREDENTIAL_COLUMNS = [
     devices.c.name,
     devices.c.type,
     devices.c.k8s_namespace,
+    devices.c.k8s_name,
 ]
 # Built once: a reused statement skips SQLAlchemy's per-call construction.
 CREDENTIALS_BY_ID = select(*CREDENTIAL_COLUMNS).where(devices.c.device_id == bindparam("device_id"))

@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import json
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -33,17 +33,6 @@ SOUTHBOUND = SouthboundSettings(
     token_key="test-key",
 )
 SFTP_USER, SFTP_PASSWORD = "uploader", "sftp-password-123"
-
-
-@pytest.fixture
-async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    """The agent's behaviour does not depend on the database: SQLite is enough."""
-    store = Store.from_url(f"sqlite+aiosqlite:///{tmp_path}/edgefleet.db")
-    await store.migrate()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 @pytest.fixture
@@ -106,16 +95,6 @@ async def running_agent(
     finally:
         agent.stop()
         await asyncio.wait_for(task, 10)
-
-
-async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0) -> Any:
-    """Poll ``check`` until it returns something truthy."""
-    async with asyncio.timeout(timeout):
-        while True:
-            result = await check()
-            if result:
-                return result
-            await asyncio.sleep(0.05)
 
 
 async def online(fleet: Fleet, device: dict[str, Any]) -> bool:

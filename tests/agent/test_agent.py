@@ -19,12 +19,12 @@ from tests.agent.conftest import (
     SOUTHBOUND,
     SftpServer,
     agent_settings,
-    eventually,
     log_text,
     online,
     running_agent,
     saved_state,
 )
+from tests.conftest import eventually
 from tests.southbound.conftest import Fleet, running_fleet
 
 

@@ -9,10 +9,10 @@ import sys
 from tests.agent.conftest import (
     agent_process,
     agent_settings,
-    eventually,
     log_text,
     online,
 )
+from tests.conftest import eventually
 from tests.southbound.conftest import Fleet
 
 

@@ -1,0 +1,1 @@
+"""Kubernetes mode: the custom resources, the kopf operator, and the REST mirror."""

@@ -1,0 +1,312 @@
+"""The kopf operator: Device and DeviceGroup resources into the database.
+
+Theory of operation
+-------------------
+The resources are the source of truth in Kubernetes mode; the database mirrors
+them for the REST reads and the southbound's logins. Every handler is a
+reconcile — read the resource, read the row, write only the difference — so a
+replayed event, a resume after a restart, or an update that the REST API already
+wrote to the database changes nothing.
+
+- Device created, resumed or changed: adopt its ``deviceId`` (status, or the
+  annotation the REST API sets, or a new snowflake); make sure its Secret
+  ``<name>-credentials`` exists (owned by the Device, so it goes with it); insert
+  the row (the bcrypt hash of the Secret's password) or update the fields that
+  differ; set its memberships from ``spec.groups``; write ``status`` only where
+  it differs.
+- Device deleted (finalizer): delete the row (which logs ``deleted``), ask the
+  southbound to close the session, and let kopf remove the finalizer.
+- DeviceGroup likewise, by its resource name.
+
+kopf keeps its own progress and last-handled state in annotations under
+``edgefleet.io/`` so that ``status`` holds only our fields, and no handler
+returns a value (kopf would write it into ``status``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import kopf
+
+from controller.device_link import DeviceLink
+from controller.ids import SnowflakeGenerator
+from controller.kube.client import KubeClient, KubeConflict
+from controller.kube.resources import (
+    DEVICE_GROUPS,
+    DEVICE_ID_ANNOTATION,
+    DEVICES,
+    GROUP,
+    SECRET_DEVICE_ID_KEY,
+    SECRET_PASSWORD_KEY,
+    VERSION,
+    credentials_secret,
+    device_row,
+    group_row,
+    owner_reference,
+)
+from controller.passwords import generate_password, hash_password
+from controller.store import Store
+from controller.store.errors import DeviceConflict, DeviceNotFound, GroupConflict, GroupNotFound
+
+GROUP_ID_ANNOTATION = f"{GROUP}/group-id"
+MISSING_GROUP_RETRY = 10.0
+
+log = logging.getLogger("edgefleet.operator")
+
+
+def operator_settings() -> kopf.OperatorSettings:
+    settings = kopf.OperatorSettings()
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    # Namespaced: the chart grants no cluster-wide list of namespaces or CRDs.
+    settings.scanning.disabled = True
+    settings.posting.level = logging.WARNING
+    return settings
+
+
+class Reconciler:
+    """The handlers, with what they need; ``registry()`` wires them into kopf."""
+
+    def __init__(
+        self,
+        store: Store,
+        kube: KubeClient,
+        link: DeviceLink,
+        ids: SnowflakeGenerator,
+        bcrypt_rounds: int,
+        missing_group_retry: float = MISSING_GROUP_RETRY,
+    ) -> None:
+        self.missing_group_retry = missing_group_retry
+        self.store = store
+        self.kube = kube
+        self.link = link
+        self.ids = ids
+        self.bcrypt_rounds = bcrypt_rounds
+
+    def registry(self) -> kopf.OperatorRegistry:
+        registry = kopf.OperatorRegistry()
+        on = kopf.on
+        on.login(registry=registry)(self.login)
+        for cause in (on.create, on.resume, on.update):
+            cause(GROUP, VERSION, DEVICES, registry=registry)(self.device_changed)
+            cause(GROUP, VERSION, DEVICE_GROUPS, registry=registry)(self.group_changed)
+        on.delete(GROUP, VERSION, DEVICES, registry=registry)(self.device_deleted)
+        on.delete(GROUP, VERSION, DEVICE_GROUPS, registry=registry)(self.group_deleted)
+        return registry
+
+    def login(self, **_: Any) -> kopf.ConnectionInfo:
+        return self.kube.connection_info()
+
+    # --- devices ---------------------------------------------------------------------
+
+    async def device_changed(
+        self, body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, **_: Any
+    ) -> None:
+        status = dict(body.get("status") or {})
+        device_id = _device_id(body) or self.ids.next_id()
+        secret_name = credentials_secret(name)
+        password, new_secret = await self._ensure_secret(body, secret_name, device_id)
+        try:
+            await self._upsert_device(device_id, device_row(body), password, new_secret)
+        except DeviceConflict as exc:
+            _set_status(patch, status, {"deviceId": str(device_id)}, synced=str(exc))
+            raise kopf.PermanentError(str(exc)) from exc
+        missing = await self._sync_groups(device_id, namespace, body.spec.get("groups") or [])
+        wanted = {"deviceId": str(device_id), "credentialsSecret": secret_name}
+        if missing:
+            message = f"groups not found: {', '.join(missing)}"
+            _set_status(patch, status, wanted, synced=message)
+            raise kopf.TemporaryError(message, delay=self.missing_group_retry)
+        _set_status(patch, status, wanted, synced=None)
+
+    async def _upsert_device(
+        self, device_id: int, row: dict[str, Any], password: str, new_secret: bool
+    ) -> None:
+        """Insert the row, or update the columns that differ from the resource."""
+        try:
+            current = await self.store.devices.get(device_id)
+        except DeviceNotFound:
+            secret = await hash_password(password, self.bcrypt_rounds)
+            try:
+                await self.store.devices.create({**row, "device_id": device_id, "secret": secret})
+                log.info("device registered", extra={"device_id": device_id})
+                return
+            except DeviceConflict as conflict:
+                # The REST API may have inserted this very device meanwhile; if not,
+                # the conflict is real (another device has this hardware).
+                current = await self._inserted_meanwhile(device_id, conflict)
+        changes = {k: v for k, v in row.items() if current.get(k) != v}
+        if new_secret:  # someone deleted the Secret: the new password must work
+            changes["secret"] = await hash_password(password, self.bcrypt_rounds)
+        if changes:
+            await self.store.devices.update(device_id, changes)
+        if changes.get("disabled"):
+            await self.link.disconnect(device_id, "disabled")
+
+    async def _inserted_meanwhile(self, device_id: int, conflict: DeviceConflict) -> dict[str, Any]:
+        try:
+            return await self.store.devices.get(device_id)
+        except DeviceNotFound:
+            raise conflict from None
+
+    async def _ensure_secret(
+        self, body: kopf.Body, secret_name: str, device_id: int
+    ) -> tuple[str, bool]:
+        """The device's password from its Secret, creating the Secret if missing."""
+        data = await self.kube.read_secret(secret_name)
+        if data and data.get(SECRET_PASSWORD_KEY):
+            return data[SECRET_PASSWORD_KEY], False
+        password = generate_password()
+        secret = {SECRET_PASSWORD_KEY: password, SECRET_DEVICE_ID_KEY: str(device_id)}
+        try:
+            await self.kube.create_secret(secret_name, secret, owner_reference(dict(body)))
+        except KubeConflict:  # created meanwhile (by the REST API): that one wins
+            data = await self.kube.read_secret(secret_name)
+            if data and data.get(SECRET_PASSWORD_KEY):
+                return data[SECRET_PASSWORD_KEY], False
+            raise
+        return password, True
+
+    async def _sync_groups(self, device_id: int, namespace: str, names: list[str]) -> list[str]:
+        """Make the device's memberships ``names``; return the names with no group yet."""
+        found = await self.store.groups.by_resource(namespace, names)
+        current = {g["group_id"] for g in await self.store.groups.of_device(device_id)}
+        wanted = {group["group_id"] for group in found.values()}
+        if wanted != current:
+            await self.store.groups.replace_of_device(device_id, sorted(wanted))
+        return sorted(set(names) - found.keys())
+
+    async def device_deleted(self, body: kopf.Body, name: str, **_: Any) -> None:
+        device_id = _device_id(body)
+        if device_id is None:
+            return  # never reconciled: nothing of it in the database
+        try:
+            await self.store.devices.delete(device_id)
+        except DeviceNotFound:
+            pass  # the REST API deleted the row already
+        await self.link.disconnect(device_id, "deleted")
+        log.info("device deleted", extra={"device_id": device_id, "resource": name})
+
+    # --- groups -------------------------------------------------------------------------
+
+    async def group_changed(
+        self, body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, **_: Any
+    ) -> None:
+        status = dict(body.get("status") or {})
+        row = group_row(body)
+        existing = (await self.store.groups.by_resource(namespace, [name])).get(name)
+        try:
+            if existing is None:
+                group_id = _group_id(body) or self.ids.next_id()
+                values = {**row, "group_id": group_id, "k8s_name": name, "k8s_namespace": namespace}
+                await self._create_group(values)
+            else:
+                group_id = existing["group_id"]
+                changes = {k: v for k, v in row.items() if existing.get(k) != v}
+                if changes:
+                    await self.store.groups.update(group_id, changes)
+        except GroupConflict as exc:
+            _set_status(patch, status, {}, synced=str(exc))
+            raise kopf.PermanentError(str(exc)) from exc
+        _set_status(patch, status, {"groupId": str(group_id)}, synced=None)
+
+    async def _create_group(self, values: dict[str, Any]) -> None:
+        try:
+            await self.store.groups.create(values)
+        except GroupConflict as conflict:
+            # Fine if the REST API inserted this very group a moment ago.
+            try:
+                await self.store.groups.get(values["group_id"])
+            except GroupNotFound:
+                raise conflict from None
+
+    async def group_deleted(self, body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
+        existing = (await self.store.groups.by_resource(namespace, [name])).get(name)
+        if existing is not None:
+            await self.store.groups.delete(existing["group_id"])
+
+
+def _device_id(body: kopf.Body) -> int | None:
+    text = (body.get("status") or {}).get("deviceId") or body.metadata.annotations.get(
+        DEVICE_ID_ANNOTATION
+    )
+    return int(text) if text and str(text).isdigit() else None
+
+
+def _group_id(body: kopf.Body) -> int | None:
+    text = (body.get("status") or {}).get("groupId") or body.metadata.annotations.get(
+        GROUP_ID_ANNOTATION
+    )
+    return int(text) if text and str(text).isdigit() else None
+
+
+def _set_status(
+    patch: kopf.Patch, current: dict[str, Any], wanted: dict[str, Any], synced: str | None
+) -> None:
+    """Patch only the status fields that differ; ``synced`` is None when all is well,
+    else the reason the resource could not be mirrored."""
+    for key, value in wanted.items():
+        if current.get(key) != value:
+            patch.status[key] = value
+    condition = {
+        "type": "Synced",
+        "status": "True" if synced is None else "False",
+        "reason": "Reconciled" if synced is None else "Error",
+        "message": synced or "",
+    }
+    conditions = [c for c in current.get("conditions") or [] if isinstance(c, dict)]
+    old = next((c for c in conditions if c.get("type") == "Synced"), None)
+    if old is not None and all(old.get(k) == v for k, v in condition.items()):
+        return
+    condition["lastTransitionTime"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    others = [c for c in conditions if c.get("type") != "Synced"]
+    patch.status["conditions"] = [*others, condition]
+
+
+@asynccontextmanager
+async def running_operator(reconciler: Reconciler, namespace: str) -> AsyncIterator[None]:
+    """kopf's tasks beside the API's in this event loop.
+
+    Not ``kopf.operator()``: when it stops it cancels every task created in the
+    loop since it started ("hung tasks" — kopf cannot tell its own from others),
+    which would cancel the API's request handlers and the sessions. Here kopf's
+    root tasks are spawned, watched, and cancelled alone; they end their own
+    sub-tasks. kopf installs SIGINT/SIGTERM handlers while spawning; the caller
+    installs its own afterwards (``_until_signalled``), so a signal stops the
+    process in order rather than kopf alone.
+    """
+    ready = asyncio.Event()
+    tasks = await kopf.spawn_tasks(
+        registry=reconciler.registry(),
+        settings=operator_settings(),
+        namespaces=[namespace],
+        standalone=True,
+        ready_flag=ready,
+    )
+    waiter = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({*tasks, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    try:
+        if waiter not in done:
+            raise RuntimeError("the operator stopped while starting") from _first_error(done)
+        yield
+    finally:
+        waiter.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _first_error(tasks: set[asyncio.Task[Any]]) -> BaseException | None:
+    for task in tasks:
+        if not task.cancelled() and task.exception() is not None:
+            return task.exception()
+    return None

@@ -50,7 +50,7 @@ async def test_a_device_registered_over_rest_is_a_resource(
     assert (device["k8s_name"], device["k8s_namespace"]) == ("gate-cam-17", NAMESPACE)
 
     # The Secret came first (so the operator adopts its password), then the Device.
-    creates = [r.resource for r in list(cluster) if r.method == kmock.method.POST]
+    creates = [r.resource for r in cluster.served if r.method == kmock.method.POST]
     assert creates[:2] == [SECRET, DEVICE]
     [created] = requests_to(cluster, DEVICE, "post")
     assert created.data["spec"] == {

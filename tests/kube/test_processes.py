@@ -1,0 +1,121 @@
+"""Kubernetes mode end to end: ``edgefleet controller`` as a process with kopf beside
+the API, and the southbound writing a real device's state into its resource."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import kmock
+import websockets
+
+from controller.kube.client import KubeClient, KubeStatusApi
+from controller.passwords import hash_password
+from controller.store import Store
+from southbound.server import Southbound
+from southbound.status_writer import StatusWriter
+from tests.agent.conftest import SOUTHBOUND
+from tests.conftest import eventually
+from tests.kube.conftest import DEVICE, NAMESPACE, device_body
+from tests.kube.test_operator import synced
+from tests.server_process import free_port
+
+REGISTRATION = {"name": "rail-7", "hardware_sn": "SN7", "hardware_model": "R1"}
+
+
+async def test_the_controller_runs_kopf_beside_the_api_and_stops_on_sigterm(
+    cluster: kmock.KubernetesEmulator, kube: KubeClient, kubeconfig: Path, tmp_path: Path
+) -> None:
+    port = free_port()
+    stderr = tmp_path / "controller.stderr"
+    with stderr.open("w") as err:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "controller.cli", "controller",
+            "--api-port", str(port), "--api-token", "t",
+            "--db-url", f"sqlite+aiosqlite:///{tmp_path}/edgefleet.db",
+            "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
+            "--bcrypt-rounds", "4",
+            stderr=err,
+        )  # fmt: skip
+    base = f"http://127.0.0.1:{port}/api/v1"
+    headers = {"Authorization": "Bearer t"}
+    try:
+        async with aiohttp.ClientSession(headers=headers) as http:
+
+            async def healthy() -> bool:
+                try:
+                    async with http.get(base + "/health") as response:
+                        return response.status == 200
+                except aiohttp.ClientError:
+                    return False
+
+            await eventually(healthy, timeout=30)
+            # kubectl apply → the operator in that process → visible over its REST API.
+            await kube.create("devices", device_body("cam-9"))
+            device_id = (await synced(kube, "cam-9"))["status"]["deviceId"]
+            async with http.get(f"{base}/devices/{device_id}") as response:
+                assert (await response.json())["data"]["k8s_name"] == "cam-9"
+            # REST → the resource; many requests while kopf runs: none is cancelled.
+            async with http.post(base + "/devices", json=REGISTRATION) as response:
+                assert response.status == 201
+            answers = await asyncio.gather(*(http.get(base + "/devices") for _ in range(20)))
+            assert [a.status for a in answers] == [200] * 20
+            await synced(kube, "rail-7")
+
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+        assert time.monotonic() - started < 5  # no kopf grace period on the way out
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    log = stderr.read_text()
+    assert "Traceback" not in log
+    events = [json.loads(line).get("event") for line in log.splitlines() if line.startswith("{")]
+    assert "operator running" in events and "shutting down" in events
+
+
+async def test_a_device_session_shows_in_its_resource_status(
+    cluster: kmock.KubernetesEmulator, kube: KubeClient, sqlite_store: Store
+) -> None:
+    cluster.objects[DEVICE, NAMESPACE, "cam-1"] = device_body("cam-1")
+    await sqlite_store.devices.create(
+        {
+            "device_id": 42,
+            "name": "Camera 1",
+            "type": "camera",
+            "hardware_sn": "SN1",
+            "hardware_model": "M1",
+            "secret": await hash_password("a-long-password", 4),
+            "k8s_name": "cam-1",
+            "k8s_namespace": NAMESPACE,
+        }
+    )
+    southbound = Southbound(SOUTHBOUND, sqlite_store, bcrypt_rounds=4)
+    southbound.status_writer = StatusWriter(
+        KubeStatusApi(kube), southbound.metrics, "southbound-0", rate=50
+    )
+    await southbound.start()
+    try:
+        url = f"ws://127.0.0.1:{southbound.port}/ws"
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"device_id": "42", "password": "a-long-password"}))
+            assert json.loads(await ws.recv())["status"] == "success"
+
+            async def state(wanted: str) -> bool:
+                status = (await kube.get("devices", "cam-1")).get("status") or {}
+                return status.get("state") == wanted
+
+            await eventually(lambda: state("online"))
+            status = (await kube.get("devices", "cam-1"))["status"]
+            assert status["sessionPod"] == "southbound-0" and status["connectedSince"]
+        await eventually(lambda: state("offline"))
+        assert "sessionPod" not in (await kube.get("devices", "cam-1"))["status"]
+    finally:
+        await southbound.stop()

@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench-northbound clean
+.PHONY: serve test lint bench-northbound manifests clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ lint: $(VENV)/.dev
 
 bench-northbound: $(VENV)/.dev
 	$(BIN)/python bench/northbound.py $(ARGS)
+
+# The chart's CRDs and manifests/ from their sources (controller/kube/crds.py, the chart).
+manifests: $(VENV)/.dev
+	$(BIN)/python -m scripts.helm
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -20,6 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from controller.api.app import create_app
+from controller.api.metrics import ApiMetrics
 from controller.device_link import (
     CommandOutcome,
     DeviceLink,
@@ -107,9 +108,10 @@ async def serve_controller(settings: Settings) -> None:
         # One id generator for the API and the operator: two with the same worker
         # id could mint the same id in the same millisecond.
         ids = SnowflakeGenerator(settings.api.worker_id)
+        metrics = ApiMetrics()
         try:
-            async with _kubernetes(settings, store, link or NoDeviceLink(), ids) as mirror:
-                async with _api(settings, store, link, mirror, ids):
+            async with _kubernetes(settings, store, link or NoDeviceLink(), ids, metrics) as mirror:
+                async with _api(settings, store, link, mirror, ids, metrics):
                     await _until_signalled()
         finally:
             if link:
@@ -143,7 +145,11 @@ async def serve_southbound(settings: Settings) -> None:
 
 @asynccontextmanager
 async def _kubernetes(
-    settings: Settings, store: Store, link: DeviceLink, ids: SnowflakeGenerator
+    settings: Settings,
+    store: Store,
+    link: DeviceLink,
+    ids: SnowflakeGenerator,
+    metrics: ApiMetrics,
 ) -> AsyncIterator[ResourceMirror | None]:
     """Kubernetes mode's controller half: the operator running, the REST mirror."""
     namespace = settings.kube.namespace
@@ -156,7 +162,7 @@ async def _kubernetes(
     from controller.kube.operator import Reconciler, running_operator
 
     kube = await KubeClient.connect(settings.kube.kubeconfig, namespace)
-    reconciler = Reconciler(store, kube, link, ids, settings.api.bcrypt_rounds)
+    reconciler = Reconciler(store, kube, link, ids, settings.api.bcrypt_rounds, metrics=metrics)
     try:
         async with running_operator(reconciler, namespace):
             log.info("operator running", extra={"namespace": namespace})
@@ -192,6 +198,7 @@ async def _api(
     link: DeviceLink | None,
     mirror: ResourceMirror | None = None,
     ids: SnowflakeGenerator | None = None,
+    metrics: ApiMetrics | None = None,
 ) -> AsyncIterator[None]:
     app = create_app(
         store,
@@ -201,6 +208,7 @@ async def _api(
         settings.southbound.command_timeout,
         mirror,
         ids,
+        metrics,
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

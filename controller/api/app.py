@@ -157,6 +157,7 @@ def create_app(
     command_timeout: float = 10.0,
     mirror: ResourceMirror | None = None,
     ids: SnowflakeGenerator | None = None,
+    metrics: ApiMetrics | None = None,
 ) -> web.Application:
     """The API; ``link`` reaches the device sessions (none: every device is offline);
     ``mirror`` takes every write first in Kubernetes mode (none: standalone)."""
@@ -170,7 +171,7 @@ def create_app(
         command_timeout=command_timeout,
         mirror=mirror or NoMirror(),
     )
-    app[METRICS] = ApiMetrics()
+    app[METRICS] = metrics or ApiMetrics()
     app[PUBLIC] = frozenset(PUBLIC_PATHS | {e.path for e in endpoints.table if e.public})
     endpoints.add_to(app)
 

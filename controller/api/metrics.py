@@ -1,4 +1,5 @@
-"""Prometheus metrics of the REST API: requests and latencies by route and status.
+"""Prometheus metrics of the controller: REST requests and latencies by route and
+status, and the operator's reconciles (Kubernetes mode).
 
 Each application gets its own registry, so several can live in one process (tests,
 ``edgefleet serve``) without clashing in the client library's global registry.
@@ -25,6 +26,12 @@ class ApiMetrics:
             "Time to answer a REST request, by route and method.",
             ["route", "method"],
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.reconciles = Counter(
+            "edgefleet_reconciles_total",
+            "Operator handler runs (Kubernetes mode), by resource kind and result.",
+            ["kind", "result"],
             registry=self.registry,
         )
 

@@ -26,14 +26,16 @@ returns a value (kopf would write it into ``status``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 import kopf
 
+from controller.api.metrics import ApiMetrics
 from controller.device_link import DeviceLink
 from controller.ids import SnowflakeGenerator
 from controller.kube.client import KubeClient, KubeConflict
@@ -84,7 +86,9 @@ class Reconciler:
         ids: SnowflakeGenerator,
         bcrypt_rounds: int,
         missing_group_retry: float = MISSING_GROUP_RETRY,
+        metrics: ApiMetrics | None = None,
     ) -> None:
+        self.metrics = metrics or ApiMetrics()
         self.missing_group_retry = missing_group_retry
         self.store = store
         self.kube = kube
@@ -96,12 +100,35 @@ class Reconciler:
         registry = kopf.OperatorRegistry()
         on = kopf.on
         on.login(registry=registry)(self.login)
+        device_changed = self._counted("Device", self.device_changed)
+        group_changed = self._counted("DeviceGroup", self.group_changed)
         for cause in (on.create, on.resume, on.update):
-            cause(GROUP, VERSION, DEVICES, registry=registry)(self.device_changed)
-            cause(GROUP, VERSION, DEVICE_GROUPS, registry=registry)(self.group_changed)
-        on.delete(GROUP, VERSION, DEVICES, registry=registry)(self.device_deleted)
-        on.delete(GROUP, VERSION, DEVICE_GROUPS, registry=registry)(self.group_deleted)
+            cause(GROUP, VERSION, DEVICES, registry=registry)(device_changed)
+            cause(GROUP, VERSION, DEVICE_GROUPS, registry=registry)(group_changed)
+        on.delete(GROUP, VERSION, DEVICES, registry=registry)(
+            self._counted("Device", self.device_deleted)
+        )
+        on.delete(GROUP, VERSION, DEVICE_GROUPS, registry=registry)(
+            self._counted("DeviceGroup", self.group_deleted)
+        )
         return registry
+
+    def _counted(
+        self, kind: str, handler: Callable[..., Awaitable[None]]
+    ) -> Callable[..., Awaitable[None]]:
+        """The handler, counted in ``edgefleet_reconciles_total`` (kopf names handlers
+        after the function, which ``wraps`` keeps)."""
+
+        @functools.wraps(handler)
+        async def counted(**kwargs: Any) -> None:
+            try:
+                await handler(**kwargs)
+            except Exception:
+                self.metrics.reconciles.labels(kind, "error").inc()
+                raise
+            self.metrics.reconciles.labels(kind, "ok").inc()
+
+        return counted
 
     def login(self, **_: Any) -> kopf.ConnectionInfo:
         return self.kube.connection_info()

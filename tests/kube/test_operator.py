@@ -81,6 +81,7 @@ async def test_a_new_device_gets_an_id_a_secret_and_a_row(
         body["metadata"]["uid"],
     )
 
+    assert operator.metrics.reconciles.labels("Device", "ok")._value.get() >= 1
     # kopf's own bookkeeping lives in annotations; status holds only our fields.
     assert set(body["status"]) == {"deviceId", "credentialsSecret", "conditions"}
     assert any(key.startswith("edgefleet.io/") for key in body["metadata"]["annotations"])

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
+import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from tests.agent.conftest import (
     agent_process,
@@ -13,6 +21,7 @@ from tests.agent.conftest import (
     online,
 )
 from tests.conftest import eventually
+from tests.server_process import edgefleet_serve
 from tests.southbound.conftest import Fleet
 
 
@@ -77,3 +86,62 @@ async def test_bad_settings_exit_2_with_the_reason(tmp_path) -> None:
     _out, err = await process.communicate()
     assert process.returncode == 2
     assert b"--server must be a ws:// or wss:// URL" in err
+
+
+def test_the_cli_against_edgefleet_serve(tmp_path: Path) -> None:
+    """Both programs as a user runs them: ``edgefleet serve`` and ``edgefleet-agent
+    --commands``, talking over 127.0.0.1, driven through the REST API."""
+    (tmp_path / "camera_commands.py").write_text(
+        "from agent import command\n\n"
+        "@command('set_exposure')\n"
+        "def set_exposure(value: int) -> dict:\n"
+        "    return {'exposure': value}\n"
+    )
+    fast = ["--heartbeat-interval", "0.3", "--status-interval", "0.5", "--heartbeat-tolerance",
+            "0.6", "--heartbeat-tolerance-after-failure", "0.45"]  # fmt: skip
+    with edgefleet_serve(tmp_path, *fast, env={"EDGEFLEET_API_TOKEN": "t"}) as server:
+        device = call(server.base_url, "POST", "/devices",
+                      {"name": "cam", "hardware_sn": "SN1", "hardware_model": "M1"})  # fmt: skip
+        (tmp_path / "password").write_text(device["password"])
+        agent = subprocess.Popen(
+            [sys.executable, "-m", "agent.cli",
+             "--server", f"ws://127.0.0.1:{server.ws_port}/ws",
+             "--device-id", device["device_id"], "--password-file", str(tmp_path / "password"),
+             "--state-dir", str(tmp_path / "state"), "--log-dir", str(tmp_path / "log"),
+             "--answer-timeout", "0.5", "--commands", "camera_commands"],
+            cwd=tmp_path, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            path = f"/devices/{device['device_id']}"
+            wait_for(lambda: call(server.base_url, "GET", path + "/status").get("cpu_percent"))
+            result = call(server.base_url, "POST", path + "/commands",
+                          {"order": "set_exposure", "params": {"value": 7}})  # fmt: skip
+            assert (result["status"], result["data"]) == ("success", {"exposure": 7})
+            agent.send_signal(signal.SIGTERM)
+            assert agent.wait(10) == 0
+            wait_for(lambda: call(server.base_url, "GET", path)["state"] == "offline")
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.wait()
+
+
+def call(base_url: str, method: str, path: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        f"{base_url}/api/v1{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": "Bearer t", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return json.load(response)["data"]
+    except urllib.error.HTTPError as exc:
+        return {"error": exc.code}
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)

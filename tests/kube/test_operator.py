@@ -7,7 +7,9 @@ from typing import Any
 
 import bcrypt
 import kmock
+import kopf
 
+from controller.device_link import NoDeviceLink
 from controller.kube.client import KubeClient, KubeNotFound
 from controller.kube.operator import Reconciler, running_operator
 from controller.kube.resources import DEVICE_GROUPS, DEVICES
@@ -222,3 +224,37 @@ async def _description(store: Store, group_id: int) -> str:
 
 async def _group_count(store: Store) -> int:
     return (await store.groups.list(None, 1, 10))[1]
+
+
+async def test_the_same_event_handled_twice_writes_nothing_the_second_time(
+    cluster: kmock.KubernetesEmulator, kube: KubeClient, sqlite_store: Store, ids: Any
+) -> None:
+    """The handler itself, without kopf's bookkeeping: a replay must find nothing to do."""
+    reconciler = Reconciler(sqlite_store, kube, NoDeviceLink(), ids, bcrypt_rounds=4)
+    await kube.create(DEVICE_GROUPS, group_body("night"))
+    await reconciler.group_changed(
+        body=kopf.Body(await kube.get(DEVICE_GROUPS, "night")),
+        patch=kopf.Patch(),
+        name="night",
+        namespace=NAMESPACE,
+    )
+    await kube.create(DEVICES, device_body("cam-8", groups=["night"]))
+
+    async def handle() -> dict[str, Any]:
+        patch = kopf.Patch()
+        body = kopf.Body(await kube.get(DEVICES, "cam-8"))
+        await reconciler.device_changed(body=body, patch=patch, name="cam-8", namespace=NAMESPACE)
+        status = dict(patch.get("status") or {})
+        if status:
+            await kube.patch_status(DEVICES, "cam-8", status)  # as kopf would
+        return status
+
+    assert set(await handle()) == {"deviceId", "credentialsSecret", "conditions"}
+    served = len(cluster.served)
+    assert await handle() == {}
+    assert {r.method for r in cluster.served[served:]} == {kmock.method.GET}
+    device_id = int((await kube.get(DEVICES, "cam-8"))["status"]["deviceId"])
+    events = [
+        e["event"] for e in (await sqlite_store.events.list(device_id, EventFilter(), 1, 50))[0]
+    ]
+    assert sorted(events) == ["group_joined", "registered"]

@@ -119,3 +119,51 @@ async def test_a_device_session_shows_in_its_resource_status(
         assert "sessionPod" not in (await kube.get("devices", "cam-1"))["status"]
     finally:
         await southbound.stop()
+
+
+async def test_the_southbound_process_mirrors_sessions_and_marks_offline_on_sigterm(
+    cluster: kmock.KubernetesEmulator, kube: KubeClient, kubeconfig: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/edgefleet.db"
+    store = Store.from_url(url)
+    await store.migrate()
+    cluster.objects[DEVICE, NAMESPACE, "cam-2"] = device_body("cam-2")
+    await store.devices.create(
+        {"device_id": 7, "name": "Camera 2", "type": "camera", "hardware_sn": "SN2",
+         "hardware_model": "M1", "secret": await hash_password("a-long-password", 4),
+         "k8s_name": "cam-2", "k8s_namespace": NAMESPACE}
+    )  # fmt: skip
+    await store.close()
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controller.cli", "southbound",
+        "--ws-port", str(port), "--db-url", url, "--instance", "southbound-0",
+        "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+
+        async def logged_in() -> websockets.ClientConnection | None:
+            try:
+                ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws")
+            except OSError:
+                return None
+            await ws.send(json.dumps({"device_id": "7", "password": "a-long-password"}))
+            assert json.loads(await ws.recv())["status"] == "success"
+            return ws
+
+        ws = await eventually(logged_in, timeout=30)
+
+        async def state(wanted: str) -> bool:
+            return ((await kube.get("devices", "cam-2")).get("status") or {}).get("state") == wanted
+
+        await eventually(lambda: state("online"))
+        assert (await kube.get("devices", "cam-2"))["status"]["sessionPod"] == "southbound-0"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+        await ws.close()
+        assert await state("offline")  # written before the process exited
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()

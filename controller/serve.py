@@ -134,6 +134,7 @@ async def serve_southbound(settings: Settings) -> None:
                 southbound.instance,
                 settings.kube.status_rate,
                 settings.kube.metrics_interval,
+                still_ours=southbound.holds,
             )
         try:
             async with _southbound(southbound):

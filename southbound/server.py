@@ -303,6 +303,14 @@ class Southbound:
             raise CommandRefused("offline")
         return entry
 
+    async def holds(self, device_id: int) -> bool:
+        """Whether the device's session is this instance's, or nobody's: another
+        instance holding it has the newer news about it."""
+        if device_id in self.sessions:
+            return True
+        address = await self.store.sessions.address_of(device_id)
+        return address is None or address == self.internal_address
+
     async def disconnect(self, device_id: int, reason: str) -> None:
         """End a device's session because the device was disabled or deleted."""
         connection = self.sessions.get(device_id)

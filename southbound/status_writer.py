@@ -21,6 +21,12 @@ the status it last *wrote*, and a set of devices whose two differ ("dirty").
 
 A write that fails leaves the device dirty and is retried after a pause; a
 Device that no longer exists (404) is forgotten.
+
+Two southbound pods can briefly disagree about a device that moved between them:
+the pod it left writes ``offline`` while the pod it joined writes ``online``. The
+pod it left asks ``still_ours`` (the session table) before writing ``offline``,
+and every metrics write carries the full state again, so a stale state lasts at
+most one metrics interval.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import asyncio
 import heapq
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -76,8 +82,10 @@ class StatusWriter:
         rate: float = 20.0,
         metrics_interval: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        still_ours: Callable[[int], Awaitable[bool]] | None = None,
     ) -> None:
         self.api = api
+        self._still_ours = still_ours
         self.instance = instance
         self.interval = 1.0 / rate
         self.metrics_interval = metrics_interval
@@ -160,6 +168,15 @@ class StatusWriter:
         """Wait until nothing is left to write now (tests, shutdown)."""
         await self._idle.wait()
 
+    async def _ours(self, device_id: int) -> bool:
+        if self._still_ours is None:
+            return True
+        try:
+            return await self._still_ours(device_id)
+        except Exception:  # the database is away: write what this pod knows
+            log.warning("session owner unknown", extra={"device_id": device_id}, exc_info=True)
+            return True
+
     def _mark(self, device_id: int) -> None:
         self._dirty[device_id] = None
         self._metrics.status_write_queue.set(len(self._dirty))
@@ -187,13 +204,17 @@ class StatusWriter:
             return None
         patch = {k: v for k, v in device.wanted.items() if device.written.get(k) != v}
         if device.metrics_due and device.metrics is not None:
-            patch["metrics"] = device.metrics
+            patch = {**device.wanted, "metrics": device.metrics}  # the full state, healing
         if set(patch) <= {"lastSeen"}:
             return None  # lastSeen alone is not worth a write: it rides along
         return patch
 
     async def _write(self, device_id: int, patch: dict[str, Any]) -> None:
         device = self._devices[device_id]
+        if patch.get("state") == "offline" and not await self._ours(device_id):
+            self._devices.pop(device_id, None)  # it lives at another pod now: its news
+            self._metrics.status_writes.labels("moved").inc()
+            return
         try:
             await self.api.patch_status(DEVICES, device.name, patch, device.namespace)
         except ResourceGone:

@@ -133,3 +133,27 @@ async def _running(writer: StatusWriter) -> AsyncIterator[None]:
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_pod_the_device_left_does_not_overwrite_the_newer_pod(
+    cluster: kmock.KubernetesEmulator, kube: KubeClient
+) -> None:
+    [name] = seed_devices(cluster, 1)
+    metrics = SouthboundMetrics(per_device=False)
+
+    async def held_elsewhere(device_id: int) -> bool:
+        return False
+
+    left = StatusWriter(KubeStatusApi(kube), metrics, "southbound-0", rate=1000,
+                        still_ours=held_elsewhere)  # fmt: skip
+    joined = StatusWriter(KubeStatusApi(kube), metrics, "southbound-1", rate=1000)
+    async with _running(left), _running(joined):
+        left.connected(1, NAMESPACE, name, time.time())
+        await left.drained()
+        joined.connected(1, NAMESPACE, name, time.time())
+        await joined.drained()
+        left.disconnected(1, time.time())  # the superseded session ends at the old pod
+        await left.drained()
+    assert status_of(cluster, name)["state"] == "online"
+    assert status_of(cluster, name)["sessionPod"] == "southbound-1"
+    assert metrics.status_writes.labels("moved")._value.get() == 1

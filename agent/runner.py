@@ -43,6 +43,9 @@ StatusHook = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
 
 CLOSE_GOING_AWAY = 1001
 OPEN_TIMEOUT = 10.0
+CLOSE_TIMEOUT = 2.0
+"""Seconds to wait for the server's side of the closing handshake: a restart or a
+shutdown should not hang on a network that has gone quiet."""
 
 # How a connection ended, as the reconnect loop sees it.
 STOPPED = "stopped"
@@ -187,6 +190,7 @@ class Agent:
                 ping_interval=None,
                 max_size=protocol.MAX_FRAME_BYTES,
                 open_timeout=OPEN_TIMEOUT,
+                close_timeout=CLOSE_TIMEOUT,
             )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             logger.warning("cannot reach %s: %s", self.settings.server, exc)

@@ -71,6 +71,7 @@ class Agent:
         self.commands = CommandRegistry()
         self.status_hook: StatusHook | None = None
         self.exit_code: int | None = None
+        """Set when ``run_async`` returns: 0 stopped, 1 gave up."""
         self._restart = restart
         self._restart_requested = False
         self._state = StateFile(Path(settings.state_dir).expanduser())
@@ -134,6 +135,7 @@ class Agent:
         finally:
             logger.info("agent stopped")
             self.oplog.stop()
+        self.exit_code = code
         if self._restart_requested:
             self._restart()
         return code

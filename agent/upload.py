@@ -7,8 +7,6 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncssh
-
 UPLOAD_FAILED = "fail to upload log."
 
 
@@ -34,6 +32,10 @@ async def upload_log(target: SftpTarget, logs: list[Path], remote_dir: str, devi
     The files are read in a thread and streamed from memory: a rotated operation log
     is small, and asyncssh's own ``put`` would read the file on the event loop.
     """
+    # asyncssh (and the cryptography it loads) is a third of the agent's memory
+    # (measured: RSS 44 → 28 MiB without it); only a device that uploads pays for it.
+    import asyncssh
+
     content = await asyncio.to_thread(_read_all, logs)
     remote_path = posixpath.join(remote_dir, f"{device_id}.log")
     try:

@@ -86,10 +86,7 @@ async def running_agent(
     if setup:
         setup(agent)
 
-    async def run() -> None:
-        agent.exit_code = await agent.run_async()
-
-    task = asyncio.create_task(run())
+    task = asyncio.create_task(agent.run_async())
     try:
         yield agent
     finally:

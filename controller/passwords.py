@@ -24,3 +24,7 @@ async def hash_password(password: str, rounds: int) -> str:
     salt = bcrypt.gensalt(rounds)
     hashed = await asyncio.to_thread(bcrypt.hashpw, password.encode(), salt)
     return hashed.decode()
+
+
+async def password_matches(password: str, hashed: str) -> bool:
+    return await asyncio.to_thread(bcrypt.checkpw, password.encode(), hashed.encode())

@@ -174,9 +174,15 @@ class KubeClient:
         return {k: base64.b64decode(v).decode() for k, v in (secret.data or {}).items()}
 
     async def create_secret(
-        self, name: str, data: dict[str, str], owner: dict[str, Any] | None = None
+        self,
+        name: str,
+        data: dict[str, str],
+        owner: dict[str, Any] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> None:
         metadata: dict[str, Any] = {"name": name, "namespace": self.namespace}
+        if labels:
+            metadata["labels"] = labels
         if owner:
             metadata["ownerReferences"] = [owner]
         body = {"apiVersion": "v1", "kind": "Secret", "metadata": metadata, "type": "Opaque",

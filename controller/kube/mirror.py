@@ -13,6 +13,7 @@ from controller.kube.resources import (
     DEVICE_ID_ANNOTATION,
     DEVICES,
     SECRET_DEVICE_ID_KEY,
+    SECRET_LABEL,
     SECRET_PASSWORD_KEY,
     credentials_secret,
     device_spec,
@@ -41,7 +42,8 @@ class KubeMirror:
         secret_name = credentials_secret(name)
         secret = {SECRET_PASSWORD_KEY: password, SECRET_DEVICE_ID_KEY: str(values["device_id"])}
         try:
-            await self._call(self.kube.create_secret(secret_name, secret))
+            labels = {SECRET_LABEL: name}
+            await self._call(self.kube.create_secret(secret_name, secret, labels=labels))
         except DeviceConflict as exc:
             raise DeviceConflict(f"a Secret named {secret_name!r} already exists") from exc
         body = {

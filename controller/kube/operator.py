@@ -26,6 +26,7 @@ returns a value (kopf would write it into ``status``).
 from __future__ import annotations
 
 import asyncio
+import base64
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -45,6 +46,7 @@ from controller.kube.resources import (
     DEVICES,
     GROUP,
     SECRET_DEVICE_ID_KEY,
+    SECRET_LABEL,
     SECRET_PASSWORD_KEY,
     VERSION,
     credentials_secret,
@@ -52,7 +54,7 @@ from controller.kube.resources import (
     group_row,
     owner_reference,
 )
-from controller.passwords import generate_password, hash_password
+from controller.passwords import generate_password, hash_password, password_matches
 from controller.store import Store
 from controller.store.errors import DeviceConflict, DeviceNotFound, GroupConflict, GroupNotFound
 
@@ -105,6 +107,11 @@ class Reconciler:
         for cause in (on.create, on.resume, on.update):
             cause(GROUP, VERSION, DEVICES, registry=registry)(device_changed)
             cause(GROUP, VERSION, DEVICE_GROUPS, registry=registry)(group_changed)
+        # Raw events, not on.update: kopf would keep a copy of the Secret's data in
+        # an annotation to diff against.
+        on.event("", "v1", "secrets", labels={SECRET_LABEL: kopf.PRESENT}, registry=registry)(
+            self._counted("Secret", self.secret_event)
+        )
         on.delete(GROUP, VERSION, DEVICES, registry=registry)(
             self._counted("Device", self.device_deleted)
         )
@@ -195,7 +202,9 @@ class Reconciler:
         password = generate_password()
         secret = {SECRET_PASSWORD_KEY: password, SECRET_DEVICE_ID_KEY: str(device_id)}
         try:
-            await self.kube.create_secret(secret_name, secret, owner_reference(dict(body)))
+            await self.kube.create_secret(
+                secret_name, secret, owner_reference(dict(body)), {SECRET_LABEL: body.meta.name}
+            )
         except KubeConflict:  # created meanwhile (by the REST API): that one wins
             data = await self.kube.read_secret(secret_name)
             if data and data.get(SECRET_PASSWORD_KEY):
@@ -222,6 +231,24 @@ class Reconciler:
             pass  # the REST API deleted the row already
         await self.link.disconnect(device_id, "deleted")
         log.info("device deleted", extra={"device_id": device_id, "resource": name})
+
+    async def secret_event(self, event: dict[str, Any], body: kopf.Body, **_: Any) -> None:
+        """A credentials Secret edited by hand (``kubectl edit``) rotates the password:
+        the database takes the new hash, which also ends the device's session tokens."""
+        if event.get("type") != "MODIFIED":
+            return
+        data = {k: base64.b64decode(v).decode() for k, v in (body.get("data") or {}).items()}
+        password, device_id = data.get(SECRET_PASSWORD_KEY), data.get(SECRET_DEVICE_ID_KEY)
+        if not password or not device_id or not device_id.isdigit():
+            return
+        try:
+            secret = await self.store.devices.secret_of(int(device_id))
+        except DeviceNotFound:
+            return
+        if not await password_matches(password, secret):
+            hashed = await hash_password(password, self.bcrypt_rounds)
+            await self.store.devices.update(int(device_id), {"secret": hashed})
+            log.info("password rotated from its Secret", extra={"device_id": device_id})
 
     # --- groups -------------------------------------------------------------------------
 

@@ -17,6 +17,8 @@ DEVICE_GROUPS = "devicegroups"
 DEVICE_ID_ANNOTATION = f"{GROUP}/device-id"
 """Set by the REST API on the Devices it creates, so the operator adopts the id the
 API already answered with instead of minting a second one."""
+SECRET_LABEL = f"{GROUP}/device"
+"""On every credentials Secret, naming its Device: the operator watches these."""
 SECRET_PASSWORD_KEY = "password"
 SECRET_DEVICE_ID_KEY = "deviceId"
 

@@ -111,6 +111,16 @@ class DeviceStore:
         async with self._db.read() as connection:
             return await fetch_device(connection, device_id)
 
+    async def secret_of(self, device_id: int) -> str:
+        """The device's bcrypt hash (never part of a device row handed out)."""
+        async with self._db.read() as connection:
+            secret = await connection.scalar(
+                select(devices.c.secret).where(devices.c.device_id == device_id)
+            )
+        if secret is None:
+            raise DeviceNotFound(device_id)
+        return secret
+
     async def list(
         self, where: DeviceFilter, page: int, per_page: int
     ) -> tuple[list[dict[str, Any]], int]:

@@ -76,7 +76,7 @@ def cluster(kmock: kmock.KubernetesEmulator) -> kmock.KubernetesEmulator:
             subresources={"status"},
         )
     kmock.resources["v1/secrets"] = kmock.ResourceInfo(
-        kind="Secret", namespaced=True, verbs={"get", "create", "patch", "delete"}
+        kind="Secret", namespaced=True, verbs={"get", "list", "watch", "create", "patch", "delete"}
     )
     kmock.resources["v1/events"] = kmock.ResourceInfo(
         kind="Event", namespaced=True, verbs={"create"}

@@ -14,7 +14,6 @@ from controller.kube.client import KubeClient, KubeNotFound
 from controller.kube.operator import Reconciler, running_operator
 from controller.kube.resources import DEVICE_GROUPS, DEVICES
 from controller.store import DeviceFilter, EventFilter, Store
-from controller.store.schema import devices
 from tests.conftest import eventually
 from tests.kube.conftest import (
     DEVICE,
@@ -38,18 +37,7 @@ async def synced(kube: KubeClient, name: str, plural: str = DEVICES) -> dict[str
 
 
 async def stored_secret(store: Store, device_id: int) -> bytes:
-    async with store.db.read() as connection:
-        return (
-            (
-                await connection.execute(
-                    devices.select()
-                    .with_only_columns(devices.c.secret)
-                    .where(devices.c.device_id == device_id)
-                )
-            )
-            .scalar_one()
-            .encode()
-        )
+    return (await store.devices.secret_of(device_id)).encode()
 
 
 async def test_a_new_device_gets_an_id_a_secret_and_a_row(
@@ -258,3 +246,22 @@ async def test_the_same_event_handled_twice_writes_nothing_the_second_time(
         e["event"] for e in (await sqlite_store.events.list(device_id, EventFilter(), 1, 50))[0]
     ]
     assert sorted(events) == ["group_joined", "registered"]
+
+
+async def test_editing_the_secret_rotates_the_password(
+    cluster: kmock.KubernetesEmulator, kube: KubeClient, operator: Reconciler, sqlite_store: Store
+) -> None:
+    await kube.create(DEVICES, device_body("cam-10"))
+    device_id = int((await synced(kube, "cam-10"))["status"]["deviceId"])
+    [created] = requests_to(cluster, SECRET, "post")
+    assert created.data["metadata"]["labels"] == {"edgefleet.io/device": "cam-10"}
+
+    await kube.patch_secret("cam-10-credentials", data={"password": "rotated-by-kubectl"})
+
+    async def rotated() -> bool:
+        hashed = await stored_secret(sqlite_store, device_id)
+        return bcrypt.checkpw(b"rotated-by-kubectl", hashed)
+
+    await eventually(rotated)
+    events = [e for e in (await sqlite_store.events.list(device_id, EventFilter(), 1, 50))[0]]
+    assert [e["detail"] for e in events if e["event"] == "updated"] == [{"fields": ["password"]}]

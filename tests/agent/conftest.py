@@ -25,8 +25,8 @@ SOUTHBOUND = SouthboundSettings(
     port=0,
     heartbeat_interval=0.3,
     status_interval=0.5,
-    heartbeat_tolerance=0.6,
-    heartbeat_tolerance_after_failure=0.45,
+    heartbeat_tolerance=0.9,
+    heartbeat_tolerance_after_failure=0.7,
     login_timeout=1.0,
     command_timeout=3.0,
     instance="test-instance",
@@ -59,7 +59,7 @@ def agent_settings(
         "log_dir": str(tmp_path / "log"),
         "reconnect_delay": 0.2,
         "reconnect_max_delay": 0.5,
-        "answer_timeout": 0.5,
+        "answer_timeout": 1.0,
         "restart_wait": 0.5,
     }
     return AgentSettings(**{**fields, **overrides})

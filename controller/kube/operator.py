@@ -60,6 +60,10 @@ from controller.store.errors import DeviceConflict, DeviceNotFound, GroupConflic
 
 GROUP_ID_ANNOTATION = f"{GROUP}/group-id"
 MISSING_GROUP_RETRY = 10.0
+MISSING_GROUP_RETRY_MAX = 600.0
+WORKERS = 32
+"""Resources handled at once. Unlimited, a restart of the operator resumes every
+Device at once, and 10,000 handlers would queue on the database pool."""
 
 log = logging.getLogger("edgefleet.operator")
 
@@ -74,6 +78,7 @@ def operator_settings() -> kopf.OperatorSettings:
     # Namespaced: the chart grants no cluster-wide list of namespaces or CRDs.
     settings.scanning.disabled = True
     settings.posting.level = logging.WARNING
+    settings.queueing.worker_limit = WORKERS
     return settings
 
 
@@ -143,7 +148,13 @@ class Reconciler:
     # --- devices ---------------------------------------------------------------------
 
     async def device_changed(
-        self, body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, **_: Any
+        self,
+        body: kopf.Body,
+        patch: kopf.Patch,
+        name: str,
+        namespace: str,
+        retry: int = 0,
+        **_: Any,
     ) -> None:
         status = dict(body.get("status") or {})
         device_id = _device_id(body) or self.ids.next_id()
@@ -159,7 +170,10 @@ class Reconciler:
         if missing:
             message = f"groups not found: {', '.join(missing)}"
             _set_status(patch, status, wanted, synced=message)
-            raise kopf.TemporaryError(message, delay=self.missing_group_retry)
+            # Doubling: a device left pointing at a deleted group must not poll forever
+            # at the same pace.
+            delay = min(MISSING_GROUP_RETRY_MAX, self.missing_group_retry * 2 ** min(retry, 16))
+            raise kopf.TemporaryError(message, delay=delay)
         _set_status(patch, status, wanted, synced=None)
 
     async def _upsert_device(

@@ -81,7 +81,7 @@ class Agent:
         )
         self.oplog = OperationLog(Path(settings.log_dir).expanduser(), stderr=log_to_stderr)
         self._backoff = core.Backoff(settings.reconnect_delay, settings.reconnect_max_delay)
-        self._stopping: asyncio.Event | None = None
+        self._stopping = asyncio.Event()  # binds to a loop on first use, not here
         self._inbox: asyncio.Queue[tuple[str, Any]] | None = None
         if settings.commands:
             self.commands.load_module(settings.commands)
@@ -118,13 +118,11 @@ class Agent:
 
     def stop(self) -> None:
         """Close the connection (1001) and return from ``run_async`` with 0."""
-        if self._stopping is not None:
-            self._stopping.set()
+        self._stopping.set()
         if self._inbox is not None:
             self._inbox.put_nowait(("stop", None))
 
     async def run_async(self) -> int:
-        self._stopping = asyncio.Event()
         self.oplog.start()
         self.oplog.hide(self.settings.password)
         try:
@@ -142,7 +140,7 @@ class Agent:
 
     async def _reconnect_loop(self) -> int:
         failures = 0
-        while not self._stopping.is_set():  # type: ignore[union-attr]
+        while not self._stopping.is_set():
             outcome, logged_in = await self._connect_once()
             if outcome == STOPPED:
                 return 0
@@ -160,7 +158,7 @@ class Agent:
             delay = self._backoff.next_delay()
             logger.info("reconnecting in %.1f s (%s)", delay, outcome)
             try:
-                await asyncio.wait_for(self._stopping.wait(), delay)  # type: ignore[union-attr]
+                await asyncio.wait_for(self._stopping.wait(), delay)
             except TimeoutError:
                 pass
         return 0
@@ -200,6 +198,8 @@ class Agent:
         logger.info("connected, logging in with %s", "token" if login.token else "password")
         conversation = _Conversation(self, ws, login)
         self._inbox = conversation.inbox
+        if self._stopping.is_set():
+            conversation.inbox.put_nowait(("stop", None))  # the signal came while connecting
         try:
             return await conversation.run()
         finally:

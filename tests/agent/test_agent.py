@@ -203,3 +203,10 @@ async def test_gives_up_after_max_retries(fleet: Fleet, device, tmp_path) -> Non
         await eventually(lambda: _true(agent.exit_code is not None))
     assert agent.exit_code == 1
     assert log_text(settings).count("cannot reach") == 3
+
+
+async def test_a_stop_before_the_agent_runs_is_not_lost(fleet: Fleet, device, tmp_path) -> None:
+    async with running_agent(agent_settings(fleet, device, tmp_path)) as agent:
+        agent.stop()  # a signal in the first instant, before run_async has begun
+        await eventually(lambda: _true(agent.exit_code is not None), timeout=5)
+    assert agent.exit_code == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -57,3 +59,13 @@ def test_the_snapshot_has_every_field_of_the_protocol() -> None:
     assert snapshot["dev_state"] == "online"
     frame = protocol.parse_frame(protocol.status_upload("42", snapshot))
     assert frame.data["device_id"] == "42"
+
+
+def test_the_protocol_module_stays_light() -> None:
+    """The southbound and tiny devices import agent.protocol: it pulls in nothing heavy."""
+    code = (
+        "import sys, agent.protocol\n"
+        "heavy = {'websockets', 'psutil', 'asyncssh', 'aiohttp'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

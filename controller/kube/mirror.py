@@ -3,6 +3,7 @@ the database. See ``controller.mirror`` for the contract."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from controller.kube.client import KubeClient, KubeConflict, KubeError, KubeNotFound
@@ -58,9 +59,13 @@ class KubeMirror:
         }
         try:
             created = await self._call(self.kube.create(DEVICES, body))
-        except DeviceConflict as exc:
-            await self._call(self.kube.delete_secret(secret_name))
-            raise DeviceConflict(f"a Device named {name!r} already exists") from exc
+        except (DeviceConflict, KubernetesUnavailable) as exc:
+            # Take the Secret back, or a retry of this request would find it taken.
+            with contextlib.suppress(KubeError):
+                await self.kube.delete_secret(secret_name)
+            if isinstance(exc, DeviceConflict):
+                raise DeviceConflict(f"a Device named {name!r} already exists") from exc
+            raise
         await self._call(self.kube.patch_secret(secret_name, owner=owner_reference(created)))
         return {"k8s_name": name, "k8s_namespace": self.kube.namespace}
 

@@ -89,6 +89,11 @@ def api_token(settings: Settings) -> str:
 
 async def serve(settings: Settings) -> None:
     """Migrate the store, run the southbound and the northbound API, stop on a signal."""
+    if settings.kube.namespace:
+        log.warning(
+            "serve is the one-process mode and ignores --kube-namespace; Kubernetes mode "
+            "runs `edgefleet controller` and `edgefleet southbound`"
+        )
     async with _store(settings, migrate=True) as store:
         southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
         async with _southbound(southbound), _api(settings, store, InProcessLink(southbound)):

@@ -61,9 +61,11 @@ from controller.store.errors import DeviceConflict, DeviceNotFound, GroupConflic
 GROUP_ID_ANNOTATION = f"{GROUP}/group-id"
 MISSING_GROUP_RETRY = 10.0
 MISSING_GROUP_RETRY_MAX = 600.0
-WORKERS = 32
-"""Resources handled at once. Unlimited, a restart of the operator resumes every
-Device at once, and 10,000 handlers would queue on the database pool."""
+CONCURRENCY = 32
+"""Handlers running at once. Unlimited, a restart of the operator resumes every
+Device at once, and 10,000 handlers would queue on the database pool. (Not kopf's
+worker limit: an idle worker holds its slot for 5 s, which capped a thousand
+applied Devices at 6 a second — measured with bench/operator_apply.py.)"""
 
 log = logging.getLogger("edgefleet.operator")
 
@@ -78,7 +80,6 @@ def operator_settings() -> kopf.OperatorSettings:
     # Namespaced: the chart grants no cluster-wide list of namespaces or CRDs.
     settings.scanning.disabled = True
     settings.posting.level = logging.WARNING
-    settings.queueing.worker_limit = WORKERS
     return settings
 
 
@@ -102,6 +103,7 @@ class Reconciler:
         self.link = link
         self.ids = ids
         self.bcrypt_rounds = bcrypt_rounds
+        self._slots = asyncio.Semaphore(CONCURRENCY)
 
     def registry(self) -> kopf.OperatorRegistry:
         registry = kopf.OperatorRegistry()
@@ -128,13 +130,15 @@ class Reconciler:
     def _counted(
         self, kind: str, handler: Callable[..., Awaitable[None]]
     ) -> Callable[..., Awaitable[None]]:
-        """The handler, counted in ``edgefleet_reconciles_total`` (kopf names handlers
-        after the function, which ``wraps`` keeps)."""
+        """The handler, run within the concurrency limit and counted in
+        ``edgefleet_reconciles_total`` (kopf names handlers after the function,
+        which ``wraps`` keeps)."""
 
         @functools.wraps(handler)
         async def counted(**kwargs: Any) -> None:
             try:
-                await handler(**kwargs)
+                async with self._slots:
+                    await handler(**kwargs)
             except Exception:
                 self.metrics.reconciles.labels(kind, "error").inc()
                 raise

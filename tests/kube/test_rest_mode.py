@@ -9,7 +9,6 @@ from pathlib import Path
 import bcrypt
 import kmock
 import pytest
-import yaml
 
 from controller.kube.client import KubeClient, KubeNotFound
 from controller.kube.mirror import KubeMirror
@@ -26,6 +25,7 @@ from tests.kube.conftest import (
     device_body,
     requests_to,
 )
+from tests.kube.emulator import write_kubeconfig
 from tests.kube.test_operator import stored_secret, synced
 
 
@@ -144,19 +144,7 @@ async def test_a_name_taken_by_another_resource_is_409(api: ApiClient, kube: Kub
 async def test_without_the_kubernetes_api_writes_fail_and_nothing_is_stored(
     sqlite_store: Store, tmp_path: Path
 ) -> None:
-    dead = tmp_path / "dead-kubeconfig"
-    dead.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "x", "cluster": {"server": "http://127.0.0.1:9"}}],
-                "users": [{"name": "x", "user": {"token": "t"}}],
-                "contexts": [{"name": "x", "context": {"cluster": "x", "user": "x"}}],
-                "current-context": "x",
-            }
-        )
-    )
+    dead = write_kubeconfig(tmp_path / "dead-kubeconfig", "http://127.0.0.1:9")
     kube = await KubeClient.connect(str(dead), NAMESPACE)
     try:
         async with running_api(sqlite_store, "t", mirror=KubeMirror(kube, sqlite_store)) as api:

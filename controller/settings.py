@@ -137,6 +137,12 @@ class SouthboundSettings:
         "instance",
         "Name of this southbound instance in device_sessions (default: the host name).",
     )
+    instance_timeout: float = setting(
+        60.0,
+        "instance-timeout",
+        "Seconds without a beat from a southbound instance (a dead pod) before the others "
+        "release its sessions and its devices go offline; the same for every instance.",
+    )
     token_key: str | None = setting(
         None,
         "token-key",

@@ -24,7 +24,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from controller.store import Store
+from controller.store import Store, StoreError
 from controller.store.sessions import SessionChange
 from southbound.connection import DeviceConnection
 from southbound.credentials import CredentialChecker, Verdict
@@ -88,6 +88,7 @@ class Southbound:
         self.status_writer: StatusWriter | None = None
         """Kubernetes mode: mirrors live state into the Device resources."""
         self._writer_task: asyncio.Task[None] | None = None
+        self._liveness_task: asyncio.Task[None] | None = None
         self.internal_address = f"{settings.advertise_address}:{settings.internal_port}"
 
     # --- lifecycle -------------------------------------------------------------------
@@ -100,6 +101,8 @@ class Southbound:
                 "released sessions of a previous run",
                 extra={"instance": self.instance, "devices": len(released)},
             )
+        await self.store.sessions.beat(self.instance)
+        self._liveness_task = asyncio.create_task(self._liveness(), name="liveness")
         self._recorder_task = asyncio.create_task(self.recorder.run(), name="recorder")
         if self.status_writer is not None:
             self._writer_task = asyncio.create_task(self.status_writer.run(), name="status")
@@ -141,6 +144,10 @@ class Southbound:
         """Mark every session offline (``server_shutdown``), close them with 1001."""
         if self._server is None:
             return
+        if self._liveness_task is not None:
+            self._liveness_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._liveness_task
         self._server.close(close_connections=False)
         await asyncio.gather(
             *(
@@ -176,6 +183,8 @@ class Southbound:
             self._writer_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._writer_task
+        with contextlib.suppress(StoreError):
+            await self.store.sessions.forget_instance(self.instance)
         self._server = None
 
     # --- HTTP beside the WebSocket -------------------------------------------------------
@@ -202,6 +211,47 @@ class Southbound:
         except Exception:
             # One device's failure never ends another's session: log and drop it.
             log.exception("device connection failed", extra={"device_id": connection.device_id})
+
+    async def _liveness(self) -> None:
+        """Beat; release the sessions of instances that stopped beating (a pod that
+        died comes back under another name, if at all, and never releases them)."""
+        timeout = self.settings.instance_timeout
+        while True:
+            await asyncio.sleep(timeout / 4)
+            try:
+                if not await self.store.sessions.beat(self.instance):
+                    self._reclaim()
+                lost = await self.store.sessions.release_lost(timeout)
+            except StoreError:
+                log.warning("liveness beat failed", exc_info=True)
+                continue
+            if not lost:
+                continue
+            log.warning("released sessions of lost instances", extra={"devices": len(lost)})
+            if self.status_writer is not None:
+                for device in lost:
+                    if device["k8s_name"]:
+                        self.status_writer.released(
+                            device["device_id"], device["k8s_namespace"], device["k8s_name"]
+                        )
+
+    def _reclaim(self) -> None:
+        """Another instance took this one for lost (its beats did not reach the
+        database in time) and released its sessions: record them again."""
+        log.warning("this instance was taken for lost; recording its sessions again")
+        for device_id, connection in self.sessions.items():
+            entry = self.live.get(device_id)
+            self.recorder.submit(
+                SessionChange(
+                    "connected",
+                    device_id,
+                    "connected",
+                    {"instance": self.instance, "peer": connection.address},
+                    address=self.internal_address,
+                )
+            )
+            if entry is not None:
+                self.recorder.submit(SessionChange("state", device_id, entry.state))
 
     # --- session events (called by DeviceConnection) -----------------------------------
 

@@ -133,6 +133,12 @@ class StatusWriter:
             heapq.heappush(self._later, (due, device_id))
             self._wake.set()
 
+    def released(self, device_id: int, namespace: str, name: str) -> None:
+        """A session another instance held, released because that instance died."""
+        device = self._devices.setdefault(device_id, _Device(namespace, name))
+        device.wanted.update(state="offline", connectedSince=None, sessionPod=None)
+        self._mark(device_id)
+
     def disconnected(self, device_id: int, at: float) -> None:
         if device := self._devices.get(device_id):
             device.wanted.update(

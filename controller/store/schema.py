@@ -114,6 +114,13 @@ device_events = Table(
     Index(None, "event", "at"),
 )
 
+southbound_instances = Table(
+    "southbound_instances",
+    metadata,
+    Column("instance", String(253), primary_key=True),
+    Column("seen_at", Timestamp, nullable=False),
+)
+
 device_sessions = Table(
     "device_sessions",
     metadata,

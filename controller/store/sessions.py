@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, select, update
@@ -19,7 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from controller.store.database import Database, utcnow
 from controller.store.events import record_events
-from controller.store.schema import device_events, device_sessions, devices
+from controller.store.schema import (
+    device_events,
+    device_sessions,
+    devices,
+    southbound_instances,
+)
 
 CREDENTIAL_COLUMNS = [
     devices.c.device_id,
@@ -189,3 +194,55 @@ class SessionStore:
                     delete(device_sessions).where(device_sessions.c.instance == instance)
                 )
             return held
+
+    # --- instances ---------------------------------------------------------------
+
+    async def beat(self, instance: str) -> bool:
+        """``instance`` is alive now. False when it had no row: a first beat, or
+        another instance took it for lost and released its sessions."""
+        async with self._db.begin() as connection:
+            result = await connection.execute(
+                update(southbound_instances)
+                .where(southbound_instances.c.instance == instance)
+                .values(seen_at=utcnow())
+            )
+            if result.rowcount == 0:
+                await connection.execute(
+                    insert(southbound_instances), {"instance": instance, "seen_at": utcnow()}
+                )
+            return result.rowcount > 0
+
+    async def forget_instance(self, instance: str) -> None:
+        """A clean stop: the instance released its sessions itself."""
+        async with self._db.begin() as connection:
+            await connection.execute(
+                delete(southbound_instances).where(southbound_instances.c.instance == instance)
+            )
+
+    async def release_lost(self, silent_for: float) -> list[dict[str, Any]]:
+        """Release the sessions of every instance silent for ``silent_for`` seconds
+        (its pod died and came back, if at all, under another name); their devices
+        go offline with the reason ``instance_lost``. Returns those devices' ids and
+        resource names."""
+        cutoff = utcnow() - timedelta(seconds=silent_for)
+        async with self._db.read() as connection:
+            lost = list(
+                await connection.scalars(
+                    select(southbound_instances.c.instance).where(
+                        southbound_instances.c.seen_at < cutoff
+                    )
+                )
+            )
+        released: list[int] = []
+        for instance in lost:
+            released += await self.release_instance(instance, "instance_lost")
+            await self.forget_instance(instance)
+        if not released:
+            return []
+        async with self._db.read() as connection:
+            rows = await connection.execute(
+                select(devices.c.device_id, devices.c.k8s_namespace, devices.c.k8s_name).where(
+                    devices.c.device_id.in_(released)
+                )
+            )
+            return [dict(row) for row in rows.mappings()]

@@ -94,8 +94,4 @@ def group_body(name: str, **spec: Any) -> dict[str, Any]:
 
 
 def requests_to(cluster: StampingEmulator, resource: Any, method: str) -> list[Any]:
-    return [
-        r
-        for r in cluster.served
-        if r.resource == resource and r.method == method.upper()
-    ]
+    return [r for r in cluster.served if r.resource == resource and r.method == method.upper()]

@@ -8,6 +8,7 @@ import json
 import signal
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -16,7 +17,7 @@ import websockets
 
 from controller.kube.client import KubeClient, KubeStatusApi
 from controller.passwords import hash_password
-from controller.store import Store
+from controller.store import EventFilter, Store
 from southbound.server import Southbound
 from southbound.status_writer import StatusWriter
 from tests.agent.conftest import SOUTHBOUND
@@ -167,3 +168,64 @@ async def test_the_southbound_process_mirrors_sessions_and_marks_offline_on_sigt
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def test_when_a_southbound_pod_dies_another_marks_its_devices_offline(
+    cluster: kmock.KubernetesEmulator, kube: KubeClient, kubeconfig: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/edgefleet.db"
+    store = Store.from_url(url)
+    await store.migrate()
+    cluster.objects[DEVICE, NAMESPACE, "cam-3"] = device_body("cam-3")
+    await store.devices.create(
+        {"device_id": 9, "name": "Camera 3", "type": "camera", "hardware_sn": "SN3",
+         "hardware_model": "M1", "secret": await hash_password("a-long-password", 4),
+         "k8s_name": "cam-3", "k8s_namespace": NAMESPACE}
+    )  # fmt: skip
+    port = free_port()
+    dying = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controller.cli", "southbound",
+        "--ws-port", str(port), "--db-url", url, "--instance", "southbound-0",
+        "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
+        "--instance-timeout", "0.8",
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    survivor = Southbound(
+        replace(SOUTHBOUND, instance="southbound-1", instance_timeout=0.8), store, bcrypt_rounds=4
+    )
+    survivor.status_writer = StatusWriter(
+        KubeStatusApi(kube), survivor.metrics, "southbound-1", still_ours=survivor.holds
+    )
+    try:
+
+        async def logged_in() -> websockets.ClientConnection | None:
+            try:
+                ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws")
+            except OSError:
+                return None
+            await ws.send(json.dumps({"device_id": "9", "password": "a-long-password"}))
+            assert json.loads(await ws.recv())["status"] == "success"
+            return ws
+
+        ws = await eventually(logged_in, timeout=30)
+
+        async def state(wanted: str) -> bool:
+            return ((await kube.get("devices", "cam-3")).get("status") or {}).get("state") == wanted
+
+        await eventually(lambda: state("online"))
+        await survivor.start()
+        dying.kill()  # no SIGTERM: nothing of the dead pod's is released by itself
+        await dying.wait()
+        await ws.close()
+
+        await eventually(lambda: state("offline"))
+        device = await store.devices.get(9)
+        assert device["state"] == "offline"
+        [event] = [e for e in (await store.events.list(9, EventFilter(event="offline"), 1, 10))[0]]
+        assert event["detail"]["reason"] == "instance_lost"
+    finally:
+        if dying.returncode is None:
+            dying.kill()
+            await dying.wait()
+        await survivor.stop()
+        await store.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import insert, select
 
 from controller.store import Store
@@ -120,3 +122,31 @@ async def test_a_storm_of_thousands_is_one_batch(store: Store) -> None:
     assert sorted(released) == ids
     states, sessions, _ = await snapshot(store)
     assert set(states.values()) == {"offline"} and sessions == {}
+
+
+async def test_the_sessions_of_an_instance_that_stopped_beating_are_released(
+    store: Store,
+) -> None:
+    """A pod that died comes back, if at all, under another name: the instances
+    still beating release what it held, and its devices go offline."""
+    dead_device, live_device = await make_devices(store, 2)
+    assert await store.sessions.beat("southbound-dead") is False  # a first beat
+    await store.sessions.apply(
+        "southbound-dead", [SessionChange("connected", dead_device, "connected", {}, address="a:1")]
+    )
+    await store.sessions.beat("southbound-live")
+    await store.sessions.apply(
+        "southbound-live", [SessionChange("connected", live_device, "connected", {}, address="b:1")]
+    )
+    assert await store.sessions.release_lost(silent_for=60) == []
+
+    await asyncio.sleep(0.3)
+    assert await store.sessions.beat("southbound-live") is True
+    released = await store.sessions.release_lost(silent_for=0.2)
+
+    assert [d["device_id"] for d in released] == [dead_device]
+    states, sessions, events = await snapshot(store)
+    assert states == {dead_device: "offline", live_device: "online"}
+    assert sessions == {live_device: "southbound-live"}
+    assert events[-1] == (dead_device, "offline")
+    assert await store.sessions.beat("southbound-dead") is False  # it was forgotten

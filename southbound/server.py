@@ -241,17 +241,7 @@ class Southbound:
         log.warning("this instance was taken for lost; recording its sessions again")
         for device_id, connection in self.sessions.items():
             entry = self.live.get(device_id)
-            self.recorder.submit(
-                SessionChange(
-                    "connected",
-                    device_id,
-                    "connected",
-                    {"instance": self.instance, "peer": connection.address},
-                    address=self.internal_address,
-                )
-            )
-            if entry is not None:
-                self.recorder.submit(SessionChange("state", device_id, entry.state))
+            self._record_connected(device_id, connection, entry.state if entry else "online")
 
     # --- session events (called by DeviceConnection) -----------------------------------
 
@@ -284,16 +274,17 @@ class Southbound:
         device_id = connection.device_id
         assert device_id is not None
         self.metrics.sessions.inc()
+        self._record_connected(device_id, connection, "online")
+
+    def _record_connected(self, device_id: int, connection: DeviceConnection, state: str) -> None:
+        """The session is held here (and reachable at the internal address)."""
+        detail = {"instance": self.instance, "peer": connection.address}
         self.recorder.submit(
             SessionChange(
-                "connected",
-                device_id,
-                "connected",
-                {"instance": self.instance, "peer": connection.address},
-                address=self.internal_address,
+                "connected", device_id, "connected", detail, address=self.internal_address
             )
         )
-        self.recorder.submit(SessionChange("state", device_id, "online"))
+        self.recorder.submit(SessionChange("state", device_id, state))
 
     def state_changed(self, connection: DeviceConnection, state: str, failures: int) -> None:
         device_id = connection.device_id

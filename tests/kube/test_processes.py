@@ -122,6 +122,26 @@ async def test_a_device_session_shows_in_its_resource_status(
         await southbound.stop()
 
 
+async def seed_device(store: Store, device_id: int, name: str) -> None:
+    """A device row mirroring the Device ``name`` (password ``a-long-password``)."""
+    await store.devices.create(
+        {"device_id": device_id, "name": name, "type": "camera", "hardware_sn": f"SN-{name}",
+         "hardware_model": "M1", "secret": await hash_password("a-long-password", 4),
+         "k8s_name": name, "k8s_namespace": NAMESPACE}
+    )  # fmt: skip
+
+
+async def log_in(port: int, device_id: int) -> websockets.ClientConnection | None:
+    """A version-1 device logged in, or None while nothing listens on ``port`` yet."""
+    try:
+        ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws")
+    except OSError:
+        return None
+    await ws.send(json.dumps({"device_id": str(device_id), "password": "a-long-password"}))
+    assert json.loads(await ws.recv())["status"] == "success"
+    return ws
+
+
 async def test_the_southbound_process_mirrors_sessions_and_marks_offline_on_sigterm(
     cluster: kmock.KubernetesEmulator, kube: KubeClient, kubeconfig: Path, tmp_path: Path
 ) -> None:
@@ -129,11 +149,7 @@ async def test_the_southbound_process_mirrors_sessions_and_marks_offline_on_sigt
     store = Store.from_url(url)
     await store.migrate()
     cluster.objects[DEVICE, NAMESPACE, "cam-2"] = device_body("cam-2")
-    await store.devices.create(
-        {"device_id": 7, "name": "Camera 2", "type": "camera", "hardware_sn": "SN2",
-         "hardware_model": "M1", "secret": await hash_password("a-long-password", 4),
-         "k8s_name": "cam-2", "k8s_namespace": NAMESPACE}
-    )  # fmt: skip
+    await seed_device(store, 7, "cam-2")
     await store.close()
     port = free_port()
     process = await asyncio.create_subprocess_exec(
@@ -143,17 +159,7 @@ async def test_the_southbound_process_mirrors_sessions_and_marks_offline_on_sigt
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     try:
-
-        async def logged_in() -> websockets.ClientConnection | None:
-            try:
-                ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws")
-            except OSError:
-                return None
-            await ws.send(json.dumps({"device_id": "7", "password": "a-long-password"}))
-            assert json.loads(await ws.recv())["status"] == "success"
-            return ws
-
-        ws = await eventually(logged_in, timeout=30)
+        ws = await eventually(lambda: log_in(port, 7), timeout=30)
 
         async def state(wanted: str) -> bool:
             return ((await kube.get("devices", "cam-2")).get("status") or {}).get("state") == wanted
@@ -177,11 +183,7 @@ async def test_when_a_southbound_pod_dies_another_marks_its_devices_offline(
     store = Store.from_url(url)
     await store.migrate()
     cluster.objects[DEVICE, NAMESPACE, "cam-3"] = device_body("cam-3")
-    await store.devices.create(
-        {"device_id": 9, "name": "Camera 3", "type": "camera", "hardware_sn": "SN3",
-         "hardware_model": "M1", "secret": await hash_password("a-long-password", 4),
-         "k8s_name": "cam-3", "k8s_namespace": NAMESPACE}
-    )  # fmt: skip
+    await seed_device(store, 9, "cam-3")
     port = free_port()
     dying = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "controller.cli", "southbound",
@@ -197,17 +199,7 @@ async def test_when_a_southbound_pod_dies_another_marks_its_devices_offline(
         KubeStatusApi(kube), survivor.metrics, "southbound-1", still_ours=survivor.holds
     )
     try:
-
-        async def logged_in() -> websockets.ClientConnection | None:
-            try:
-                ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws")
-            except OSError:
-                return None
-            await ws.send(json.dumps({"device_id": "9", "password": "a-long-password"}))
-            assert json.loads(await ws.recv())["status"] == "success"
-            return ws
-
-        ws = await eventually(logged_in, timeout=30)
+        ws = await eventually(lambda: log_in(port, 9), timeout=30)
 
         async def state(wanted: str) -> bool:
             return ((await kube.get("devices", "cam-3")).get("status") or {}).get("state") == wanted

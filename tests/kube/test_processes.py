@@ -13,10 +13,14 @@ from pathlib import Path
 
 import aiohttp
 import kmock
+import pytest
 import websockets
 
+from controller.ids import SnowflakeGenerator
 from controller.kube.client import KubeClient, KubeStatusApi
+from controller.kube.operator import Reconciler, running_operator
 from controller.passwords import hash_password
+from controller.serve import InProcessLink
 from controller.store import EventFilter, Store
 from southbound.server import Southbound
 from southbound.status_writer import StatusWriter
@@ -221,3 +225,30 @@ async def test_when_a_southbound_pod_dies_another_marks_its_devices_offline(
             await dying.wait()
         await survivor.stop()
         await store.close()
+
+
+async def test_deleting_a_device_closes_its_session(
+    cluster: kmock.KubernetesEmulator, kube: KubeClient, sqlite_store: Store
+) -> None:
+    """The operator asks the southbound holding the session to close it."""
+    southbound = Southbound(SOUTHBOUND, sqlite_store, bcrypt_rounds=4)
+    await southbound.start()
+    reconciler = Reconciler(
+        sqlite_store, kube, InProcessLink(southbound), SnowflakeGenerator(3), bcrypt_rounds=4
+    )
+    try:
+        async with running_operator(reconciler, NAMESPACE):
+            await kube.create("devices", device_body("cam-4"))
+            device_id = int((await synced(kube, "cam-4"))["status"]["deviceId"])
+            password = (await kube.read_secret("cam-4-credentials"))["password"]  # type: ignore[index]
+            async with websockets.connect(f"ws://127.0.0.1:{southbound.port}/ws") as ws:
+                await ws.send(json.dumps({"device_id": str(device_id), "password": password}))
+                assert json.loads(await ws.recv())["status"] == "success"
+                await kube.delete("devices", "cam-4")
+                with pytest.raises(websockets.ConnectionClosed):
+                    async with asyncio.timeout(10):
+                        while True:
+                            await ws.recv()
+            assert device_id not in southbound.sessions
+    finally:
+        await southbound.stop()

@@ -167,14 +167,19 @@ async def _kubernetes(
     from controller.kube.client import KubeClient
     from controller.kube.mirror import KubeMirror
     from controller.kube.operator import Reconciler, running_operator
+    from controller.kube.resync import StatusResync
 
     kube = await KubeClient.connect(settings.kube.kubeconfig, namespace)
     reconciler = Reconciler(store, kube, link, ids, settings.api.bcrypt_rounds, metrics=metrics)
+    resync = StatusResync(kube, store, settings.kube.resync_interval, settings.kube.status_rate)
+    resync_task = asyncio.create_task(resync.run(), name="status-resync")
     try:
         async with running_operator(reconciler, namespace):
             log.info("operator running", extra={"namespace": namespace})
             yield KubeMirror(kube, store)
     finally:
+        resync_task.cancel()
+        await asyncio.gather(resync_task, return_exceptions=True)
         await kube.close()
 
 

@@ -179,6 +179,12 @@ class KubeSettings:
         "kube-metrics-interval",
         "Seconds between two writes of one device's metrics summary into its status.",
     )
+    resync_interval: float = setting(
+        300.0,
+        "kube-resync-interval",
+        "Seconds between the controller's passes that write offline into Devices whose "
+        "status says online while nothing holds them.",
+    )
 
 
 @dataclass(frozen=True)

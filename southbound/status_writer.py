@@ -26,7 +26,9 @@ Two southbound pods can briefly disagree about a device that moved between them:
 the pod it left writes ``offline`` while the pod it joined writes ``online``. The
 pod it left asks ``still_ours`` (the session table) before writing ``offline``,
 and every metrics write carries the full state again, so a stale state lasts at
-most one metrics interval.
+most one metrics interval. What a stopping pod cannot write in its grace period
+(its devices' offline states, at ``rate`` a second) the controller's periodic
+resync puts right (``controller.kube.resync``).
 """
 
 from __future__ import annotations

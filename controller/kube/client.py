@@ -108,6 +108,14 @@ class KubeClient:
             )
         )
 
+    async def list(self, plural: str) -> list[dict[str, Any]]:
+        answer = await _call(
+            self._custom.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, plural, _request_timeout=REQUEST_TIMEOUT
+            )
+        )
+        return list(answer.get("items") or [])
+
     async def get(self, plural: str, name: str) -> dict[str, Any]:
         return await _call(
             self._custom.get_namespaced_custom_object(

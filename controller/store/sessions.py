@@ -246,3 +246,20 @@ class SessionStore:
                 )
             )
             return [dict(row) for row in rows.mappings()]
+
+    async def offline_unheld(self, device_ids: Sequence[int]) -> set[int]:
+        """Those of ``device_ids`` the database has offline with no session anywhere."""
+        if not device_ids:
+            return set()
+        held = select(device_sessions.c.device_id).where(
+            device_sessions.c.device_id == devices.c.device_id
+        )
+        async with self._db.read() as connection:
+            rows = await connection.scalars(
+                select(devices.c.device_id).where(
+                    devices.c.device_id.in_(list(device_ids)),
+                    devices.c.state == "offline",
+                    ~held.exists(),
+                )
+            )
+            return set(rows)

@@ -113,14 +113,10 @@ async def test_a_device_session_shows_in_its_resource_status(
             await ws.send(json.dumps({"device_id": "42", "password": "a-long-password"}))
             assert json.loads(await ws.recv())["status"] == "success"
 
-            async def state(wanted: str) -> bool:
-                status = (await kube.get("devices", "cam-1")).get("status") or {}
-                return status.get("state") == wanted
-
-            await eventually(lambda: state("online"))
+            await eventually(lambda: has_state(kube, "cam-1", "online"))
             status = (await kube.get("devices", "cam-1"))["status"]
             assert status["sessionPod"] == "southbound-0" and status["connectedSince"]
-        await eventually(lambda: state("offline"))
+        await eventually(lambda: has_state(kube, "cam-1", "offline"))
         assert "sessionPod" not in (await kube.get("devices", "cam-1"))["status"]
     finally:
         await southbound.stop()
@@ -146,6 +142,22 @@ async def log_in(port: int, device_id: int) -> websockets.ClientConnection | Non
     return ws
 
 
+async def southbound_process(
+    url: str, port: int, kubeconfig: Path, *extra: str
+) -> asyncio.subprocess.Process:
+    """``edgefleet southbound`` in Kubernetes mode, as the pod ``southbound-0``."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "controller.cli", "southbound",
+        "--ws-port", str(port), "--db-url", url, "--instance", "southbound-0",
+        "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig), *extra,
+        stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def has_state(kube: KubeClient, name: str, wanted: str) -> bool:
+    return ((await kube.get("devices", name)).get("status") or {}).get("state") == wanted
+
+
 async def test_the_southbound_process_mirrors_sessions_and_marks_offline_on_sigterm(
     cluster: kmock.KubernetesEmulator, kube: KubeClient, kubeconfig: Path, tmp_path: Path
 ) -> None:
@@ -156,24 +168,16 @@ async def test_the_southbound_process_mirrors_sessions_and_marks_offline_on_sigt
     await seed_device(store, 7, "cam-2")
     await store.close()
     port = free_port()
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controller.cli", "southbound",
-        "--ws-port", str(port), "--db-url", url, "--instance", "southbound-0",
-        "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    process = await southbound_process(url, port, kubeconfig)
     try:
         ws = await eventually(lambda: log_in(port, 7), timeout=30)
 
-        async def state(wanted: str) -> bool:
-            return ((await kube.get("devices", "cam-2")).get("status") or {}).get("state") == wanted
-
-        await eventually(lambda: state("online"))
+        await eventually(lambda: has_state(kube, "cam-2", "online"))
         assert (await kube.get("devices", "cam-2"))["status"]["sessionPod"] == "southbound-0"
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 15) == 0
         await ws.close()
-        assert await state("offline")  # written before the process exited
+        assert await has_state(kube, "cam-2", "offline")  # written before the process exited
     finally:
         if process.returncode is None:
             process.kill()
@@ -189,13 +193,7 @@ async def test_when_a_southbound_pod_dies_another_marks_its_devices_offline(
     cluster.objects[DEVICE, NAMESPACE, "cam-3"] = device_body("cam-3")
     await seed_device(store, 9, "cam-3")
     port = free_port()
-    dying = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controller.cli", "southbound",
-        "--ws-port", str(port), "--db-url", url, "--instance", "southbound-0",
-        "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
-        "--instance-timeout", "0.8",
-        stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
+    dying = await southbound_process(url, port, kubeconfig, "--instance-timeout", "0.8")
     survivor = Southbound(
         replace(SOUTHBOUND, instance="southbound-1", instance_timeout=0.8), store, bcrypt_rounds=4
     )
@@ -205,16 +203,13 @@ async def test_when_a_southbound_pod_dies_another_marks_its_devices_offline(
     try:
         ws = await eventually(lambda: log_in(port, 9), timeout=30)
 
-        async def state(wanted: str) -> bool:
-            return ((await kube.get("devices", "cam-3")).get("status") or {}).get("state") == wanted
-
-        await eventually(lambda: state("online"))
+        await eventually(lambda: has_state(kube, "cam-3", "online"))
         await survivor.start()
         dying.kill()  # no SIGTERM: nothing of the dead pod's is released by itself
         await dying.wait()
         await ws.close()
 
-        await eventually(lambda: state("offline"))
+        await eventually(lambda: has_state(kube, "cam-3", "offline"))
         device = await store.devices.get(9)
         assert device["state"] == "offline"
         [event] = [e for e in (await store.events.list(9, EventFilter(event="offline"), 1, 10))[0]]

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 MARIADB = "root@127.0.0.1:3306"
+ROOT = Path(__file__).resolve().parents[1]
+KMOCK_URL = "kmock-url"
 
 
 def recreate_database(name: str) -> str:
@@ -38,3 +46,28 @@ def percentiles(seconds: list[float]) -> dict[str, float | int]:
         "max_ms": round(ordered[-1] * 1000, 3),
         "mean_ms": round(statistics.fmean(ordered) * 1000, 3),
     }
+
+
+def publish_kmock_url(work: Path, url: str) -> None:
+    """In the kmock child: tell the parent where the API listens (atomically)."""
+    partial = work / (KMOCK_URL + ".partial")
+    partial.write_text(url)
+    partial.rename(work / KMOCK_URL)
+
+
+@contextmanager
+def kmock_child(script: str, work: Path) -> Iterator[str]:
+    """``script --serve-kmock work`` on CPU 1 — the emulated Kubernetes API, which
+    calls ``publish_kmock_url`` — for the duration of the block; yields its URL."""
+    child = subprocess.Popen(
+        ["taskset", "-c", "1", sys.executable, script, "--serve-kmock", str(work)], cwd=ROOT
+    )
+    try:
+        while not (work / KMOCK_URL).exists():
+            if child.poll() is not None:
+                raise RuntimeError("the kmock child exited before it listened")
+            time.sleep(0.1)
+        yield (work / KMOCK_URL).read_text()
+    finally:
+        child.kill()
+        child.wait()

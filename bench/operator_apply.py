@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,13 +27,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import recreate_database  # noqa: E402
+from bench.harness import kmock_child, publish_kmock_url, recreate_database  # noqa: E402
 
 NAMESPACE = "fleet"
 DATABASE = "edgefleet_operator_bench"
 
 
-async def serve_kmock(port_file: Path) -> None:
+async def serve_kmock(work: Path) -> None:
     """Child process: the emulated Kubernetes API until killed."""
     import kmock
 
@@ -42,7 +41,7 @@ async def serve_kmock(port_file: Path) -> None:
 
     async with StampingEmulator() as emulator, kmock.Server(emulator):
         declare_resources(emulator)
-        await asyncio.to_thread(port_file.write_text, str(emulator.url))
+        await asyncio.to_thread(publish_kmock_url, work, str(emulator.url))
         await asyncio.Event().wait()
 
 
@@ -135,21 +134,9 @@ def main() -> None:
     if args.serve_kmock:
         asyncio.run(serve_kmock(args.serve_kmock))
         return
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        port_file = work / "kmock-url"
-        child = subprocess.Popen(
-            ["taskset", "-c", "1", sys.executable, __file__, "--serve-kmock", str(port_file)],
-            cwd=ROOT,
-        )
-        try:
-            while not port_file.exists() or not port_file.read_text():
-                time.sleep(0.1)
-            os.sched_setaffinity(0, {0})
-            report = asyncio.run(measure(args, port_file.read_text(), work))
-        finally:
-            child.kill()
-            child.wait()
+    with tempfile.TemporaryDirectory() as tmp, kmock_child(__file__, Path(tmp)) as server:
+        os.sched_setaffinity(0, {0})
+        report = asyncio.run(measure(args, server, Path(tmp)))
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

@@ -30,7 +30,13 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import MARIADB, percentiles, recreate_database  # noqa: E402
+from bench.harness import (  # noqa: E402
+    MARIADB,
+    kmock_child,
+    percentiles,
+    publish_kmock_url,
+    recreate_database,
+)
 from bench.southbound_load import Device, raise_fd_limit, seed, storm  # noqa: E402
 
 DATABASE = "edgefleet_status_bench"
@@ -53,7 +59,7 @@ async def serve_kmock(work: Path) -> None:
                 "metadata": {"name": name, "namespace": NAMESPACE},
                 "spec": {"hardware": {"sn": name, "model": "M"}},
             }
-        (work / "kmock-url").write_text(str(emulator.url))
+        publish_kmock_url(work, str(emulator.url))
         patches = 0
         while True:
             await asyncio.sleep(1)
@@ -137,6 +143,33 @@ async def load(args: argparse.Namespace, ids: list[int], ws_port: int, work: Pat
     }
 
 
+def run_against(
+    args: argparse.Namespace, url: str, ids: list[int], kubeconfig: Path, work: Path
+) -> dict[str, Any]:
+    """The southbound on CPU 0 against the emulated API; the storm from CPU 1."""
+    southbound = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "controller.cli", "southbound",
+         "--db-url", url, "--ws-port", str(args.ws_port), "--instance", "southbound-0",
+         "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
+         "--kube-status-rate", str(args.rate), "--bcrypt-rounds", "4",
+         "--login-attempts-per-device", "1000", "--per-device-metrics", "false",
+         "--log-level", "WARNING"],
+        cwd=ROOT, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{args.ws_port}/healthz", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        os.sched_setaffinity(0, {1})
+        return asyncio.run(load(args, ids, args.ws_port, work))
+    finally:
+        southbound.terminate()
+        southbound.wait(60)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=10_000)
@@ -170,37 +203,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "names.json").write_text(json.dumps([f"dev-{i}" for i in ids]))
-        kmock_child = subprocess.Popen(
-            ["taskset", "-c", "1", sys.executable, __file__, "--serve-kmock", str(work)], cwd=ROOT
-        )
-        southbound = None
-        try:
-            while not (work / "kmock-url").exists():
-                time.sleep(0.2)
-            kubeconfig = write_kubeconfig(work / "kubeconfig", (work / "kmock-url").read_text())
-            southbound = subprocess.Popen(
-                ["taskset", "-c", "0", sys.executable, "-m", "controller.cli", "southbound",
-                 "--db-url", url, "--ws-port", str(args.ws_port), "--instance", "southbound-0",
-                 "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
-                 "--kube-status-rate", str(args.rate), "--bcrypt-rounds", "4",
-                 "--login-attempts-per-device", "1000", "--per-device-metrics", "false",
-                 "--log-level", "WARNING"],
-                cwd=ROOT, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-            for _ in range(300):
-                try:
-                    urllib.request.urlopen(f"http://127.0.0.1:{args.ws_port}/healthz", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.2)
-            os.sched_setaffinity(0, {1})
-            report = asyncio.run(load(args, ids, args.ws_port, work))
-        finally:
-            if southbound is not None:
-                southbound.terminate()
-                southbound.wait(60)
-            kmock_child.kill()
-            kmock_child.wait()
+        with kmock_child(__file__, work) as server:
+            kubeconfig = write_kubeconfig(work / "kubeconfig", server)
+            report = run_against(args, url, ids, kubeconfig, work)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=2))

@@ -10,19 +10,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from agent.commands import command
-    from agent.runner import Agent
+    from edgefleet.agent.commands import command
+    from edgefleet.agent.runner import Agent
 
 __all__ = ["Agent", "command"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "Agent":
-        from agent.runner import Agent
+        from edgefleet.agent.runner import Agent
 
         return Agent
     if name == "command":
-        from agent.commands import command
+        from edgefleet.agent.commands import command
 
         return command
     raise AttributeError(name)

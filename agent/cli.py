@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from agent.settings import AgentSettings, SettingsError, add_arguments, load
+from edgefleet.agent.settings import AgentSettings, SettingsError, add_arguments, load
 
 
 def parse(argv: list[str]) -> AgentSettings:
@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         sys.stderr.write(f"edgefleet-agent: {exc}\n")
         return 2
-    from agent.runner import Agent  # the heavy imports wait until the settings are good
+    from edgefleet.agent.runner import Agent  # the heavy imports wait until the settings are good
 
     return Agent(settings).run()
 

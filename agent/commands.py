@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from agent import protocol
+from edgefleet.agent import protocol
 
 SUCCESS_MESSAGE = "successfully exec order."
 

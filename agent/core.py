@@ -35,8 +35,8 @@ import random
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from agent import protocol
-from agent.sansio import Outbox
+from edgefleet.agent import protocol
+from edgefleet.agent.sansio import Outbox
 
 
 class Phase(enum.Enum):

@@ -32,12 +32,12 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from agent import core, protocol, status
-from agent.commands import Command, CommandRegistry, Outcome
-from agent.oplog import OperationLog, logger
-from agent.settings import AgentSettings, read_secret
-from agent.state import SavedState, StateFile
-from agent.upload import UPLOAD_FAILED, SftpTarget, UploadError, upload_log
+from edgefleet.agent import core, protocol, status
+from edgefleet.agent.commands import Command, CommandRegistry, Outcome
+from edgefleet.agent.oplog import OperationLog, logger
+from edgefleet.agent.settings import AgentSettings, read_secret
+from edgefleet.agent.state import SavedState, StateFile
+from edgefleet.agent.upload import UPLOAD_FAILED, SftpTarget, UploadError, upload_log
 
 StatusHook = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
 
@@ -90,7 +90,7 @@ class Agent:
     def from_env(cls, argv: list[str] | None = None) -> Agent:
         """Settings from flags (``argv``, default none), ``EDGEFLEET_AGENT_*`` and
         ``--config``: the library's way to be configured like the CLI."""
-        from agent.cli import parse
+        from edgefleet.agent.cli import parse
 
         return cls(parse(argv or []))
 

@@ -96,7 +96,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     api_port, ws_port = 18280, 19290
     base = f"http://127.0.0.1:{api_port}"
     server = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controller.cli", "serve", "--api-port", str(api_port),
+        sys.executable, "-m", "edgefleet.controller.cli", "serve", "--api-port", str(api_port),
         "--ws-port", str(ws_port), "--db-url", f"sqlite+aiosqlite:///{work}/edgefleet.db",
         "--api-token", TOKEN, "--bcrypt-rounds", "4", "--log-level", "WARNING",
         cwd=ROOT, stderr=subprocess.DEVNULL,
@@ -118,7 +118,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         (work / "password").write_text(device["password"])
         started = time.monotonic()
         agent = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agent.cli", "--server", f"ws://127.0.0.1:{relay.port}/ws",
+            sys.executable, "-m", "edgefleet.agent.cli", "--server", f"ws://127.0.0.1:{relay.port}/ws",
             "--device-id", device["device_id"], "--password-file", str(work / "password"),
             "--state-dir", str(work / "state"), "--log-dir", str(work / "log"),
             cwd=ROOT, stderr=subprocess.DEVNULL,

@@ -47,11 +47,11 @@ async def seed(url: str, devices: int, group_size: int) -> list[int]:
     import bcrypt
     from sqlalchemy import insert
 
-    from controller.ids import SnowflakeGenerator
-    from controller.store import Store
-    from controller.store.database import utcnow
-    from controller.store.schema import device_group_members, device_groups
-    from controller.store.schema import devices as devices_table
+    from edgefleet.controller.ids import SnowflakeGenerator
+    from edgefleet.controller.store import Store
+    from edgefleet.controller.store.database import utcnow
+    from edgefleet.controller.store.schema import device_group_members, device_groups
+    from edgefleet.controller.store.schema import devices as devices_table
 
     store = Store.from_url(url, timeout=60)
     await store.migrate()
@@ -110,7 +110,7 @@ def start_server(url: str, port: int, log_level: str) -> subprocess.Popen[bytes]
     command = [
         sys.executable,
         "-m",
-        "controller.cli",
+        "edgefleet.controller.cli",
         "serve",
         "--db-url",
         url,

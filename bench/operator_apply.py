@@ -70,7 +70,7 @@ async def _now(value: bool) -> bool:
 
 
 async def count_rows(store: Any) -> int:
-    from controller.store import DeviceFilter
+    from edgefleet.controller.store import DeviceFilter
 
     return (await store.devices.list(DeviceFilter(), 1, 1))[1]
 
@@ -84,11 +84,11 @@ async def all_synced(kube: Any, count: int) -> bool:
 
 
 async def measure(args: argparse.Namespace, server: str, work: Path) -> dict[str, Any]:
-    from controller.device_link import NoDeviceLink
-    from controller.ids import SnowflakeGenerator
-    from controller.kube.client import KubeClient
-    from controller.kube.operator import Reconciler, running_operator
-    from controller.store import Store
+    from edgefleet.controller.device_link import NoDeviceLink
+    from edgefleet.controller.ids import SnowflakeGenerator
+    from edgefleet.controller.kube.client import KubeClient
+    from edgefleet.controller.kube.operator import Reconciler, running_operator
+    from edgefleet.controller.store import Store
     from tests.kube.emulator import write_kubeconfig
 
     store = Store.from_url(recreate_database(DATABASE), pool_size=16)

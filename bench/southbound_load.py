@@ -231,10 +231,10 @@ async def seed(url: str, count: int, rounds: int) -> list[int]:
     import bcrypt
     from sqlalchemy import insert
 
-    from controller.ids import SnowflakeGenerator
-    from controller.store import Store
-    from controller.store.database import utcnow
-    from controller.store.schema import devices
+    from edgefleet.controller.ids import SnowflakeGenerator
+    from edgefleet.controller.store import Store
+    from edgefleet.controller.store.database import utcnow
+    from edgefleet.controller.store.schema import devices
 
     store = Store.from_url(url, timeout=60)
     await store.migrate()
@@ -371,7 +371,7 @@ def main() -> None:
             "0",
             sys.executable,
             "-m",
-            "controller.cli",
+            "edgefleet.controller.cli",
             "serve",
             "--db-url",
             url,

@@ -148,7 +148,7 @@ def run_against(
 ) -> dict[str, Any]:
     """The southbound on CPU 0 against the emulated API; the storm from CPU 1."""
     southbound = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "controller.cli", "southbound",
+        ["taskset", "-c", "0", sys.executable, "-m", "edgefleet.controller.cli", "southbound",
          "--db-url", url, "--ws-port", str(args.ws_port), "--instance", "southbound-0",
          "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
          "--kube-status-rate", str(args.rate), "--bcrypt-rounds", "4",

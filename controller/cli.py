@@ -9,9 +9,9 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from controller import logs, settings
-from controller.serve import serve, serve_controller, serve_southbound
-from controller.store import Store
+from edgefleet.controller import logs, settings
+from edgefleet.controller.serve import serve, serve_controller, serve_southbound
+from edgefleet.controller.store import Store
 
 log = logging.getLogger("edgefleet")
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from controller.device_link import CommandOutcome, DeviceUnavailable, LiveView
-from controller.store import Store
+from edgefleet.controller.device_link import CommandOutcome, DeviceUnavailable, LiveView
+from edgefleet.controller.store import Store
 
 NETWORK_GRACE = 2.0  # seconds on top of a command's own timeout
 

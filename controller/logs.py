@@ -14,7 +14,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from controller.settings import LogSettings
+from edgefleet.controller.settings import LogSettings
 
 # Attributes every LogRecord has; anything else on a record came in through ``extra``.
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}

@@ -19,23 +19,23 @@ from typing import Any
 
 from aiohttp import web
 
-from controller.api.app import create_app
-from controller.api.metrics import ApiMetrics
-from controller.device_link import (
+from edgefleet.controller.api.app import create_app
+from edgefleet.controller.api.metrics import ApiMetrics
+from edgefleet.controller.device_link import (
     CommandOutcome,
     DeviceLink,
     DeviceUnavailable,
     LiveView,
     NoDeviceLink,
 )
-from controller.http_link import HttpDeviceLink
-from controller.ids import SnowflakeGenerator
-from controller.mirror import ResourceMirror
-from controller.settings import Settings
-from controller.store import Store
-from southbound.server import Southbound
-from southbound.session import CommandRefused
-from southbound.status_writer import StatusWriter
+from edgefleet.controller.http_link import HttpDeviceLink
+from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.mirror import ResourceMirror
+from edgefleet.controller.settings import Settings
+from edgefleet.controller.store import Store
+from edgefleet.southbound.server import Southbound
+from edgefleet.southbound.session import CommandRefused
+from edgefleet.southbound.status_writer import StatusWriter
 
 log = logging.getLogger("edgefleet.serve")
 
@@ -131,7 +131,10 @@ async def serve_southbound(settings: Settings) -> None:
         southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
         kube = None
         if settings.kube.namespace:
-            from controller.kube.client import KubeClient, KubeStatusApi  # Kubernetes mode only
+            from edgefleet.controller.kube.client import (  # Kubernetes mode only
+                KubeClient,
+                KubeStatusApi,
+            )
 
             kube = await KubeClient.connect(settings.kube.kubeconfig, settings.kube.namespace)
             southbound.status_writer = StatusWriter(
@@ -164,10 +167,10 @@ async def _kubernetes(
         yield None
         return
     # kopf and kubernetes_asyncio take ~0.5 s to import: only Kubernetes mode pays.
-    from controller.kube.client import KubeClient
-    from controller.kube.mirror import KubeMirror
-    from controller.kube.operator import Reconciler, running_operator
-    from controller.kube.resync import StatusResync
+    from edgefleet.controller.kube.client import KubeClient
+    from edgefleet.controller.kube.mirror import KubeMirror
+    from edgefleet.controller.kube.operator import Reconciler, running_operator
+    from edgefleet.controller.kube.resync import StatusResync
 
     kube = await KubeClient.connect(settings.kube.kubeconfig, namespace)
     reconciler = Reconciler(store, kube, link, ids, settings.api.bcrypt_rounds, metrics=metrics)

@@ -79,7 +79,7 @@ def helm(*args: str) -> str:
 def render_manifests() -> dict[Path, str]:
     """``manifests/``: the chart rendered with its defaults for ``kubectl apply -k``,
     reading its Secret from one the user creates (``edgefleet-secrets``)."""
-    from controller.kube.crds import definitions, render
+    from edgefleet.controller.kube.crds import definitions, render
 
     files = {MANIFESTS / "crds" / name: render(crd) for name, crd in definitions().items()}
     rendered = helm(
@@ -94,7 +94,7 @@ def render_manifests() -> dict[Path, str]:
 
 def main() -> None:
     """``make manifests``: the chart's CRDs and ``manifests/`` from their sources."""
-    from controller.kube.crds import write
+    from edgefleet.controller.kube.crds import write
 
     write(CHART / "crds")
     for path, text in render_manifests().items():

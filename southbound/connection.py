@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from agent import protocol
-from controller.store import DatabaseUnavailable
-from southbound.session import (
+from edgefleet.agent import protocol
+from edgefleet.controller.store import DatabaseUnavailable
+from edgefleet.southbound.session import (
     CLOSE_TRY_AGAIN_LATER,
     CommandFinished,
     DeviceSession,
@@ -37,7 +37,7 @@ from southbound.session import (
 )
 
 if TYPE_CHECKING:
-    from southbound.server import Southbound
+    from edgefleet.southbound.server import Southbound
 
 log = logging.getLogger("edgefleet.southbound")
 

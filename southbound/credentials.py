@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import bcrypt
 
-from agent import protocol
-from controller.store import Store
-from southbound.tokens import TokenSigner
+from edgefleet.agent import protocol
+from edgefleet.controller.store import Store
+from edgefleet.southbound.tokens import TokenSigner
 
 
 @dataclass(frozen=True)

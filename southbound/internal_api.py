@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from southbound.session import CommandRefused
+from edgefleet.southbound.session import CommandRefused
 
 if TYPE_CHECKING:
-    from southbound.server import Southbound
+    from edgefleet.southbound.server import Southbound
 
 PREFIX = "/internal/v1/devices/{device_id:[0-9]{1,19}}"
 SOUTHBOUND = web.AppKey("southbound", object)

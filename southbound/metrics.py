@@ -15,7 +15,7 @@ import asyncio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 
-from southbound.live import LiveEntry, LiveStatusBook
+from edgefleet.southbound.live import LiveEntry, LiveStatusBook
 
 # (name, help) of the per-device gauges, in the order of ``_device_values``.
 DEVICE_FAMILIES = (

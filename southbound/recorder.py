@@ -8,8 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from controller.store import DatabaseUnavailable, Store
-from controller.store.sessions import SessionChange
+from edgefleet.controller.store import DatabaseUnavailable, Store
+from edgefleet.controller.store.sessions import SessionChange
 
 log = logging.getLogger("edgefleet.southbound.recorder")
 

@@ -24,15 +24,15 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
-from controller.store import Store, StoreError
-from controller.store.sessions import SessionChange
-from southbound.connection import DeviceConnection
-from southbound.credentials import CredentialChecker, Verdict
-from southbound.internal_api import create_internal_app
-from southbound.live import LiveEntry, LiveStatusBook
-from southbound.metrics import SouthboundMetrics, label_text
-from southbound.recorder import Recorder
-from southbound.session import (
+from edgefleet.controller.store import Store, StoreError
+from edgefleet.controller.store.sessions import SessionChange
+from edgefleet.southbound.connection import DeviceConnection
+from edgefleet.southbound.credentials import CredentialChecker, Verdict
+from edgefleet.southbound.internal_api import create_internal_app
+from edgefleet.southbound.live import LiveEntry, LiveStatusBook
+from edgefleet.southbound.metrics import SouthboundMetrics, label_text
+from edgefleet.southbound.recorder import Recorder
+from edgefleet.southbound.session import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
     CLOSE_SUPERSEDED,
@@ -40,13 +40,13 @@ from southbound.session import (
     CommandRefused,
     Timings,
 )
-from southbound.status_writer import StatusWriter
-from southbound.throttle import LoginThrottle
-from southbound.tokens import TokenSigner
+from edgefleet.southbound.status_writer import StatusWriter
+from edgefleet.southbound.throttle import LoginThrottle
+from edgefleet.southbound.tokens import TokenSigner
 
 if TYPE_CHECKING:
     # Only the type: the settings object is defined once, with the CLI that fills it.
-    from controller.settings import SouthboundSettings
+    from edgefleet.controller.settings import SouthboundSettings
 
 log = logging.getLogger("edgefleet.southbound")
 

@@ -33,8 +33,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from agent import protocol
-from agent.sansio import Outbox
+from edgefleet.agent import protocol
+from edgefleet.agent.sansio import Outbox
 
 
 class State(enum.Enum):

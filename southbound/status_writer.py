@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from southbound.metrics import SouthboundMetrics
+from edgefleet.southbound.metrics import SouthboundMetrics
 
 DEVICES = "devices"
 RETRY_PAUSE = 1.0

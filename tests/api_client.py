@@ -11,11 +11,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from controller.api.app import create_app
-from controller.device_link import DeviceLink
-from controller.mirror import ResourceMirror
-from controller.settings import ApiSettings
-from controller.store import Store
+from edgefleet.controller.api.app import create_app
+from edgefleet.controller.device_link import DeviceLink
+from edgefleet.controller.mirror import ResourceMirror
+from edgefleet.controller.settings import ApiSettings
+from edgefleet.controller.store import Store
 
 TEST_SETTINGS = ApiSettings(bcrypt_rounds=4)
 

@@ -18,8 +18,8 @@ import pymysql
 import pytest
 from sqlalchemy import delete
 
-from controller.store import Store
-from controller.store.schema import metadata
+from edgefleet.controller.store import Store
+from edgefleet.controller.store.schema import metadata
 from tests.api_client import ApiClient, running_api
 
 MARIADB = os.environ.get("EDGEFLEET_TEST_MARIADB", "root@127.0.0.1:3306")

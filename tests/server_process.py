@@ -59,7 +59,7 @@ def edgefleet_serve(
     command = [
         sys.executable,
         "-m",
-        "controller.cli",
+        "edgefleet.controller.cli",
         "serve",
         "--api-port",
         str(port),

@@ -24,18 +24,18 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 # Importing the handler modules fills the endpoint table.
-from controller.api import devices, events, groups, live, memberships, stats  # noqa: F401
-from controller.api.context import CONTEXT, ApiContext, context
-from controller.api.endpoints import API_PREFIX, endpoints
-from controller.api.errors import ApiError, ErrorType, from_store_error
-from controller.api.metrics import METRICS, ApiMetrics
-from controller.api.openapi import build_document
-from controller.api.schemas import Health
-from controller.device_link import DeviceLink, NoDeviceLink
-from controller.ids import SnowflakeGenerator
-from controller.mirror import NoMirror, ResourceMirror
-from controller.settings import ApiSettings
-from controller.store import Store, StoreError
+from edgefleet.controller.api import devices, events, groups, live, memberships, stats  # noqa: F401
+from edgefleet.controller.api.context import CONTEXT, ApiContext, context
+from edgefleet.controller.api.endpoints import API_PREFIX, endpoints
+from edgefleet.controller.api.errors import ApiError, ErrorType, from_store_error
+from edgefleet.controller.api.metrics import METRICS, ApiMetrics
+from edgefleet.controller.api.openapi import build_document
+from edgefleet.controller.api.schemas import Health
+from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
+from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.mirror import NoMirror, ResourceMirror
+from edgefleet.controller.settings import ApiSettings
+from edgefleet.controller.store import Store, StoreError
 
 log = logging.getLogger("edgefleet.api")
 

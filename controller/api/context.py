@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from controller.device_link import DeviceLink
-from controller.ids import SnowflakeGenerator
-from controller.mirror import ResourceMirror
-from controller.settings import ApiSettings
-from controller.store import Store
+from edgefleet.controller.device_link import DeviceLink
+from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.mirror import ResourceMirror
+from edgefleet.controller.settings import ApiSettings
+from edgefleet.controller.store import Store
 
 
 @dataclass(frozen=True)

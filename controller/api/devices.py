@@ -6,9 +6,9 @@ from typing import Any
 
 from aiohttp import web
 
-from controller.api.context import ApiContext, context
-from controller.api.endpoints import endpoints
-from controller.api.schemas import (
+from edgefleet.controller.api.context import ApiContext, context
+from edgefleet.controller.api.endpoints import endpoints
+from edgefleet.controller.api.schemas import (
     Deleted,
     Device,
     DeviceCreate,
@@ -18,8 +18,8 @@ from controller.api.schemas import (
     Page,
     RegisteredDevice,
 )
-from controller.passwords import generate_password, hash_password
-from controller.store import DeviceConflict, DeviceFilter, DeviceNotFound
+from edgefleet.controller.passwords import generate_password, hash_password
+from edgefleet.controller.store import DeviceConflict, DeviceFilter, DeviceNotFound
 
 TAG = "devices"
 

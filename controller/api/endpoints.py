@@ -1,6 +1,6 @@
 """The endpoint table of ``/api/v1``; each handler module adds its routes to it."""
 
-from controller.api.routing import Endpoints
+from edgefleet.controller.api.routing import Endpoints
 
 API_PREFIX = "/api/v1"
 endpoints = Endpoints(API_PREFIX)

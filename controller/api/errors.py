@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-from controller import store
+from edgefleet.controller import store
 
 
 class ErrorType(StrEnum):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controller.api.context import context
-from controller.api.endpoints import endpoints
-from controller.api.schemas import DevicePath, Event, EventListQuery, Page
-from controller.store import EventFilter
+from edgefleet.controller.api.context import context
+from edgefleet.controller.api.endpoints import endpoints
+from edgefleet.controller.api.schemas import DevicePath, Event, EventListQuery, Page
+from edgefleet.controller.store import EventFilter
 
 
 @endpoints.get(

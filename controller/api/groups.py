@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controller.api.context import context
-from controller.api.endpoints import endpoints
-from controller.api.schemas import (
+from edgefleet.controller.api.context import context
+from edgefleet.controller.api.endpoints import endpoints
+from edgefleet.controller.api.schemas import (
     Deleted,
     Group,
     GroupCreate,
@@ -15,7 +15,7 @@ from controller.api.schemas import (
     GroupUpdate,
     Page,
 )
-from controller.store import GroupConflict, GroupNotFound
+from edgefleet.controller.store import GroupConflict, GroupNotFound
 
 TAG = "groups"
 

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from controller.api.context import ApiContext, context
-from controller.api.endpoints import endpoints
-from controller.api.errors import ApiError, ErrorType
-from controller.api.schemas import (
+from edgefleet.controller.api.context import ApiContext, context
+from edgefleet.controller.api.endpoints import endpoints
+from edgefleet.controller.api.errors import ApiError, ErrorType
+from edgefleet.controller.api.schemas import (
     CommandRequest,
     CommandResult,
     DevicePath,
@@ -22,8 +22,8 @@ from controller.api.schemas import (
     GroupPath,
     LiveStatus,
 )
-from controller.device_link import DeviceUnavailable
-from controller.store import DeviceFilter
+from edgefleet.controller.device_link import DeviceUnavailable
+from edgefleet.controller.store import DeviceFilter
 
 TAG = "live"
 UNAVAILABLE_TYPES = {"busy": ErrorType.DEVICE_BUSY}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controller.api.context import context
-from controller.api.endpoints import endpoints
-from controller.api.schemas import (
+from edgefleet.controller.api.context import context
+from edgefleet.controller.api.endpoints import endpoints
+from edgefleet.controller.api.schemas import (
     ClearGroupQuery,
     Device,
     DevicePath,
@@ -19,7 +19,7 @@ from controller.api.schemas import (
     PageQuery,
     Removed,
 )
-from controller.store import DeviceFilter
+from edgefleet.controller.store import DeviceFilter
 
 TAG = "memberships"
 

@@ -7,8 +7,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
-from controller.api.errors import ErrorType
-from controller.api.routing import Endpoint
+from edgefleet.controller.api.errors import ErrorType
+from edgefleet.controller.api.routing import Endpoint
 
 REF = "#/components/schemas/{model}"
 

@@ -20,7 +20,7 @@ from typing import Any, get_type_hints
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from controller.api.errors import bad_request
+from edgefleet.controller.api.errors import bad_request
 
 Handler = Callable[..., Awaitable[BaseModel]]
 

@@ -23,8 +23,8 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from controller.ids import MAX_ID
-from controller.passwords import MAX_BYTES, MIN_LENGTH
+from edgefleet.controller.ids import MAX_ID
+from edgefleet.controller.passwords import MAX_BYTES, MIN_LENGTH
 
 
 def _decimal_at_most(bound: int) -> str:

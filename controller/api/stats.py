@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from controller.api.context import context
-from controller.api.endpoints import endpoints
-from controller.api.schemas import FleetStats
+from edgefleet.controller.api.context import context
+from edgefleet.controller.api.endpoints import endpoints
+from edgefleet.controller.api.schemas import FleetStats
 
 
 @endpoints.get(

@@ -17,8 +17,8 @@ import kopf
 from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from controller.kube.resources import GROUP, VERSION, encode_secret
-from southbound.status_writer import ResourceGone
+from edgefleet.controller.kube.resources import GROUP, VERSION, encode_secret
+from edgefleet.southbound.status_writer import ResourceGone
 
 MERGE_PATCH = "application/merge-patch+json"
 T = TypeVar("T")

@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from controller.kube.client import KubeClient, KubeConflict, KubeError, KubeNotFound
-from controller.kube.operator import GROUP_ID_ANNOTATION
-from controller.kube.resources import (
+from edgefleet.controller.kube.client import KubeClient, KubeConflict, KubeError, KubeNotFound
+from edgefleet.controller.kube.operator import GROUP_ID_ANNOTATION
+from edgefleet.controller.kube.resources import (
     API_VERSION,
     DEVICE_GROUPS,
     DEVICE_ID_ANNOTATION,
@@ -22,8 +22,8 @@ from controller.kube.resources import (
     owner_reference,
     resource_name,
 )
-from controller.store import Store
-from controller.store.errors import (
+from edgefleet.controller.store import Store
+from edgefleet.controller.store.errors import (
     DeviceConflict,
     GroupConflict,
     GroupNotFound,

@@ -36,11 +36,11 @@ from typing import Any
 
 import kopf
 
-from controller.api.metrics import ApiMetrics
-from controller.device_link import DeviceLink
-from controller.ids import SnowflakeGenerator
-from controller.kube.client import KubeClient, KubeConflict
-from controller.kube.resources import (
+from edgefleet.controller.api.metrics import ApiMetrics
+from edgefleet.controller.device_link import DeviceLink
+from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.kube.client import KubeClient, KubeConflict
+from edgefleet.controller.kube.resources import (
     DEVICE_GROUPS,
     DEVICE_ID_ANNOTATION,
     DEVICES,
@@ -54,9 +54,14 @@ from controller.kube.resources import (
     group_row,
     owner_reference,
 )
-from controller.passwords import generate_password, hash_password, password_matches
-from controller.store import Store
-from controller.store.errors import DeviceConflict, DeviceNotFound, GroupConflict, GroupNotFound
+from edgefleet.controller.passwords import generate_password, hash_password, password_matches
+from edgefleet.controller.store import Store
+from edgefleet.controller.store.errors import (
+    DeviceConflict,
+    DeviceNotFound,
+    GroupConflict,
+    GroupNotFound,
+)
 
 GROUP_ID_ANNOTATION = f"{GROUP}/group-id"
 MISSING_GROUP_RETRY = 10.0

@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from controller.kube.client import KubeClient, KubeError, KubeNotFound
-from controller.kube.resources import DEVICES
-from controller.store import Store, StoreError
+from edgefleet.controller.kube.client import KubeClient, KubeError, KubeNotFound
+from edgefleet.controller.kube.resources import DEVICES
+from edgefleet.controller.store import Store, StoreError
 
 log = logging.getLogger("edgefleet.resync")
 

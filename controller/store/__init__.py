@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from controller.store.database import Database, create_engine
-from controller.store.devices import DeviceFilter, DeviceStore
-from controller.store.errors import (
+from edgefleet.controller.store.database import Database, create_engine
+from edgefleet.controller.store.devices import DeviceFilter, DeviceStore
+from edgefleet.controller.store.errors import (
     Conflict,
     DatabaseUnavailable,
     DeviceConflict,
@@ -19,11 +19,11 @@ from controller.store.errors import (
     NotFound,
     StoreError,
 )
-from controller.store.events import EventFilter, EventStore
-from controller.store.groups import GroupStore
-from controller.store.migrate import is_current, upgrade
-from controller.store.sessions import SessionStore
-from controller.store.stats import StatsStore
+from edgefleet.controller.store.events import EventFilter, EventStore
+from edgefleet.controller.store.groups import GroupStore
+from edgefleet.controller.store.migrate import is_current, upgrade
+from edgefleet.controller.store.sessions import SessionStore
+from edgefleet.controller.store.stats import StatsStore
 
 log = logging.getLogger("edgefleet.store")
 

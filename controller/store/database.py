@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from controller.store.errors import DatabaseUnavailable
+from edgefleet.controller.store.errors import DatabaseUnavailable
 
 
 def utcnow() -> datetime:

@@ -13,10 +13,10 @@ from sqlalchemy import Select, bindparam, delete, func, insert, or_, select, upd
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controller.store.database import Database, utcnow
-from controller.store.errors import DeviceConflict, DeviceNotFound
-from controller.store.events import record_events
-from controller.store.schema import device_group_members, devices
+from edgefleet.controller.store.database import Database, utcnow
+from edgefleet.controller.store.errors import DeviceConflict, DeviceNotFound
+from edgefleet.controller.store.events import record_events
+from edgefleet.controller.store.schema import device_group_members, devices
 
 # Never leaves the store through a read: the bcrypt hash stays in the database.
 PUBLIC_COLUMNS = [c for c in devices.c if c.name != "secret"]

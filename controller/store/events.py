@@ -10,9 +10,9 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controller.store.database import Database, utcnow
-from controller.store.errors import DeviceNotFound
-from controller.store.schema import device_events, devices
+from edgefleet.controller.store.database import Database, utcnow
+from edgefleet.controller.store.errors import DeviceNotFound
+from edgefleet.controller.store.schema import device_events, devices
 
 
 async def record_events(

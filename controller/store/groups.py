@@ -13,11 +13,11 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controller.store.database import Database, utcnow
-from controller.store.devices import delete_devices, fetch_device, like_pattern
-from controller.store.errors import GroupConflict, GroupNotFound, MembershipNotFound
-from controller.store.events import record_events
-from controller.store.schema import device_group_members, device_groups
+from edgefleet.controller.store.database import Database, utcnow
+from edgefleet.controller.store.devices import delete_devices, fetch_device, like_pattern
+from edgefleet.controller.store.errors import GroupConflict, GroupNotFound, MembershipNotFound
+from edgefleet.controller.store.events import record_events
+from edgefleet.controller.store.schema import device_group_members, device_groups
 
 _member_count = (
     select(func.count())

@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controller.store.database import Database, utcnow
-from controller.store.events import record_events
-from controller.store.schema import (
+from edgefleet.controller.store.database import Database, utcnow
+from edgefleet.controller.store.events import record_events
+from edgefleet.controller.store.schema import (
     device_events,
     device_sessions,
     devices,

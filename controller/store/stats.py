@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import Column, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from controller.store.database import Database, utcnow
-from controller.store.schema import device_events, device_sessions, devices
+from edgefleet.controller.store.database import Database, utcnow
+from edgefleet.controller.store.schema import device_events, device_sessions, devices
 
 
 async def _counts(connection: AsyncConnection, column: Column[str]) -> dict[str, int]:

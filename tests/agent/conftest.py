@@ -15,10 +15,10 @@ from typing import Any
 import asyncssh
 import pytest
 
-from agent.runner import Agent
-from agent.settings import AgentSettings
-from controller.settings import SouthboundSettings
-from controller.store import Store
+from edgefleet.agent.runner import Agent
+from edgefleet.agent.settings import AgentSettings
+from edgefleet.controller.settings import SouthboundSettings
+from edgefleet.controller.store import Store
 from tests.southbound.conftest import Fleet, running_fleet
 
 SOUTHBOUND = SouthboundSettings(
@@ -102,7 +102,7 @@ async def agent_process(settings: AgentSettings, *extra: str) -> asyncio.subproc
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent.cli",
+        "edgefleet.agent.cli",
         *as_flags(settings),
         *extra,
         stdout=asyncio.subprocess.DEVNULL,

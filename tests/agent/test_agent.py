@@ -8,11 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from agent import protocol
-from agent.commands import SUCCESS_MESSAGE
-from agent.runner import Agent
-from agent.settings import AgentSettings
-from agent.state import SavedState, StateFile
+from edgefleet.agent import protocol
+from edgefleet.agent.commands import SUCCESS_MESSAGE
+from edgefleet.agent.runner import Agent
+from edgefleet.agent.settings import AgentSettings
+from edgefleet.agent.state import SavedState, StateFile
 from tests.agent.conftest import (
     SFTP_PASSWORD,
     SFTP_USER,

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from agent import protocol, status
-from agent.commands import CommandRegistry, Outcome
+from edgefleet.agent import protocol, status
+from edgefleet.agent.commands import CommandRegistry, Outcome
 
 
 def test_a_commands_module_registers_its_marked_functions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "camera_commands.py").write_text(
-        "from agent import command\n\n"
+        "from edgefleet.agent import command\n\n"
         "@command('set_exposure')\n"
         "def set_exposure(value: int) -> dict:\n"
         "    return {'exposure': value}\n\n"

@@ -8,8 +8,8 @@ import random
 
 import pytest
 
-from agent import protocol
-from agent.core import (
+from edgefleet.agent import protocol
+from edgefleet.agent.core import (
     AgentSession,
     Backoff,
     Closed,

@@ -74,7 +74,7 @@ async def test_bad_settings_exit_2_with_the_reason(tmp_path) -> None:
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "agent.cli",
+        "edgefleet.agent.cli",
         "--server",
         "http://wrong",
         "--device-id",
@@ -92,7 +92,7 @@ def test_the_cli_against_edgefleet_serve(tmp_path: Path) -> None:
     """Both programs as a user runs them: ``edgefleet serve`` and ``edgefleet-agent
     --commands``, talking over 127.0.0.1, driven through the REST API."""
     (tmp_path / "camera_commands.py").write_text(
-        "from agent import command\n\n"
+        "from edgefleet.agent import command\n\n"
         "@command('set_exposure')\n"
         "def set_exposure(value: int) -> dict:\n"
         "    return {'exposure': value}\n"
@@ -104,7 +104,7 @@ def test_the_cli_against_edgefleet_serve(tmp_path: Path) -> None:
                       {"name": "cam", "hardware_sn": "SN1", "hardware_model": "M1"})  # fmt: skip
         (tmp_path / "password").write_text(device["password"])
         agent = subprocess.Popen(
-            [sys.executable, "-m", "agent.cli",
+            [sys.executable, "-m", "edgefleet.agent.cli",
              "--server", f"ws://127.0.0.1:{server.ws_port}/ws",
              "--device-id", device["device_id"], "--password-file", str(tmp_path / "password"),
              "--state-dir", str(tmp_path / "state"), "--log-dir", str(tmp_path / "log"),

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import parse
-from agent.settings import SettingsError, add_arguments, describe, load
+from edgefleet.agent.cli import parse
+from edgefleet.agent.settings import SettingsError, add_arguments, describe, load
 
 README = Path(__file__).parents[2] / "README.md"
 IDENTITY = ["--device-id", "1790001234567890", "--password", "a-long-password"]

@@ -6,7 +6,7 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.store import Store
+from edgefleet.controller.store import Store
 from tests.api_client import ApiClient, running_api
 
 

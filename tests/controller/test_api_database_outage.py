@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from controller.store import Store
+from edgefleet.controller.store import Store
 from tests.api_client import Answer, ApiClient, running_api
 from tests.conftest import create_mariadb_database, drop_mariadb_database, mariadb_server_url
 from tests.tcp_proxy import TcpProxy

@@ -8,8 +8,8 @@ import bcrypt
 import pytest
 from sqlalchemy import select
 
-from controller.store import Store
-from controller.store.schema import devices
+from edgefleet.controller.store import Store
+from edgefleet.controller.store.schema import devices
 from tests.api_client import ApiClient
 
 DEVICES = "/api/v1/devices"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from controller.ids import MAX_ID, SEQUENCE_BITS, SnowflakeGenerator
+from edgefleet.controller.ids import MAX_ID, SEQUENCE_BITS, SnowflakeGenerator
 
 
 def test_ids_are_unique_and_increasing_even_in_one_millisecond() -> None:

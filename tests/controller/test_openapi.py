@@ -9,9 +9,9 @@ from pathlib import Path
 
 from aiohttp import web
 
-from controller.api.app import create_app, openapi_document
-from controller.settings import ApiSettings
-from controller.store import Store
+from edgefleet.controller.api.app import create_app, openapi_document
+from edgefleet.controller.settings import ApiSettings
+from edgefleet.controller.store import Store
 from tests.server_process import edgefleet_serve
 
 UNDOCUMENTED = {"/api/v1/openapi.json", "/api/docs", "/metrics"}

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from controller import settings
-from controller.cli import parser
+from edgefleet.controller import settings
+from edgefleet.controller.cli import parser
 
 README = Path(__file__).parents[2] / "README.md"
 

@@ -17,11 +17,11 @@ import yaml
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from controller.api.metrics import ApiMetrics
-from controller.kube.crds import definitions, render
+from edgefleet.controller.api.metrics import ApiMetrics
+from edgefleet.controller.kube.crds import definitions, render
+from edgefleet.southbound.live import LiveStatusBook
+from edgefleet.southbound.metrics import SouthboundMetrics
 from scripts.helm import CHART, MANIFESTS, helm, kubectl_binary, render_manifests
-from southbound.live import LiveStatusBook
-from southbound.metrics import SouthboundMetrics
 
 DB = "database.url=mysql+aiomysql://edgefleet:secret@rm-test.mysql.rds.aliyuncs.com:3306/edgefleet"
 FULL = ["--set", DB, "--set", "ingress.enabled=true", "--set", "ingress.tls.enabled=true",

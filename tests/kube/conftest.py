@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from controller.device_link import NoDeviceLink
-from controller.ids import SnowflakeGenerator
-from controller.kube.client import KubeClient
-from controller.kube.operator import Reconciler, running_operator
-from controller.kube.resources import API_VERSION
-from controller.store import Store
+from edgefleet.controller.device_link import NoDeviceLink
+from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.kube.client import KubeClient
+from edgefleet.controller.kube.operator import Reconciler, running_operator
+from edgefleet.controller.kube.resources import API_VERSION
+from edgefleet.controller.store import Store
 from tests.kube.emulator import (  # noqa: F401 — re-exported for the tests here
     DEVICE,
     DEVICE_GROUP,

@@ -13,7 +13,7 @@ import attrs
 import kmock
 import yaml
 
-from controller.kube.resources import DEVICE_GROUPS, DEVICES, GROUP, VERSION
+from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES, GROUP, VERSION
 
 DEVICE = kmock.resource(GROUP, VERSION, DEVICES)
 DEVICE_GROUP = kmock.resource(GROUP, VERSION, DEVICE_GROUPS)

@@ -9,11 +9,11 @@ import bcrypt
 import kmock
 import kopf
 
-from controller.device_link import NoDeviceLink
-from controller.kube.client import KubeClient, KubeNotFound
-from controller.kube.operator import Reconciler, running_operator
-from controller.kube.resources import DEVICE_GROUPS, DEVICES
-from controller.store import DeviceFilter, EventFilter, Store
+from edgefleet.controller.device_link import NoDeviceLink
+from edgefleet.controller.kube.client import KubeClient, KubeNotFound
+from edgefleet.controller.kube.operator import Reconciler, running_operator
+from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES
+from edgefleet.controller.store import DeviceFilter, EventFilter, Store
 from tests.conftest import eventually
 from tests.kube.conftest import (
     DEVICE,

@@ -16,14 +16,14 @@ import kmock
 import pytest
 import websockets
 
-from controller.ids import SnowflakeGenerator
-from controller.kube.client import KubeClient, KubeStatusApi
-from controller.kube.operator import Reconciler, running_operator
-from controller.passwords import hash_password
-from controller.serve import InProcessLink
-from controller.store import EventFilter, Store
-from southbound.server import Southbound
-from southbound.status_writer import StatusWriter
+from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.kube.client import KubeClient, KubeStatusApi
+from edgefleet.controller.kube.operator import Reconciler, running_operator
+from edgefleet.controller.passwords import hash_password
+from edgefleet.controller.serve import InProcessLink
+from edgefleet.controller.store import EventFilter, Store
+from edgefleet.southbound.server import Southbound
+from edgefleet.southbound.status_writer import StatusWriter
 from tests.agent.conftest import SOUTHBOUND
 from tests.conftest import eventually
 from tests.kube.conftest import DEVICE, NAMESPACE, device_body
@@ -40,7 +40,7 @@ async def test_the_controller_runs_kopf_beside_the_api_and_stops_on_sigterm(
     stderr = tmp_path / "controller.stderr"
     with stderr.open("w") as err:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "controller.cli", "controller",
+            sys.executable, "-m", "edgefleet.controller.cli", "controller",
             "--api-port", str(port), "--api-token", "t",
             "--db-url", f"sqlite+aiosqlite:///{tmp_path}/edgefleet.db",
             "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
@@ -147,7 +147,7 @@ async def southbound_process(
 ) -> asyncio.subprocess.Process:
     """``edgefleet southbound`` in Kubernetes mode, as the pod ``southbound-0``."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "controller.cli", "southbound",
+        sys.executable, "-m", "edgefleet.controller.cli", "southbound",
         "--ws-port", str(port), "--db-url", url, "--instance", "southbound-0",
         "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig), *extra,
         stderr=asyncio.subprocess.DEVNULL,

@@ -10,11 +10,11 @@ import bcrypt
 import kmock
 import pytest
 
-from controller.kube.client import KubeClient, KubeNotFound
-from controller.kube.mirror import KubeMirror
-from controller.kube.operator import Reconciler
-from controller.kube.resources import DEVICE_GROUPS, DEVICES
-from controller.store import DeviceFilter, Store
+from edgefleet.controller.kube.client import KubeClient, KubeNotFound
+from edgefleet.controller.kube.mirror import KubeMirror
+from edgefleet.controller.kube.operator import Reconciler
+from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES
+from edgefleet.controller.store import DeviceFilter, Store
 from tests.api_client import ApiClient, running_api
 from tests.conftest import eventually
 from tests.kube.conftest import (

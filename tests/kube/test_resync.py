@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import kmock
 
-from controller.kube.client import KubeClient
-from controller.kube.resync import StatusResync
-from controller.store import Store
-from controller.store.sessions import SessionChange
+from edgefleet.controller.kube.client import KubeClient
+from edgefleet.controller.kube.resync import StatusResync
+from edgefleet.controller.store import Store
+from edgefleet.controller.store.sessions import SessionChange
 from tests.kube.conftest import DEVICE, NAMESPACE, device_body
 
 

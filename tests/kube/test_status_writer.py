@@ -11,9 +11,9 @@ from typing import Any
 
 import kmock
 
-from controller.kube.client import KubeClient, KubeStatusApi
-from southbound.metrics import SouthboundMetrics
-from southbound.status_writer import StatusWriter
+from edgefleet.controller.kube.client import KubeClient, KubeStatusApi
+from edgefleet.southbound.metrics import SouthboundMetrics
+from edgefleet.southbound.status_writer import StatusWriter
 from tests.conftest import eventually
 from tests.kube.conftest import DEVICE, NAMESPACE, device_body, requests_to
 

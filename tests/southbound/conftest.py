@@ -14,10 +14,10 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from controller.serve import InProcessLink
-from controller.settings import SouthboundSettings
-from controller.store import Store
-from southbound.server import Southbound
+from edgefleet.controller.serve import InProcessLink
+from edgefleet.controller.settings import SouthboundSettings
+from edgefleet.controller.store import Store
+from edgefleet.southbound.server import Southbound
 from tests.api_client import ApiClient, running_api
 
 FAST = SouthboundSettings(

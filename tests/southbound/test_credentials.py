@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import websockets
 
-from agent import protocol
-from controller.store import Store
-from southbound.credentials import BatchLoader
+from edgefleet.agent import protocol
+from edgefleet.controller.store import Store
+from edgefleet.southbound.credentials import BatchLoader
 from tests.controller.test_api_database_outage import mariadb_behind_proxy  # noqa: F401
 from tests.southbound.conftest import FAST, recv_json, running_fleet
 from tests.tcp_proxy import TcpProxy

@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 import websockets
 
-from agent import protocol
-from controller.http_link import HttpDeviceLink
-from controller.store import Store
-from southbound.server import Southbound
+from edgefleet.agent import protocol
+from edgefleet.controller.http_link import HttpDeviceLink
+from edgefleet.controller.store import Store
+from edgefleet.southbound.server import Southbound
 from tests.api_client import ApiClient, running_api
 from tests.southbound.conftest import FAST, recv_json
 from tests.southbound.test_server import answer_orders

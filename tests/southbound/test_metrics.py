@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from southbound.live import LiveStatusBook
-from southbound.metrics import SouthboundMetrics, label_text
+from edgefleet.southbound.live import LiveStatusBook
+from edgefleet.southbound.metrics import SouthboundMetrics, label_text
 
 
 def book_with_awkward_names() -> LiveStatusBook:

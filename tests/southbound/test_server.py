@@ -11,9 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
-from agent import protocol
-from controller.store import Store
-from controller.store.sessions import SessionChange
+from edgefleet.agent import protocol
+from edgefleet.controller.store import Store
+from edgefleet.controller.store.sessions import SessionChange
 from tests.southbound.conftest import FAST, Fleet, ping, recv_json, running_fleet
 
 STATUS = {

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from agent import protocol
-from southbound.session import (
+from edgefleet.agent import protocol
+from edgefleet.southbound.session import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
     CLOSE_SUPERSEDED,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from southbound.throttle import LoginThrottle, TokenBuckets
+from edgefleet.southbound.throttle import LoginThrottle, TokenBuckets
 
 
 def test_bucket_refills_continuously_up_to_its_depth() -> None:

@@ -3,7 +3,7 @@
 
 from alembic import context
 
-from controller.store.schema import metadata
+from edgefleet.controller.store.schema import metadata
 
 connection = context.config.attributes["connection"]
 context.configure(

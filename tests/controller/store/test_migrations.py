@@ -11,8 +11,8 @@ import sqlalchemy
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from controller.store import Store
-from controller.store.schema import metadata
+from edgefleet.controller.store import Store
+from edgefleet.controller.store.schema import metadata
 
 
 async def test_migrated_database_matches_the_schema(store: Store) -> None:
@@ -31,7 +31,7 @@ async def test_upgrading_twice_changes_nothing(store: Store) -> None:
 def test_db_upgrade_command_creates_the_tables(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path}/fresh.db"
     result = subprocess.run(
-        [sys.executable, "-m", "controller.cli", "db", "upgrade", "--db-url", url],
+        [sys.executable, "-m", "edgefleet.controller.cli", "db", "upgrade", "--db-url", url],
         capture_output=True,
         text=True,
         timeout=60,

@@ -6,10 +6,10 @@ import asyncio
 
 from sqlalchemy import insert, select
 
-from controller.store import Store
-from controller.store.database import utcnow
-from controller.store.schema import device_events, device_sessions, devices
-from controller.store.sessions import SessionChange
+from edgefleet.controller.store import Store
+from edgefleet.controller.store.database import utcnow
+from edgefleet.controller.store.schema import device_events, device_sessions, devices
+from edgefleet.controller.store.sessions import SessionChange
 
 
 async def make_devices(store: Store, count: int) -> list[int]:

@@ -175,12 +175,36 @@ def test_device_names_are_dns_labels() -> None:
 def test_kubectl_get_devices_shows_the_promised_columns() -> None:
     crd = definitions()["devices.yaml"]
     version = crd["spec"]["versions"][0]
-    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
-        "State", "Device ID", "CPU%", "Memory%", "Last Seen", "Age",
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert list(columns) == [
+        "State", "Type", "Device ID", "CPU%", "Memory%", "Last Seen", "Synced", "Age",
     ]  # fmt: skip
+    assert columns["Type"] == ".spec.type"
+    assert columns["Synced"] == '.status.conditions[?(@.type=="Synced")].status'
     assert version["subresources"] == {"status": {}}
     assert crd["spec"]["names"]["categories"] == ["edgefleet"]
-    assert crd["spec"]["names"]["shortNames"]
+
+
+def test_kubectl_get_devicegroups_shows_how_many_devices_each_has() -> None:
+    version = definitions()["devicegroups.yaml"]["spec"]["versions"][0]
+    columns = {c["name"]: c for c in version["additionalPrinterColumns"]}
+    assert list(columns) == ["Display Name", "Group ID", "Devices", "Synced", "Age"]
+    assert columns["Devices"]["jsonPath"] == ".status.deviceCount"
+    # A field the schema does not name is pruned by the API server: the column would
+    # stay empty whatever the operator writes.
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    assert status["deviceCount"]["type"] == "integer"
+
+
+def test_short_names_are_our_own_and_the_full_name_is_documented() -> None:
+    """``devices`` is also KubeEdge's plural: our short names must not be generic, and
+    the README must show the name that is never ambiguous."""
+    names = {crd["spec"]["names"]["kind"]: crd["spec"]["names"] for crd in definitions().values()}
+    assert names["Device"]["plural"] == "devices"
+    assert names["Device"]["shortNames"] == ["efdev"]
+    assert names["DeviceGroup"]["shortNames"] == ["efgroup"]
+    readme = (CHART.parents[1] / "README.md").read_text()
+    assert "kubectl -n edgefleet get devices.edgefleet.io" in readme
 
 
 def exported_sample_names(text: str) -> set[str]:

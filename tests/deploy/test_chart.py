@@ -530,3 +530,18 @@ def test_kubectl_kustomize_builds_the_manifests_into_one_namespace() -> None:
     for doc in docs:
         if doc["kind"] != "CustomResourceDefinition":
             assert doc["metadata"]["namespace"] == "edgefleet", doc["metadata"]["name"]
+
+
+def test_kubectl_kustomize_builds_the_crds_alone_for_upgrades() -> None:
+    result = subprocess.run(
+        [str(kubectl_binary()), "kustomize", str(MANIFESTS / "crds")],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    assert sorted(doc["metadata"]["name"] for doc in docs) == [
+        "devicegroups.edgefleet.io", "devices.edgefleet.io",
+    ]  # fmt: skip
+    kustomization = yaml.safe_load((MANIFESTS / "crds" / "kustomization.yaml").read_text())
+    assert set(kustomization["resources"]) == set(definitions())  # every generated CRD

@@ -193,6 +193,13 @@ def test_tls_at_the_slb_sets_the_listener_annotations() -> None:
         rendered("--set", DB, "--set", "service.devices.slb.certificateId=1234567-cn-hangzhou")
 
 
+def test_a_device_load_balancer_can_keep_the_devices_addresses() -> None:
+    local = ["--set", "service.devices.externalTrafficPolicy=Local"]
+    devices = service(rendered(*SLB_TLS, *local), "edgefleet-devices")
+    assert devices["spec"]["externalTrafficPolicy"] == "Local"
+    assert "externalTrafficPolicy" not in service(rendered(*SLB_TLS), "edgefleet-devices")["spec"]
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [

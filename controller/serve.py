@@ -90,7 +90,7 @@ async def serve_controller(settings: Settings) -> None:
         # One id generator for the API and the operator: two with the same worker
         # id could mint the same id in the same millisecond.
         ids = SnowflakeGenerator(settings.api.worker_id)
-        metrics = ApiMetrics()
+        metrics = ApiMetrics(store.stats.by_state)
         try:
             async with _kubernetes(settings, store, link or NoDeviceLink(), ids, metrics) as mirror:
                 async with _api(settings, store, link, mirror, ids, metrics):
@@ -138,21 +138,31 @@ async def _kubernetes(
         return
     # kopf and kubernetes_asyncio take ~0.5 s to import: only Kubernetes mode pays.
     from edgefleet.controller.kube.client import KubeClient
+    from edgefleet.controller.kube.group_counts import GroupCounts
     from edgefleet.controller.kube.mirror import KubeMirror
     from edgefleet.controller.kube.operator import Reconciler, running_operator
     from edgefleet.controller.kube.resync import StatusResync
 
     kube = await KubeClient.connect(settings.kube.kubeconfig, namespace)
-    reconciler = Reconciler(store, kube, link, ids, settings.api.bcrypt_rounds, metrics=metrics)
+    counts = GroupCounts(store, kube)
+    reconciler = Reconciler(
+        store, kube, link, ids, settings.api.bcrypt_rounds, metrics=metrics, counts=counts
+    )
     resync = StatusResync(kube, store, settings.kube.resync_interval, settings.kube.status_rate)
-    resync_task = asyncio.create_task(resync.run(), name="status-resync")
     try:
-        async with running_operator(reconciler, namespace):
-            log.info("operator running", extra={"namespace": namespace})
-            yield KubeMirror(kube, store)
+        async with asyncio.TaskGroup() as tasks:
+            background = [
+                tasks.create_task(resync.run(), name="status-resync"),
+                tasks.create_task(counts.run(), name="group-counts"),
+            ]
+            try:
+                async with running_operator(reconciler, namespace):
+                    log.info("operator running", extra={"namespace": namespace})
+                    yield KubeMirror(kube, store)
+            finally:
+                for task in background:
+                    task.cancel()
     finally:
-        resync_task.cancel()
-        await asyncio.gather(resync_task, return_exceptions=True)
         await kube.close()
 
 

@@ -187,7 +187,7 @@ def create_app(
         writes=writes,
         commands=CommandService(store, link, command_timeout),
     )
-    app[METRICS] = metrics or ApiMetrics()
+    app[METRICS] = metrics or ApiMetrics(store.stats.by_state)
     app[PUBLIC] = frozenset(PUBLIC_PATHS | {e.path for e in endpoints.table if e.public})
     endpoints.add_to(app)
 

@@ -1,20 +1,50 @@
 """Prometheus metrics of the controller: REST requests and latencies by route and
-status, and the operator's reconciles (Kubernetes mode).
+status, the operator's reconciles (Kubernetes mode), devices by state, and the
+process.
 
 Each application gets its own registry, so several can live in one process (tests,
 ``edgefleet serve``) without clashing in the client library's global registry.
+Devices by state come from the database at scrape time — one grouped count — so
+the fleet's offline devices, which no southbound holds, are counted too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
+
+from edgefleet.controller.store import StoreError
+
+disable_created_metrics()
 
 
 class ApiMetrics:
-    def __init__(self) -> None:
+    def __init__(self, count_devices: Callable[[], Awaitable[dict[str, int]]] | None) -> None:
+        """``count_devices``: devices by state, from the store (None: not exported)."""
         self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        self.devices = Gauge(
+            "edgefleet_devices",
+            "Registered devices by state, from the database at scrape time.",
+            ["state"],
+            registry=self.registry,
+        )
+        self.count_devices = count_devices
         self.requests = Counter(
             "edgefleet_api_requests_total",
             "REST requests answered, by route, method and status.",
@@ -40,6 +70,12 @@ class ApiMetrics:
         self.latency.labels(route, method).observe(seconds)
 
     async def handle_scrape(self, _request: web.Request) -> web.Response:
+        if self.count_devices is not None:
+            try:
+                for state, count in (await self.count_devices()).items():
+                    self.devices.labels(state).set(count)
+            except StoreError:
+                self.devices.clear()  # unknown, not stale: the series disappear
         return web.Response(
             body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )

@@ -41,6 +41,7 @@ from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.kube import status
 from edgefleet.controller.kube.client import KubeClient, KubeConflict
+from edgefleet.controller.kube.group_counts import GroupCounts
 from edgefleet.controller.kube.resources import (
     DEVICE_GROUPS,
     DEVICE_ID_ANNOTATION,
@@ -101,8 +102,10 @@ class Reconciler:
         bcrypt_rounds: int,
         missing_group_retry: float = MISSING_GROUP_RETRY,
         metrics: ApiMetrics | None = None,
+        counts: GroupCounts | None = None,
     ) -> None:
-        self.metrics = metrics or ApiMetrics()
+        self.metrics = metrics or ApiMetrics(count_devices=None)
+        self.counts = counts or GroupCounts(store, kube)
         self.missing_group_retry = missing_group_retry
         self.store = store
         self.kube = kube
@@ -249,6 +252,7 @@ class Reconciler:
         wanted = {group["group_id"] for group in found.values()}
         if wanted != current:
             await self.store.groups.replace_of_device(device_id, sorted(wanted))
+            self.counts.changed(wanted ^ current)
         return sorted(set(names) - found.keys())
 
     async def device_deleted(self, body: kopf.Body, name: str, **_: Any) -> None:
@@ -256,9 +260,12 @@ class Reconciler:
         if device_id is None:
             return  # never reconciled: nothing of it in the database
         try:
+            groups = await self.store.groups.of_device(device_id)
             await self.store.devices.delete(device_id)
         except DeviceNotFound:
             pass  # the REST API deleted the row already
+        else:
+            self.counts.changed(g["group_id"] for g in groups)
         await self.link.disconnect(device_id, "deleted")
         log.info("device deleted", extra={"device_id": device_id, "resource": name})
 
@@ -303,6 +310,7 @@ class Reconciler:
             _set_status(patch, current, {}, synced=str(exc))
             raise kopf.PermanentError(str(exc)) from exc
         _set_status(patch, current, {status.GROUP_ID: str(group_id)}, synced=None)
+        self.counts.changed([group_id])
 
     async def _create_group(self, values: dict[str, Any]) -> None:
         try:

@@ -4,7 +4,8 @@ Two kinds of writer share a Device's status, each with its own fields, and both
 write JSON merge-patches, so neither overwrites the other's:
 
 - the operator (``controller.kube.operator``): ``deviceId``, ``credentialsSecret``
-  and the ``Synced`` condition — ``reconciled``; for a DeviceGroup ``groupId``;
+  and the ``Synced`` condition — ``reconciled``; for a DeviceGroup ``groupId``
+  and ``deviceCount`` (``controller.kube.group_counts``);
 - the session side — the southbound's status writer, and the controller's resync
   and lost-instance release for what a southbound could not write: ``state``,
   ``lastSeen``, ``connectedSince``, ``sessionPod`` and the ``metrics`` summary —
@@ -29,6 +30,7 @@ SESSION_POD = "sessionPod"
 METRICS = "metrics"
 DEVICE_ID = "deviceId"
 GROUP_ID = "groupId"
+DEVICE_COUNT = "deviceCount"
 CREDENTIALS_SECRET = "credentialsSecret"
 CONDITIONS = "conditions"
 

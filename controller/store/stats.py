@@ -21,6 +21,12 @@ class StatsStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
+    async def by_state(self) -> dict[str, int]:
+        """Devices by state (every state, zeros included): one grouped count."""
+        async with self._db.read() as connection:
+            counts = await _counts(connection, devices.c.state)
+        return {state: counts.get(state, 0) for state in ("online", "unknown", "offline")}
+
     async def fleet(self) -> dict[str, Any]:
         async with self._db.read() as connection:
             by_state = await _counts(connection, devices.c.state)

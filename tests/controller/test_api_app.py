@@ -90,3 +90,14 @@ async def test_metrics_count_requests_by_route_and_status(api: ApiClient) -> Non
     assert samples[("edgefleet_api_requests_total", "/api/v1/devices/{device_id}", "404")] == 1
     count = ("edgefleet_api_request_duration_seconds_count", "/api/v1/devices", None)
     assert samples[count] == 1
+
+
+async def test_metrics_count_devices_by_state_from_the_database(api: ApiClient) -> None:
+    """Offline devices are held by no southbound: only the database can count them."""
+    await api.register()
+    await api.register()
+    async with api.session.get(api.base_url + "/metrics") as response:
+        families = {f.name: f for f in text_string_to_metric_families(await response.text())}
+    by_state = {s.labels["state"]: s.value for s in families["edgefleet_devices"].samples}
+    assert by_state == {"online": 0, "unknown": 0, "offline": 2}
+    assert "process_cpu_seconds" in families

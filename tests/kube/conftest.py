@@ -3,6 +3,7 @@ status writer running against it in this event loop."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import pytest
 from edgefleet.controller.device_link import NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.kube.client import KubeClient
+from edgefleet.controller.kube.group_counts import GroupCounts
 from edgefleet.controller.kube.operator import Reconciler, running_operator
 from edgefleet.controller.kube.resources import API_VERSION
 from edgefleet.controller.store import Store
@@ -62,11 +64,17 @@ def ids() -> SnowflakeGenerator:
 async def operator(
     sqlite_store: Store, kube: KubeClient, ids: SnowflakeGenerator
 ) -> AsyncIterator[Reconciler]:
+    counts = GroupCounts(sqlite_store, kube, pause=0.05)
     reconciler = Reconciler(
-        sqlite_store, kube, NoDeviceLink(), ids, bcrypt_rounds=4, missing_group_retry=0.2
+        sqlite_store, kube, NoDeviceLink(), ids, 4, missing_group_retry=0.2, counts=counts
     )
-    async with running_operator(reconciler, NAMESPACE):
-        yield reconciler
+    counting = asyncio.create_task(counts.run())
+    try:
+        async with running_operator(reconciler, NAMESPACE):
+            yield reconciler
+    finally:
+        counting.cancel()
+        await asyncio.gather(counting, return_exceptions=True)
 
 
 def device_body(name: str, groups: list[str] | None = None, **spec: Any) -> dict[str, Any]:

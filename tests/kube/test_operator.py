@@ -98,6 +98,12 @@ async def test_spec_groups_become_memberships(
     ]
     assert events.count("group_joined") == 2 and events.count("group_left") == 1
 
+    async def counts() -> list[int | None]:
+        bodies = [await kube.get(DEVICE_GROUPS, name) for name in ("gate-cameras", "night")]
+        return [(body.get("status") or {}).get("deviceCount") for body in bodies]
+
+    await eventually(lambda: _equals(counts(), [0, 1]))  # kubectl get efgroup shows it
+
 
 async def test_a_device_waits_for_a_group_that_does_not_exist_yet(
     kube: KubeClient, operator: Reconciler, sqlite_store: Store

@@ -124,19 +124,32 @@ def loads(text: str | bytes) -> Any:
 # --- login ----------------------------------------------------------------------
 
 
+# --- capabilities (section 6) ------------------------------------------------------
+
+EXTENSIONS = frozenset({"token", "request_id", "data", "config", "queue", "update"})
+"""What a device may list in its login frame's ``extensions``. The cloud sends an
+extension frame only to a device that listed it; one that lists nothing is a
+version-1 device and gets exactly sections 1 to 5."""
+
+
 @dataclass(frozen=True)
 class Login:
-    """A login frame: an identity (id, or serial number and model) and a secret."""
+    """A login frame: an identity (id, or serial number and model), a secret, and
+    the extensions the device speaks (none for a version-1 device)."""
 
     device_id: str | None = None
     device_sn: str | None = None
     device_model: str | None = None
     password: str | None = field(default=None, repr=False)
     token: str | None = field(default=None, repr=False)
+    extensions: frozenset[str] = frozenset()
 
     def encode(self) -> str:
         keys = ("device_id", "device_sn", "device_model", "password", "token")
-        return encode({k: getattr(self, k) for k in keys if getattr(self, k) is not None})
+        frame: dict[str, Any] = {k: getattr(self, k) for k in keys if getattr(self, k) is not None}
+        if self.extensions:
+            frame["extensions"] = sorted(self.extensions)
+        return encode(frame)
 
 
 def parse_login(text: str | bytes) -> Login:
@@ -152,12 +165,17 @@ def parse_login(text: str | bytes) -> Login:
         value = frame.get(name)
         return value if _usable_text(value) else None
 
+    listed = frame.get("extensions")
     login = Login(
         device_id=text_field("device_id"),
         device_sn=text_field("device_sn"),
         device_model=text_field("device_model"),
         password=text_field("password"),
         token=text_field("token"),
+        # Unknown names (a newer device) and anything but a list of them are ignored.
+        extensions=EXTENSIONS.intersection(
+            name for name in (listed if isinstance(listed, list) else ()) if isinstance(name, str)
+        ),
     )
     if login.password is None and login.token is None:
         raise LoginRefused(MSG_NO_SECRET)

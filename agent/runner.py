@@ -94,6 +94,11 @@ class Agent:
 
         return cls(parse(argv or []))
 
+    @property
+    def extensions(self) -> frozenset[str]:
+        """What this agent tells the server it speaks (section 6)."""
+        return frozenset({"token", "request_id"})
+
     def command(self, name: str) -> Callable[[Command], Command]:
         """Decorator registering a custom command: ``@agent.command("set_exposure")``."""
         return self.commands.command(name)
@@ -167,14 +172,19 @@ class Agent:
 
     async def _login(self) -> protocol.Login:
         saved, settings = self._saved, self.settings
+        speaks = self.extensions
         device_id = settings.device_id or saved.device_id
         if saved.token and device_id == saved.device_id and not _expired(saved.token_expires_at):
-            return protocol.Login(device_id=device_id, token=saved.token)
+            return protocol.Login(device_id=device_id, token=saved.token, extensions=speaks)
         password = await asyncio.to_thread(settings.secret)
         self.oplog.hide(password)
         if settings.device_id:
-            return protocol.Login(device_id=settings.device_id, password=password)
-        return protocol.Login(device_sn=settings.sn, device_model=settings.model, password=password)
+            return protocol.Login(
+                device_id=settings.device_id, password=password, extensions=speaks
+            )
+        return protocol.Login(
+            device_sn=settings.sn, device_model=settings.model, password=password, extensions=speaks
+        )
 
     async def _connect_once(self) -> tuple[str, bool]:
         """One connection, start to end: (how it ended, whether it got through login)."""

@@ -248,5 +248,7 @@ class DeviceConnection:
             return
         assert admission.device is not None
         self.device_id = admission.device.device_id
-        await self._table.attach(self, admission.device, admission.by_token)
-        self.session.login_accepted(str(self.device_id), self.loop.time(), **admission.answer)
+        await self._table.attach(self, admission.device, admission.by_token, login.extensions)
+        self.session.login_accepted(
+            str(self.device_id), self.loop.time(), login.extensions, **admission.answer
+        )

@@ -81,6 +81,9 @@ class LoggedIn:
     device: DeviceIdentity
     peer: str
     by_token: bool
+    extensions: frozenset[str]
+    """What the device listed at login (``agent.protocol.EXTENSIONS``): a listener
+    sends an extension frame only to a device that listed it."""
     at: float
 
 

@@ -172,9 +172,12 @@ class DeviceSession(Outbox[Event]):
     failures: int = 0
     close_code: int | None = None
     close_reason: str = ""
+    extensions: frozenset[str] = frozenset()
+    """The extensions the device listed at login: the frames of sections 7 to 9 go
+    only to a device that listed them."""
     echoes_request_id: bool = False
-    """Whether the device has shown it supports ``Headers.request_id`` (extension):
-    until it does, it is a version-1 device that takes one command at a time."""
+    """Whether the device supports ``Headers.request_id`` (it listed it, or has
+    echoed one): until then it is a version-1 device, one command at a time."""
 
     _silence_since: float = 0.0
     _login_deadline: float = 0.0
@@ -212,11 +215,17 @@ class DeviceSession(Outbox[Event]):
             self._receive_frame(text, now)
         # Frames while authenticating or closed are dropped: the device must wait.
 
-    def login_accepted(self, device_id: str, now: float, **extensions: Any) -> None:
+    def login_accepted(
+        self, device_id: str, now: float, extensions: frozenset[str], **answer: Any
+    ) -> None:
+        """``extensions``: what the device listed at login (section 6); ``answer``:
+        the extension keys of the login answer (token, intervals)."""
         self._move("login_accepted")
         self.device_id = device_id
+        self.extensions = extensions
+        self.echoes_request_id = "request_id" in extensions
         self._silence_since = now
-        self._outgoing.append(protocol.login_success(device_id, **extensions))
+        self._outgoing.append(protocol.login_success(device_id, **answer))
         self._events.append(LoggedIn(device_id))
 
     def login_refused(

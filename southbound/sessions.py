@@ -58,7 +58,9 @@ class SessionTable:
     def items(self) -> Iterator[tuple[int, Held]]:
         return iter(list(self._held.items()))
 
-    async def attach(self, held: Held, device: DeviceIdentity, by_token: bool) -> None:
+    async def attach(
+        self, held: Held, device: DeviceIdentity, by_token: bool, extensions: frozenset[str]
+    ) -> None:
         """A login was accepted. An older session of the device is ended first, so
         its ``Left`` is announced before this ``LoggedIn``."""
         device_id = device.device_id
@@ -67,7 +69,7 @@ class SessionTable:
             await older.end("superseded", CLOSE_SUPERSEDED, "superseded")
             self.detach(older, device_id, "superseded")
         self._held[device_id] = held
-        self._events.publish(LoggedIn(device, held.peer, by_token, time.time()))
+        self._events.publish(LoggedIn(device, held.peer, by_token, extensions, time.time()))
 
     def detach(self, held: Held, device_id: int, cause: str) -> None:
         """The session ended; a no-op for a connection that no longer holds it."""

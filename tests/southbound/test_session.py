@@ -40,7 +40,7 @@ def sent(session: DeviceSession) -> list[dict]:
 def online_session(now: float = 0.0) -> DeviceSession:
     session = DeviceSession(Timings(), now)
     session.receive(json.dumps({"device_id": DEVICE, "password": "pw"}), now)
-    session.login_accepted(DEVICE, now)
+    session.login_accepted(DEVICE, now, frozenset())
     session.data_to_send()
     session.events_received()
     return session
@@ -83,7 +83,7 @@ def test_accepted_login_answers_success_and_goes_online() -> None:
     session = DeviceSession(Timings(), 0.0)
     session.receive(json.dumps({"device_id": DEVICE, "password": "pw"}), 0.5)
     session.events_received()
-    session.login_accepted(DEVICE, 0.6, token="tok")
+    session.login_accepted(DEVICE, 0.6, frozenset(), token="tok")
     assert sent(session) == [{"status": "success", "data": {"device_id": DEVICE, "token": "tok"}}]
     assert session.events_received() == [LoggedIn(DEVICE)]
     assert session.state is State.ONLINE

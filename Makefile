@@ -13,15 +13,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.server: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[server]'
+# The laptop path runs both programs: edgefleet serve, and edgefleet-agent against it.
+$(VENV)/.serve: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[server,agent]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $@ $(VENV)/.server
+	touch $@ $(VENV)/.serve
 
-serve: $(VENV)/.server
+serve: $(VENV)/.serve
 	$(BIN)/edgefleet serve $(ARGS)
 
 test: $(VENV)/.dev

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from edgefleet.agent.extras import explaining_missing_extra
 from edgefleet.agent.settings import AgentSettings, SettingsError, add_arguments, load
 
 
@@ -18,14 +19,17 @@ def parse(argv: list[str]) -> AgentSettings:
 
 
 def main(argv: list[str] | None = None) -> int:
-    try:
+    def body() -> int:
         settings = parse(sys.argv[1:] if argv is None else argv)
+        from edgefleet.agent.runner import Agent  # the heavy imports wait for good settings
+
+        return Agent(settings).run()
+
+    try:
+        return explaining_missing_extra("edgefleet-agent", "agent", body)
     except SettingsError as exc:
         sys.stderr.write(f"edgefleet-agent: {exc}\n")
         return 2
-    from edgefleet.agent.runner import Agent  # the heavy imports wait until the settings are good
-
-    return Agent(settings).run()
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgefleet.agent import protocol
+from edgefleet.agent.settings import SettingsError
 
 SUCCESS_MESSAGE = "successfully exec order."
 
@@ -72,8 +73,12 @@ class CommandRegistry:
 
     def load_module(self, path: str) -> None:
         """Import ``path`` (``--commands``) and register every function in it that
-        ``agent.commands.command`` marked."""
-        module = importlib.import_module(path)
+        ``agent.commands.command`` marked; a module that cannot be imported is a bad
+        setting."""
+        try:
+            module = importlib.import_module(path)
+        except ImportError as exc:
+            raise SettingsError(f"--commands {path}: {exc}") from exc
         for value in vars(module).values():
             name = getattr(value, MARK, None)
             if isinstance(name, str) and callable(value):

@@ -7,6 +7,8 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edgefleet.agent.extras import missing_extra
+
 UPLOAD_FAILED = "fail to upload log."
 
 
@@ -34,7 +36,10 @@ async def upload_log(target: SftpTarget, logs: list[Path], remote_dir: str, devi
     """
     # asyncssh (and the cryptography it loads) is a third of the agent's memory
     # (measured: RSS 44 → 28 MiB without it); only a device that uploads pays for it.
-    import asyncssh
+    try:
+        import asyncssh
+    except ModuleNotFoundError as exc:
+        raise UploadError(missing_extra(exc, "agent") or str(exc)) from exc
 
     content = await asyncio.to_thread(_read_all, logs)
     remote_path = posixpath.join(remote_dir, f"{device_id}.log")

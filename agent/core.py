@@ -53,12 +53,14 @@ class Timings:
     announces at login (extension), so one server setting paces the whole fleet.
     """
 
-    ping_interval: float = 5.0
-    status_interval: float = 15.0
-    answer_timeout: float = 3.0
-    max_failures: int = 3
+    ping_interval: float = protocol.HEARTBEAT_INTERVAL
+    status_interval: float = protocol.STATUS_INTERVAL
+    answer_timeout: float = protocol.ANSWER_TIMEOUT
+    max_failures: int = protocol.MAX_FAILURES
     login_timeout: float = 30.0
-    restart_wait: float = 3.0
+    """How long a device waits for the answer to its login (a busy server checks
+    passwords in turn)."""
+    restart_wait: float = protocol.RESTART_WAIT
 
 
 # --- events --------------------------------------------------------------------
@@ -352,7 +354,7 @@ class Backoff:
     to ``cap``, plus up to ``jitter * base`` at random so a fleet that lost its server
     at the same instant does not come back at the same instant."""
 
-    base: float = 10.0
+    base: float = protocol.RECONNECT_DELAY
     cap: float = 60.0
     jitter: float = 0.2
     rng: random.Random = field(default_factory=random.Random)

@@ -10,10 +10,41 @@ Only the standard library is imported: this module is installed on devices.
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 MAX_FRAME_BYTES = 64 * 1024
+
+# --- timings (seconds) ------------------------------------------------------------
+# Every interval of the protocol, defined here once; both sides take their
+# defaults from these, and the settings of each side may change them.
+
+LOGIN_TIMEOUT = 5.0
+"""The login frame must arrive this long after the WebSocket handshake."""
+HEARTBEAT_INTERVAL = 5.0
+"""A device pings this long after the last frame it sent."""
+ANSWER_TIMEOUT = 3.0
+"""A ping or a status upload waits this long for its answer."""
+STATUS_INTERVAL = 15.0
+"""A device uploads its status this often."""
+HEARTBEAT_TOLERANCE = 7.5
+"""Silence the cloud tolerates while the device has missed no heartbeat..."""
+HEARTBEAT_TOLERANCE_AFTER_FAILURE = 5.5
+"""...and once it has missed one (the device is then ``unknown``)."""
+MAX_FAILURES = 3
+"""Missed answers (device side) or silences (cloud side) that end a session."""
+RECONNECT_DELAY = 10.0
+"""A device waits this long (plus jitter) before reconnecting."""
+COMMAND_TIMEOUT = 10.0
+"""A command with no result this long after it was sent has timed out."""
+RESTART_WAIT = 3.0
+"""A restarting device waits this long for the cloud's confirm."""
+MAX_FRAMES_PER_SECOND = 20
+"""Frames a second the cloud takes from one device; past it they are dropped, and
+twice as many close the connection (configurable on the cloud side)."""
 
 PING_PONG = "ping_pong"
 STATUS_UPLOAD = "upload_status_info"
@@ -46,7 +77,48 @@ MSG_UNAVAILABLE = "server busy, retry later"
 
 
 def encode(frame: dict[str, Any]) -> str:
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class NotJson(ValueError):
+    """Text that is not strict JSON, or JSON no peer should send."""
+
+
+MAX_INTEGER_DIGITS = 20
+"""Longer integers are refused while parsing: no field of the protocol needs them,
+and converting a 400-digit number to a float raises."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise NotJson(f"{name} is not JSON")
+
+
+def _integer(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INTEGER_DIGITS:
+        raise NotJson("integer too long")
+    return int(text)
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotJson("number out of range")
+    return value
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse one frame as strict JSON: ``NaN`` and ``Infinity`` (which Python's json
+    accepts and strict parsers refuse), overlong integers, numbers that overflow and
+    nesting deeper than the interpreter's stack all raise ``NotJson``, the one error
+    every caller handles, so no malformed frame escapes as another exception."""
+    try:
+        return json.loads(
+            text, parse_constant=_refuse_constant, parse_int=_integer, parse_float=_finite
+        )
+    except NotJson:
+        raise
+    except (ValueError, UnicodeDecodeError, RecursionError, TypeError) as exc:
+        raise NotJson(type(exc).__name__) from exc
 
 
 # --- login ----------------------------------------------------------------------
@@ -70,8 +142,8 @@ class Login:
 def parse_login(text: str | bytes) -> Login:
     """Read the first frame of a connection, or raise ``LoginRefused``."""
     try:
-        frame = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+        frame = loads(text)
+    except NotJson as exc:
         raise LoginRefused(MSG_NOT_JSON) from exc
     if not isinstance(frame, dict):
         raise LoginRefused(MSG_NOT_JSON)
@@ -124,8 +196,8 @@ def parse_login_answer(text: str | bytes) -> LoginAnswer:
     that sends something odd degrades to a version-1 login rather than an error.
     """
     try:
-        raw = json.loads(text)
-    except (ValueError, UnicodeDecodeError):
+        raw = loads(text)
+    except NotJson:
         return LoginAnswer(False, "login answer is not valid JSON")
     if not isinstance(raw, dict):
         return LoginAnswer(False, "login answer is not a JSON object")
@@ -179,8 +251,8 @@ class Frame:
 
 def parse_frame(text: str | bytes) -> Frame:
     try:
-        raw = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+        raw = loads(text)
+    except NotJson as exc:
         raise BadFrame("invalid_json") from exc
     if not isinstance(raw, dict):
         raise BadFrame("not_an_object")
@@ -221,24 +293,137 @@ def status_upload(device_id: str, status: dict[str, Any]) -> str:
     return _frame(STATUS_UPLOAD, {"device_id": device_id, **status})
 
 
+# --- the status payload (section 3) --------------------------------------------------
+
+CPU_INFO = "CPU_info"
+MEMORY_INFO = "Memory_info"
+DISK_INFO = "Disk_info"
+CPU_TIMES = ("user_cpu_time", "system_cpu_time", "idle_cpu_time", "io_wait_cpu_time")
+"""Cumulative CPU seconds, in ``CPU_info``; busy is user + system."""
+
+
+@dataclass(frozen=True)
+class StatusReport:
+    """The numbers of one status upload. Missing or unusable values are ``None``."""
+
+    cpu_times: tuple[float, float, float, float] | None = None
+    total_memory_mb: float | None = None
+    free_memory_mb: float | None = None
+    buff_cache_mb: float | None = None
+    root_total_size_mb: float | None = None
+    root_used_size_mb: float | None = None
+    root_used_percent: float | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The ``upload_status_info`` data (without ``device_id``)."""
+        cpu = dict(zip(CPU_TIMES, self.cpu_times or (), strict=False))
+        return {
+            CPU_INFO: cpu,
+            MEMORY_INFO: {
+                "total_memory_mb": self.total_memory_mb,
+                "free_memory_mb": self.free_memory_mb,
+                "buff_cache_mb": self.buff_cache_mb,
+            },
+            DISK_INFO: {
+                "root_total_size_mb": self.root_total_size_mb,
+                "root_used_size_mb": self.root_used_size_mb,
+                "root_used_percent": self.root_used_percent,
+            },
+            "dev_state": "online",
+        }
+
+    @classmethod
+    def read(cls, data: dict[str, Any]) -> StatusReport:
+        """The numbers of an upload's ``data``, each checked: a value that is not a
+        finite, non-negative number (or a percentage over 100) is taken as missing,
+        so nothing a device sends reaches an answer, a resource or a metric unchecked."""
+        cpu = data.get(CPU_INFO)
+        times = tuple(_quantity(cpu, key) for key in CPU_TIMES)
+        memory, disk = data.get(MEMORY_INFO), data.get(DISK_INFO)
+        percent = _quantity(disk, "root_used_percent")
+        return cls(
+            cpu_times=None if None in times else times,  # type: ignore[arg-type]
+            total_memory_mb=_quantity(memory, "total_memory_mb"),
+            free_memory_mb=_quantity(memory, "free_memory_mb"),
+            buff_cache_mb=_quantity(memory, "buff_cache_mb"),
+            root_total_size_mb=_quantity(disk, "root_total_size_mb"),
+            root_used_size_mb=_quantity(disk, "root_used_size_mb"),
+            root_used_percent=percent if percent is None or percent <= 100 else None,
+        )
+
+
+QUANTITY_LIMIT = 2.0**53
+"""Larger numbers lose precision as JSON numbers in JavaScript; no device counts
+that many seconds or megabytes."""
+
+
+def _quantity(section: Any, key: str) -> float | None:
+    if not isinstance(section, dict):
+        return None
+    value = section.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    if isinstance(value, int) and not -QUANTITY_LIMIT < value < QUANTITY_LIMIT:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) and 0 <= number < QUANTITY_LIMIT else None
+
+
 def order(
     device_id: str,
     order_type: str,
     params: dict[str, Any] | None = None,
     request_id: str | None = None,
-    remote_dir: str | None = None,
 ) -> str:
-    """A ``give_order`` frame: built-ins carry no params, custom commands always do."""
+    """A ``give_order`` frame. Built-ins carry no params; ``upload_log`` takes its
+    ``remote_dir`` from them. Custom commands always carry their params."""
+    params = params or {}
     inner = order_type in BUILTIN_ORDERS
     headers: dict[str, Any] = {"isInner": inner, "order_type": order_type}
     if request_id is not None:
         headers["request_id"] = request_id
     data: dict[str, Any] = {"device_id": device_id}
     if order_type == "upload_log":
-        data["remote_dir"] = remote_dir or DEFAULT_REMOTE_DIR
+        remote_dir = params.get("remote_dir")
+        data["remote_dir"] = (
+            remote_dir if isinstance(remote_dir, str) and remote_dir else (DEFAULT_REMOTE_DIR)
+        )
     if not inner:
-        data["params"] = params or {}
+        data["params"] = params
     return _frame(ORDER, data, headers)
+
+
+# --- the command contract -------------------------------------------------------------
+# One shape for what became of a command, from the device's result frame to the
+# REST answer; both sides and the controller import it from here.
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """A command's outcome: the device's answer, or the cloud giving up on it."""
+
+    status: str
+    """``success`` or ``fail`` as the device answered; ``timeout`` when it did not in time."""
+    message: str
+    data: Any = None
+    """The command's return value (extension), any JSON."""
+
+
+class CommandRefused(Exception):
+    """A command that cannot be sent now; ``kind`` is ``offline``, ``unknown`` or
+    ``busy``, and the message is the one PROTOCOL.md section 4 gives the caller."""
+
+    MESSAGES: Mapping[str, str] = MappingProxyType(
+        {
+            "offline": "Device is offline!",
+            "unknown": "Device state is Unknown!",
+            "busy": "Device busy!",
+        }
+    )
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(self.MESSAGES[kind])
+        self.kind = kind
 
 
 def command_result(

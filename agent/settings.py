@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from edgefleet.agent import protocol
+
 ENV_PREFIX = "EDGEFLEET_AGENT_"
 HOME = Path("~/.edgefleet-agent")
 
@@ -56,16 +58,24 @@ class AgentSettings:
     commands: str | None = setting(
         None, "Python module whose @command functions become custom commands."
     )
-    reconnect_delay: float = setting(10.0, "Seconds before the first reconnect attempt.")
+    reconnect_delay: float = setting(
+        protocol.RECONNECT_DELAY, "Seconds before the first reconnect attempt."
+    )
     reconnect_max_delay: float = setting(60.0, "Cap of the doubling reconnect delay.")
     heartbeat_interval: float = setting(
-        5.0, "Seconds between heartbeats, until the server announces its own."
+        protocol.HEARTBEAT_INTERVAL,
+        "Seconds between heartbeats, until the server announces its own.",
     )
     status_interval: float = setting(
-        15.0, "Seconds between status uploads, until the server announces its own."
+        protocol.STATUS_INTERVAL,
+        "Seconds between status uploads, until the server announces its own.",
     )
-    answer_timeout: float = setting(3.0, "Seconds a ping or status upload waits for its answer.")
-    restart_wait: float = setting(3.0, "Seconds restart waits for the server's confirm.")
+    answer_timeout: float = setting(
+        protocol.ANSWER_TIMEOUT, "Seconds a ping or status upload waits for its answer."
+    )
+    restart_wait: float = setting(
+        protocol.RESTART_WAIT, "Seconds restart waits for the server's confirm."
+    )
     disk_path: str = setting("/", "Filesystem whose usage is reported as Disk_info.")
 
     def secret(self) -> str | None:

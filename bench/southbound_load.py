@@ -274,7 +274,7 @@ def rss_kib(pid: int) -> int:
 
 async def measure_steady(
     api: str,
-    ws_port: int,
+    metrics_port: int,
     ids: list[int],
     until: float,
     command_rate: float,
@@ -307,13 +307,13 @@ async def measure_steady(
             tasks.append(asyncio.create_task(one_command()))
             if time.time() >= next_scrape:
                 sent = time.perf_counter()
-                async with session.get(f"http://127.0.0.1:{ws_port}/metrics") as response:
+                async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
                     size = len(await response.read())
                 renders.append(time.perf_counter() - sent)
                 next_scrape = time.time() + scrape_interval
             await asyncio.sleep(1 / command_rate)
         await asyncio.gather(*tasks)
-        async with session.get(f"http://127.0.0.1:{ws_port}/metrics") as response:
+        async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
             counts = fleet_counts(await response.text())
     return {
         "server_counts_after_steady": counts,
@@ -353,6 +353,7 @@ def main() -> None:
     parser.add_argument("--bcrypt-rounds", type=int, default=4)
     parser.add_argument("--api-port", type=int, default=18180)
     parser.add_argument("--ws-port", type=int, default=19190)
+    parser.add_argument("--metrics-port", type=int, default=19192)
     parser.add_argument("--output", type=Path, default=ROOT / "bench/results/southbound_load.json")
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -379,6 +380,8 @@ def main() -> None:
             str(args.api_port),
             "--ws-port",
             str(args.ws_port),
+            "--metrics-port",
+            str(args.metrics_port),
             "--api-token",
             TOKEN,
             "--bcrypt-rounds",
@@ -437,7 +440,7 @@ def main() -> None:
         steady = asyncio.run(
             measure_steady(
                 api,
-                args.ws_port,
+                args.metrics_port,
                 ids,
                 plan_times["steady_until"],
                 args.command_rate,

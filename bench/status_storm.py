@@ -98,7 +98,7 @@ async def load(args: argparse.Namespace, ids: list[int], ws_port: int, work: Pat
     converged_at = None
     while time.time() - started < args.max_seconds:
         await asyncio.sleep(1)
-        metrics = await asyncio.to_thread(scrape, ws_port)
+        metrics = await asyncio.to_thread(scrape, args.metrics_port)
         stats_file = work / "kmock-stats.json"
         kmock_stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
         samples.append(
@@ -150,6 +150,7 @@ def run_against(
     southbound = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "edgefleet.controller.cli", "southbound",
          "--db-url", url, "--ws-port", str(args.ws_port), "--instance", "southbound-0",
+         "--metrics-port", str(args.metrics_port),
          "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
          "--kube-status-rate", str(args.rate), "--bcrypt-rounds", "4",
          "--login-attempts-per-device", "1000", "--per-device-metrics", "false",
@@ -176,6 +177,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=100, help="status writes a second (cap)")
     parser.add_argument("--max-seconds", type=float, default=600)
     parser.add_argument("--ws-port", type=int, default=19390)
+    parser.add_argument("--metrics-port", type=int, default=19392)
     parser.add_argument("--output", type=Path, default=ROOT / "bench/results/status_storm.json")
     parser.add_argument("--serve-kmock", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()

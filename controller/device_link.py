@@ -1,8 +1,10 @@
 """What the northbound needs from whoever holds the device sessions.
 
-In ``edgefleet serve`` the southbound runs in the same process and is the link;
-without a southbound there is no link and every device is offline. (The
-Kubernetes mode will reach the southbound pod holding a session over HTTP.)
+In ``edgefleet serve`` the southbound runs in the same process and is reached
+directly (``controller.serve.InProcessLink``); in Kubernetes mode the southbound
+pod holding a session is reached over HTTP (``controller.http_link``); without a
+southbound there is no link and every device is offline. Commands use the
+contract of ``agent.protocol``: a ``CommandResult``, or ``CommandRefused``.
 """
 
 from __future__ import annotations
@@ -10,23 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-
-class DeviceUnavailable(Exception):
-    """The device cannot be reached now: ``kind`` is ``offline``, ``unknown`` or ``busy``."""
-
-    MESSAGES = {  # noqa: RUF012 - read-only table
-        "offline": "Device is offline!",
-        "unknown": "Device state is Unknown!",
-        "busy": "Device busy!",
-    }
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(self.MESSAGES[kind])
-        self.kind = kind
+from edgefleet.agent.protocol import CommandRefused, CommandResult
 
 
 @dataclass(frozen=True)
 class LiveView:
+    """A connected device's live status (the southbound's ``LiveEntry.view()``)."""
+
     device_id: int
     state: str
     last_seen: float
@@ -36,19 +28,14 @@ class LiveView:
     latest: dict[str, Any]
 
 
-@dataclass(frozen=True)
-class CommandOutcome:
-    status: str  # "success", "fail" or "timeout"
-    message: str
-    data: Any = None
-
-
 class DeviceLink(Protocol):
-    async def status(self, device_id: int) -> LiveView: ...
+    async def status(self, device_id: int) -> LiveView:
+        """Raises ``CommandRefused("offline")`` when no session holds the device."""
 
     async def command(
         self, device_id: int, order: str, params: dict[str, Any], timeout: float
-    ) -> CommandOutcome: ...
+    ) -> CommandResult:
+        """Send a command and wait for its result; raises ``CommandRefused``."""
 
     async def disconnect(self, device_id: int, reason: str) -> None:
         """End the device's session, if it has one (it was disabled or deleted)."""
@@ -58,12 +45,12 @@ class NoDeviceLink:
     """No southbound attached: no device holds a session."""
 
     async def status(self, device_id: int) -> LiveView:
-        raise DeviceUnavailable("offline")
+        raise CommandRefused("offline")
 
     async def command(
         self, device_id: int, order: str, params: dict[str, Any], timeout: float
-    ) -> CommandOutcome:
-        raise DeviceUnavailable("offline")
+    ) -> CommandResult:
+        raise CommandRefused("offline")
 
     async def disconnect(self, device_id: int, reason: str) -> None:
         return None

@@ -11,7 +11,8 @@ from typing import Any
 
 import aiohttp
 
-from edgefleet.controller.device_link import CommandOutcome, DeviceUnavailable, LiveView
+from edgefleet.agent.protocol import CommandRefused, CommandResult
+from edgefleet.controller.device_link import LiveView
 from edgefleet.controller.store import Store
 
 NETWORK_GRACE = 2.0  # seconds on top of a command's own timeout
@@ -32,7 +33,7 @@ class HttpDeviceLink:
     ) -> dict[str, Any]:
         address = await self._store.sessions.address_of(device_id)
         if address is None:
-            raise DeviceUnavailable("offline")
+            raise CommandRefused("offline")
         if self._session is None:
             self._session = aiohttp.ClientSession(headers=self._headers)
         url = f"http://{address}/internal/v1/devices/{device_id}/{action}"
@@ -41,12 +42,15 @@ class HttpDeviceLink:
                 method, url, json=body, timeout=aiohttp.ClientTimeout(total=timeout)
             ) as response:
                 answer = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise DeviceUnavailable("offline") from exc
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            raise CommandRefused("offline") from exc
+        if not isinstance(answer, dict):
+            raise CommandRefused("offline")
         if response.status == 409:
-            raise DeviceUnavailable(answer.get("refused", "offline"))
+            kind = answer.get("refused")
+            raise CommandRefused(kind if kind in CommandRefused.MESSAGES else "offline")
         if response.status != 200:
-            raise DeviceUnavailable("offline")
+            raise CommandRefused("offline")
         return answer
 
     async def status(self, device_id: int) -> LiveView:
@@ -55,13 +59,13 @@ class HttpDeviceLink:
 
     async def command(
         self, device_id: int, order: str, params: dict[str, Any], timeout: float
-    ) -> CommandOutcome:
+    ) -> CommandResult:
         body = {"order": order, "params": params, "timeout": timeout}
         answer = await self._call("POST", device_id, "commands", timeout + NETWORK_GRACE, body)
-        return CommandOutcome(answer["status"], answer["message"], answer.get("data"))
+        return CommandResult(answer["status"], answer["message"], answer.get("data"))
 
     async def disconnect(self, device_id: int, reason: str) -> None:
         try:
             await self._call("POST", device_id, "disconnect", NETWORK_GRACE, {"reason": reason})
-        except DeviceUnavailable:
+        except CommandRefused:
             pass  # no session, or its instance is gone: nothing to end

@@ -19,23 +19,16 @@ from typing import Any
 
 from aiohttp import web
 
+from edgefleet.agent.protocol import CommandResult
 from edgefleet.controller.api.app import create_app
 from edgefleet.controller.api.metrics import ApiMetrics
-from edgefleet.controller.device_link import (
-    CommandOutcome,
-    DeviceLink,
-    DeviceUnavailable,
-    LiveView,
-    NoDeviceLink,
-)
+from edgefleet.controller.device_link import DeviceLink, LiveView, NoDeviceLink
 from edgefleet.controller.http_link import HttpDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.mirror import ResourceMirror
 from edgefleet.controller.settings import Settings
 from edgefleet.controller.store import Store
-from edgefleet.southbound.server import Southbound
-from edgefleet.southbound.session import CommandRefused
-from edgefleet.southbound.status_writer import StatusWriter
+from edgefleet.southbound.server import KubeStatus, Southbound
 
 log = logging.getLogger("edgefleet.serve")
 
@@ -47,28 +40,12 @@ class InProcessLink:
         self._southbound = southbound
 
     async def status(self, device_id: int) -> LiveView:
-        try:
-            entry = self._southbound.status(device_id)
-        except CommandRefused as exc:
-            raise DeviceUnavailable(exc.kind) from exc
-        return LiveView(
-            device_id=device_id,
-            state=entry.state,
-            last_seen=entry.last_seen,
-            cpu_percent=entry.cpu_percent,
-            memory_used_percent=entry.memory_used_percent,
-            disk_used_percent=entry.disk_used_percent,
-            latest=entry.latest,
-        )
+        return LiveView(device_id=device_id, **self._southbound.status(device_id))
 
     async def command(
         self, device_id: int, order: str, params: dict[str, Any], timeout: float
-    ) -> CommandOutcome:
-        try:
-            finished = await self._southbound.command(device_id, order, params, timeout)
-        except CommandRefused as exc:
-            raise DeviceUnavailable(exc.kind) from exc
-        return CommandOutcome(finished.status, finished.message, finished.data)
+    ) -> CommandResult:
+        return await self._southbound.command(device_id, order, params, timeout)
 
     async def disconnect(self, device_id: int, reason: str) -> None:
         await self._southbound.disconnect(device_id, reason)
@@ -128,23 +105,16 @@ async def serve_southbound(settings: Settings) -> None:
     namespace set, live state mirrored into the Device resources."""
     async with _store(settings, migrate=False) as store:
         await store.wait_for_schema()
-        southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
         kube = None
+        status = None
         if settings.kube.namespace:
-            from edgefleet.controller.kube.client import (  # Kubernetes mode only
-                KubeClient,
-                KubeStatusApi,
-            )
+            from edgefleet.controller.kube.client import KubeClient, KubeStatusApi  # only here
 
             kube = await KubeClient.connect(settings.kube.kubeconfig, settings.kube.namespace)
-            southbound.status_writer = StatusWriter(
-                KubeStatusApi(kube),
-                southbound.metrics,
-                southbound.instance,
-                settings.kube.status_rate,
-                settings.kube.metrics_interval,
-                still_ours=southbound.holds,
+            status = KubeStatus(
+                KubeStatusApi(kube), settings.kube.status_rate, settings.kube.metrics_interval
             )
+        southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds, status)
         try:
             async with _southbound(southbound):
                 await _until_signalled()

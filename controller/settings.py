@@ -16,6 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
+from edgefleet.agent import protocol
+
 ENV_PREFIX = "EDGEFLEET_"
 
 
@@ -65,41 +67,53 @@ class ApiSettings:
 @dataclass(frozen=True)
 class SouthboundSettings:
     host: str = setting(
-        "127.0.0.1", "ws-host", "Device WebSocket listen address (/ws, /metrics, /healthz)."
+        "127.0.0.1",
+        "ws-host",
+        "Listen address of the device port (/ws, /healthz) and the ops and internal ports.",
     )
     port: int = setting(9090, "ws-port", "Device WebSocket listen port.")
     heartbeat_interval: float = setting(
-        5.0,
+        protocol.HEARTBEAT_INTERVAL,
         "heartbeat-interval",
         "Seconds between a device's heartbeats (told to devices at login).",
     )
     status_interval: float = setting(
-        15.0, "status-interval", "Seconds between a device's status uploads (told at login)."
+        protocol.STATUS_INTERVAL,
+        "status-interval",
+        "Seconds between a device's status uploads (told at login).",
     )
     heartbeat_tolerance: float = setting(
-        7.5, "heartbeat-tolerance", "Silence tolerated while a device has no missed heartbeat."
+        protocol.HEARTBEAT_TOLERANCE,
+        "heartbeat-tolerance",
+        "Silence tolerated while a device has no missed heartbeat.",
     )
     heartbeat_tolerance_after_failure: float = setting(
-        5.5,
+        protocol.HEARTBEAT_TOLERANCE_AFTER_FAILURE,
         "heartbeat-tolerance-after-failure",
         "Silence tolerated once a device has missed one (it is then 'unknown').",
     )
     heartbeat_failures: int = setting(
-        3, "heartbeat-failures", "Missed heartbeats in a row before the session is closed."
+        protocol.MAX_FAILURES,
+        "heartbeat-failures",
+        "Missed heartbeats in a row before the session is closed.",
     )
     login_timeout: float = setting(
-        5.0, "login-timeout", "Seconds a new connection has to send its login frame."
+        protocol.LOGIN_TIMEOUT,
+        "login-timeout",
+        "Seconds a new connection has to send its login frame.",
     )
     command_timeout: float = setting(
-        10.0, "command-timeout", "Default seconds a command waits for the device's result."
+        protocol.COMMAND_TIMEOUT,
+        "command-timeout",
+        "Default seconds a command waits for the device's result.",
     )
     max_frame_bytes: int = setting(
-        65536,
+        protocol.MAX_FRAME_BYTES,
         "max-frame-bytes",
         "Largest frame accepted; a larger one closes the connection (1009).",
     )
     max_frames_per_second: int = setting(
-        20,
+        protocol.MAX_FRAMES_PER_SECOND,
         "max-frames-per-second",
         "Frames per second per device; more are dropped, twice as many disconnect.",
     )
@@ -115,6 +129,21 @@ class SouthboundSettings:
         60.0,
         "login-failures-per-address",
         "Failed logins a minute from one source address before its logins are refused.",
+    )
+    metrics_port: int = setting(
+        9092,
+        "metrics-port",
+        "Port of the southbound's /metrics, /healthz and /readyz (Prometheus, probes); "
+        "keep it away from devices: the metrics name every device.",
+    )
+    tls_cert_file: str | None = setting(
+        None,
+        "tls-cert-file",
+        "PEM certificate chain: set, devices connect with wss:// (TLS at the southbound "
+        "itself rather than at a load balancer or Ingress).",
+    )
+    tls_key_file: str | None = setting(
+        None, "tls-key-file", "PEM private key of --tls-cert-file (if not in the same file)."
     )
     internal_port: int = setting(
         9091,

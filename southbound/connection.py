@@ -2,8 +2,14 @@
 
 It reads frames until the session's next deadline, feeds them (or the passing of
 time) to the session, sends what the session wants sent, and turns the session's
-events into side effects: credential checks, database records, live status,
-metrics, command results. It holds no protocol rule of its own.
+events into calls on its three collaborators: the login gate (is this login
+good?), the session table (the session begins, ends, runs commands) and the
+session events (everything else, for whoever listens). It holds no protocol rule
+of its own, and no feature: a feature is a listener of the events.
+
+However its handler ends — the device left, the server closed it, or a bug
+raised — the session is closed and detached from the table (``run``'s
+``finally``), so a device is never left ``online`` without a connection.
 """
 
 from __future__ import annotations
@@ -12,15 +18,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable
+from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from edgefleet.agent import protocol
-from edgefleet.controller.store import DatabaseUnavailable
+from edgefleet.agent.protocol import CommandRefused, CommandResult
+from edgefleet.southbound import events as announce
+from edgefleet.southbound.events import SessionEvents
+from edgefleet.southbound.login import LoginGate, login_result
 from edgefleet.southbound.session import (
-    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
     CommandFinished,
     DeviceSession,
     Event,
@@ -30,35 +41,56 @@ from edgefleet.southbound.session import (
     LoginFailed,
     LoginRequested,
     SessionClosed,
-    State,
     StateChanged,
     StatusReceived,
     StatusRejected,
+    Timings,
 )
-
-if TYPE_CHECKING:
-    from edgefleet.southbound.server import Southbound
+from edgefleet.southbound.sessions import SessionTable
 
 log = logging.getLogger("edgefleet.southbound")
 
 
 class DeviceConnection:
-    def __init__(self, websocket: ServerConnection, southbound: Southbound) -> None:
+    def __init__(
+        self,
+        websocket: ServerConnection,
+        timings: Timings,
+        gate: LoginGate,
+        table: SessionTable,
+        events: SessionEvents,
+    ) -> None:
         self.websocket = websocket
-        self.southbound = southbound
+        self._gate = gate
+        self._table = table
+        self._events = events
         self.loop = asyncio.get_running_loop()
-        self.session = DeviceSession(southbound.timings, self.loop.time())
+        self.session = DeviceSession(timings, self.loop.time())
         self.device_id: int | None = None
+        self._refused_device: int | None = None  # the device a refused login named
         self._lock = asyncio.Lock()
-        self._pending: dict[int, asyncio.Future[CommandFinished]] = {}
-        self._last_frame = 0.0
+        self._pending: dict[int, asyncio.Future[CommandResult]] = {}
+        self._last_frame: float | None = None
 
     @property
-    def address(self) -> str:
+    def peer(self) -> str:
         host, port, *_ = self.websocket.remote_address or ("?", 0)
         return f"{host}:{port}"
 
     async def run(self) -> None:
+        self._events.publish(announce.Connected(self.peer))
+        try:
+            await self._converse()
+        except Exception:
+            log.exception("device connection failed", extra={"device_id": self.device_id})
+            self._abandon("internal_error", CLOSE_INTERNAL_ERROR, "internal error")
+        finally:
+            # Cancelled (the server is going away), or closed: either way detached.
+            self._abandon("server_shutdown", CLOSE_GOING_AWAY, "server shutting down")
+        with contextlib.suppress(ConnectionClosed):
+            await self.websocket.close(self.session.close_code or 1000, self.session.close_reason)
+
+    async def _converse(self) -> None:
         session = self.session
         receiving: asyncio.Task[str | bytes] | None = None
         try:
@@ -84,21 +116,36 @@ class DeviceConnection:
         finally:
             if receiving is not None:
                 receiving.cancel()
-        with contextlib.suppress(ConnectionClosed):
-            await self.websocket.close(session.close_code or 1000, session.close_reason)
 
-    async def command(
-        self, order: str, params: dict[str, Any], timeout: float, remote_dir: str | None
-    ) -> CommandFinished:
-        """Send a command and wait for its result; raises ``CommandRefused``."""
+    def _abandon(self, cause: str, code: int, reason: str) -> None:
+        """Close and detach a session whose handler stopped without closing it: the
+        device must not stay attached, ``online``, without a connection. Nothing of
+        the session is trusted any more, so its events are not processed; the
+        callers of pending commands are told the device is offline."""
+        if not self.session.closed:
+            self.session.close(cause, code, reason)
+            self.session.events_received()
+            offline = CommandResult("fail", CommandRefused.MESSAGES["offline"])
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_result(offline)
+            self._events.publish(announce.ConnectionEnded(cause))
+        if self.device_id is not None:  # a no-op when the session closed normally
+            self._table.detach(self, self.device_id, cause)
+
+    async def send_command(
+        self, order: str, params: dict[str, Any], timeout: float
+    ) -> Awaitable[CommandResult]:
+        """Send a command; raises ``CommandRefused`` before sending anything when the
+        session cannot take it. Returns its result to come."""
         async with self._lock:
-            command_id = self.session.send_command(
-                order, params, timeout, self.loop.time(), remote_dir
-            )
-            result: asyncio.Future[CommandFinished] = self.loop.create_future()
+            command_id = self.session.send_command(order, params, timeout, self.loop.time())
+            result: asyncio.Future[CommandResult] = self.loop.create_future()
             self._pending[command_id] = result
             await self._flush()
-        started = time.perf_counter()
+        return self._result(result, timeout)
+
+    async def _result(self, result: asyncio.Future[CommandResult], timeout: float) -> CommandResult:
         try:
             return await asyncio.wait_for(asyncio.shield(result), timeout)
         except TimeoutError:
@@ -108,11 +155,9 @@ class DeviceConnection:
                 self.session.tick(self.loop.time())
                 await self._flush()
             return await result
-        finally:
-            self.southbound.metrics.command_latency.observe(time.perf_counter() - started)
 
     async def end(self, cause: str, code: int, reason: str) -> None:
-        """Close from the server side (superseded, shutting down)."""
+        """Close from the server side (superseded, disabled, shutting down)."""
         async with self._lock:
             self.session.close(cause, code, reason)
             await self._flush()
@@ -131,11 +176,10 @@ class DeviceConnection:
 
     def _heard(self, message: str | bytes) -> None:
         now = self.loop.time()
-        if self._last_frame and self.session.state in (State.ONLINE, State.UNKNOWN):
-            self.southbound.metrics.frame_gap.observe(now - self._last_frame)
+        if self.device_id is not None and not self.session.closed:
+            gap = None if self._last_frame is None else now - self._last_frame
+            self._events.publish(announce.FrameReceived(self.device_id, gap, time.time()))
         self._last_frame = now
-        if self.device_id is not None and (entry := self.southbound.live.get(self.device_id)):
-            entry.last_seen = time.time()
         self.session.receive(message, now)
 
     async def _flush(self) -> None:
@@ -151,73 +195,51 @@ class DeviceConnection:
                 await self._on(event)
 
     async def _on(self, event: Event) -> None:
-        southbound = self.southbound
-        metrics = southbound.metrics
+        device_id = self.device_id
         match event:
             case LoginRequested(login=login):
-                host = self.address.rsplit(":", 1)[0]
-                identity = login.device_id or f"{login.device_sn}/{login.device_model}"
-                if not southbound.throttle.allow(host, identity, self.loop.time()):
-                    self.session.login_refused(protocol.MSG_TOO_MANY_LOGINS, login)
-                    return
-                try:
-                    verdict = await southbound.credentials.check(login)
-                except DatabaseUnavailable:
-                    # Not the device's fault: tell it to come back (close 1013).
-                    self.session.login_refused(
-                        protocol.MSG_UNAVAILABLE, login, code=CLOSE_TRY_AGAIN_LATER
-                    )
-                    return
-                if verdict.refusal is not None:
-                    southbound.throttle.failed(host, self.loop.time())
-                    if verdict.device_id is not None:
-                        southbound.record_login_failure(verdict.device_id, verdict.refusal)
-                    self.session.login_refused(verdict.refusal, login)
-                    return
-                assert verdict.device_id is not None
-                self.device_id = verdict.device_id
-                await southbound.attach(self, verdict)
-                self.session.login_accepted(
-                    str(verdict.device_id),
-                    self.loop.time(),
-                    **southbound.login_extensions(verdict),
-                )
+                await self._login(login)
             case LoginFailed(message=message):
-                metrics.logins.labels(LOGIN_RESULTS.get(message, "refused")).inc()
+                self._events.publish(
+                    announce.LoginFailed(
+                        self._refused_device, login_result(message), message, self.peer
+                    )
+                )
             case LoggedIn():
-                metrics.logins.labels("success").inc()
-                southbound.went_online(self)
-            case HeartbeatAnswered():
-                metrics.heartbeats.inc()
-            case StateChanged(state=state):
-                southbound.state_changed(self, state.value, event.failures)
-            case StatusReceived(data=data):
-                metrics.statuses.labels("accepted").inc()
-                southbound.status_received(self, data)
-            case StatusRejected(reason=reason):
-                metrics.statuses.labels(reason).inc()
-            case FrameIgnored(reason=reason):
-                metrics.bad_frames.labels(reason).inc()
-            case CommandFinished(command_id=command_id):
+                pass  # the table announced it when it attached the session
+            case CommandFinished(command_id=command_id, result=result):
                 future = self._pending.pop(command_id, None)
                 if future is not None and not future.done():
-                    future.set_result(event)
+                    future.set_result(result)
             case SessionClosed(cause=cause):
-                metrics.disconnects.labels(cause).inc()
-                if self.device_id is not None and cause != "login_failed":
-                    southbound.detach(self, cause)
+                self._events.publish(announce.ConnectionEnded(cause))
+                if device_id is not None:
+                    self._table.detach(self, device_id, cause)
+            case _ if device_id is None:
+                return
+            case HeartbeatAnswered():
+                self._events.publish(announce.HeartbeatAnswered(device_id))
+            case StateChanged(state=state, failures=failures):
+                self._events.publish(
+                    announce.StateChanged(device_id, state.value, failures, time.time())
+                )
+            case StatusReceived(data=data, utilisation=utilisation):
+                self._events.publish(
+                    announce.StatusReceived(device_id, data, utilisation, time.time())
+                )
+            case StatusRejected(reason=reason):
+                self._events.publish(announce.StatusRejected(device_id, reason))
+            case FrameIgnored(reason=reason):
+                self._events.publish(announce.FrameIgnored(device_id, reason))
 
-
-# Login failure messages -> the ``result`` label of ``edgefleet_logins``.
-LOGIN_RESULTS = {
-    protocol.MSG_NOT_JSON: "invalid_frame",
-    protocol.MSG_NO_SECRET: "invalid_frame",
-    protocol.MSG_NO_IDENTITY: "invalid_frame",
-    protocol.MSG_UNKNOWN_DEVICE: "unknown_device",
-    protocol.MSG_WRONG_PASSWORD: "wrong_password",
-    protocol.MSG_BAD_TOKEN: "bad_token",
-    protocol.MSG_LOGIN_TIMEOUT: "timeout",
-    protocol.MSG_DISABLED: "disabled",
-    protocol.MSG_TOO_MANY_LOGINS: "rate_limited",
-    protocol.MSG_UNAVAILABLE: "unavailable",
-}
+    async def _login(self, login: protocol.Login) -> None:
+        host = self.peer.rsplit(":", 1)[0]
+        admission = await self._gate.admit(login, host, self.loop.time())
+        if admission.refusal is not None:
+            self._refused_device = admission.device_id
+            self.session.login_refused(admission.refusal, login, code=admission.code)
+            return
+        assert admission.device is not None
+        self.device_id = admission.device.device_id
+        await self._table.attach(self, admission.device, admission.by_token)
+        self.session.login_accepted(str(self.device_id), self.loop.time(), **admission.answer)

@@ -35,7 +35,7 @@ class Verdict:
 
 class CredentialChecker:
     def __init__(
-        self, store: Store, tokens: TokenSigner, concurrency: int, bcrypt_rounds: int = 12
+        self, store: Store, tokens: TokenSigner, concurrency: int, bcrypt_rounds: int
     ) -> None:
         self._store = store
         self._tokens = tokens

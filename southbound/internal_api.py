@@ -9,81 +9,95 @@ no envelope: only the controller talks to it.
 from __future__ import annotations
 
 import hmac
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
-from edgefleet.southbound.session import CommandRefused
-
-if TYPE_CHECKING:
-    from edgefleet.southbound.server import Southbound
+from edgefleet.agent.protocol import CommandRefused, CommandResult
 
 PREFIX = "/internal/v1/devices/{device_id:[0-9]{1,19}}"
-SOUTHBOUND = web.AppKey("southbound", object)
+MAX_TIMEOUT = 300.0
 
 
-def refused(exc: CommandRefused) -> web.Response:
+class Devices(Protocol):
+    """What the internal API serves: the southbound's answers about its sessions."""
+
+    def status(self, device_id: int) -> dict[str, Any]:
+        """The live status view; raises ``CommandRefused("offline")``."""
+
+    async def command(
+        self, device_id: int, order: str, params: dict[str, Any], timeout: float
+    ) -> CommandResult: ...
+
+    async def disconnect(self, device_id: int, reason: str) -> None: ...
+
+
+DEVICES = web.AppKey("devices", Devices)
+
+
+def _refused(exc: CommandRefused) -> web.Response:
     return web.json_response({"refused": exc.kind}, status=409)
 
 
-async def status(request: web.Request) -> web.Response:
-    southbound: Southbound = request.app[SOUTHBOUND]  # type: ignore[assignment]
+def _device_id(request: web.Request) -> int:
+    return int(request.match_info["device_id"])
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
     try:
-        entry = southbound.status(int(request.match_info["device_id"]))
+        body = await request.json()
+    except ValueError:
+        raise web.HTTPBadRequest(text='{"error": "body is not JSON"}') from None
+    if not isinstance(body, dict):
+        raise web.HTTPBadRequest(text='{"error": "body is not an object"}')
+    return body
+
+
+async def status(request: web.Request) -> web.Response:
+    try:
+        return web.json_response(request.app[DEVICES].status(_device_id(request)))
     except CommandRefused as exc:
-        return refused(exc)
-    return web.json_response(
-        {
-            "state": entry.state,
-            "last_seen": entry.last_seen,
-            "cpu_percent": entry.cpu_percent,
-            "memory_used_percent": entry.memory_used_percent,
-            "disk_used_percent": entry.disk_used_percent,
-            "latest": entry.latest,
-        }
-    )
+        return _refused(exc)
 
 
 async def command(request: web.Request) -> web.Response:
-    southbound: Southbound = request.app[SOUTHBOUND]  # type: ignore[assignment]
-    body = await request.json()
-    if not isinstance(body, dict) or not isinstance(body.get("order"), str):
+    body = await _body(request)
+    if not isinstance(body.get("order"), str):
         return web.json_response({"error": "order required"}, status=400)
     params = body.get("params") if isinstance(body.get("params"), dict) else {}
     timeout = body.get("timeout")
-    if not isinstance(timeout, int | float) or not 0 < timeout <= 300:
-        return web.json_response({"error": "timeout must be in (0, 300]"}, status=400)
+    if not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT:
+        return web.json_response({"error": f"timeout must be in (0, {MAX_TIMEOUT:g}]"}, status=400)
     try:
-        finished = await southbound.command(
-            int(request.match_info["device_id"]), body["order"], params, float(timeout)
+        result = await request.app[DEVICES].command(
+            _device_id(request), body["order"], params, float(timeout)
         )
     except CommandRefused as exc:
-        return refused(exc)
+        return _refused(exc)
     return web.json_response(
-        {"status": finished.status, "message": finished.message, "data": finished.data}
+        {"status": result.status, "message": result.message, "data": result.data}
     )
 
 
 async def disconnect(request: web.Request) -> web.Response:
-    southbound: Southbound = request.app[SOUTHBOUND]  # type: ignore[assignment]
-    body = await request.json()
-    reason = body.get("reason") if isinstance(body, dict) else None
-    await southbound.disconnect(
-        int(request.match_info["device_id"]), reason if isinstance(reason, str) else "ended"
+    reason = (await _body(request)).get("reason")
+    await request.app[DEVICES].disconnect(
+        _device_id(request), reason if isinstance(reason, str) else "ended"
     )
     return web.json_response({"disconnected": True})
 
 
-def create_internal_app(southbound: Southbound, token: str) -> web.Application:
+def create_internal_app(devices: Devices, token: str) -> web.Application:
     @web.middleware
-    async def authenticate(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), token.encode()):
             return web.json_response({"error": "unauthorized"}, status=401)
         return await handler(request)
 
     app = web.Application(middlewares=[authenticate])
-    app[SOUTHBOUND] = southbound
+    app[DEVICES] = devices
     app.router.add_get(PREFIX + "/status", status)
     app.router.add_post(PREFIX + "/commands", command)
     app.router.add_post(PREFIX + "/disconnect", disconnect)

@@ -1,59 +1,26 @@
-"""The live status: the latest upload of every connected device, in memory.
-
-CPU utilisation needs two uploads: the device reports cumulative CPU seconds, and
-the busy share of the time that passed between two reports is the percentage.
-"""
+"""The live status: the latest upload of every connected device, in memory, kept
+from the session events; the northbound reads it (``view``), and so does the
+metrics exporter at scrape time."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def _number(section: Any, key: str) -> float | None:
-    if isinstance(section, dict):
-        value = section.get(key)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    return None
-
-
-def _cpu_times(data: dict[str, Any]) -> tuple[float, float] | None:
-    """(busy, total) cumulative CPU seconds, or None if the upload lacks them."""
-    cpu = data.get("CPU_info")
-    parts = [
-        _number(cpu, k)
-        for k in ("user_cpu_time", "system_cpu_time", "idle_cpu_time", "io_wait_cpu_time")
-    ]
-    if any(p is None for p in parts):
-        return None
-    user, system, idle, io_wait = parts  # type: ignore[misc]
-    return user + system, user + system + idle + io_wait
-
-
-def _memory_used_percent(data: dict[str, Any]) -> float | None:
-    memory = data.get("Memory_info")
-    total = _number(memory, "total_memory_mb")
-    free = _number(memory, "free_memory_mb")
-    cache = _number(memory, "buff_cache_mb") or 0.0
-    if not total or free is None:
-        return None
-    return round(max(0.0, min(100.0, (total - free - cache) / total * 100)), 2)
-
-
-def _disk_used_percent(data: dict[str, Any]) -> float | None:
-    disk = data.get("Disk_info")
-    percent = _number(disk, "root_used_percent")
-    if percent is not None:
-        return percent
-    total, used = _number(disk, "root_total_size_mb"), _number(disk, "root_used_size_mb")
-    return round(used / total * 100, 2) if total and used is not None else None
+from edgefleet.southbound.events import (
+    FrameReceived,
+    Left,
+    LoggedIn,
+    SessionEvents,
+    StateChanged,
+    StatusReceived,
+)
+from edgefleet.southbound.utilisation import Utilisation
 
 
 @dataclass
 class LiveEntry:
     device_id: int
-    label_text: str  # its Prometheus label set, escaped once
     state: str
     connected_at: float
     last_seen: float
@@ -61,20 +28,24 @@ class LiveEntry:
     cpu_percent: float | None = None
     memory_used_percent: float | None = None
     disk_used_percent: float | None = None
-    _cpu_times: tuple[float, float] | None = None
 
-    def update(self, data: dict[str, Any], at: float) -> None:
-        times = _cpu_times(data)
-        if times and self._cpu_times:
-            busy = times[0] - self._cpu_times[0]
-            total = times[1] - self._cpu_times[1]
-            if total > 0 and busy >= 0:
-                self.cpu_percent = round(min(100.0, busy / total * 100), 2)
-        self._cpu_times = times
+    def update(self, data: dict[str, Any], utilisation: Utilisation, at: float) -> None:
         self.latest = data
-        self.memory_used_percent = _memory_used_percent(data)
-        self.disk_used_percent = _disk_used_percent(data)
+        self.cpu_percent = utilisation.cpu_percent
+        self.memory_used_percent = utilisation.memory_used_percent
+        self.disk_used_percent = utilisation.disk_used_percent
         self.last_seen = at
+
+    def view(self) -> dict[str, Any]:
+        """The live status as the northbound serves it (the internal API's JSON)."""
+        return {
+            "state": self.state,
+            "last_seen": self.last_seen,
+            "cpu_percent": self.cpu_percent,
+            "memory_used_percent": self.memory_used_percent,
+            "disk_used_percent": self.disk_used_percent,
+            "latest": self.latest,
+        }
 
 
 class LiveStatusBook:
@@ -83,11 +54,38 @@ class LiveStatusBook:
     def __init__(self) -> None:
         self.entries: dict[int, LiveEntry] = {}
 
-    def connected(self, device_id: int, label_text: str, at: float) -> None:
-        self.entries[device_id] = LiveEntry(device_id, label_text, "online", at, at)
+    def subscribe(self, events: SessionEvents) -> None:
+        events.on(LoggedIn, self._logged_in)
+        events.on(FrameReceived, self._frame)
+        events.on(StateChanged, self._state_changed)
+        events.on(StatusReceived, self._status)
+        events.on(Left, self._left)
 
     def get(self, device_id: int) -> LiveEntry | None:
         return self.entries.get(device_id)
 
-    def disconnected(self, device_id: int) -> None:
-        self.entries.pop(device_id, None)
+    def counts(self) -> dict[str, int]:
+        """Sessions by state."""
+        counts = {"online": 0, "unknown": 0}
+        for entry in self.entries.values():
+            counts[entry.state] = counts.get(entry.state, 0) + 1
+        return counts
+
+    def _logged_in(self, event: LoggedIn) -> None:
+        device_id = event.device.device_id
+        self.entries[device_id] = LiveEntry(device_id, "online", event.at, event.at)
+
+    def _frame(self, event: FrameReceived) -> None:
+        if entry := self.entries.get(event.device_id):
+            entry.last_seen = event.at
+
+    def _state_changed(self, event: StateChanged) -> None:
+        if entry := self.entries.get(event.device_id):
+            entry.state = event.state
+
+    def _status(self, event: StatusReceived) -> None:
+        if entry := self.entries.get(event.device_id):
+            entry.update(event.data, event.utilisation, event.at)
+
+    def _left(self, event: Left) -> None:
+        self.entries.pop(event.device_id, None)

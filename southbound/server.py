@@ -1,48 +1,56 @@
-"""The southbound service: the device WebSocket server and what it shares.
+"""The southbound service of one instance: what it is made of, and its lifecycle.
 
-One port serves ``/ws`` (devices), ``/metrics`` (Prometheus) and ``/healthz``.
-``Southbound`` owns the session table (device id -> connection), the live status,
-the metrics and the ordered database recorder, and it answers what the northbound
-asks (live status, commands): in one process through ``controller.serve``, later
-over HTTP.
+Three ports:
+
+- the device port (``--ws-port``): ``/ws`` for devices (``wss://`` when given a
+  certificate) and ``/healthz`` for load balancers;
+- the ops port (``--metrics-port``): ``/metrics``, ``/healthz`` (liveness) and
+  ``/readyz`` (readiness), for Prometheus and the kubelet — never exposed to
+  devices, since the metrics name every device;
+- the internal port (``--internal-port``, only with ``--internal-token``): live
+  status and commands for the controller in Kubernetes mode.
+
+How it fits together: each connection (``connection.py``) runs a sans-I/O session
+(``session.py``), asks the login gate (``login.py``) about its login, and attaches
+to the session table (``sessions.py``); everything that happens is announced on
+the session events (``events.py``), to which each feature listens — the live
+status (``live.py``), the metrics (``metrics.py``), the database recorder
+(``recorder.py``), the activity log (``activity.py``) and, in Kubernetes mode,
+the status writer (``status_writer.py``). The instance beats in the database
+(``liveness.py``); its background tasks are owned by ``tasks.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import http
 import logging
-import secrets
 import socket
-import time
+import ssl
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
+from edgefleet.agent.protocol import CommandRefused, CommandResult
+from edgefleet.controller.kube.status import StatusApi
 from edgefleet.controller.store import Store, StoreError
-from edgefleet.controller.store.sessions import SessionChange
+from edgefleet.southbound.activity import ActivityLog
 from edgefleet.southbound.connection import DeviceConnection
-from edgefleet.southbound.credentials import CredentialChecker, Verdict
+from edgefleet.southbound.events import SessionEvents
 from edgefleet.southbound.internal_api import create_internal_app
-from edgefleet.southbound.live import LiveEntry, LiveStatusBook
-from edgefleet.southbound.metrics import SouthboundMetrics, label_text
+from edgefleet.southbound.live import LiveStatusBook
+from edgefleet.southbound.liveness import Liveness
+from edgefleet.southbound.login import LoginGate
+from edgefleet.southbound.metrics import SouthboundMetrics
 from edgefleet.southbound.recorder import Recorder
-from edgefleet.southbound.session import (
-    CLOSE_GOING_AWAY,
-    CLOSE_POLICY,
-    CLOSE_SUPERSEDED,
-    CommandFinished,
-    CommandRefused,
-    Timings,
-)
+from edgefleet.southbound.session import CLOSE_GOING_AWAY, Timings
+from edgefleet.southbound.sessions import SessionTable
 from edgefleet.southbound.status_writer import StatusWriter
-from edgefleet.southbound.throttle import LoginThrottle
-from edgefleet.southbound.tokens import TokenSigner
+from edgefleet.southbound.tasks import BackgroundTasks
 
 if TYPE_CHECKING:
     # Only the type: the settings object is defined once, with the CLI that fills it.
@@ -51,17 +59,31 @@ if TYPE_CHECKING:
 log = logging.getLogger("edgefleet.southbound")
 
 WS_PATH = "/ws"
-# Status uploads come every 15 s; the device log keeps one in this many seconds.
-STATUS_EVENT_INTERVAL = 600.0
 # How long a stopping instance waits for its last session changes to be written.
 SHUTDOWN_WRITE_GRACE = 20.0
 
 
+@dataclass(frozen=True)
+class KubeStatus:
+    """Kubernetes mode: where and how fast live state goes into the Device resources."""
+
+    api: StatusApi
+    rate: float
+    metrics_interval: float
+
+
 class Southbound:
-    def __init__(self, settings: SouthboundSettings, store: Store, bcrypt_rounds: int = 12) -> None:
+    def __init__(
+        self,
+        settings: SouthboundSettings,
+        store: Store,
+        bcrypt_rounds: int,
+        kube: KubeStatus | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.instance = settings.instance or socket.gethostname()
+        self.internal_address = f"{settings.advertise_address}:{settings.internal_port}"
         self.timings = Timings(
             login_timeout=settings.login_timeout,
             tolerance=settings.heartbeat_tolerance,
@@ -69,27 +91,38 @@ class Southbound:
             max_failures=settings.heartbeat_failures,
             max_frames_per_second=settings.max_frames_per_second,
         )
-        key = settings.token_key.encode() if settings.token_key else secrets.token_bytes(32)
-        self.tokens = TokenSigner(key, settings.token_ttl)
-        self.credentials = CredentialChecker(
-            store, self.tokens, settings.login_concurrency, bcrypt_rounds
-        )
-        self.throttle = LoginThrottle(
-            settings.login_attempts_per_device, settings.login_failures_per_address
-        )
+        self.events = SessionEvents()
+        self.sessions = SessionTable(self.events)
+        self.gate = LoginGate(store, settings, bcrypt_rounds)
+        # The listeners, each a feature; the order they subscribe in is the order
+        # they hear each event.
         self.live = LiveStatusBook()
-        self.metrics = SouthboundMetrics(settings.per_device_metrics)
-        self.recorder = Recorder(store, self.instance)
-        self.sessions: dict[int, DeviceConnection] = {}
-        self._last_status_event: dict[int, float] = {}
+        self.metrics = SouthboundMetrics(self.live, settings.per_device_metrics)
+        self.recorder = Recorder(store, self.instance, lambda: self.internal_address)
+        self.status_writer = (
+            StatusWriter(
+                kube.api,
+                self.metrics,
+                self.instance,
+                kube.rate,
+                kube.metrics_interval,
+                still_ours=self.holds,
+            )
+            if kube is not None
+            else None
+        )
+        listeners = [self.live, self.metrics, self.recorder, ActivityLog(), self.status_writer]
+        for listener in listeners:
+            if listener is not None:
+                listener.subscribe(self.events)
+        self.liveness = Liveness(
+            store, self.instance, settings.instance_timeout, self.events, self._held
+        )
+        self._tasks = BackgroundTasks()
         self._server: Server | None = None
-        self._internal: web.AppRunner | None = None
-        self._recorder_task: asyncio.Task[None] | None = None
-        self.status_writer: StatusWriter | None = None
-        """Kubernetes mode: mirrors live state into the Device resources."""
-        self._writer_task: asyncio.Task[None] | None = None
-        self._liveness_task: asyncio.Task[None] | None = None
-        self.internal_address = f"{settings.advertise_address}:{settings.internal_port}"
+        self._runners: list[web.AppRunner] = []
+        self._stopping = False
+        self.metrics_port = settings.metrics_port
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -101,16 +134,22 @@ class Southbound:
                 "released sessions of a previous run",
                 extra={"instance": self.instance, "devices": len(released)},
             )
-        await self.store.sessions.beat(self.instance)
-        self._liveness_task = asyncio.create_task(self._liveness(), name="liveness")
-        self._recorder_task = asyncio.create_task(self.recorder.run(), name="recorder")
+        await self.liveness.beat()
+        self._tasks.start(self.liveness.run(), "liveness")
+        self._tasks.start(self.recorder.run(), "recorder")
         if self.status_writer is not None:
-            self._writer_task = asyncio.create_task(self.status_writer.run(), name="status")
+            self._tasks.start(self.status_writer.run(), "status-writer")
+        if self.settings.internal_token:
+            app = create_internal_app(self, self.settings.internal_token)
+            port = await self._listen(app, self.settings.internal_port)
+            self.internal_address = f"{self.settings.advertise_address}:{port}"
+        self.metrics_port = await self._listen(self._ops_app(), self.settings.metrics_port)
         self._server = await serve(
             self._handle,
             self.settings.host,
             self.settings.port,
             process_request=self._http,
+            ssl=self._tls(),
             max_size=self.settings.max_frame_bytes,
             compression=None,  # per-connection zlib state costs ~100 KiB a device
             ping_interval=None,  # the protocol has its own heartbeat
@@ -119,21 +158,16 @@ class Southbound:
             # SYNs and make the devices wait for TCP's one-second retransmission.
             backlog=4096,
         )
-        if self.settings.internal_token:
-            await self._start_internal_api(self.settings.internal_token)
         log.info(
             "southbound listening",
-            extra={"host": self.settings.host, "port": self.port, "instance": self.instance},
+            extra={
+                "host": self.settings.host,
+                "port": self.port,
+                "metrics_port": self.metrics_port,
+                "tls": self.settings.tls_cert_file is not None,
+                "instance": self.instance,
+            },
         )
-
-    async def _start_internal_api(self, token: str) -> None:
-        self._internal = web.AppRunner(create_internal_app(self, token), access_log=None)
-        await self._internal.setup()
-        site = web.TCPSite(self._internal, self.settings.host, self.settings.internal_port)
-        await site.start()
-        if self.settings.internal_port == 0:  # tests: learn the port the OS chose
-            port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            self.internal_address = f"{self.settings.advertise_address}:{port}"
 
     @property
     def port(self) -> int:
@@ -141,208 +175,116 @@ class Southbound:
         return self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        """Mark every session offline (``server_shutdown``), close them with 1001."""
+        """Mark every session offline (``server_shutdown``), close them with 1001,
+        write what is left to write, and stop the background tasks."""
         if self._server is None:
             return
-        if self._liveness_task is not None:
-            self._liveness_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._liveness_task
+        self._stopping = True
         self._server.close(close_connections=False)
-        await asyncio.gather(
-            *(
-                c.end("server_shutdown", CLOSE_GOING_AWAY, "server shutting down")
-                for c in list(self.sessions.values())
-            ),
-            return_exceptions=True,
-        )
+        await self.sessions.end_all("server_shutdown", CLOSE_GOING_AWAY, "server shutting down")
         await self._server.wait_closed()
-        if self._internal is not None:
-            await self._internal.cleanup()
+        for runner in self._runners:
+            await runner.cleanup()
+        await self._drain("session changes", self.recorder.drained, self.recorder.backlog)
+        if self.status_writer is not None:
+            writer = self.status_writer
+            await self._drain("Device statuses", writer.drained, writer.queue_depth)
+        await self._tasks.cancel()
         try:
-            async with asyncio.timeout(SHUTDOWN_WRITE_GRACE):
-                await self.recorder.drained()
-        except TimeoutError:
-            log.error(
-                "shutting down with session changes unwritten",
-                extra={"changes": self.recorder.backlog},
-            )
-        if self._recorder_task:
-            self._recorder_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._recorder_task
-        if self.status_writer is not None and self._writer_task is not None:
-            try:
-                async with asyncio.timeout(SHUTDOWN_WRITE_GRACE):
-                    await self.status_writer.drained()
-            except TimeoutError:
-                log.error(
-                    "shutting down with Device statuses unwritten",
-                    extra={"devices": self.status_writer.queue_depth},
-                )
-            self._writer_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._writer_task
-        with contextlib.suppress(StoreError):
             await self.store.sessions.forget_instance(self.instance)
+        except StoreError:
+            log.warning("could not remove this instance's beat", exc_info=True)
         self._server = None
 
-    # --- HTTP beside the WebSocket -------------------------------------------------------
+    @staticmethod
+    async def _drain(what: str, drained: Any, backlog: int) -> None:
+        try:
+            async with asyncio.timeout(SHUTDOWN_WRITE_GRACE):
+                await drained()
+        except TimeoutError:
+            log.error("shutting down with writes left", extra={"what": what, "left": backlog})
+
+    def _tls(self) -> ssl.SSLContext | None:
+        if self.settings.tls_cert_file is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(self.settings.tls_cert_file, self.settings.tls_key_file)
+        return context
+
+    async def _listen(self, app: web.Application, port: int) -> int:
+        """Serve ``app`` on ``port`` (0: any free port); returns the port."""
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.settings.host, port)
+        await site.start()
+        self._runners.append(runner)
+        return site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    # --- HTTP ----------------------------------------------------------------------------
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        """The device port answers ``/ws`` (the WebSocket) and ``/healthz``."""
         path = request.path.split("?", 1)[0]
         if path == WS_PATH:
             return None
-        if path == "/metrics":
-            body = await self.metrics.render(self.live)
-            headers = Headers(
-                [("Content-Type", CONTENT_TYPE_LATEST), ("Content-Length", str(len(body)))]
-            )
-            return Response(http.HTTPStatus.OK, "OK", headers, body)
         if path == "/healthz":
             return connection.respond(http.HTTPStatus.OK, "ok\n")
         return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
 
-    async def _handle(self, websocket: ServerConnection) -> None:
-        self.metrics.connections.inc()
-        connection = DeviceConnection(websocket, self)
-        try:
-            await connection.run()
-        except Exception:
-            # One device's failure never ends another's session: log and drop it.
-            log.exception("device connection failed", extra={"device_id": connection.device_id})
+    def _ops_app(self) -> web.Application:
+        async def metrics(_request: web.Request) -> web.Response:
+            body = await self.metrics.render()
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
-    async def _liveness(self) -> None:
-        """Beat; release the sessions of instances that stopped beating (a pod that
-        died comes back under another name, if at all, and never releases them)."""
-        timeout = self.settings.instance_timeout
-        while True:
-            await asyncio.sleep(timeout / 4)
+        async def healthz(_request: web.Request) -> web.Response:
+            return web.Response(text="ok\n")
+
+        async def readyz(_request: web.Request) -> web.Response:
+            if self._stopping or self._server is None:
+                return web.Response(status=503, text="stopping\n")
             try:
-                if not await self.store.sessions.beat(self.instance):
-                    self._reclaim()
-                lost = await self.store.sessions.release_lost(timeout)
+                await self.store.db.ping()
             except StoreError:
-                log.warning("liveness beat failed", exc_info=True)
-                continue
-            if not lost:
-                continue
-            log.warning("released sessions of lost instances", extra={"devices": len(lost)})
-            if self.status_writer is not None:
-                for device in lost:
-                    if device["k8s_name"]:
-                        self.status_writer.released(
-                            device["device_id"], device["k8s_namespace"], device["k8s_name"]
-                        )
+                return web.Response(status=503, text="database unavailable\n")
+            return web.Response(text="ok\n")
 
-    def _reclaim(self) -> None:
-        """Another instance took this one for lost (its beats did not reach the
-        database in time) and released its sessions: record them again."""
-        log.warning("this instance was taken for lost; recording its sessions again")
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        return app
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    async def _handle(self, websocket: ServerConnection) -> None:
+        await DeviceConnection(websocket, self.timings, self.gate, self.sessions, self.events).run()
+
+    def _held(self) -> list[tuple[int, str, str]]:
+        """(device id, state, peer) of every session held here."""
+        held = []
         for device_id, connection in self.sessions.items():
             entry = self.live.get(device_id)
-            self._record_connected(device_id, connection, entry.state if entry else "online")
+            held.append((device_id, entry.state if entry else "online", connection.peer))
+        return held
 
-    # --- session events (called by DeviceConnection) -----------------------------------
+    # --- what the northbound asks -----------------------------------------------------------
 
-    async def attach(self, connection: DeviceConnection, verdict: Verdict) -> None:
-        """A login was accepted: the newer session wins over an older one."""
-        assert verdict.device_id is not None
-        older = self.sessions.get(verdict.device_id)
-        if older is not None and older is not connection:
-            await older.end("superseded", CLOSE_SUPERSEDED, "superseded")
-        self.sessions[verdict.device_id] = connection
-        now = time.time()
-        self.live.connected(verdict.device_id, label_text(verdict.device_id, *verdict.labels), now)
-        if self.status_writer is not None and verdict.resource:
-            namespace = verdict.labels[1]
-            self.status_writer.connected(verdict.device_id, namespace, verdict.resource, now)
-
-    def login_extensions(self, verdict: Verdict) -> dict[str, Any]:
-        assert verdict.device_id is not None
-        token, expires = self.tokens.issue(
-            verdict.device_id, verdict.credential_version, time.time()
-        )
-        return {
-            "token": token,
-            "token_expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
-            "heartbeat_interval": self.settings.heartbeat_interval,
-            "status_interval": self.settings.status_interval,
-        }
-
-    def went_online(self, connection: DeviceConnection) -> None:
-        device_id = connection.device_id
-        assert device_id is not None
-        self.metrics.sessions.inc()
-        self._record_connected(device_id, connection, "online")
-
-    def _record_connected(self, device_id: int, connection: DeviceConnection, state: str) -> None:
-        """The session is held here (and reachable at the internal address)."""
-        detail = {"instance": self.instance, "peer": connection.address}
-        self.recorder.submit(
-            SessionChange(
-                "connected", device_id, "connected", detail, address=self.internal_address
-            )
-        )
-        self.recorder.submit(SessionChange("state", device_id, state))
-
-    def state_changed(self, connection: DeviceConnection, state: str, failures: int) -> None:
-        device_id = connection.device_id
-        assert device_id is not None
-        if entry := self.live.get(device_id):
-            entry.state = state
-            if self.status_writer is not None:
-                self.status_writer.state_changed(device_id, state, entry.last_seen)
-        detail = {"missed_heartbeats": failures} if failures else {}
-        self.recorder.submit(SessionChange("state", device_id, state, detail))
-
-    def status_received(self, connection: DeviceConnection, data: dict[str, Any]) -> None:
-        device_id = connection.device_id
-        assert device_id is not None
-        entry = self.live.get(device_id)
-        if entry is None:
-            return
-        now = time.time()
-        entry.update(data, now)
-        if self.status_writer is not None:
-            summary = {
-                "cpuPercent": entry.cpu_percent,
-                "memoryUsedPercent": entry.memory_used_percent,
-                "diskUsedPercent": entry.disk_used_percent,
-            }
-            self.status_writer.status_received(device_id, summary, now)
-        if now - self._last_status_event.get(device_id, 0.0) >= STATUS_EVENT_INTERVAL:
-            self._last_status_event[device_id] = now
-            detail = {
-                "cpu_percent": entry.cpu_percent,
-                "memory_used_percent": entry.memory_used_percent,
-                "disk_used_percent": entry.disk_used_percent,
-            }
-            self.recorder.submit(SessionChange("event", device_id, "status_uploaded", detail))
-
-    def detach(self, connection: DeviceConnection, cause: str) -> None:
-        device_id = connection.device_id
-        assert device_id is not None
-        if self.sessions.get(device_id) is connection:
-            del self.sessions[device_id]
-            self.live.disconnected(device_id)
-            self._last_status_event.pop(device_id, None)
-            if self.status_writer is not None:
-                self.status_writer.disconnected(device_id, time.time())
-        self.metrics.sessions.dec()
-        self.recorder.submit(SessionChange("disconnected", device_id, "offline", {"reason": cause}))
-
-    def record_login_failure(self, device_id: int, reason: str) -> None:
-        self.recorder.submit(SessionChange("event", device_id, "login_failed", {"reason": reason}))
-
-    # --- what the northbound asks ----------------------------------------------------------
-
-    def status(self, device_id: int) -> LiveEntry:
+    def status(self, device_id: int) -> dict[str, Any]:
         """The live status of a connected device; raises ``CommandRefused("offline")``."""
         entry = self.live.get(device_id)
         if entry is None:
             raise CommandRefused("offline")
-        return entry
+        return entry.view()
+
+    async def command(
+        self, device_id: int, order: str, params: dict[str, Any], timeout: float
+    ) -> CommandResult:
+        """Send a command and wait for its result; raises ``CommandRefused``."""
+        return await self.sessions.command(device_id, order, params, timeout)
+
+    async def disconnect(self, device_id: int, reason: str) -> None:
+        """End a device's session because the device was disabled or deleted."""
+        await self.sessions.disconnect(device_id, reason)
 
     async def holds(self, device_id: int) -> bool:
         """Whether the device's session is this instance's, or nobody's: another
@@ -351,35 +293,3 @@ class Southbound:
             return True
         address = await self.store.sessions.address_of(device_id)
         return address is None or address == self.internal_address
-
-    async def disconnect(self, device_id: int, reason: str) -> None:
-        """End a device's session because the device was disabled or deleted."""
-        connection = self.sessions.get(device_id)
-        if connection is not None:
-            await connection.end(reason, CLOSE_POLICY, f"device {reason}")
-
-    async def command(
-        self, device_id: int, order: str, params: dict[str, Any], timeout: float
-    ) -> CommandFinished:
-        """Send a command and wait for its result; raises ``CommandRefused``."""
-        connection = self.sessions.get(device_id)
-        if connection is None:
-            raise CommandRefused("offline")
-        remote_dir = params.get("remote_dir") if order == "upload_log" else None
-        detail = {"order": order}
-        self.recorder.submit(SessionChange("event", device_id, "command_sent", detail))
-        kind = "builtin" if order in ("restart", "upload_log") else "custom"
-        try:
-            finished = await connection.command(
-                order,
-                {} if order in ("restart", "upload_log") else params,
-                timeout,
-                remote_dir if isinstance(remote_dir, str) else None,
-            )
-        except CommandRefused as exc:
-            self.metrics.commands.labels(kind, exc.kind).inc()
-            raise
-        self.metrics.commands.labels(kind, finished.status).inc()
-        result = {"order": order, "status": finished.status, "message": finished.message}
-        self.recorder.submit(SessionChange("event", device_id, "command_result", result))
-        return finished

@@ -34,7 +34,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgefleet.agent import protocol
+from edgefleet.agent.protocol import CommandRefused, CommandResult
 from edgefleet.agent.sansio import Outbox
+from edgefleet.southbound.utilisation import Utilisation, UtilisationMeter
 
 
 class State(enum.Enum):
@@ -59,19 +61,21 @@ LOGGED_IN = (State.ONLINE, State.UNKNOWN)
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_SUPERSEDED = 4000
 
 
 @dataclass(frozen=True)
 class Timings:
-    """Every interval of the protocol, in seconds; tests scale them down."""
+    """The cloud side's intervals, in seconds (defaults: ``agent.protocol``); the
+    settings fill them, and tests scale them down."""
 
-    login_timeout: float = 5.0
-    tolerance: float = 7.5
-    tolerance_after_failure: float = 5.5
-    max_failures: int = 3
-    max_frames_per_second: int = 20
+    login_timeout: float = protocol.LOGIN_TIMEOUT
+    tolerance: float = protocol.HEARTBEAT_TOLERANCE
+    tolerance_after_failure: float = protocol.HEARTBEAT_TOLERANCE_AFTER_FAILURE
+    max_failures: int = protocol.MAX_FAILURES
+    max_frames_per_second: int = protocol.MAX_FRAMES_PER_SECOND
 
 
 # --- events ------------------------------------------------------------------
@@ -107,7 +111,7 @@ class StateChanged:
 @dataclass(frozen=True)
 class StatusReceived:
     data: dict[str, Any]
-    at: float
+    utilisation: Utilisation
 
 
 @dataclass(frozen=True)
@@ -125,9 +129,7 @@ class FrameIgnored:
 @dataclass(frozen=True)
 class CommandFinished:
     command_id: int
-    status: str  # "success" | "fail" | "timeout"
-    message: str
-    data: Any = None
+    result: CommandResult
 
 
 @dataclass(frozen=True)
@@ -152,14 +154,6 @@ Event = (
 
 
 # --- commands ------------------------------------------------------------------
-
-
-class CommandRefused(Exception):
-    """A command that cannot be sent now; ``kind`` is ``offline``, ``unknown`` or ``busy``."""
-
-    def __init__(self, kind: str) -> None:
-        super().__init__(kind)
-        self.kind = kind
 
 
 @dataclass
@@ -188,6 +182,7 @@ class DeviceSession(Outbox[Event]):
     _next_command_id: int = 1
     _window_start: float = 0.0
     _window_frames: int = 0
+    _utilisation: UtilisationMeter = field(default_factory=UtilisationMeter)
 
     def __post_init__(self) -> None:
         self._login_deadline = self.now + self.timings.login_timeout
@@ -255,15 +250,9 @@ class DeviceSession(Outbox[Event]):
                 self._events.append(StateChanged(State.UNKNOWN, self.failures))
             self._move("silence")
 
-    def send_command(
-        self,
-        order: str,
-        params: dict[str, Any],
-        timeout: float,
-        now: float,
-        remote_dir: str | None = None,
-    ) -> int:
-        """Queue a ``give_order``; its result arrives later as ``CommandFinished``."""
+    def send_command(self, order: str, params: dict[str, Any], timeout: float, now: float) -> int:
+        """Queue a ``give_order``; its result arrives later as ``CommandFinished``.
+        Raises ``CommandRefused`` when the device cannot take it now."""
         if self.state is State.UNKNOWN:
             raise CommandRefused("unknown")
         if self.state is not State.ONLINE:
@@ -274,9 +263,7 @@ class DeviceSession(Outbox[Event]):
         self._next_command_id += 1
         self._commands.append(_Outstanding(command_id, order, now + timeout))
         assert self.device_id is not None
-        self._outgoing.append(
-            protocol.order(self.device_id, order, params, str(command_id), remote_dir)
-        )
+        self._outgoing.append(protocol.order(self.device_id, order, params, str(command_id)))
         return command_id
 
     def peer_closed(self) -> None:
@@ -303,7 +290,7 @@ class DeviceSession(Outbox[Event]):
         self.state = State.CLOSED
         self.close_code, self.close_reason = code, reason
         while self._commands:
-            self._finish(self._commands.popleft(), "fail", "Device is offline!")
+            self._finish(self._commands.popleft(), "fail", CommandRefused.MESSAGES["offline"])
         self._events.append(SessionClosed(cause, code, reason))
 
     def _receive_login(self, text: str | bytes) -> None:
@@ -335,7 +322,7 @@ class DeviceSession(Outbox[Event]):
             self._outgoing.append(protocol.pong())
             self._events.append(HeartbeatAnswered())
         elif frame.type == protocol.STATUS_UPLOAD:
-            self._receive_status(frame, now)
+            self._receive_status(frame)
         elif frame.type == protocol.RESULT:
             self._receive_result(frame)
         else:
@@ -363,16 +350,18 @@ class DeviceSession(Outbox[Event]):
             self._events.append(FrameIgnored("rate_limited"))
         return True
 
-    def _receive_status(self, frame: protocol.Frame, now: float) -> None:
+    def _receive_status(self, frame: protocol.Frame) -> None:
         data = frame.data
         if not isinstance(data, dict):
             self._events.append(StatusRejected("not_an_object"))
             return
-        if str(data.get("device_id")) != self.device_id:
+        sender = data.get("device_id")
+        if not isinstance(sender, str | int) or str(sender) != self.device_id:
             self._events.append(StatusRejected("foreign_device_id"))
             return
         self._outgoing.append(protocol.status_response())
-        self._events.append(StatusReceived(data, now))
+        utilisation = self._utilisation.read(protocol.StatusReport.read(data))
+        self._events.append(StatusReceived(data, utilisation))
 
     def _receive_result(self, frame: protocol.Frame) -> None:
         command = self._match(frame.request_id)
@@ -402,4 +391,5 @@ class DeviceSession(Outbox[Event]):
         return self._commands.popleft() if self._commands else None
 
     def _finish(self, command: _Outstanding, status: str, message: str, data: Any = None) -> None:
-        self._events.append(CommandFinished(command.command_id, status, message, data))
+        result = CommandResult(status, message, data)
+        self._events.append(CommandFinished(command.command_id, result))

@@ -39,25 +39,25 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
+from edgefleet.controller.kube import status
+from edgefleet.controller.kube.status import ResourceGone, StatusApi
+from edgefleet.southbound.events import (
+    Left,
+    LoggedIn,
+    Reattached,
+    Released,
+    SessionEvents,
+    StateChanged,
+    StatusReceived,
+)
 from edgefleet.southbound.metrics import SouthboundMetrics
 
 DEVICES = "devices"
 RETRY_PAUSE = 1.0
 
 log = logging.getLogger("edgefleet.status_writer")
-
-
-class StatusApi(Protocol):
-    async def patch_status(
-        self, plural: str, name: str, status: dict[str, Any], namespace: str | None = None
-    ) -> None: ...
-
-
-class ResourceGone(Exception):
-    """Raised by a ``StatusApi`` when the resource does not exist (404)."""
 
 
 @dataclass
@@ -69,10 +69,6 @@ class _Device:
     metrics: dict[str, Any] | None = None
     metrics_written_at: float = float("-inf")
     metrics_due: bool = False
-
-
-def _instant(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class StatusWriter:
@@ -100,31 +96,58 @@ class StatusWriter:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    # --- what the southbound reports ---------------------------------------------------
+    # --- what the sessions report ---------------------------------------------------------
+
+    def subscribe(self, events: SessionEvents) -> None:
+        events.on(LoggedIn, self._logged_in)
+        events.on(Reattached, self._reattached)
+        events.on(StateChanged, lambda e: self.state_changed(e.device_id, e.state, e.at))
+        events.on(StatusReceived, self._status_received)
+        events.on(Left, lambda e: self.disconnected(e.device_id, e.at))
+        events.on(Released, self._released)
+
+    def _logged_in(self, event: LoggedIn) -> None:
+        device = event.device
+        if device.resource:
+            self.connected(device.device_id, device.namespace, device.resource, event.at)
+
+    def _reattached(self, event: Reattached) -> None:
+        """Another instance wrote offline into this device's status when it took this
+        one for lost: say again that the session is here."""
+        if device := self._devices.get(event.device_id):
+            device.written.clear()
+            device.wanted.update(state=event.state, sessionPod=self.instance)
+            self._mark(event.device_id)
+
+    def _status_received(self, event: StatusReceived) -> None:
+        u = event.utilisation
+        summary = status.metrics_summary(
+            u.cpu_percent, u.memory_used_percent, u.disk_used_percent, event.at
+        )
+        self.status_received(event.device_id, summary, event.at)
+
+    def _released(self, event: Released) -> None:
+        if event.resource:
+            self.released(event.device_id, event.namespace, event.resource)
 
     def connected(self, device_id: int, namespace: str, name: str, at: float) -> None:
         device = self._devices.get(device_id)
         if device is None or (device.namespace, device.name) != (namespace, name):
             device = self._devices[device_id] = _Device(namespace, name)
-        device.wanted.update(
-            state="online",
-            connectedSince=_instant(at),
-            lastSeen=_instant(at),
-            sessionPod=self.instance,
-        )
+        device.wanted.update(status.online(self.instance, at))
         self._mark(device_id)
 
     def state_changed(self, device_id: int, state: str, last_seen: float) -> None:
         if device := self._devices.get(device_id):
-            device.wanted.update(state=state, lastSeen=_instant(last_seen))
+            device.wanted.update(status.changed_state(state, last_seen))
             self._mark(device_id)
 
-    def status_received(self, device_id: int, summary: dict[str, float | None], at: float) -> None:
+    def status_received(self, device_id: int, summary: dict[str, Any], at: float) -> None:
         device = self._devices.get(device_id)
         if device is None:
             return
-        device.metrics = {**summary, "updatedAt": _instant(at)}
-        device.wanted["lastSeen"] = _instant(at)
+        device.metrics = summary
+        device.wanted[status.LAST_SEEN] = status.instant(at)
         if device.metrics_due:
             return
         due = device.metrics_written_at + self.metrics_interval
@@ -138,14 +161,12 @@ class StatusWriter:
     def released(self, device_id: int, namespace: str, name: str) -> None:
         """A session another instance held, released because that instance died."""
         device = self._devices.setdefault(device_id, _Device(namespace, name))
-        device.wanted.update(state="offline", connectedSince=None, sessionPod=None)
+        device.wanted.update(status.offline())
         self._mark(device_id)
 
     def disconnected(self, device_id: int, at: float) -> None:
         if device := self._devices.get(device_id):
-            device.wanted.update(
-                state="offline", lastSeen=_instant(at), connectedSince=None, sessionPod=None
-            )
+            device.wanted.update(status.offline(at))
             self._mark(device_id)
 
     @property
@@ -211,15 +232,19 @@ class StatusWriter:
         if device is None:
             return None
         patch = {k: v for k, v in device.wanted.items() if device.written.get(k) != v}
+        if device.wanted.get(status.STATE) == "offline" and patch:
+            # The session fields are cleared even when this process never wrote
+            # them: another pod (or a dead one) may have.
+            patch = {**status.offline(), **patch}
         if device.metrics_due and device.metrics is not None:
-            patch = {**device.wanted, "metrics": device.metrics}  # the full state, healing
-        if set(patch) <= {"lastSeen"}:
+            patch = {**device.wanted, status.METRICS: device.metrics}  # the full state, healing
+        if set(patch) <= {status.LAST_SEEN}:
             return None  # lastSeen alone is not worth a write: it rides along
         return patch
 
     async def _write(self, device_id: int, patch: dict[str, Any]) -> None:
         device = self._devices[device_id]
-        if patch.get("state") == "offline" and not await self._ours(device_id):
+        if patch.get(status.STATE) == "offline" and not await self._ours(device_id):
             self._devices.pop(device_id, None)  # it lives at another pod now: its news
             self._metrics.status_writes.labels("moved").inc()
             return
@@ -237,8 +262,9 @@ class StatusWriter:
             return
         self._metrics.status_writes.labels("ok").inc()
         device.written.update(patch)
-        if "metrics" in patch:
+        if status.METRICS in patch:
             device.metrics_written_at = self._clock()
             device.metrics_due = False
-        if device.wanted.get("state") == "offline" and device.written.get("state") == "offline":
+        offline = device.wanted.get(status.STATE) == device.written.get(status.STATE) == "offline"
+        if offline:
             self._devices.pop(device_id, None)  # nothing more to say about it until it logs in

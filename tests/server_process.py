@@ -68,6 +68,8 @@ def edgefleet_serve(
         str(port),
         "--ws-port",
         str(ws_port),
+        "--metrics-port",
+        str(free_port()),
         "--db-url",
         f"sqlite+aiosqlite:///{tmp_path}/edgefleet.db",
         "--bcrypt-rounds",

@@ -21,20 +21,32 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from edgefleet.agent.protocol import CommandRefused
+
 # Importing the handler modules fills the endpoint table.
-from edgefleet.controller.api import devices, events, groups, live, memberships, stats  # noqa: F401
+from edgefleet.controller.api import (  # noqa: F401
+    commands,
+    devices,
+    events,
+    groups,
+    live,
+    memberships,
+    stats,
+)
 from edgefleet.controller.api.context import CONTEXT, ApiContext, context
 from edgefleet.controller.api.docs import add_docs, is_docs_path
 from edgefleet.controller.api.endpoints import endpoints
-from edgefleet.controller.api.errors import ApiError, ErrorType, from_store_error
+from edgefleet.controller.api.errors import ApiError, ErrorType, from_refusal, from_store_error
 from edgefleet.controller.api.metrics import METRICS, ApiMetrics
 from edgefleet.controller.api.openapi import build_document
 from edgefleet.controller.api.schemas import Health
+from edgefleet.controller.commands import CommandService
 from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.mirror import NoMirror, ResourceMirror
-from edgefleet.controller.settings import ApiSettings
+from edgefleet.controller.settings import ApiSettings, SouthboundSettings
 from edgefleet.controller.store import Store, StoreError
+from edgefleet.controller.writes import FleetWrites
 
 log = logging.getLogger("edgefleet.api")
 
@@ -94,6 +106,8 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
         return await handler(request)
     except ApiError as exc:
         error = exc
+    except CommandRefused as exc:
+        error = from_refusal(exc)
     except StoreError as exc:
         error = from_store_error(exc)
         if error.status == 503:
@@ -141,7 +155,7 @@ def create_app(
     settings: ApiSettings,
     token: str,
     link: DeviceLink | None = None,
-    command_timeout: float = 10.0,
+    command_timeout: float = SouthboundSettings.command_timeout,
     mirror: ResourceMirror | None = None,
     ids: SnowflakeGenerator | None = None,
     metrics: ApiMetrics | None = None,
@@ -149,14 +163,16 @@ def create_app(
     """The API; ``link`` reaches the device sessions (none: every device is offline);
     ``mirror`` takes every write first in Kubernetes mode (none: standalone)."""
     app = web.Application(middlewares=[observe, envelope, authenticate], client_max_size=MAX_BODY)
+    link = link or NoDeviceLink()
+    ids = ids or SnowflakeGenerator(settings.worker_id)
+    writes = FleetWrites(store, mirror or NoMirror(), link, ids, settings.bcrypt_rounds)
     app[CONTEXT] = ApiContext(
         store=store,
-        ids=ids or SnowflakeGenerator(settings.worker_id),
         settings=settings,
         token=token,
-        link=link or NoDeviceLink(),
-        command_timeout=command_timeout,
-        mirror=mirror or NoMirror(),
+        link=link,
+        writes=writes,
+        commands=CommandService(store, link, command_timeout),
     )
     app[METRICS] = metrics or ApiMetrics()
     app[PUBLIC] = frozenset(PUBLIC_PATHS | {e.path for e in endpoints.table if e.public})

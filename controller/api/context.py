@@ -6,22 +6,23 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from edgefleet.controller.commands import CommandService
 from edgefleet.controller.device_link import DeviceLink
-from edgefleet.controller.ids import SnowflakeGenerator
-from edgefleet.controller.mirror import ResourceMirror
 from edgefleet.controller.settings import ApiSettings
 from edgefleet.controller.store import Store
+from edgefleet.controller.writes import FleetWrites
 
 
 @dataclass(frozen=True)
 class ApiContext:
     store: Store
-    ids: SnowflakeGenerator
+    """Reads; every write goes through ``writes``."""
     settings: ApiSettings
     token: str
     link: DeviceLink
-    command_timeout: float
-    mirror: ResourceMirror
+    """Live status of the device sessions."""
+    writes: FleetWrites
+    commands: CommandService
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from edgefleet.agent.protocol import CommandRefused
 from edgefleet.controller import store
 
 
@@ -39,6 +40,12 @@ class ApiError(Exception):
 
 def bad_request(message: str) -> ApiError:
     return ApiError(400, ErrorType.GENERAL_ERROR, message)
+
+
+def from_refusal(exc: CommandRefused) -> ApiError:
+    """A device that cannot take a command (or has no live status) now: 409."""
+    error_type = ErrorType.DEVICE_BUSY if exc.kind == "busy" else ErrorType.DEVICE_OFFLINE
+    return ApiError(409, error_type, str(exc))
 
 
 def from_store_error(exc: store.StoreError) -> ApiError:

@@ -15,25 +15,13 @@ from edgefleet.controller.api.schemas import (
     GroupUpdate,
     Page,
 )
-from edgefleet.controller.store import GroupConflict, GroupNotFound
 
 TAG = "groups"
 
 
 @endpoints.post("/groups", summary="Create a group", tag=TAG, status=201, errors=(409,))
 async def create_group(request: web.Request, body: GroupCreate) -> Group:
-    ctx = context(request)
-    values = {**body.model_dump(), "group_id": ctx.ids.next_id()}
-    values |= await ctx.mirror.group_created(values)
-    try:
-        row = await ctx.store.groups.create(values)
-    except GroupConflict as conflict:
-        # Kubernetes mode: the operator may have inserted this very group already.
-        try:
-            row = await ctx.store.groups.get(values["group_id"])
-        except GroupNotFound:
-            raise conflict from None
-    return Group(**row)
+    return Group(**await context(request).writes.create_group(body.model_dump()))
 
 
 @endpoints.get("/groups", summary="List groups, by name", tag=TAG)
@@ -49,17 +37,13 @@ async def get_group(request: web.Request, path: GroupPath) -> Group:
 
 @endpoints.patch("/groups/{group_id}", summary="Change a group", tag=TAG, errors=(404, 409))
 async def update_group(request: web.Request, path: GroupPath, body: GroupUpdate) -> Group:
-    ctx = context(request)
     changes = body.model_dump(exclude_unset=True)
-    await ctx.mirror.group_changed(path.group_id, changes)
-    return Group(**await ctx.store.groups.update(path.group_id, changes))
+    return Group(**await context(request).writes.update_group(path.group_id, changes))
 
 
 @endpoints.delete(
     "/groups/{group_id}", summary="Delete a group (its devices stay)", tag=TAG, errors=(404,)
 )
 async def delete_group(request: web.Request, path: GroupPath) -> Deleted:
-    ctx = context(request)
-    await ctx.mirror.group_deleted(path.group_id)
-    await ctx.store.groups.delete(path.group_id)
+    await context(request).writes.delete_group(path.group_id)
     return Deleted()

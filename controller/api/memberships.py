@@ -41,9 +41,7 @@ async def list_device_groups(request: web.Request, path: DevicePath) -> GroupLis
 async def replace_device_groups(
     request: web.Request, path: DevicePath, body: GroupIds
 ) -> GroupList:
-    ctx = context(request)
-    await ctx.mirror.device_groups_changed(path.device_id, body.group_ids)
-    rows = await ctx.store.groups.replace_of_device(path.device_id, body.group_ids)
+    rows = await context(request).writes.replace_groups(path.device_id, body.group_ids)
     return GroupList(items=rows)
 
 
@@ -54,9 +52,7 @@ async def replace_device_groups(
     errors=(404,),
 )
 async def remove_device_groups(request: web.Request, path: DevicePath) -> Removed:
-    ctx = context(request)
-    await ctx.mirror.device_groups_changed(path.device_id, [])
-    return Removed(removed=await ctx.store.groups.remove_all_of_device(path.device_id))
+    return Removed(removed=await context(request).writes.leave_all_groups(path.device_id))
 
 
 @endpoints.get(
@@ -80,9 +76,8 @@ async def list_group_devices(
     errors=(404,),
 )
 async def clear_group(request: web.Request, path: GroupPath, query: ClearGroupQuery) -> Removed:
-    ctx = context(request)
-    await ctx.mirror.group_cleared(path.group_id, query.delete_devices)
-    removed, deleted = await ctx.store.groups.clear(path.group_id, query.delete_devices)
+    writes = context(request).writes
+    removed, deleted = await writes.clear_group(path.group_id, query.delete_devices)
     return Removed(removed=removed, deleted_devices=deleted)
 
 
@@ -104,9 +99,7 @@ async def get_membership(request: web.Request, path: MemberPath) -> Membership:
     errors=(404,),
 )
 async def add_membership(request: web.Request, path: MemberPath) -> Membership:
-    ctx = context(request)
-    await ctx.mirror.member_added(path.group_id, path.device_id)
-    await ctx.store.groups.add_member(path.group_id, path.device_id)
+    await context(request).writes.add_member(path.group_id, path.device_id)
     return Membership(member=True)
 
 
@@ -117,7 +110,5 @@ async def add_membership(request: web.Request, path: MemberPath) -> Membership:
     errors=(404,),
 )
 async def remove_membership(request: web.Request, path: MemberPath) -> Membership:
-    ctx = context(request)
-    await ctx.mirror.member_removed(path.group_id, path.device_id)
-    await ctx.store.groups.remove_member(path.group_id, path.device_id)
+    await context(request).writes.remove_member(path.group_id, path.device_id)
     return Membership(member=False)

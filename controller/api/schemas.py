@@ -23,6 +23,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from edgefleet.agent import protocol
 from edgefleet.controller.ids import MAX_ID
 from edgefleet.controller.passwords import MAX_BYTES, MIN_LENGTH
 
@@ -349,15 +350,21 @@ class CommandRequest(RequestModel):
     )
 
 
-class CommandResult(BaseModel):
+class DeviceCommandResult(BaseModel):
     device_id: IdOut
     status: Literal["success", "fail", "timeout"]
     message: str
     data: Any = None
 
+    @classmethod
+    def of(cls, device_id: int, result: protocol.CommandResult) -> DeviceCommandResult:
+        return cls(
+            device_id=device_id, status=result.status, message=result.message, data=result.data
+        )
+
 
 class GroupCommandResults(BaseModel):
-    results: list[CommandResult]
+    results: list[DeviceCommandResult]
 
 
 class Health(BaseModel):

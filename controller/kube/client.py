@@ -18,7 +18,7 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from edgefleet.controller.kube.resources import GROUP, VERSION, encode_secret
-from edgefleet.southbound.status_writer import ResourceGone
+from edgefleet.controller.kube.status import ResourceGone
 
 MERGE_PATCH = "application/merge-patch+json"
 T = TypeVar("T")
@@ -221,8 +221,8 @@ class KubeClient:
 
 
 class KubeStatusApi:
-    """``KubeClient`` as the southbound status writer's ``StatusApi``: a missing
-    Device is ``ResourceGone``."""
+    """``KubeClient`` as a ``controller.kube.status.StatusApi``: a missing resource
+    is ``ResourceGone``."""
 
     def __init__(self, kube: KubeClient) -> None:
         self._kube = kube

@@ -29,9 +29,9 @@ import asyncio
 import base64
 import functools
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from typing import Any
 
 import kopf
@@ -39,6 +39,7 @@ import kopf
 from edgefleet.controller.api.metrics import ApiMetrics
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.kube import status
 from edgefleet.controller.kube.client import KubeClient, KubeConflict
 from edgefleet.controller.kube.resources import (
     DEVICE_GROUPS,
@@ -165,24 +166,24 @@ class Reconciler:
         retry: int = 0,
         **_: Any,
     ) -> None:
-        status = dict(body.get("status") or {})
+        current = dict(body.get("status") or {})
         secret_name = credentials_secret(name)
         device_id, password, new_secret = await self._credentials(body, secret_name)
         try:
             await self._upsert_device(device_id, device_row(body), password, new_secret)
         except DeviceConflict as exc:
-            _set_status(patch, status, {"deviceId": str(device_id)}, synced=str(exc))
+            _set_status(patch, current, {status.DEVICE_ID: str(device_id)}, synced=str(exc))
             raise kopf.PermanentError(str(exc)) from exc
         missing = await self._sync_groups(device_id, namespace, body.spec.get("groups") or [])
-        wanted = {"deviceId": str(device_id), "credentialsSecret": secret_name}
+        wanted = {status.DEVICE_ID: str(device_id), status.CREDENTIALS_SECRET: secret_name}
         if missing:
             message = f"groups not found: {', '.join(missing)}"
-            _set_status(patch, status, wanted, synced=message)
+            _set_status(patch, current, wanted, synced=message)
             # Doubling: a device left pointing at a deleted group must not poll forever
             # at the same pace.
             delay = min(MISSING_GROUP_RETRY_MAX, self.missing_group_retry * 2 ** min(retry, 16))
             raise kopf.TemporaryError(message, delay=delay)
-        _set_status(patch, status, wanted, synced=None)
+        _set_status(patch, current, wanted, synced=None)
 
     async def _upsert_device(
         self, device_id: int, row: dict[str, Any], password: str, new_secret: bool
@@ -284,7 +285,7 @@ class Reconciler:
     async def group_changed(
         self, body: kopf.Body, patch: kopf.Patch, name: str, namespace: str, **_: Any
     ) -> None:
-        status = dict(body.get("status") or {})
+        current = dict(body.get("status") or {})
         row = group_row(body)
         existing = (await self.store.groups.by_resource(namespace, [name])).get(name)
         try:
@@ -298,9 +299,9 @@ class Reconciler:
                 if changes:
                     await self.store.groups.update(group_id, changes)
         except GroupConflict as exc:
-            _set_status(patch, status, {}, synced=str(exc))
+            _set_status(patch, current, {}, synced=str(exc))
             raise kopf.PermanentError(str(exc)) from exc
-        _set_status(patch, status, {"groupId": str(group_id)}, synced=None)
+        _set_status(patch, current, {status.GROUP_ID: str(group_id)}, synced=None)
 
     async def _create_group(self, values: dict[str, Any]) -> None:
         try:
@@ -319,13 +320,17 @@ class Reconciler:
 
 
 def _device_id(body: kopf.Body) -> int | None:
-    status = body.get("status") or {}
-    return _number(status.get("deviceId") or body.metadata.annotations.get(DEVICE_ID_ANNOTATION))
+    current = body.get("status") or {}
+    return _number(
+        current.get(status.DEVICE_ID) or body.metadata.annotations.get(DEVICE_ID_ANNOTATION)
+    )
 
 
 def _group_id(body: kopf.Body) -> int | None:
-    status = body.get("status") or {}
-    return _number(status.get("groupId") or body.metadata.annotations.get(GROUP_ID_ANNOTATION))
+    current = body.get("status") or {}
+    return _number(
+        current.get(status.GROUP_ID) or body.metadata.annotations.get(GROUP_ID_ANNOTATION)
+    )
 
 
 def _number(text: Any) -> int | None:
@@ -335,24 +340,8 @@ def _number(text: Any) -> int | None:
 def _set_status(
     patch: kopf.Patch, current: dict[str, Any], wanted: dict[str, Any], synced: str | None
 ) -> None:
-    """Patch only the status fields that differ; ``synced`` is None when all is well,
-    else the reason the resource could not be mirrored."""
-    for key, value in wanted.items():
-        if current.get(key) != value:
-            patch.status[key] = value
-    condition = {
-        "type": "Synced",
-        "status": "True" if synced is None else "False",
-        "reason": "Reconciled" if synced is None else "Error",
-        "message": synced or "",
-    }
-    conditions = [c for c in current.get("conditions") or [] if isinstance(c, dict)]
-    old = next((c for c in conditions if c.get("type") == "Synced"), None)
-    if old is not None and all(old.get(k) == v for k, v in condition.items()):
-        return
-    condition["lastTransitionTime"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    others = [c for c in conditions if c.get("type") != "Synced"]
-    patch.status["conditions"] = [*others, condition]
+    """``synced`` is None when all is well, else why the resource could not be mirrored."""
+    patch.status.update(status.reconciled(current, wanted, synced, time.time()))
 
 
 @asynccontextmanager

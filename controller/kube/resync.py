@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from edgefleet.controller.kube import status
 from edgefleet.controller.kube.client import KubeClient, KubeError, KubeNotFound
 from edgefleet.controller.kube.resources import DEVICES
 from edgefleet.controller.store import Store, StoreError
 
 log = logging.getLogger("edgefleet.resync")
-
-OFFLINE = {"state": "offline", "connectedSince": None, "sessionPod": None}
 
 
 class StatusResync:
@@ -48,16 +47,14 @@ class StatusResync:
         """One pass; returns how many statuses it wrote."""
         claimed: dict[int, str] = {}
         for body in await self.kube.list(DEVICES):
-            status = body.get("status") or {}
-            if (
-                status.get("state") in ("online", "unknown")
-                and str(status.get("deviceId", "")).isdigit()
-            ):
-                claimed[int(status["deviceId"])] = body["metadata"]["name"]
+            current = body.get("status") or {}
+            device_id = status.device_id(current)
+            if status.claims_session(current) and device_id is not None:
+                claimed[device_id] = body["metadata"]["name"]
         stale = await self.store.sessions.offline_unheld(sorted(claimed))
         for device_id in sorted(stale):
             try:
-                await self.kube.patch_status(DEVICES, claimed[device_id], dict(OFFLINE))
+                await self.kube.patch_status(DEVICES, claimed[device_id], status.offline())
             except KubeNotFound:
                 continue  # deleted meanwhile
             await asyncio.sleep(self.pause)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from edgefleet.controller.settings import DatabaseSettings
 from edgefleet.controller.store.database import Database, create_engine
 from edgefleet.controller.store.devices import DeviceFilter, DeviceStore
 from edgefleet.controller.store.errors import (
@@ -26,6 +27,8 @@ from edgefleet.controller.store.sessions import SessionStore
 from edgefleet.controller.store.stats import StatsStore
 
 log = logging.getLogger("edgefleet.store")
+
+DEFAULTS = DatabaseSettings()
 
 __all__ = [
     "Conflict",
@@ -56,7 +59,12 @@ class Store:
         self.sessions = SessionStore(db)
 
     @classmethod
-    def from_url(cls, url: str, timeout: float = 5.0, pool_size: int = 10) -> Store:
+    def from_url(
+        cls,
+        url: str,
+        timeout: float = DEFAULTS.timeout,
+        pool_size: int = DEFAULTS.pool_size,
+    ) -> Store:
         return cls(Database(create_engine(url, timeout, pool_size), timeout))
 
     async def migrate(self) -> None:

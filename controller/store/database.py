@@ -28,7 +28,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def create_engine(url: str, timeout: float = 5.0, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, timeout: float, pool_size: int) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_async_engine(url, connect_args={"timeout": timeout})
@@ -61,7 +61,7 @@ class Database:
     """An engine plus the transaction boundary that turns outages into
     ``DatabaseUnavailable``."""
 
-    def __init__(self, engine: AsyncEngine, timeout: float = 5.0) -> None:
+    def __init__(self, engine: AsyncEngine, timeout: float) -> None:
         self.engine = engine
         self.timeout = timeout
 

@@ -23,6 +23,7 @@ from tests.southbound.conftest import Fleet, running_fleet
 
 SOUTHBOUND = SouthboundSettings(
     port=0,
+    metrics_port=0,
     heartbeat_interval=0.3,
     status_interval=0.5,
     heartbeat_tolerance=0.9,

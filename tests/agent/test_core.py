@@ -324,7 +324,7 @@ def test_an_unknown_builtin_order_is_not_in_config() -> None:
 
 def test_upload_log_carries_its_remote_dir_or_the_default() -> None:
     device = logged_in_device()
-    device.receive(protocol.order("42", "upload_log", request_id="1", remote_dir="/srv/logs"))
+    device.receive(protocol.order("42", "upload_log", {"remote_dir": "/srv/logs"}, request_id="1"))
     frame = {"type": "give_order", "Headers": {"isInner": True, "order_type": "upload_log"}}
     device.receive(json.dumps(frame))
     assert device.take_events() == [

@@ -19,9 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edgefleet.controller.api.metrics import ApiMetrics
 from edgefleet.controller.kube.crds import definitions, render
-from edgefleet.southbound.live import LiveStatusBook
-from edgefleet.southbound.metrics import SouthboundMetrics
 from scripts.helm import CHART, MANIFESTS, helm, kubectl_binary, render_manifests
+from tests.southbound.exporter import exporter
 
 DB = "database.url=mysql+aiomysql://edgefleet:secret@rm-test.mysql.rds.aliyuncs.com:3306/edgefleet"
 FULL = ["--set", DB, "--set", "ingress.enabled=true", "--set", "ingress.tls.enabled=true",
@@ -195,11 +194,7 @@ def exported_sample_names(text: str) -> set[str]:
 
 
 async def test_every_dashboard_query_names_an_exported_metric() -> None:
-    southbound = SouthboundMetrics(per_device=True)
-    book = LiveStatusBook()
-    book.connected(1, 'device_id="1",name="cam",namespace="fleet",type="camera"', 0.0)
-    book.get(1).update({"Memory_info": {"total_memory_mb": 10, "free_memory_mb": 5}}, 1.0)
-    exported = exported_sample_names((await southbound.render(book)).decode())
+    exported = exported_sample_names((await exporter(per_device=True).render()).decode())
     exported |= exported_sample_names(generate_latest(ApiMetrics().registry).decode())
 
     dashboard = json.loads((CHART / "dashboards" / "edgefleet.json").read_text())

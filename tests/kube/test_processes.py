@@ -22,8 +22,7 @@ from edgefleet.controller.kube.operator import Reconciler, running_operator
 from edgefleet.controller.passwords import hash_password
 from edgefleet.controller.serve import InProcessLink
 from edgefleet.controller.store import EventFilter, Store
-from edgefleet.southbound.server import Southbound
-from edgefleet.southbound.status_writer import StatusWriter
+from edgefleet.southbound.server import KubeStatus, Southbound
 from tests.agent.conftest import SOUTHBOUND
 from tests.conftest import eventually
 from tests.kube.conftest import DEVICE, NAMESPACE, device_body
@@ -102,9 +101,8 @@ async def test_a_device_session_shows_in_its_resource_status(
             "k8s_namespace": NAMESPACE,
         }
     )
-    southbound = Southbound(SOUTHBOUND, sqlite_store, bcrypt_rounds=4)
-    southbound.status_writer = StatusWriter(
-        KubeStatusApi(kube), southbound.metrics, "southbound-0", rate=50
+    southbound = Southbound(
+        SOUTHBOUND, sqlite_store, 4, KubeStatus(KubeStatusApi(kube), 50, metrics_interval=60)
     )
     await southbound.start()
     try:
@@ -115,7 +113,7 @@ async def test_a_device_session_shows_in_its_resource_status(
 
             await eventually(lambda: has_state(kube, "cam-1", "online"))
             status = (await kube.get("devices", "cam-1"))["status"]
-            assert status["sessionPod"] == "southbound-0" and status["connectedSince"]
+            assert status["sessionPod"] == southbound.instance and status["connectedSince"]
         await eventually(lambda: has_state(kube, "cam-1", "offline"))
         assert "sessionPod" not in (await kube.get("devices", "cam-1"))["status"]
     finally:
@@ -148,7 +146,8 @@ async def southbound_process(
     """``edgefleet southbound`` in Kubernetes mode, as the pod ``southbound-0``."""
     return await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edgefleet.controller.cli", "southbound",
-        "--ws-port", str(port), "--db-url", url, "--instance", "southbound-0",
+        "--ws-port", str(port), "--metrics-port", str(free_port()), "--db-url", url,
+        "--instance", "southbound-0",
         "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig), *extra,
         stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
@@ -195,10 +194,10 @@ async def test_when_a_southbound_pod_dies_another_marks_its_devices_offline(
     port = free_port()
     dying = await southbound_process(url, port, kubeconfig, "--instance-timeout", "0.8")
     survivor = Southbound(
-        replace(SOUTHBOUND, instance="southbound-1", instance_timeout=0.8), store, bcrypt_rounds=4
-    )
-    survivor.status_writer = StatusWriter(
-        KubeStatusApi(kube), survivor.metrics, "southbound-1", still_ours=survivor.holds
+        replace(SOUTHBOUND, instance="southbound-1", instance_timeout=0.8),
+        store,
+        4,
+        KubeStatus(KubeStatusApi(kube), rate=20, metrics_interval=60),
     )
     try:
         ws = await eventually(lambda: log_in(port, 9), timeout=30)

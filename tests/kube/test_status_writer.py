@@ -12,6 +12,7 @@ from typing import Any
 import kmock
 
 from edgefleet.controller.kube.client import KubeClient, KubeStatusApi
+from edgefleet.southbound.live import LiveStatusBook
 from edgefleet.southbound.metrics import SouthboundMetrics
 from edgefleet.southbound.status_writer import StatusWriter
 from tests.conftest import eventually
@@ -35,7 +36,7 @@ async def test_a_burst_for_1000_devices_stays_under_the_cap_and_converges(
     cluster: kmock.KubernetesEmulator, kube: KubeClient
 ) -> None:
     names = seed_devices(cluster, 1000)
-    metrics = SouthboundMetrics(per_device=False)
+    metrics = SouthboundMetrics(LiveStatusBook(), per_device=False)
     rate = 250.0
     writer = StatusWriter(KubeStatusApi(kube), metrics, "southbound-0", rate=rate)
     rng = random.Random(7)
@@ -77,7 +78,7 @@ async def test_metrics_are_written_at_most_once_a_minute(
     clock = [1000.0]
     writer = StatusWriter(
         KubeStatusApi(kube),
-        SouthboundMetrics(per_device=False),
+        SouthboundMetrics(LiveStatusBook(), per_device=False),
         "southbound-0",
         rate=1000,
         metrics_interval=60,
@@ -113,7 +114,7 @@ async def test_metrics_are_written_at_most_once_a_minute(
 async def test_a_device_whose_resource_is_gone_is_forgotten(
     cluster: kmock.KubernetesEmulator, kube: KubeClient
 ) -> None:
-    metrics = SouthboundMetrics(per_device=False)
+    metrics = SouthboundMetrics(LiveStatusBook(), per_device=False)
     writer = StatusWriter(KubeStatusApi(kube), metrics, "southbound-0", rate=1000)
     async with _running(writer):
         writer.connected(1, NAMESPACE, "never-applied", time.time())
@@ -139,7 +140,7 @@ async def test_a_pod_the_device_left_does_not_overwrite_the_newer_pod(
     cluster: kmock.KubernetesEmulator, kube: KubeClient
 ) -> None:
     [name] = seed_devices(cluster, 1)
-    metrics = SouthboundMetrics(per_device=False)
+    metrics = SouthboundMetrics(LiveStatusBook(), per_device=False)
 
     async def held_elsewhere(device_id: int) -> bool:
         return False

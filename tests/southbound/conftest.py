@@ -22,6 +22,7 @@ from tests.api_client import ApiClient, running_api
 
 FAST = SouthboundSettings(
     port=0,
+    metrics_port=0,
     heartbeat_interval=0.2,
     heartbeat_tolerance=0.3,
     heartbeat_tolerance_after_failure=0.22,
@@ -41,6 +42,10 @@ class Fleet:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.southbound.port}/ws"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.southbound.metrics_port}/metrics"
 
     async def register(self, **fields: Any) -> dict[str, Any]:
         return await self.api.register(**fields)

@@ -305,7 +305,7 @@ async def test_garbage_never_hurts_the_session_or_other_devices(fleet: Fleet) ->
     await ws.send(ping())
     assert (await recv_json(ws))["data"] == "pong"
 
-    async with fleet.api.session.get(f"http://127.0.0.1:{fleet.southbound.port}/metrics") as r:
+    async with fleet.api.session.get(fleet.metrics_url) as r:
         text = await r.text()
     samples = {
         (s.name, tuple(sorted(s.labels.items()))): s.value
@@ -335,7 +335,7 @@ async def test_metrics_render_fleet_and_per_device_series(fleet: Fleet) -> None:
     bad = await fleet.connect()
     await bad.send(json.dumps({"device_id": device["device_id"], "password": "nope nope nope"}))
     await recv_json(bad)
-    async with fleet.api.session.get(f"http://127.0.0.1:{fleet.southbound.port}/metrics") as r:
+    async with fleet.api.session.get(fleet.metrics_url) as r:
         assert r.headers["Content-Type"].startswith("text/plain")
         families = {f.name: f for f in text_string_to_metric_families(await r.text())}
     up = families["edgefleet_device_up"].samples[0]
@@ -344,6 +344,7 @@ async def test_metrics_render_fleet_and_per_device_series(fleet: Fleet) -> None:
         "name": "gate 17",
         "namespace": "",
         "type": "camera",
+        "state": "online",
     }
     assert up.value == 1.0
     memory = families["edgefleet_device_memory_used_percent"].samples[0]
@@ -354,7 +355,10 @@ async def test_metrics_render_fleet_and_per_device_series(fleet: Fleet) -> None:
         if s.name == "edgefleet_logins_total"
     }
     assert logins == {"success": 1.0, "wrong_password": 1.0}
-    assert families["edgefleet_sessions"].samples[0].value == 1.0
+    sessions = {s.labels["state"]: s.value for s in families["edgefleet_sessions"].samples}
+    assert sessions == {"online": 1.0, "unknown": 0.0}
+    assert not any(name.endswith("_created") for name in families)
+    assert "process_resident_memory_bytes" in {s.name for f in families.values() for s in f.samples}
     await ws.close()
 
 

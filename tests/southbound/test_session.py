@@ -8,12 +8,12 @@ import json
 import pytest
 
 from edgefleet.agent import protocol
+from edgefleet.agent.protocol import CommandRefused, CommandResult
 from edgefleet.southbound.session import (
     CLOSE_GOING_AWAY,
     CLOSE_POLICY,
     CLOSE_SUPERSEDED,
     CommandFinished,
-    CommandRefused,
     DeviceSession,
     FrameIgnored,
     HeartbeatAnswered,
@@ -27,6 +27,7 @@ from edgefleet.southbound.session import (
     StatusRejected,
     Timings,
 )
+from edgefleet.southbound.utilisation import Utilisation
 
 DEVICE = "1790001234567890"
 PING = json.dumps({"type": "ping_pong", "Headers": {}, "data": "ping"})
@@ -208,8 +209,26 @@ def test_status_upload_is_answered_and_reported() -> None:
     session.receive(status(), 3.0)
     assert sent(session) == [{"type": "send_statusInfo_response", "Headers": {}, "data": {}}]
     (event,) = session.events_received()
-    assert isinstance(event, StatusReceived) and event.at == 3.0
-    assert event.data["device_id"] == DEVICE
+    assert isinstance(event, StatusReceived) and event.data["device_id"] == DEVICE
+
+
+def test_cpu_utilisation_comes_from_two_uploads_and_hostile_numbers_are_dropped() -> None:
+    session = online_session()
+
+    def upload(busy: float, idle: float, free_memory: object) -> Utilisation:
+        cpu = {"user_cpu_time": busy, "system_cpu_time": 0, "idle_cpu_time": idle,
+               "io_wait_cpu_time": 0}  # fmt: skip
+        memory = {"total_memory_mb": 1000, "free_memory_mb": free_memory, "buff_cache_mb": 0}
+        session.receive(protocol.status_upload(DEVICE, {"CPU_info": cpu, "Memory_info": memory}), 3)
+        (event,) = [e for e in session.events_received() if isinstance(e, StatusReceived)]
+        return event.utilisation
+
+    first = upload(busy=100, idle=900, free_memory=400)
+    assert (first.cpu_percent, first.memory_used_percent) == (None, 60.0)
+    second = upload(busy=130, idle=970, free_memory=-5)  # a negative reading is no reading
+    assert (second.cpu_percent, second.memory_used_percent) == (30.0, None)
+    third = upload(busy=130, idle=970, free_memory=2**60)
+    assert third.memory_used_percent is None  # beyond any device's memory
 
 
 def test_status_of_another_device_is_rejected_not_answered() -> None:
@@ -268,11 +287,11 @@ def test_command_round_trip_for_a_version_1_device() -> None:
         "Headers": {"isInner": False, "order_type": "set_exposure", "request_id": str(first)},
         "data": {"device_id": DEVICE, "params": {"value": 3}},
     }
-    with pytest.raises(CommandRefused, match="busy"):
+    with pytest.raises(CommandRefused, match="Device busy!"):
         session.send_command("other", {}, 10.0, 1.1)
     session.receive(result("success", "successfully exec order."), 2.0)  # no request_id
     assert session.events_received() == [
-        CommandFinished(first, "success", "successfully exec order.", {})
+        CommandFinished(first, CommandResult("success", "successfully exec order.", {}))
     ]
     session.send_command("other", {}, 10.0, 2.1)  # free again
 
@@ -287,8 +306,8 @@ def test_devices_echoing_request_ids_take_several_commands() -> None:
     session.receive(result("fail", "boom", request_id=str(third)), 2.5)
     session.receive(result("success", "fine", request_id=str(second)), 2.6)
     assert session.events_received() == [
-        CommandFinished(third, "fail", "boom", {}),
-        CommandFinished(second, "success", "fine", {}),
+        CommandFinished(third, CommandResult("fail", "boom", {})),
+        CommandFinished(second, CommandResult("success", "fine", {})),
     ]
 
 
@@ -300,16 +319,18 @@ def test_unanswered_command_times_out_at_its_deadline() -> None:
     session.tick(2.9)
     assert [e for e in session.events_received() if isinstance(e, CommandFinished)] == []
     session.tick(3.0)
-    assert session.events_received() == [CommandFinished(command, "timeout", "command timed out")]
+    assert session.events_received() == [
+        CommandFinished(command, CommandResult("timeout", "command timed out"))
+    ]
 
 
 def test_commands_to_unknown_or_closed_sessions_are_refused() -> None:
     session = online_session()
     session.tick(7.5)
-    with pytest.raises(CommandRefused, match="unknown"):
+    with pytest.raises(CommandRefused, match="Device state is Unknown!"):
         session.send_command("x", {}, 10.0, 7.6)
     session.close("superseded", CLOSE_SUPERSEDED, "superseded")
-    with pytest.raises(CommandRefused, match="offline"):
+    with pytest.raises(CommandRefused, match="Device is offline!"):
         session.send_command("x", {}, 10.0, 7.7)
 
 
@@ -320,7 +341,9 @@ def test_restart_handshake_confirms_and_reports_success() -> None:
     assert order["Headers"]["isInner"] is True and "params" not in order["data"]
     session.receive(result("success", protocol.RESTART_WAIT_MESSAGE), 1.2)
     assert sent(session) == [{"type": "restart_confirm", "Headers": {}, "data": {}}]
-    assert session.events_received() == [CommandFinished(command, "success", "restart confirmed")]
+    assert session.events_received() == [
+        CommandFinished(command, CommandResult("success", "restart confirmed"))
+    ]
 
 
 def test_restart_refused_by_the_device_fails() -> None:
@@ -329,12 +352,14 @@ def test_restart_refused_by_the_device_fails() -> None:
     session.data_to_send()
     session.receive(result("fail", "busy recording"), 1.2)
     assert session.data_to_send() == []
-    assert session.events_received() == [CommandFinished(command, "fail", "busy recording", {})]
+    assert session.events_received() == [
+        CommandFinished(command, CommandResult("fail", "busy recording", {}))
+    ]
 
 
 def test_upload_log_carries_the_remote_dir() -> None:
     session = online_session()
-    session.send_command("upload_log", {}, 10.0, 1.0, remote_dir="/srv/logs")
+    session.send_command("upload_log", {"remote_dir": "/srv/logs"}, 10.0, 1.0)
     (order,) = sent(session)
     assert order["Headers"]["order_type"] == "upload_log"
     assert order["data"] == {"device_id": DEVICE, "remote_dir": "/srv/logs"}
@@ -345,7 +370,7 @@ def test_closing_fails_outstanding_commands() -> None:
     command = session.send_command("x", {}, 10.0, 1.0)
     session.peer_closed()
     events = session.events_received()
-    assert events[0] == CommandFinished(command, "fail", "Device is offline!")
+    assert events[0] == CommandFinished(command, CommandResult("fail", "Device is offline!"))
     assert events[-1].cause == "closed_by_device"
 
 

@@ -1,0 +1,70 @@
+"""This instance's heartbeat in ``southbound_instances``, and the release of the
+sessions of instances that stopped beating.
+
+A pod that dies comes back under another name, if at all, and never releases the
+sessions it held: its devices would stay ``online`` for ever. So every instance
+beats every quarter of ``--instance-timeout``, and each beat also releases the
+sessions of any instance silent for longer than that timeout (their devices go
+``offline``, reason ``instance_lost``). An instance that was only slow — its beats
+did not reach the database in time and another took it for lost — finds its row
+gone at its next beat and records its sessions again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from edgefleet.controller.store import Store, StoreError
+from edgefleet.southbound.events import Reattached, Released, SessionEvents
+
+log = logging.getLogger("edgefleet.southbound.liveness")
+
+
+class Liveness:
+    def __init__(
+        self,
+        store: Store,
+        instance: str,
+        timeout: float,
+        events: SessionEvents,
+        sessions: Callable[[], list[tuple[int, str, str]]],
+    ) -> None:
+        """``sessions`` lists what this instance holds: (device id, state, peer)."""
+        self._store = store
+        self._instance = instance
+        self._timeout = timeout
+        self._events = events
+        self._sessions = sessions
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._timeout / 4)
+            try:
+                await self.beat()
+            except StoreError:
+                log.warning("liveness beat failed", exc_info=True)
+
+    async def beat(self) -> None:
+        if not await self._store.sessions.beat(self._instance):
+            self._reattach()
+        lost = await self._store.sessions.release_lost(self._timeout)
+        if lost:
+            log.warning("released sessions of lost instances", extra={"devices": len(lost)})
+        for device in lost:
+            self._events.publish(
+                Released(device["device_id"], device["k8s_namespace"] or "", device["k8s_name"])
+            )
+
+    def _reattach(self) -> None:
+        held = self._sessions()
+        if held:
+            log.warning(
+                "this instance was taken for lost; recording its sessions again",
+                extra={"devices": len(held)},
+            )
+        now = time.time()
+        for device_id, state, peer in held:
+            self._events.publish(Reattached(device_id, state, peer, now))

@@ -1,0 +1,114 @@
+"""Deciding a login frame: rate limits, the credential check, and what a
+successful login is told.
+
+The gate answers with an ``Admission``: who the device is and the extension keys
+of its login answer (session token, intervals), or why it is refused, with the
+message PROTOCOL.md gives the device, a short label for metrics and logs, and
+the close code (1008, or 1013 "try again later" when the database is away — not
+the device's fault).
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edgefleet.agent import protocol
+from edgefleet.controller.store import DatabaseUnavailable, Store
+from edgefleet.southbound.credentials import CredentialChecker, Verdict
+from edgefleet.southbound.events import DeviceIdentity
+from edgefleet.southbound.session import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER
+from edgefleet.southbound.throttle import LoginThrottle
+from edgefleet.southbound.tokens import TokenSigner
+
+if TYPE_CHECKING:
+    # Only the type: the settings object is defined once, with the CLI that fills it.
+    from edgefleet.controller.settings import SouthboundSettings
+
+# Login failure messages -> the label of ``edgefleet_logins_total{result}`` and logs.
+LOGIN_RESULTS = {
+    protocol.MSG_NOT_JSON: "invalid_frame",
+    protocol.MSG_NO_SECRET: "invalid_frame",
+    protocol.MSG_NO_IDENTITY: "invalid_frame",
+    protocol.MSG_UNKNOWN_DEVICE: "unknown_device",
+    protocol.MSG_WRONG_PASSWORD: "wrong_password",
+    protocol.MSG_BAD_TOKEN: "bad_token",
+    protocol.MSG_LOGIN_TIMEOUT: "timeout",
+    protocol.MSG_DISABLED: "disabled",
+    protocol.MSG_TOO_MANY_LOGINS: "rate_limited",
+    protocol.MSG_UNAVAILABLE: "unavailable",
+}
+
+
+def login_result(message: str) -> str:
+    return LOGIN_RESULTS.get(message, "refused")
+
+
+@dataclass(frozen=True)
+class Admission:
+    device: DeviceIdentity | None = None
+    """Set when the login is accepted."""
+    by_token: bool = False
+    answer: dict[str, Any] = field(default_factory=dict)
+    """The extension keys of the login answer."""
+    refusal: str | None = None
+    """The message the device is told when the login is refused."""
+    device_id: int | None = None
+    """The device the refused frame named, when it exists."""
+    code: int = CLOSE_POLICY
+
+
+class LoginGate:
+    def __init__(self, store: Store, settings: SouthboundSettings, bcrypt_rounds: int) -> None:
+        self._settings = settings
+        key = settings.token_key.encode() if settings.token_key else secrets.token_bytes(32)
+        self.tokens = TokenSigner(key, settings.token_ttl)
+        self.credentials = CredentialChecker(
+            store, self.tokens, settings.login_concurrency, bcrypt_rounds
+        )
+        self.throttle = LoginThrottle(
+            settings.login_attempts_per_device, settings.login_failures_per_address
+        )
+
+    async def admit(self, login: protocol.Login, host: str, now: float) -> Admission:
+        """``now`` is the loop's clock (the throttle's time base)."""
+        identity = login.device_id or f"{login.device_sn}/{login.device_model}"
+        if not self.throttle.allow(host, identity, now):
+            return Admission(refusal=protocol.MSG_TOO_MANY_LOGINS)
+        try:
+            verdict = await self.credentials.check(login)
+        except DatabaseUnavailable:
+            return Admission(refusal=protocol.MSG_UNAVAILABLE, code=CLOSE_TRY_AGAIN_LATER)
+        if verdict.refusal is not None:
+            self.throttle.failed(host, now)
+            return Admission(refusal=verdict.refusal, device_id=verdict.device_id)
+        return Admission(
+            device=_identity(verdict), by_token=verdict.by_token, answer=self._answer(verdict)
+        )
+
+    def _answer(self, verdict: Verdict) -> dict[str, Any]:
+        assert verdict.device_id is not None
+        token, expires = self.tokens.issue(
+            verdict.device_id, verdict.credential_version, time.time()
+        )
+        return {
+            "token": token,
+            "token_expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
+            "heartbeat_interval": self._settings.heartbeat_interval,
+            "status_interval": self._settings.status_interval,
+        }
+
+
+def _identity(verdict: Verdict) -> DeviceIdentity:
+    assert verdict.device_id is not None
+    name, namespace, type_ = verdict.labels
+    return DeviceIdentity(
+        device_id=verdict.device_id,
+        name=name,
+        namespace=namespace,
+        type=type_,
+        resource=verdict.resource,
+        credential_version=verdict.credential_version,
+    )

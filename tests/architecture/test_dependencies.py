@@ -1,0 +1,69 @@
+"""The walls between the components, as the architecture states them.
+
+- ``agent`` imports nothing of the server: it is installed alone on devices.
+- ``southbound`` imports of the controller only the data model (``store``), the
+  Device status document (``kube.status``) and, for type hints only, the settings.
+- ``controller`` imports the southbound in one place: the all-in-one ``serve``.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def imports(folder: str) -> Iterator[tuple[str, str, bool]]:
+    """(module file, imported module, only for type checking) for every import."""
+    for path in sorted((ROOT / folder).rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        type_only: set[int] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+                type_only |= {id(n) for n in ast.walk(node)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                for alias in node.names:
+                    name = f"{node.module}.{alias.name}"
+                    yield str(path.relative_to(ROOT)), name, id(node) in type_only
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    yield str(path.relative_to(ROOT)), alias.name, id(node) in type_only
+
+
+def test_the_agent_imports_nothing_of_the_server() -> None:
+    wrong = [
+        (where, module)
+        for where, module, _ in imports("agent")
+        if module.startswith(("edgefleet.controller", "edgefleet.southbound"))
+    ]
+    assert wrong == []
+
+
+def test_the_southbound_uses_only_the_data_model_of_the_controller() -> None:
+    allowed = ("edgefleet.controller.store", "edgefleet.controller.kube.status")
+    wrong = [
+        (where, module)
+        for where, module, type_only in imports("southbound")
+        if module.startswith("edgefleet.controller")
+        and not module.startswith(allowed)
+        and not (type_only and module.startswith("edgefleet.controller.settings"))
+    ]
+    assert wrong == []
+
+
+def test_the_controller_reaches_the_southbound_only_from_serve() -> None:
+    importers = {
+        where
+        for where, module, _ in imports("controller")
+        if module.startswith("edgefleet.southbound")
+    }
+    assert importers == {"controller/serve.py"}
+
+
+def test_the_device_status_document_stays_light() -> None:
+    """The southbound imports it; it must not pull in kopf or the Kubernetes client."""
+    modules = {module for where, module, _ in imports("controller/kube") if "status.py" in where}
+    assert all(not m.startswith(("kopf", "kubernetes", "edgefleet")) for m in modules), modules

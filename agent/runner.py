@@ -5,8 +5,9 @@ Theory of operation
 ``Agent.run_async`` is the reconnect loop: pick a login (the saved token when
 there is one, else the password), open the WebSocket, converse until the session
 ends, then decide — restart, stop, retry at once with the password (the token was
-refused), or wait out the backoff and try again, giving up after ``max_retries``
-failed attempts in a row.
+refused), or wait out the backoff and try again; after a failed attempt it retries
+``max_retries`` times (-1: for ever), then gives up. An attempt that got through
+login starts the count again.
 
 One conversation is one loop over one inbox queue. A reader task puts incoming
 frames there; status collection (psutil, in a thread) and commands (each in its
@@ -149,11 +150,12 @@ class Agent:
                 await self._state.save(self._saved)
                 self._restart_requested = True
                 return 0
-            failures = 0 if logged_in else failures + 1
             if outcome == TOKEN_REFUSED:
-                continue  # straight back with the password
+                continue  # straight back with the password: a stale token is no failure
+            failures = 0 if logged_in else failures + 1
+            # The first failure is the attempt; each one after it was a retry.
             if 0 <= self.settings.max_retries < failures:
-                logger.error("giving up after %d failed attempts", failures)
+                logger.error("giving up after %d attempts (%d retries)", failures, failures - 1)
                 return 1
             delay = self._backoff.next_delay()
             logger.info("reconnecting in %.1f s (%s)", delay, outcome)

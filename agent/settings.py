@@ -53,7 +53,9 @@ class AgentSettings:
     )
     sftp_check_host_key: bool = setting(True, "Check the SFTP host key; turn off only in a lab.")
     max_retries: int = setting(
-        -1, "Failed connection attempts in a row before giving up; -1: never give up."
+        -1,
+        "Reconnections tried after a failed attempt before giving up (1: one retry, two "
+        "attempts in all); -1: never give up.",
     )
     commands: str | None = setting(
         None, "Python module whose @command functions become custom commands."

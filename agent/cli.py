@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from edgefleet.agent.extras import explaining_missing_extra
+from edgefleet.agent.distribution import explaining_missing_extra, installed_version
 from edgefleet.agent.settings import AgentSettings, SettingsError, add_arguments, load
 
 
@@ -13,6 +13,9 @@ def parse(argv: list[str]) -> AgentSettings:
     parser = argparse.ArgumentParser(
         prog="edgefleet-agent",
         description="Keep this device connected to edgefleet: heartbeats, status, commands.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"edgefleet-agent {installed_version()}"
     )
     add_arguments(parser)
     return load(parser.parse_args(argv))

@@ -177,7 +177,10 @@ def _convert(source: str, raw: Any, target: type) -> Any:
             return target(raw)
         except ValueError:
             pass
-    raise SettingsError(f"{source}: expected {target.__name__}, got {raw!r}")
+    raise SettingsError(f"{source}: expected {_EXPECTED[target]}; got {raw!r}")
+
+
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 
 
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}

@@ -7,7 +7,7 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edgefleet.agent.extras import missing_extra
+from edgefleet.agent.distribution import missing_extra
 
 UPLOAD_FAILED = "fail to upload log."
 

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
-from edgefleet.agent.extras import explaining_missing_extra
+from edgefleet.agent.distribution import explaining_missing_extra, installed_version
 from edgefleet.controller import logs, settings
 
 log = logging.getLogger("edgefleet")
@@ -19,6 +19,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="edgefleet", description="Device management for edge fleets."
     )
+    root.add_argument("--version", action="version", version=f"edgefleet {installed_version()}")
     commands = root.add_subparsers(dest="command", required=True)
     settings.add_arguments(
         commands.add_parser(

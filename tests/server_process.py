@@ -1,4 +1,5 @@
-"""``edgefleet serve`` as a real child process, for tests of the whole program."""
+"""``edgefleet serve`` as a real child process, for tests of the whole program, and
+the console scripts as a user types them."""
 
 from __future__ import annotations
 
@@ -110,3 +111,21 @@ def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.1)
+
+
+BIN = Path(sys.executable).parent
+
+
+def console_script(
+    program: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``edgefleet`` or ``edgefleet-agent`` as installed, run to its end; no
+    ``EDGEFLEET_*`` variable of the caller's leaks in, ``env`` adds its own."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
+    return subprocess.run(
+        [str(BIN / program), *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

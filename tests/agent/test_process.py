@@ -64,24 +64,6 @@ async def test_sigterm_closes_cleanly_and_the_device_goes_offline(
     assert "agent stopped" in log_text(settings)
 
 
-async def test_bad_settings_exit_2_with_the_reason(tmp_path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "edgefleet.agent.cli",
-        "--server",
-        "http://wrong",
-        "--device-id",
-        "1",
-        "--password",
-        "x" * 12,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _out, err = await process.communicate()
-    assert process.returncode == 2
-    assert b"--server must be a ws:// or wss:// URL" in err
-
-
 def test_the_cli_against_edgefleet_serve(tmp_path: Path) -> None:
     """Both programs as a user runs them: ``edgefleet serve`` and ``edgefleet-agent
     --commands``, talking over 127.0.0.1, driven through the REST API."""

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from edgefleet.agent.extras import EXIT_MISSING_EXTRA, extra_modules
+from edgefleet.agent.distribution import EXIT_MISSING_EXTRA, extra_modules
 from edgefleet.agent.upload import SftpTarget, UploadError, upload_log
-
-BIN = Path(sys.executable).parent
+from tests.server_process import console_script
 
 SITECUSTOMIZE = '''
 import sys
@@ -38,19 +37,12 @@ sys.meta_path.insert(0, Uninstalled())
 
 
 def run_without(
-    tmp_path: Path, blocked: set[str], *command: str, timeout: float = 60
+    tmp_path: Path, blocked: set[str], *command: str
 ) -> subprocess.CompletedProcess[str]:
     site = tmp_path / "site"
     site.mkdir(exist_ok=True)
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE.format(blocked=sorted(blocked)))
-    return subprocess.run(
-        [str(BIN / command[0]), *command[1:]],
-        env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return console_script(*command, env={"PYTHONPATH": str(site)})
 
 
 def assert_one_line_naming(result: subprocess.CompletedProcess[str], program: str, extra: str):
@@ -78,7 +70,7 @@ def test_the_agent_without_psutil_says_install_the_agent_extra(tmp_path: Path) -
     ("blocked", "command"),
     [
         ("aiohttp", ["serve", "--api-port", "0", "--ws-port", "0"]),
-        ("sqlalchemy", ["db", "upgrade", "--db-url", "sqlite+aiosqlite:///x.db"]),
+        ("sqlalchemy", ["db", "upgrade", "--db-url", "sqlite+aiosqlite:///never-made.db"]),
     ],
 )
 def test_the_server_without_its_modules_says_install_the_server_extra(

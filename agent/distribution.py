@@ -1,5 +1,8 @@
-"""Missing optional dependencies, said in one line instead of a traceback.
+"""What the installed ``edgefleet`` distribution says: its version, and its extras.
 
+The version is what ``--version`` prints on both CLIs.
+
+Missing optional dependencies are said in one line instead of a traceback.
 edgefleet installs nothing by default: the device needs ``edgefleet[agent]``, the
 server ``edgefleet[server]``. Run with the wrong one, a CLI would die with
 ``ModuleNotFoundError: psutil``; ``missing_extra`` recognises such an error and
@@ -22,6 +25,13 @@ EXIT_MISSING_EXTRA = 3
 """Exit code of a CLI that lacks its extra (2 is a bad setting)."""
 
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)[^;]*;(.*)$")
+
+
+def installed_version() -> str:
+    try:
+        return metadata.version(DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def extra_modules(extra: str) -> frozenset[str]:

@@ -7,6 +7,7 @@ import sys
 
 from edgefleet.agent.distribution import explaining_missing_extra, installed_version
 from edgefleet.agent.settings import AgentSettings, SettingsError, add_arguments, load
+from edgefleet.agent.tls import client_context
 
 
 def parse(argv: list[str]) -> AgentSettings:
@@ -24,6 +25,7 @@ def parse(argv: list[str]) -> AgentSettings:
 def main(argv: list[str] | None = None) -> int:
     def body() -> int:
         settings = parse(sys.argv[1:] if argv is None else argv)
+        client_context(settings)  # unusable TLS files: one line now, not at every reconnect
         from edgefleet.agent.runner import Agent  # the heavy imports wait for good settings
 
         return Agent(settings).run()

@@ -36,8 +36,9 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from edgefleet.agent import core, protocol, status
 from edgefleet.agent.commands import Command, CommandRegistry, Outcome
 from edgefleet.agent.oplog import OperationLog, logger
-from edgefleet.agent.settings import AgentSettings, read_secret
+from edgefleet.agent.settings import AgentSettings, SettingsError, read_secret
 from edgefleet.agent.state import SavedState, StateFile
+from edgefleet.agent.tls import client_context
 from edgefleet.agent.upload import UPLOAD_FAILED, SftpTarget, UploadError, upload_log
 
 StatusHook = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
@@ -186,8 +187,14 @@ class Agent:
             logger.error("cannot read the password: %s", exc)
             return "no_password", False
         try:
+            tls = await asyncio.to_thread(client_context, self.settings)
+        except SettingsError as exc:
+            logger.error("cannot set up TLS: %s", exc)
+            return "tls_unusable", False
+        try:
             ws = await websockets.connect(
                 self.settings.server,
+                **({"ssl": tls} if tls else {}),
                 compression=None,
                 ping_interval=None,
                 max_size=protocol.MAX_FRAME_BYTES,

@@ -38,6 +38,17 @@ class AgentSettings:
     password_file: str | None = setting(
         None, "File holding the password, e.g. a mounted Kubernetes Secret."
     )
+    ca_file: str | None = setting(
+        None,
+        "PEM CA certificates that the wss:// server's certificate must chain to, "
+        "instead of the system's.",
+    )
+    client_cert_file: str | None = setting(
+        None, "PEM client certificate (chain) for mutual TLS, shown when the server asks."
+    )
+    client_key_file: str | None = setting(
+        None, "PEM private key of --client-cert-file (if not in the same file)."
+    )
     state_dir: str = setting(
         str(HOME / "state"), "Directory of the session token and device id (mode 0600)."
     )
@@ -194,6 +205,13 @@ def _check(settings: AgentSettings) -> None:
         raise SettingsError("give --password-file (or --password)")
     if not settings.server.startswith(("ws://", "wss://")):
         raise SettingsError("--server must be a ws:// or wss:// URL")
+    tls_files = [
+        f for f in ("ca_file", "client_cert_file", "client_key_file") if getattr(settings, f)
+    ]
+    if tls_files and not settings.server.startswith("wss://"):
+        raise SettingsError(f"--{tls_files[0].replace('_', '-')} needs a wss:// --server")
+    if settings.client_key_file and not settings.client_cert_file:
+        raise SettingsError("--client-key-file needs --client-cert-file")
     for name in ("reconnect_delay", "heartbeat_interval", "status_interval", "answer_timeout"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"--{name.replace('_', '-')} must be positive")

@@ -44,6 +44,11 @@ def test_version(program: str) -> None:
          "edgefleet-agent: --heartbeat-interval: expected a number; got 'soon'"),
         (["edgefleet-agent", *AGENT_IDENTITY, "--server", "http://x"], {},
          "edgefleet-agent: --server must be a ws:// or wss:// URL"),
+        (["edgefleet-agent", *AGENT_IDENTITY, "--ca-file", "ca.pem"], {},
+         "edgefleet-agent: --ca-file needs a wss:// --server"),
+        (["edgefleet-agent", *AGENT_IDENTITY, "--server", "wss://x/ws"],
+         {"EDGEFLEET_AGENT_CA_FILE": "/nowhere/ca.pem"},
+         "edgefleet-agent: --ca-file /nowhere/ca.pem: No such file or directory"),
     ],
 )  # fmt: skip
 def test_a_bad_value_is_one_line_naming_the_flag_or_variable(

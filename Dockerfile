@@ -14,11 +14,21 @@ RUN python -m venv /venv-server && /venv-server/bin/pip install --no-cache-dir '
  && python -m venv /venv-agent && /venv-agent/bin/pip install --no-cache-dir '.[agent]'
 
 FROM python:3.11-slim AS server
-RUN useradd --system --uid 10001 --home-dir /nonexistent --shell /usr/sbin/nologin edgefleet
+# `serve` keeps its SQLite file in /var/lib/edgefleet, a volume the user owns: the
+# working directory of a non-root user in / is not writable. In Kubernetes mode the
+# chart sets EDGEFLEET_DB_URL to MySQL and nothing is written there.
+RUN groupadd --system --gid 10001 edgefleet \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /nonexistent \
+        --shell /usr/sbin/nologin edgefleet \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/edgefleet
 COPY --from=build /venv-server /venv
-ENV PATH=/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PATH=/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+    EDGEFLEET_DB_URL=sqlite+aiosqlite:////var/lib/edgefleet/edgefleet.db
+WORKDIR /var/lib/edgefleet
 USER 10001
-EXPOSE 8080 9090 9091
+VOLUME ["/var/lib/edgefleet"]
+# 8080 REST API, 9090 devices (/ws), 9091 internal API, 9092 /metrics and probes.
+EXPOSE 8080 9090 9091 9092
 ENTRYPOINT ["edgefleet"]
 CMD ["serve", "--api-host", "0.0.0.0", "--ws-host", "0.0.0.0"]
 

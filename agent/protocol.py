@@ -150,7 +150,7 @@ def parse_login(text: str | bytes) -> Login:
 
     def text_field(name: str) -> str | None:
         value = frame.get(name)
-        return value if isinstance(value, str) and value else None
+        return value if _usable_text(value) else None
 
     login = Login(
         device_id=text_field("device_id"),
@@ -166,6 +166,22 @@ def parse_login(text: str | bytes) -> Login:
     if login.token is not None and login.password is None and login.device_id is None:
         raise LoginRefused(MSG_NO_IDENTITY)  # a token is bound to a device id
     return login
+
+
+MAX_LOGIN_FIELD = 1024
+"""Longer identities and secrets are refused as if absent."""
+
+
+def _usable_text(value: Any) -> bool:
+    """A non-empty string of sane length that is valid UTF-8 (JSON lets a frame
+    carry lone surrogates, which no encoder, hash or database takes)."""
+    if not isinstance(value, str) or not value or len(value) > MAX_LOGIN_FIELD:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def login_success(device_id: str, **extensions: Any) -> str:

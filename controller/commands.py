@@ -14,7 +14,7 @@ from typing import Any
 
 from edgefleet.agent.protocol import CommandRefused, CommandResult
 from edgefleet.controller.device_link import DeviceLink
-from edgefleet.controller.store import DeviceFilter, Store
+from edgefleet.controller.store import DatabaseUnavailable, DeviceFilter, Store
 
 
 class CommandService:
@@ -27,9 +27,22 @@ class CommandService:
         self, device_id: int, order: str, params: dict[str, Any], timeout: float | None = None
     ) -> CommandResult:
         """Send and wait for the result (``timeout`` seconds at most, else the
-        default); raises ``CommandRefused``, and ``DeviceNotFound`` for no such device."""
-        await self._store.devices.get(device_id)
-        return await self._link.command(device_id, order, params, timeout or self.default_timeout)
+        default); raises ``CommandRefused``, and ``DeviceNotFound`` for no such device.
+
+        With the database away, a device whose session is held where the link
+        reaches it without the database (``edgefleet serve``) still gets its
+        command: its session is proof enough that it exists."""
+        seconds = timeout or self.default_timeout
+        try:
+            await self._store.devices.get(device_id)
+        except DatabaseUnavailable as outage:
+            try:
+                return await self._link.command(device_id, order, params, seconds)
+            except CommandRefused as refused:
+                if refused.kind == "offline":  # or no such device: cannot tell which
+                    raise outage from None
+                raise
+        return await self._link.command(device_id, order, params, seconds)
 
     async def send_to_group(
         self, group_id: int, order: str, params: dict[str, Any], timeout: float | None = None

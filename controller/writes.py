@@ -74,6 +74,9 @@ class FleetWrites:
         row = await self._store.devices.update(device_id, changes)
         if changes.get("disabled"):
             await self._link.disconnect(device_id, "disabled")
+        elif password is not None:
+            # The session logged in with the old password: it must not outlive it.
+            await self._link.disconnect(device_id, "credentials_changed")
         return row
 
     async def delete_device(self, device_id: int) -> None:
@@ -124,5 +127,9 @@ class FleetWrites:
 
     async def clear_group(self, group_id: int, delete_devices: bool) -> tuple[int, int]:
         """Empty the group; returns (memberships removed, devices deleted)."""
+        members = await self._store.groups.member_ids(group_id) if delete_devices else []
         await self._mirror.group_cleared(group_id, delete_devices)
-        return await self._store.groups.clear(group_id, delete_devices)
+        removed, deleted = await self._store.groups.clear(group_id, delete_devices)
+        for device_id in members:
+            await self._link.disconnect(device_id, "deleted")
+        return removed, deleted

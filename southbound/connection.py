@@ -68,6 +68,7 @@ class DeviceConnection:
         self.session = DeviceSession(timings, self.loop.time())
         self.device_id: int | None = None
         self._refused_device: int | None = None  # the device a refused login named
+        self._admitted = False  # the login frame reached the gate
         self._lock = asyncio.Lock()
         self._pending: dict[int, asyncio.Future[CommandResult]] = {}
         self._last_frame: float | None = None
@@ -76,6 +77,10 @@ class DeviceConnection:
     def peer(self) -> str:
         host, port, *_ = self.websocket.remote_address or ("?", 0)
         return f"{host}:{port}"
+
+    @property
+    def _host(self) -> str:
+        return self.peer.rsplit(":", 1)[0]
 
     async def run(self) -> None:
         self._events.publish(announce.Connected(self.peer))
@@ -200,6 +205,8 @@ class DeviceConnection:
             case LoginRequested(login=login):
                 await self._login(login)
             case LoginFailed(message=message):
+                if not self._admitted:
+                    self._gate.malformed(self._host, self.loop.time())
                 self._events.publish(
                     announce.LoginFailed(
                         self._refused_device, login_result(message), message, self.peer
@@ -233,8 +240,8 @@ class DeviceConnection:
                 self._events.publish(announce.FrameIgnored(device_id, reason))
 
     async def _login(self, login: protocol.Login) -> None:
-        host = self.peer.rsplit(":", 1)[0]
-        admission = await self._gate.admit(login, host, self.loop.time())
+        admission = await self._gate.admit(login, self._host, self.loop.time())
+        self._admitted = True
         if admission.refusal is not None:
             self._refused_device = admission.device_id
             self.session.login_refused(admission.refusal, login, code=admission.code)

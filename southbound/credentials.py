@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import bcrypt
 
 from edgefleet.agent import protocol
+
+MAX_PASSWORD_BYTES = 72
+"""bcrypt's limit; the REST API refuses longer passwords."""
 from edgefleet.controller.store import Store
 from edgefleet.southbound.tokens import TokenSigner
 
@@ -50,8 +53,8 @@ class CredentialChecker:
             row = await self._store.sessions.credentials_by_hardware(
                 login.device_sn, login.device_model
             )
-        elif (device_id := _as_id(login.device_id)) is None:
-            row = None  # not a snowflake: cannot exist
+        elif (device_id := parse_device_id(login.device_id)) is None:
+            row = None  # not a snowflake written the one way ids are written: cannot exist
         else:
             row = await self._by_id.load(device_id)
         if login.password is None:
@@ -80,7 +83,14 @@ class CredentialChecker:
         return _accepted(row, by_token=True)
 
     async def _bcrypt(self, password: bytes, hashed: bytes) -> bool:
+        """Whether ``password`` matches; one bcrypt's cost either way. No stored
+        password is over bcrypt's 72 bytes (the API refuses them), so a longer one
+        is checked against the dummy hash, to cost the same, and does not match."""
+        too_long = len(password) > MAX_PASSWORD_BYTES
         async with self._slots:
+            if too_long:
+                await asyncio.to_thread(bcrypt.checkpw, b"no such device", self._dummy)
+                return False
             return await asyncio.to_thread(bcrypt.checkpw, password, hashed)
 
 
@@ -135,7 +145,10 @@ class BatchLoader:
             self._running = None
 
 
-def _as_id(text: str) -> int | None:
-    if text.isascii() and text.isdigit() and 0 < int(text) < 2**63:
-        return int(text)
-    return None
+def parse_device_id(text: str) -> int | None:
+    """The id a login frame names, or None: only the canonical decimal form of a
+    positive 63-bit id (no sign, no leading zeros, no other digits than ASCII)."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19 or text.startswith("0"):
+        return None
+    device_id = int(text)
+    return device_id if device_id < 2**63 else None

@@ -73,9 +73,11 @@ class LoginGate:
         )
 
     async def admit(self, login: protocol.Login, host: str, now: float) -> Admission:
-        """``now`` is the loop's clock (the throttle's time base)."""
-        identity = login.device_id or f"{login.device_sn}/{login.device_model}"
-        if not self.throttle.allow(host, identity, now):
+        """``now`` is the loop's clock (the throttle's time base).
+
+        The attempt limit is keyed on the identity as parsed, not as sent: ``"007"``
+        and ``"7"`` would otherwise be two devices with an allowance each."""
+        if not self.throttle.allow(host, _identity_key(login), now):
             return Admission(refusal=protocol.MSG_TOO_MANY_LOGINS)
         try:
             verdict = await self.credentials.check(login)
@@ -88,6 +90,11 @@ class LoginGate:
             device=_identity(verdict), by_token=verdict.by_token, answer=self._answer(verdict)
         )
 
+    def malformed(self, host: str, now: float) -> None:
+        """A login refused before it reached the gate (not JSON, no secret, no
+        frame in time): a failure of its address like any other."""
+        self.throttle.failed(host, now)
+
     def _answer(self, verdict: Verdict) -> dict[str, Any]:
         assert verdict.device_id is not None
         token, expires = self.tokens.issue(
@@ -99,6 +106,15 @@ class LoginGate:
             "heartbeat_interval": self._settings.heartbeat_interval,
             "status_interval": self._settings.status_interval,
         }
+
+
+def _identity_key(login: protocol.Login) -> str:
+    if login.device_id is None:
+        return f"hardware:{login.device_sn}\0{login.device_model}"
+    text = login.device_id
+    if text.isascii() and text.isdigit() and len(text) <= 40:
+        return f"id:{int(text)}"  # "007" is charged to device 7 (and refused as not canonical)
+    return "id:malformed"
 
 
 def _identity(verdict: Verdict) -> DeviceIdentity:

@@ -17,10 +17,12 @@ from typing import Any
 import pymysql
 import pytest
 from sqlalchemy import delete
+from sqlalchemy.engine import make_url
 
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.schema import metadata
 from tests.api_client import ApiClient, running_api
+from tests.tcp_proxy import TcpProxy
 
 MARIADB = os.environ.get("EDGEFLEET_TEST_MARIADB", "root@127.0.0.1:3306")
 
@@ -128,3 +130,17 @@ async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 10.0)
             if result:
                 return result
             await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def mariadb_behind_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
+    """A MariaDB database reached through a relay the test can cut or freeze."""
+    server = make_url(mariadb_server_url())
+    url, name = create_mariadb_database(str(server))
+    proxy = TcpProxy(server.host or "127.0.0.1", server.port or 3306)
+    await proxy.start()
+    proxied = url.replace(f"{server.host}:{server.port}", f"127.0.0.1:{proxy.port}")
+    try:
+        yield proxied, proxy
+    finally:
+        drop_mariadb_database(name)

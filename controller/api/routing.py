@@ -13,6 +13,7 @@ OpenAPI document, so the two cannot drift apart.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, get_type_hints
@@ -109,8 +110,14 @@ class Endpoints:
             app.router.add_route(endpoint.method, endpoint.path, _adapter(endpoint))
 
 
+def strict_json(value: Any) -> str:
+    """JSON that every parser takes: a NaN or an infinity is a bug to raise (500),
+    never a token like ``NaN`` in an answer that strict clients cannot read."""
+    return json.dumps(value, allow_nan=False)
+
+
 def success(data: Any, status: int = 200) -> web.Response:
-    return web.json_response({"status": "success", "data": data}, status=status)
+    return web.json_response({"status": "success", "data": data}, status=status, dumps=strict_json)
 
 
 def _adapter(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:

@@ -156,6 +156,11 @@ GROUP_SCHEMA: dict[str, Any] = {
             "type": "object",
             "properties": {
                 "groupId": {"type": "string", "pattern": ID_PATTERN},
+                "deviceCount": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Devices that name this group (written by the operator).",
+                },
                 "conditions": CONDITIONS,
             },
         },
@@ -206,31 +211,48 @@ def _definition(
     }
 
 
+# Short names of our own: the plural ``devices`` is shared with other projects' Device
+# kinds (KubeEdge's devices.devices.kubeedge.io), so ``kubectl get devices`` may pick
+# theirs; ``kubectl get efdev`` or ``devices.edgefleet.io`` always means ours.
+DEVICE_SHORT_NAMES = ["efdev"]
+GROUP_SHORT_NAMES = ["efgroup"]
+
+
 def definitions() -> dict[str, dict[str, Any]]:
     """File name -> CustomResourceDefinition."""
     age = _column("Age", "date", ".metadata.creationTimestamp")
+    synced = _column(
+        "Synced",
+        "string",
+        '.status.conditions[?(@.type=="Synced")].status',
+        description="The operator mirrored the resource into the database.",
+    )
     device = _definition(
         "Device",
         DEVICES,
-        ["edev"],
+        DEVICE_SHORT_NAMES,
         DEVICE_SCHEMA,
         [
             _column("State", "string", ".status.state"),
+            _column("Type", "string", ".spec.type"),
             _column("Device ID", "string", ".status.deviceId"),
             _column("CPU%", "number", ".status.metrics.cpuPercent"),
             _column("Memory%", "number", ".status.metrics.memoryUsedPercent"),
             _column("Last Seen", "date", ".status.lastSeen"),
+            synced,
             age,
         ],
     )
     group = _definition(
         "DeviceGroup",
         DEVICE_GROUPS,
-        ["edgroup"],
+        GROUP_SHORT_NAMES,
         GROUP_SCHEMA,
         [
             _column("Display Name", "string", ".spec.displayName"),
             _column("Group ID", "string", ".status.groupId"),
+            _column("Devices", "integer", ".status.deviceCount"),
+            synced,
             age,
         ],
     )

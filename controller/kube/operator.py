@@ -278,6 +278,7 @@ class Reconciler:
         if not await password_matches(password, secret):
             hashed = await hash_password(password, self.bcrypt_rounds)
             await self.store.devices.update(int(device_id), {"secret": hashed})
+            await self.link.disconnect(int(device_id), "credentials_changed")
             log.info("password rotated from its Secret", extra={"device_id": device_id})
 
     # --- groups -------------------------------------------------------------------------

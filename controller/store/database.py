@@ -9,18 +9,22 @@ every transaction runs under a deadline.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
 
 from edgefleet.controller.store.errors import DatabaseUnavailable
+
+log = logging.getLogger("edgefleet.store")
 
 
 def utcnow() -> datetime:
@@ -28,10 +32,16 @@ def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def _connect_args(url: str | URL, timeout: float) -> dict[str, Any]:
+    if make_url(url).get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": timeout}}
+    return {"connect_args": {"connect_timeout": max(1, int(timeout))}}
+
+
 def create_engine(url: str, timeout: float, pool_size: int) -> AsyncEngine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, connect_args={"timeout": timeout})
+        engine = create_async_engine(url, **_connect_args(url, timeout))
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # No pre-ping: it costs a round trip on every checkout. A connection that died
@@ -45,7 +55,7 @@ def create_engine(url: str, timeout: float, pool_size: int) -> AsyncEngine:
         pool_size=pool_size,
         max_overflow=0,
         pool_timeout=timeout,
-        connect_args={"connect_timeout": max(1, int(timeout))},
+        **_connect_args(url, timeout),
     )
 
 
@@ -59,11 +69,26 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 class Database:
     """An engine plus the transaction boundary that turns outages into
-    ``DatabaseUnavailable``."""
+    ``DatabaseUnavailable``.
 
-    def __init__(self, engine: AsyncEngine, timeout: float) -> None:
+    A circuit breaker sits in that boundary. A database that stops answering
+    (packets dropped, not refused) would make every call wait the full
+    ``timeout`` before failing; so the first call that finds the database
+    unreachable opens the breaker, and until a background probe reaches the
+    database again every call fails at once, without touching it. The probe
+    opens a fresh connection each time (not one from the pool, whose connections
+    may all be stuck on the dead network), and when it gets through, the pool's
+    old connections are dropped so the next calls start clean. Errors that say
+    nothing about reachability (a deadlock, a constraint) never open it.
+    """
+
+    def __init__(self, engine: AsyncEngine, timeout: float, probe_interval: float = 1.0) -> None:
         self.engine = engine
         self.timeout = timeout
+        self.probe_interval = probe_interval
+        self.outage: str | None = None
+        """Why the database is taken for unreachable now (the breaker is open), or None."""
+        self._probe_task: asyncio.Task[None] | None = None
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -79,19 +104,69 @@ class Database:
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
+        if self.outage is not None:
+            raise DatabaseUnavailable(f"{self.outage} (waiting for it to answer again)")
         try:
             async with asyncio.timeout(self.timeout):
                 yield
         except (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError) as exc:
+            if _unreachable(exc):
+                self._trip(type(exc).__name__)
             raise DatabaseUnavailable(type(exc).__name__) from exc
         except DBAPIError as exc:
             if exc.connection_invalidated:
+                self._trip(type(exc).__name__)
                 raise DatabaseUnavailable(type(exc).__name__) from exc
             raise
+
+    def _trip(self, reason: str) -> None:
+        if self.outage is None:
+            log.warning("database unreachable; answering unavailable until it is back",
+                        extra={"error": reason})  # fmt: skip
+            self.outage = reason
+        if self._probe_task is None or self._probe_task.done():
+            self._probe_task = asyncio.create_task(self._probe(), name="database-probe")
+
+    async def _probe(self) -> None:
+        prober = create_async_engine(self.engine.url, poolclass=NullPool, **_connect_args(
+            self.engine.url, self.timeout))  # fmt: skip
+        try:
+            while self.outage is not None:
+                await asyncio.sleep(self.probe_interval)
+                try:
+                    async with asyncio.timeout(self.timeout), prober.connect() as connection:
+                        await connection.exec_driver_sql("SELECT 1")
+                except (DBAPIError, OSError, TimeoutError):
+                    continue
+                await self.engine.dispose()
+                log.warning("database reachable again", extra={"after": self.outage})
+                self.outage = None
+        finally:
+            await prober.dispose()
 
     async def ping(self) -> None:
         async with self.read() as connection:
             await connection.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:
+        if self._probe_task is not None:
+            self._probe_task.cancel()
+            await asyncio.gather(self._probe_task, return_exceptions=True)
         await self.engine.dispose()
+
+
+# Driver errors that mean "cannot reach the server" (MySQL client codes: cannot
+# connect, server gone away, connection lost, lost at handshake), as opposed to
+# errors of one statement (a deadlock, a lock wait) that leave it reachable.
+_MYSQL_UNREACHABLE = {2003, 2006, 2013, 2055}
+
+
+def _unreachable(exc: BaseException) -> bool:
+    if isinstance(exc, PoolTimeout):
+        return False  # busy, not gone: every connection is in use
+    if isinstance(exc, OperationalError):
+        code = exc.orig.args[0] if exc.orig is not None and exc.orig.args else None
+        if isinstance(code, int):
+            return code in _MYSQL_UNREACHABLE
+        return "unable to open" in str(exc.orig)  # SQLite: the file cannot be opened
+    return True

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Select, bindparam, case, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -137,10 +137,16 @@ class DeviceStore:
             return [dict(row) for row in rows.mappings()], total or 0
 
     async def update(self, device_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-        """Apply ``changes``; a new ``secret`` also bumps the credential version."""
+        """Apply ``changes``. A new ``secret``, or ``disabled`` changing either way,
+        bumps the credential version: every session token issued before stops
+        working (a token from before a device was disabled must not come back to
+        life when it is enabled again)."""
         values = dict(changes)
         if "secret" in values:
             values["credential_version"] = devices.c.credential_version + 1
+        elif "disabled" in values:
+            flipped = case((devices.c.disabled != bool(values["disabled"]), 1), else_=0)
+            values["credential_version"] = devices.c.credential_version + flipped
         try:
             async with self._db.begin() as connection:
                 if values:

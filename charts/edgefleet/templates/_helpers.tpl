@@ -66,3 +66,63 @@ tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* The ServiceAccount of a component; called with (dict "root" $ "component" "controller"). */}}
+{{- define "edgefleet.serviceAccountName" -}}
+{{- $account := (index .root.Values .component).serviceAccount -}}
+{{- if $account.create -}}
+{{- $account.name | default (printf "%s-%s" (include "edgefleet.fullname" .root) .component) -}}
+{{- else -}}
+{{- required (printf "%s.serviceAccount.name is required when %s.serviceAccount.create is false (the chart binds its Role to it)" .component .component) $account.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod annotations of a component: the Secret's checksum (a changed Secret restarts
+the pods, which read it once as environment) and the user's podAnnotations. */}}
+{{- define "edgefleet.podAnnotations" -}}
+checksum/secret: {{ include (print .root.Template.BasePath "/secret.yaml") .root | sha256sum }}
+{{- with (index .root.Values .component).podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Where a component's pods may run: affinity (the default given as "fallback"),
+topology spread constraints (an entry without labelSelector spreads this
+component's own pods), and the chart-wide pod settings. */}}
+{{- define "edgefleet.podPlacement" -}}
+{{- $values := index .root.Values .component -}}
+{{- $selector := include "edgefleet.selector" . | fromYaml -}}
+serviceAccountName: {{ include "edgefleet.serviceAccountName" . }}
+{{- with ($values.affinity | default .fallback) }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range . }}
+  {{- $constraint := deepCopy . }}
+  {{- if not $constraint.labelSelector }}
+  {{- $_ := set $constraint "labelSelector" (dict "matchLabels" $selector) }}
+  {{- end }}
+  - {{ toYaml $constraint | nindent 4 | trim }}
+  {{- end }}
+{{- end }}
+{{ include "edgefleet.podSecurity" .root }}
+{{- end -}}
+
+{{/* Probes of a container: startup (its budget in seconds, for a migration or a wait
+for one), liveness and readiness. */}}
+{{- define "edgefleet.probes" -}}
+startupProbe:
+  httpGet: {path: {{ .live }}, port: {{ .port }}}
+  periodSeconds: 5
+  failureThreshold: {{ max 1 (div .startupSeconds 5) }}
+livenessProbe:
+  httpGet: {path: {{ .live }}, port: {{ .port }}}
+  periodSeconds: 10
+  failureThreshold: 3
+readinessProbe:
+  httpGet: {path: {{ .ready }}, port: {{ .port }}}
+  periodSeconds: 5
+  failureThreshold: 2
+{{- end -}}

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 import bcrypt
 
 from edgefleet.agent import protocol
+from edgefleet.controller.store import Store
+from edgefleet.southbound.tokens import TokenSigner
 
 MAX_PASSWORD_BYTES = 72
 """bcrypt's limit; the REST API refuses longer passwords."""
-from edgefleet.controller.store import Store
-from edgefleet.southbound.tokens import TokenSigner
 
 
 @dataclass(frozen=True)

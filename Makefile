@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench-northbound manifests clean
+.PHONY: serve test lint bench-northbound manifests schemas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ bench-northbound: $(VENV)/.dev
 # The chart's CRDs and manifests/ from their sources (controller/kube/crds.py, the chart).
 manifests: $(VENV)/.dev
 	$(BIN)/python -m scripts.helm
+
+# docs/schemas/*.json from the frame declarations in agent/protocol.py.
+schemas: $(VENV)/.dev
+	$(BIN)/python -m scripts.protocol_schemas
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

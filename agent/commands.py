@@ -13,8 +13,6 @@ from typing import Any
 from edgefleet.agent import protocol
 from edgefleet.agent.settings import SettingsError
 
-SUCCESS_MESSAGE = "successfully exec order."
-
 Command = Callable[..., Any]
 
 
@@ -69,7 +67,7 @@ class CommandRegistry:
             json.dumps(value)
         except (TypeError, ValueError):
             return Outcome("fail", f"result is not JSON: {type(value).__name__}")
-        return Outcome("success", SUCCESS_MESSAGE, value)
+        return Outcome("success", protocol.MSG_ORDER_DONE, value)
 
     def load_module(self, path: str) -> None:
         """Import ``path`` (``--commands``) and register every function in it that

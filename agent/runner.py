@@ -39,7 +39,7 @@ from edgefleet.agent.oplog import OperationLog, logger
 from edgefleet.agent.settings import AgentSettings, SettingsError, read_secret
 from edgefleet.agent.state import SavedState, StateFile
 from edgefleet.agent.tls import client_context
-from edgefleet.agent.upload import UPLOAD_FAILED, SftpTarget, UploadError, upload_log
+from edgefleet.agent.upload import SftpTarget, UploadError, upload_log
 
 StatusHook = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
 
@@ -257,7 +257,7 @@ class Agent:
         settings = self.settings
         if not settings.sftp_host:
             logger.error("upload_log: no --sftp-host configured")
-            return Outcome("fail", UPLOAD_FAILED)
+            return Outcome("fail", protocol.MSG_UPLOAD_FAILED)
         password = None
         if settings.sftp_password_file:
             password = await asyncio.to_thread(read_secret, settings.sftp_password_file)
@@ -273,7 +273,7 @@ class Agent:
             remote_path = await upload_log(target, self.oplog.files(), remote_dir, device_id)
         except UploadError as exc:
             logger.error("upload_log to %s failed: %s", settings.sftp_host, exc)
-            return Outcome("fail", UPLOAD_FAILED)
+            return Outcome("fail", protocol.MSG_UPLOAD_FAILED)
         logger.info("log uploaded to %s:%s", settings.sftp_host, remote_path)
         return Outcome("success", "successfully uploaded log.")
 

@@ -9,8 +9,6 @@ from pathlib import Path
 
 from edgefleet.agent.distribution import missing_extra
 
-UPLOAD_FAILED = "fail to upload log."
-
 
 @dataclass(frozen=True)
 class SftpTarget:
@@ -25,7 +23,8 @@ class SftpTarget:
 
 
 class UploadError(Exception):
-    """Why the upload failed, for the device's own log (the cloud sees UPLOAD_FAILED)."""
+    """Why the upload failed, for the device's own log (the cloud is told only
+    ``protocol.MSG_UPLOAD_FAILED``)."""
 
 
 async def upload_log(target: SftpTarget, logs: list[Path], remote_dir: str, device_id: str) -> str:

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from edgefleet.agent import protocol
-from edgefleet.agent.commands import SUCCESS_MESSAGE
 from edgefleet.agent.runner import Agent
 from edgefleet.agent.settings import AgentSettings
 from edgefleet.agent.state import SavedState, StateFile
@@ -74,7 +73,7 @@ async def test_custom_commands_failures_and_unknown_names(fleet: Fleet, device, 
         await eventually(lambda: online(fleet, device))
         answer = await command(fleet, device, "set_exposure", value=3, mode="night")
         assert answer.data["status"] == "success"
-        assert answer.data["message"] == SUCCESS_MESSAGE
+        assert answer.data["message"] == protocol.MSG_ORDER_DONE
         assert answer.data["data"] == {"exposure": 3, "mode": "night"}
         assert (await command(fleet, device, "blocking_probe")).data["data"] == "probed"
 

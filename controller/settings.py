@@ -336,6 +336,8 @@ _BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
 def _convert(source: str, raw: str, info: SettingInfo) -> Any:
     """``raw`` (a flag's or a variable's text) as the setting's type, or a
     ``SettingsError`` that names ``source`` and says what it expected."""
+    if not isinstance(raw, str):
+        return raw  # a value given in code (a Namespace built by hand) is typed already
     if info.choices:
         chosen = {choice.lower(): choice for choice in info.choices}.get(raw.strip().lower())
         if chosen is None:

@@ -7,21 +7,22 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: serve test lint bench-northbound manifests clean
+.PHONY: serve test lint bench-northbound manifests schemas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(VENV)/.server: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[server]'
+# The laptop path runs both programs: edgefleet serve, and edgefleet-agent against it.
+$(VENV)/.serve: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[server,agent]'
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
-	touch $@ $(VENV)/.server
+	touch $@ $(VENV)/.serve
 
-serve: $(VENV)/.server
+serve: $(VENV)/.serve
 	$(BIN)/edgefleet serve $(ARGS)
 
 test: $(VENV)/.dev
@@ -38,6 +39,10 @@ bench-northbound: $(VENV)/.dev
 # The chart's CRDs and manifests/ from their sources (controller/kube/crds.py, the chart).
 manifests: $(VENV)/.dev
 	$(BIN)/python -m scripts.helm
+
+# docs/schemas/*.json from the frame declarations in agent/protocol.py.
+schemas: $(VENV)/.dev
+	$(BIN)/python -m scripts.protocol_schemas
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgefleet.agent import protocol
-
-SUCCESS_MESSAGE = "successfully exec order."
+from edgefleet.agent.settings import SettingsError
 
 Command = Callable[..., Any]
 
@@ -68,12 +67,16 @@ class CommandRegistry:
             json.dumps(value)
         except (TypeError, ValueError):
             return Outcome("fail", f"result is not JSON: {type(value).__name__}")
-        return Outcome("success", SUCCESS_MESSAGE, value)
+        return Outcome("success", protocol.MSG_ORDER_DONE, value)
 
     def load_module(self, path: str) -> None:
         """Import ``path`` (``--commands``) and register every function in it that
-        ``agent.commands.command`` marked."""
-        module = importlib.import_module(path)
+        ``agent.commands.command`` marked; a module that cannot be imported is a bad
+        setting."""
+        try:
+            module = importlib.import_module(path)
+        except ImportError as exc:
+            raise SettingsError(f"--commands {path}: {exc}") from exc
         for value in vars(module).values():
             name = getattr(value, MARK, None)
             if isinstance(name, str) and callable(value):

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-``AgentSession`` owns the device-side rules of PROTOCOL.md for one WebSocket
+``AgentSession`` owns the device-side rules of docs/protocol.md for one WebSocket
 connection: the login exchange, the heartbeat and status timers, failure counting,
 the restart handshake. It has no socket and no clock. The adapter (``runner.py``)
 feeds it what happened — a frame arrived (``receive``), time passed (``tick``), a
@@ -13,7 +13,7 @@ the current time ``now``. The session answers with frames to send
 deadline (``next_deadline``). The fake-clock tests in ``tests/agent`` drive it
 through every timing rule without sleeping.
 
-Timers, with the defaults of PROTOCOL.md:
+Timers, with the defaults of docs/protocol.md:
 
 - A ping waits ``answer_timeout`` (3 s) for its pong; a miss counts one failure and
   the next ping goes at once. After a pong, the next ping is due ``ping_interval``

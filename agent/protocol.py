@@ -1,20 +1,30 @@
-"""The device wire protocol (``shared/PROTOCOL.md``), defined once for both sides.
+"""The device wire protocol (``docs/protocol.md``), defined once for both sides.
 
 Devices in the field speak version 1; everything here that goes beyond it is an
 extension a version-1 device may ignore (``Headers.request_id``, the token login,
 the extra keys of a login success). Field names are exact, capitals included.
 
-Only the standard library is imported: this module is installed on devices.
+Every frame's shape is declared once, as a ``TypedDict`` registered with
+``@wire_frame``, next to the function that builds it; ``scripts/protocol_schemas.py``
+turns the registry into the JSON Schemas of ``docs/schemas/``, and a test checks
+that the frames built here match them. Adding a frame is one more declaration.
+
+Only the standard library is needed: this module is installed on devices.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, NotRequired, TypeVar
+
+try:  # pydantic, which turns the declarations into JSON Schemas, needs this one on 3.11
+    from typing_extensions import TypedDict
+except ImportError:  # on a device: the standard library's, the same at run time
+    from typing import TypedDict
 
 MAX_FRAME_BYTES = 64 * 1024
 
@@ -63,7 +73,7 @@ class LoginRefused(Exception):
     """Why a login frame cannot be accepted; ``str(exc)`` is the message the device sees."""
 
 
-# The failure messages of PROTOCOL.md, one per case.
+# The failure messages of docs/protocol.md, one per case.
 MSG_NOT_JSON = "login frame is not valid JSON"
 MSG_NO_SECRET = "password or token required"
 MSG_NO_IDENTITY = "device_id, or device_sn and device_model, required"
@@ -74,6 +84,255 @@ MSG_LOGIN_TIMEOUT = "login frame not received in time"
 MSG_DISABLED = "device disabled"
 MSG_TOO_MANY_LOGINS = "too many login attempts, retry later"
 MSG_UNAVAILABLE = "server busy, retry later"
+
+LoginFailureMessage = Literal[
+    MSG_NOT_JSON,
+    MSG_NO_SECRET,
+    MSG_NO_IDENTITY,
+    MSG_UNKNOWN_DEVICE,
+    MSG_WRONG_PASSWORD,
+    MSG_BAD_TOKEN,
+    MSG_LOGIN_TIMEOUT,
+    MSG_DISABLED,
+    MSG_TOO_MANY_LOGINS,
+    MSG_UNAVAILABLE,
+]
+
+# What a device answers to the built-in commands (section 4).
+MSG_ORDER_DONE = "successfully exec order."
+MSG_UPLOAD_FAILED = "fail to upload log."
+
+
+# --- the frames, declared once -------------------------------------------------------
+
+DEVICE = "device"
+CLOUD = "cloud"
+
+
+@dataclass(frozen=True)
+class WireFrame:
+    """One frame of the protocol: who sends it and its shape (a ``TypedDict``, or a
+    union of them where the frame has variants, which says what it is in
+    ``description``; a class says it in its docstring)."""
+
+    name: str
+    sender: str
+    shape: Any
+    description: str = ""
+
+
+WIRE_FRAMES: dict[str, WireFrame] = {}
+"""Every frame, by name, in declaration order; the JSON Schemas are made from it."""
+
+_Shape = TypeVar("_Shape")
+
+
+def wire_frame(name: str, sender: str, description: str = "") -> Callable[[_Shape], _Shape]:
+    """Register a frame's shape under ``name``: ``@wire_frame("ping", DEVICE)``."""
+
+    def register(shape: _Shape) -> _Shape:
+        WIRE_FRAMES[name] = WireFrame(name, sender, shape, description)
+        return shape
+
+    return register
+
+
+class NoHeaders(TypedDict):
+    """``Headers`` of a frame that carries none: ``{}``."""
+
+
+class NoData(TypedDict):
+    """``data`` of a frame that carries none: ``{}``."""
+
+
+class LoginById(TypedDict):
+    """Login of a device that knows its id."""
+
+    device_id: str
+    """The id the cloud gave the device at registration: decimal digits, as a string."""
+    password: str
+    """The device's password (bcrypt-checked by the cloud; at most 72 bytes)."""
+
+
+class LoginBySerial(TypedDict):
+    """Login of a device that does not know its id yet: its serial number and model."""
+
+    device_sn: str
+    device_model: str
+    password: str
+
+
+class LoginByToken(TypedDict):
+    """Extension: a device that holds a session token logs in with it instead of
+    its password (the token is bound to the device id)."""
+
+    device_id: str
+    token: str
+
+
+LoginFrame = wire_frame(
+    "login",
+    DEVICE,
+    "The first frame of every connection, within 5 s of the WebSocket handshake: "
+    "an identity (the id, or the serial number and model) and a secret.",
+)(LoginById | LoginBySerial | LoginByToken)
+
+
+class LoginSuccessData(TypedDict):
+    device_id: str
+    """The device's id (useful to a device that logged in by serial number)."""
+    token: NotRequired[str]
+    """Extension: a session token to log in with next time instead of the password."""
+    token_expires_at: NotRequired[str]
+    """Extension: when the token stops working (RFC 3339, UTC)."""
+    heartbeat_interval: NotRequired[float]
+    """Extension: seconds between heartbeats the cloud expects (default 5)."""
+    status_interval: NotRequired[float]
+    """Extension: seconds between status uploads the cloud expects (default 15)."""
+
+
+@wire_frame("login_success", CLOUD)
+class LoginSuccess(TypedDict):
+    """The login was accepted; the connection stays open."""
+
+    status: Literal["success"]
+    data: LoginSuccessData
+
+
+@wire_frame("login_failure", CLOUD)
+class LoginFailure(TypedDict):
+    """The login was refused; the cloud closes the connection (1008) after it."""
+
+    status: Literal["fail"]
+    message: LoginFailureMessage
+    """Why, one message per case."""
+
+
+@wire_frame("ping", DEVICE)
+class Ping(TypedDict):
+    """The device's heartbeat."""
+
+    type: Literal[PING_PONG]
+    Headers: NoHeaders
+    data: Literal["ping"]
+
+
+@wire_frame("pong", CLOUD)
+class Pong(TypedDict):
+    """The cloud's answer to a ping."""
+
+    type: Literal[PING_PONG]
+    Headers: NoHeaders
+    data: Literal["pong"]
+
+
+class CpuInfo(TypedDict):
+    """Cumulative CPU seconds since boot; the cloud derives utilisation from two
+    consecutive uploads."""
+
+    user_cpu_time: float
+    system_cpu_time: float
+    idle_cpu_time: float
+    io_wait_cpu_time: float
+
+
+class MemoryInfo(TypedDict):
+    total_memory_mb: float
+    free_memory_mb: float
+    buff_cache_mb: float
+
+
+class DiskInfo(TypedDict):
+    """The root filesystem (or the one the device chooses to report)."""
+
+    root_total_size_mb: float
+    root_used_size_mb: float
+    root_used_percent: float
+
+
+class StatusData(TypedDict):
+    device_id: str
+    CPU_info: CpuInfo
+    Memory_info: MemoryInfo
+    Disk_info: DiskInfo
+    dev_state: str
+    """``online``."""
+    extra: NotRequired[dict[str, Any]]
+    """Extension: anything more the device reports; the cloud keeps it in the live
+    status."""
+
+
+@wire_frame("status_upload", DEVICE)
+class StatusUpload(TypedDict):
+    """The device's status, every 15 s; it also counts as a heartbeat."""
+
+    type: Literal[STATUS_UPLOAD]
+    Headers: NoHeaders
+    data: StatusData
+
+
+@wire_frame("status_response", CLOUD)
+class StatusResponse(TypedDict):
+    """The cloud's answer to a status upload."""
+
+    type: Literal[STATUS_RESPONSE]
+    Headers: NoHeaders
+    data: NoData
+
+
+class OrderHeaders(TypedDict):
+    isInner: bool
+    """True for a built-in command (``restart``, ``upload_log``), false for a custom one."""
+    order_type: str
+    """The command's name."""
+    request_id: NotRequired[str]
+    """Extension: echoed in the result's ``Headers`` by a device that supports it."""
+
+
+class OrderData(TypedDict):
+    device_id: str
+    remote_dir: NotRequired[str]
+    """``upload_log`` only: the SFTP folder to upload the log into."""
+    params: NotRequired[dict[str, Any]]
+    """Custom commands only, and always there (maybe ``{}``): keyword arguments."""
+
+
+@wire_frame("order", CLOUD)
+class Order(TypedDict):
+    """A command for the device."""
+
+    type: Literal[ORDER]
+    Headers: OrderHeaders
+    data: OrderData
+
+
+class ResultHeaders(TypedDict):
+    message: str
+    """What happened, e.g. ``successfully exec order.``, ``wait Server Confirm``,
+    ``order not in config``, ``fail to upload log.``."""
+    request_id: NotRequired[str]
+    """Extension: the command's ``request_id``, echoed."""
+
+
+@wire_frame("command_result", DEVICE)
+class CommandResultFrame(TypedDict):
+    """The device's answer to a command."""
+
+    type: Literal[RESULT]
+    status: Literal["success", "fail"]
+    Headers: ResultHeaders
+    data: Any
+    """Extension: the command's return value (any JSON); ``{}`` when there is none."""
+
+
+@wire_frame("restart_confirm", CLOUD)
+class RestartConfirm(TypedDict):
+    """The cloud's go-ahead after a device answered ``restart`` with
+    ``wait Server Confirm``."""
+
+    type: Literal[RESTART_CONFIRM]
+    Headers: NoHeaders
+    data: NoData
 
 
 def encode(frame: dict[str, Any]) -> str:
@@ -332,7 +591,7 @@ def status_upload(device_id: str, status: dict[str, Any]) -> str:
 CPU_INFO = "CPU_info"
 MEMORY_INFO = "Memory_info"
 DISK_INFO = "Disk_info"
-CPU_TIMES = ("user_cpu_time", "system_cpu_time", "idle_cpu_time", "io_wait_cpu_time")
+CPU_TIMES = tuple(CpuInfo.__annotations__)
 """Cumulative CPU seconds, in ``CPU_info``; busy is user + system."""
 
 
@@ -445,7 +704,7 @@ class CommandResult:
 
 class CommandRefused(Exception):
     """A command that cannot be sent now; ``kind`` is ``offline``, ``unknown`` or
-    ``busy``, and the message is the one PROTOCOL.md section 4 gives the caller."""
+    ``busy``, and the message is the one docs/protocol.md section 4 gives the caller."""
 
     MESSAGES: Mapping[str, str] = MappingProxyType(
         {

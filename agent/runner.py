@@ -5,8 +5,9 @@ Theory of operation
 ``Agent.run_async`` is the reconnect loop: pick a login (the saved token when
 there is one, else the password), open the WebSocket, converse until the session
 ends, then decide — restart, stop, retry at once with the password (the token was
-refused), or wait out the backoff and try again, giving up after ``max_retries``
-failed attempts in a row.
+refused), or wait out the backoff and try again; after a failed attempt it retries
+``max_retries`` times (-1: for ever), then gives up. An attempt that got through
+login starts the count again.
 
 One conversation is one loop over one inbox queue. A reader task puts incoming
 frames there; status collection (psutil, in a thread) and commands (each in its
@@ -35,9 +36,10 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 from edgefleet.agent import core, protocol, status
 from edgefleet.agent.commands import Command, CommandRegistry, Outcome
 from edgefleet.agent.oplog import OperationLog, logger
-from edgefleet.agent.settings import AgentSettings, read_secret
+from edgefleet.agent.settings import AgentSettings, SettingsError, read_secret
 from edgefleet.agent.state import SavedState, StateFile
-from edgefleet.agent.upload import UPLOAD_FAILED, SftpTarget, UploadError, upload_log
+from edgefleet.agent.tls import client_context
+from edgefleet.agent.upload import SftpTarget, UploadError, upload_log
 
 StatusHook = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
 
@@ -154,11 +156,12 @@ class Agent:
                 await self._state.save(self._saved)
                 self._restart_requested = True
                 return 0
-            failures = 0 if logged_in else failures + 1
             if outcome == TOKEN_REFUSED:
-                continue  # straight back with the password
+                continue  # straight back with the password: a stale token is no failure
+            failures = 0 if logged_in else failures + 1
+            # The first failure is the attempt; each one after it was a retry.
             if 0 <= self.settings.max_retries < failures:
-                logger.error("giving up after %d failed attempts", failures)
+                logger.error("giving up after %d attempts (%d retries)", failures, failures - 1)
                 return 1
             delay = self._backoff.next_delay()
             logger.info("reconnecting in %.1f s (%s)", delay, outcome)
@@ -194,8 +197,14 @@ class Agent:
             logger.error("cannot read the password: %s", exc)
             return "no_password", False
         try:
+            tls = await asyncio.to_thread(client_context, self.settings)
+        except SettingsError as exc:
+            logger.error("cannot set up TLS: %s", exc)
+            return "tls_unusable", False
+        try:
             ws = await websockets.connect(
                 self.settings.server,
+                **({"ssl": tls} if tls else {}),
                 compression=None,
                 ping_interval=None,
                 max_size=protocol.MAX_FRAME_BYTES,
@@ -258,7 +267,7 @@ class Agent:
         settings = self.settings
         if not settings.sftp_host:
             logger.error("upload_log: no --sftp-host configured")
-            return Outcome("fail", UPLOAD_FAILED)
+            return Outcome("fail", protocol.MSG_UPLOAD_FAILED)
         password = None
         if settings.sftp_password_file:
             password = await asyncio.to_thread(read_secret, settings.sftp_password_file)
@@ -274,7 +283,7 @@ class Agent:
             remote_path = await upload_log(target, self.oplog.files(), remote_dir, device_id)
         except UploadError as exc:
             logger.error("upload_log to %s failed: %s", settings.sftp_host, exc)
-            return Outcome("fail", UPLOAD_FAILED)
+            return Outcome("fail", protocol.MSG_UPLOAD_FAILED)
         logger.info("log uploaded to %s:%s", settings.sftp_host, remote_path)
         return Outcome("success", "successfully uploaded log.")
 

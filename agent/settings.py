@@ -38,6 +38,17 @@ class AgentSettings:
     password_file: str | None = setting(
         None, "File holding the password, e.g. a mounted Kubernetes Secret."
     )
+    ca_file: str | None = setting(
+        None,
+        "PEM CA certificates that the wss:// server's certificate must chain to, "
+        "instead of the system's.",
+    )
+    client_cert_file: str | None = setting(
+        None, "PEM client certificate (chain) for mutual TLS, shown when the server asks."
+    )
+    client_key_file: str | None = setting(
+        None, "PEM private key of --client-cert-file (if not in the same file)."
+    )
     state_dir: str = setting(
         str(HOME / "state"), "Directory of the session token and device id (mode 0600)."
     )
@@ -53,7 +64,9 @@ class AgentSettings:
     )
     sftp_check_host_key: bool = setting(True, "Check the SFTP host key; turn off only in a lab.")
     max_retries: int = setting(
-        -1, "Failed connection attempts in a row before giving up; -1: never give up."
+        -1,
+        "Reconnections tried after a failed attempt before giving up (1: one retry, two "
+        "attempts in all); -1: never give up.",
     )
     commands: str | None = setting(
         None, "Python module whose @command functions become custom commands."
@@ -175,7 +188,10 @@ def _convert(source: str, raw: Any, target: type) -> Any:
             return target(raw)
         except ValueError:
             pass
-    raise SettingsError(f"{source}: expected {target.__name__}, got {raw!r}")
+    raise SettingsError(f"{source}: expected {_EXPECTED[target]}; got {raw!r}")
+
+
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
 
 
 _BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
@@ -189,6 +205,13 @@ def _check(settings: AgentSettings) -> None:
         raise SettingsError("give --password-file (or --password)")
     if not settings.server.startswith(("ws://", "wss://")):
         raise SettingsError("--server must be a ws:// or wss:// URL")
+    tls_files = [
+        f for f in ("ca_file", "client_cert_file", "client_key_file") if getattr(settings, f)
+    ]
+    if tls_files and not settings.server.startswith("wss://"):
+        raise SettingsError(f"--{tls_files[0].replace('_', '-')} needs a wss:// --server")
+    if settings.client_key_file and not settings.client_cert_file:
+        raise SettingsError("--client-key-file needs --client-cert-file")
     for name in ("reconnect_delay", "heartbeat_interval", "status_interval", "answer_timeout"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"--{name.replace('_', '-')} must be positive")

@@ -1,4 +1,4 @@
-"""The status snapshot of PROTOCOL.md section 3, read from the operating system."""
+"""The status snapshot of docs/protocol.md section 3, read from the operating system."""
 
 from __future__ import annotations
 

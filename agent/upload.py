@@ -7,7 +7,7 @@ import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 
-UPLOAD_FAILED = "fail to upload log."
+from edgefleet.agent.distribution import missing_extra
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class SftpTarget:
 
 
 class UploadError(Exception):
-    """Why the upload failed, for the device's own log (the cloud sees UPLOAD_FAILED)."""
+    """Why the upload failed, for the device's own log (the cloud is told only
+    ``protocol.MSG_UPLOAD_FAILED``)."""
 
 
 async def upload_log(target: SftpTarget, logs: list[Path], remote_dir: str, device_id: str) -> str:
@@ -34,7 +35,10 @@ async def upload_log(target: SftpTarget, logs: list[Path], remote_dir: str, devi
     """
     # asyncssh (and the cryptography it loads) is a third of the agent's memory
     # (measured: RSS 44 → 28 MiB without it); only a device that uploads pays for it.
-    import asyncssh
+    try:
+        import asyncssh
+    except ModuleNotFoundError as exc:
+        raise UploadError(missing_extra(exc, "agent") or str(exc)) from exc
 
     content = await asyncio.to_thread(_read_all, logs)
     remote_path = posixpath.join(remote_dir, f"{device_id}.log")

@@ -9,9 +9,8 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+from edgefleet.agent.distribution import explaining_missing_extra, installed_version
 from edgefleet.controller import logs, settings
-from edgefleet.controller.serve import serve, serve_controller, serve_southbound
-from edgefleet.controller.store import Store
 
 log = logging.getLogger("edgefleet")
 
@@ -20,6 +19,7 @@ def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(
         prog="edgefleet", description="Device management for edge fleets."
     )
+    root.add_argument("--version", action="version", version=f"edgefleet {installed_version()}")
     commands = root.add_subparsers(dest="command", required=True)
     settings.add_arguments(
         commands.add_parser(
@@ -41,6 +41,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 async def db_upgrade(config: settings.Settings) -> None:
+    from edgefleet.controller.store import Store
+
     store = Store.from_url(config.db.url, config.db.timeout)
     try:
         await store.migrate()
@@ -57,15 +59,27 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"edgefleet: {exc}\n")
         return 2
     logs.configure(config.log)
-    if args.command == "serve":
-        run(serve(config))
-    elif args.command == "controller":
-        run(serve_controller(config))
-    elif args.command == "southbound":
-        run(serve_southbound(config))
-    elif args.command == "db":
-        run(db_upgrade(config))
-    return 0
+
+    def body() -> int:
+        run(command(args, config))
+        return 0
+
+    return explaining_missing_extra("edgefleet", "server", body)
+
+
+def command(args: argparse.Namespace, config: settings.Settings) -> Coroutine[Any, Any, None]:
+    """The coroutine of the command; the server's modules (the ``server`` extra) are
+    imported only here, so that without them the CLI can say what to install."""
+    if args.command == "db":
+        return db_upgrade(config)
+    from edgefleet.controller import serve
+
+    runners = {
+        "serve": serve.serve,
+        "controller": serve.serve_controller,
+        "southbound": serve.serve_southbound,
+    }
+    return runners[args.command](config)
 
 
 def run(main: Coroutine[Any, Any, None]) -> None:

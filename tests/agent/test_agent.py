@@ -8,8 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from edgefleet.agent import protocol
-from edgefleet.agent.commands import SUCCESS_MESSAGE
 from edgefleet.agent.runner import Agent
 from edgefleet.agent.settings import AgentSettings
 from edgefleet.agent.state import SavedState, StateFile
@@ -72,7 +73,7 @@ async def test_custom_commands_failures_and_unknown_names(fleet: Fleet, device, 
         await eventually(lambda: online(fleet, device))
         answer = await command(fleet, device, "set_exposure", value=3, mode="night")
         assert answer.data["status"] == "success"
-        assert answer.data["message"] == SUCCESS_MESSAGE
+        assert answer.data["message"] == protocol.MSG_ORDER_DONE
         assert answer.data["data"] == {"exposure": 3, "mode": "night"}
         assert (await command(fleet, device, "blocking_probe")).data["data"] == "probed"
 
@@ -197,12 +198,34 @@ async def test_reconnects_with_its_token_after_the_server_restarts(
     assert "connected, logging in with token" in log
 
 
-async def test_gives_up_after_max_retries(fleet: Fleet, device, tmp_path) -> None:
-    settings = agent_settings(fleet, device, tmp_path, server="ws://127.0.0.1:9/ws", max_retries=2)
+@pytest.mark.parametrize("max_retries", [0, 1, 2])
+async def test_max_retries_is_the_number_of_retries_after_a_failed_attempt(
+    fleet: Fleet, device, tmp_path, max_retries: int
+) -> None:
+    settings = agent_settings(
+        fleet, device, tmp_path, server="ws://127.0.0.1:9/ws", max_retries=max_retries
+    )
     async with running_agent(settings) as agent:
         await eventually(lambda: _true(agent.exit_code is not None))
     assert agent.exit_code == 1
-    assert log_text(settings).count("cannot reach") == 3
+    assert log_text(settings).count("cannot reach") == max_retries + 1  # attempts in all
+
+
+async def test_a_refused_token_uses_no_retry(fleet: Fleet, device, tmp_path) -> None:
+    """The saved token refused, the agent goes straight back with the password; only
+    failures after that count against ``max_retries``."""
+    (tmp_path / "wrong-password").write_text("not-the-password-at-all")
+    settings = agent_settings(
+        fleet, device, tmp_path, max_retries=1, password_file=str(tmp_path / "wrong-password")
+    )
+    forged = SavedState(device["device_id"], "forged.token.value", "2099-01-01T00:00:00Z")
+    await StateFile(Path(settings.state_dir)).save(forged)
+    async with running_agent(settings) as agent:
+        await eventually(lambda: _true(agent.exit_code is not None))
+    assert agent.exit_code == 1
+    log = log_text(settings)
+    assert log.count("logging in with token") == 1
+    assert log.count("logging in with password") == 2  # the attempt, then one retry
 
 
 async def test_a_stop_before_the_agent_runs_is_not_lost(fleet: Fleet, device, tmp_path) -> None:

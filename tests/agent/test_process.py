@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tests.agent.conftest import (
     agent_process,
@@ -21,7 +15,7 @@ from tests.agent.conftest import (
     online,
 )
 from tests.conftest import eventually
-from tests.server_process import edgefleet_serve
+from tests.server_process import call, edgefleet_serve, wait_for
 from tests.southbound.conftest import Fleet
 
 
@@ -70,24 +64,6 @@ async def test_sigterm_closes_cleanly_and_the_device_goes_offline(
     assert "agent stopped" in log_text(settings)
 
 
-async def test_bad_settings_exit_2_with_the_reason(tmp_path) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "edgefleet.agent.cli",
-        "--server",
-        "http://wrong",
-        "--device-id",
-        "1",
-        "--password",
-        "x" * 12,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _out, err = await process.communicate()
-    assert process.returncode == 2
-    assert b"--server must be a ws:// or wss:// URL" in err
-
-
 def test_the_cli_against_edgefleet_serve(tmp_path: Path) -> None:
     """Both programs as a user runs them: ``edgefleet serve`` and ``edgefleet-agent
     --commands``, talking over 127.0.0.1, driven through the REST API."""
@@ -124,24 +100,3 @@ def test_the_cli_against_edgefleet_serve(tmp_path: Path) -> None:
             if agent.poll() is None:
                 agent.kill()
                 agent.wait()
-
-
-def call(base_url: str, method: str, path: str, body: Any = None) -> Any:
-    request = urllib.request.Request(
-        f"{base_url}/api/v1{path}",
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": "Bearer t", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return json.load(response)["data"]
-    except urllib.error.HTTPError as exc:
-        return {"error": exc.code}
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)

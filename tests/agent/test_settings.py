@@ -51,7 +51,7 @@ def test_the_password_file_is_read_without_its_newline(tmp_path: Path) -> None:
         (["--device-id", "1"], {}, "give --password-file"),
         ([*IDENTITY, "--server", "http://x"], {}, "ws:// or wss://"),
         (IDENTITY, {"EDGEFLEET_AGENT_SFTP_PORT": "twenty"}, "EDGEFLEET_AGENT_SFTP_PORT"),
-        (IDENTITY, {"EDGEFLEET_AGENT_SFTP_CHECK_HOST_KEY": "maybe"}, "expected bool"),
+        (IDENTITY, {"EDGEFLEET_AGENT_SFTP_CHECK_HOST_KEY": "maybe"}, "expected true or false"),
         ([*IDENTITY, "--heartbeat-interval", "0"], {}, "must be positive"),
     ],
 )

@@ -29,7 +29,7 @@ def test_serve_generates_a_token_once_and_stops_cleanly(tmp_path: Path, signum: 
         assert server.stop(signum) == 0
     log = server.stderr()
     assert log.count(token) == 1  # printed once, never logged
-    events = [json.loads(line)["event"] for line in log.splitlines() if line.startswith("{")]
+    events = [json.loads(line)["msg"] for line in log.splitlines() if line.startswith("{")]
     assert "shutting down" in events[events.index("northbound API listening") :]
 
 
@@ -39,4 +39,4 @@ def test_serve_takes_settings_from_the_environment(tmp_path: Path) -> None:
         assert get(server.base_url + "/api/v1/stats", "from-env")["status"] == "success"
         assert "Bearer" not in server.stderr()
         assert server.stop() == 0
-    assert 'event="northbound API listening"' in server.stderr()
+    assert 'msg="northbound API listening"' in server.stderr()

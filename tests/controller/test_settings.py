@@ -34,7 +34,8 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
         ({"EDGEFLEET_API_PORT": "eighty"}, "EDGEFLEET_API_PORT"),
         ({"EDGEFLEET_BCRYPT_ROUNDS": "3"}, "bcrypt-rounds"),
         ({"EDGEFLEET_WORKER_ID": "1024"}, "worker-id"),
-        ({"EDGEFLEET_LOG_FORMAT": "xml"}, "log-format"),
+        ({"EDGEFLEET_LOG_FORMAT": "xml"}, "EDGEFLEET_LOG_FORMAT: expected auto, json, text"),
+        ({"EDGEFLEET_PER_DEVICE_METRICS": "maybe"}, "expected true or false; got 'maybe'"),
     ],
 )
 def test_bad_values_are_refused_with_the_setting_named(env: dict, message: str) -> None:

@@ -81,7 +81,7 @@ async def test_the_controller_runs_kopf_beside_the_api_and_stops_on_sigterm(
             await process.wait()
     log = stderr.read_text()
     assert "Traceback" not in log
-    events = [json.loads(line).get("event") for line in log.splitlines() if line.startswith("{")]
+    events = [json.loads(line).get("msg") for line in log.splitlines() if line.startswith("{")]
     assert "operator running" in events and "shutting down" in events
 
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import secrets
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -74,7 +76,7 @@ async def serve(settings: Settings) -> None:
     async with _store(settings, migrate=True) as store:
         southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
         async with _southbound(southbound), _api(settings, store, InProcessLink(southbound)):
-            await _until_signalled()
+            await _until_signalled(settings.process.shutdown_grace)
 
 
 async def serve_controller(settings: Settings) -> None:
@@ -94,7 +96,7 @@ async def serve_controller(settings: Settings) -> None:
         try:
             async with _kubernetes(settings, store, link or NoDeviceLink(), ids, metrics) as mirror:
                 async with _api(settings, store, link, mirror, ids, metrics):
-                    await _until_signalled()
+                    await _until_signalled(settings.process.shutdown_grace)
         finally:
             if link:
                 await link.close()
@@ -117,7 +119,7 @@ async def serve_southbound(settings: Settings) -> None:
         southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds, status)
         try:
             async with _southbound(southbound):
-                await _until_signalled()
+                await _until_signalled(settings.process.shutdown_grace)
         finally:
             if kube is not None:
                 await kube.close()
@@ -217,7 +219,9 @@ async def _api(
         await runner.cleanup()
 
 
-async def _until_signalled() -> None:
+async def _until_signalled(grace: float) -> None:
+    """Return at SIGTERM or SIGINT; from then on the process has ``grace`` seconds
+    to stop cleanly, after which a watchdog ends it whatever is still running."""
     # Everything allocated so far lives as long as the process: keep it out of the
     # garbage collector's full passes, which otherwise scan it all.
     gc.freeze()
@@ -233,7 +237,18 @@ async def _until_signalled() -> None:
         loop.add_signal_handler(signum, stop.set)
     try:
         await stop.wait()
-        log.info("shutting down")
+        log.info("shutting down", extra={"grace_seconds": grace})
+        watchdog = threading.Timer(grace, _stop_now, args=(grace,))
+        watchdog.daemon = True
+        watchdog.start()
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
+
+
+def _stop_now(grace: float) -> None:
+    """The clean stop took longer than its grace: end the process (a thread, so a
+    blocked event loop cannot hold it up)."""
+    log.error("clean shutdown took too long; exiting", extra={"grace_seconds": grace})
+    logging.shutdown()
+    os._exit(1)

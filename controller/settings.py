@@ -121,6 +121,24 @@ class SouthboundSettings:
     login_concurrency: int = setting(
         4, "login-concurrency", "Password checks (bcrypt) running at once; more logins queue."
     )
+    login_max_wait: float = setting(
+        10.0,
+        "login-max-wait",
+        "Longest a password login may queue for its bcrypt check; one that would wait "
+        "longer is answered 'server busy' (1013) at once, and the device comes back later.",
+    )
+    login_queue_order: str = setting(
+        "fifo",
+        "login-queue-order",
+        "Which queued password check goes next: fifo (oldest) or lifo (newest).",
+    )
+    password_pepper: str | None = setting(
+        None,
+        "password-pepper",
+        "Secret key of the verified-credential cache (a keyed digest of each device's last "
+        "good password, so its next login skips bcrypt); share it between replicas, keep it "
+        "out of the database. Default: a new random key per start.",
+    )
     login_attempts_per_device: float = setting(
         12.0,
         "login-attempts-per-device",
@@ -218,6 +236,16 @@ class KubeSettings:
 
 
 @dataclass(frozen=True)
+class ProcessSettings:
+    shutdown_grace: float = setting(
+        25.0,
+        "shutdown-grace",
+        "Seconds a signalled process may take to stop cleanly (write what is left, close "
+        "sessions); past it, it exits anyway. Keep it under Kubernetes' grace period.",
+    )
+
+
+@dataclass(frozen=True)
 class LogSettings:
     level: str = setting(
         "INFO",
@@ -240,6 +268,7 @@ class Settings:
     api: ApiSettings = field(default_factory=ApiSettings)
     southbound: SouthboundSettings = field(default_factory=SouthboundSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
+    process: ProcessSettings = field(default_factory=ProcessSettings)
     log: LogSettings = field(default_factory=LogSettings)
 
 
@@ -326,6 +355,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("--bcrypt-rounds must be between 4 and 31")
     if not 0 <= settings.api.worker_id <= 1023:
         raise SettingsError("--worker-id must be between 0 and 1023")
+    if settings.southbound.login_queue_order not in ("fifo", "lifo"):
+        raise SettingsError("--login-queue-order must be fifo or lifo")
 
 
 _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "text"}

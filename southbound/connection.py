@@ -23,15 +23,17 @@ from typing import Any
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State as WebSocketState
 
 from edgefleet.agent import protocol
 from edgefleet.agent.protocol import CommandRefused, CommandResult
 from edgefleet.southbound import events as announce
 from edgefleet.southbound.events import SessionEvents
-from edgefleet.southbound.login import LoginGate, login_result
+from edgefleet.southbound.login import Admission, LoginGate, login_result
 from edgefleet.southbound.session import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
+    CLOSE_TRY_AGAIN_LATER,
     CommandFinished,
     DeviceSession,
     Event,
@@ -67,7 +69,7 @@ class DeviceConnection:
         self.loop = asyncio.get_running_loop()
         self.session = DeviceSession(timings, self.loop.time())
         self.device_id: int | None = None
-        self._refused_device: int | None = None  # the device a refused login named
+        self._refused: Admission | None = None  # why the gate refused the login
         self._admitted = False  # the login frame reached the gate
         self._lock = asyncio.Lock()
         self._pending: dict[int, asyncio.Future[CommandResult]] = {}
@@ -207,11 +209,10 @@ class DeviceConnection:
             case LoginFailed(message=message):
                 if not self._admitted:
                     self._gate.malformed(self._host, self.loop.time())
-                self._events.publish(
-                    announce.LoginFailed(
-                        self._refused_device, login_result(message), message, self.peer
-                    )
-                )
+                refused = self._refused
+                reason = (refused and refused.reason) or login_result(message)
+                device = refused.device_id if refused else None
+                self._events.publish(announce.LoginFailed(device, reason, message, self.peer))
             case LoggedIn():
                 pass  # the table announced it when it attached the session
             case CommandFinished(command_id=command_id, result=result):
@@ -240,15 +241,38 @@ class DeviceConnection:
                 self._events.publish(announce.FrameIgnored(device_id, reason))
 
     async def _login(self, login: protocol.Login) -> None:
-        admission = await self._gate.admit(login, self._host, self.loop.time())
+        admission = await self._gate.admit(login, self._host, self.loop.time(), self._open)
         self._admitted = True
+        if admission.waited is not None or admission.reason in ("overloaded", "abandoned"):
+            outcome = admission.reason or ("refused" if admission.refusal else "accepted")
+            self._events.publish(announce.PasswordChecked(admission.waited or 0.0, outcome))
         if admission.refusal is not None:
-            self._refused_device = admission.device_id
+            self._refused = admission
             self.session.login_refused(admission.refusal, login, code=admission.code)
             return
         assert admission.device is not None
+        if admission.verified is not None:
+            device = admission.device
+            verified = announce.CredentialVerified(
+                device.device_id, device.credential_version, admission.verified
+            )
+            self._events.publish(verified)
+        if not self._open():
+            # Checked too late: the device left meanwhile, and may be back on a newer
+            # connection that this one must not supersede.
+            self.session.peer_closed()
+            return
         self.device_id = admission.device.device_id
-        await self._table.attach(self, admission.device, admission.by_token, login.extensions)
+        attached = await self._table.attach(
+            self, admission.device, admission.by_token, login.extensions
+        )
+        if not attached:
+            self.device_id = None
+            self.session.login_refused(protocol.MSG_UNAVAILABLE, login, code=CLOSE_TRY_AGAIN_LATER)
+            return
         self.session.login_accepted(
             str(self.device_id), self.loop.time(), login.extensions, **admission.answer
         )
+
+    def _open(self) -> bool:
+        return self.websocket.state is WebSocketState.OPEN

@@ -1,22 +1,37 @@
 """Checking a login frame against the store, at a cost that leaks nothing.
 
-bcrypt runs in worker threads, at most ``concurrency`` at once, so a reconnect
-storm queues instead of starving the event loop. An unknown device is checked
-against a dummy hash of the same cost, so the answer takes as long whether the
-id exists or not; only the message (which PROTOCOL.md asks for) tells them apart.
+bcrypt runs in worker threads through ``PasswordChecks`` (a bounded number at
+once, admitted by the expected wait; see its docstring). An unknown device is
+checked against a dummy hash of the same cost, so the answer takes as long whether
+the id exists or not; only the message (which PROTOCOL.md asks for) tells them
+apart.
+
+Version-1 devices have no session tokens, so a reconnect storm of them would be a
+bcrypt storm. The verified-credential cache spares it: after a password passed
+bcrypt, a keyed digest of it — HMAC-SHA256 under a pepper that lives in the
+settings (the chart's Secret), never in the database, over the device id, its
+credential version and the password — is stored on the device's row. The next
+login with the same password costs one HMAC, on any replica and after a restart.
+Any credential change bumps the version, which no stored digest matches. Only a
+right password is answered faster, and the answer says it was right anyway. A
+leaked database alone gives nothing: without the pepper the digests cannot be
+tested offline any faster than bcrypt (they cannot be tested at all).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import bcrypt
 
 from edgefleet.agent import protocol
 from edgefleet.controller.store import Store
+from edgefleet.southbound.password_checks import PasswordChecks
 from edgefleet.southbound.tokens import TokenSigner
 
 MAX_PASSWORD_BYTES = 72
@@ -34,20 +49,36 @@ class Verdict:
     by_token: bool = False
     labels: tuple[str, str, str] = ("", "", "")  # name, namespace, type
     resource: str | None = None  # the Device resource's name (Kubernetes mode)
+    waited: float | None = None
+    """Seconds the bcrypt check waited for its turn (None: no bcrypt needed)."""
+    verified: str | None = None
+    """A new verified-credential digest to remember (bcrypt said yes, no cache hit)."""
 
 
 class CredentialChecker:
     def __init__(
-        self, store: Store, tokens: TokenSigner, concurrency: int, bcrypt_rounds: int
+        self,
+        store: Store,
+        tokens: TokenSigner,
+        pepper: bytes,
+        bcrypt_rounds: int,
+        workers: int,
+        max_wait: float,
+        order: str,
     ) -> None:
         self._store = store
         self._tokens = tokens
-        self._slots = asyncio.Semaphore(concurrency)
+        self._pepper = pepper
+        started = time.perf_counter()  # the first estimate of a check's cost
         self._dummy = bcrypt.hashpw(b"no such device", bcrypt.gensalt(bcrypt_rounds))
+        cost = time.perf_counter() - started
+        self.checks = PasswordChecks(workers, max_wait, cost, order)
         self._by_id = BatchLoader(store.sessions.credentials_of)
 
-    async def check(self, login: protocol.Login) -> Verdict:
-        """Raises ``DatabaseUnavailable`` when the answer cannot be known."""
+    async def check(self, login: protocol.Login, wanted: Callable[[], bool]) -> Verdict:
+        """``wanted()`` says whether the connection still waits for the answer.
+        Raises ``DatabaseUnavailable`` when the answer cannot be known, and the
+        ``PasswordChecks`` refusals (``Overloaded``, ``Abandoned``)."""
         if login.device_id is None:
             assert login.device_sn is not None and login.device_model is not None
             row = await self._store.sessions.credentials_by_hardware(
@@ -59,15 +90,32 @@ class CredentialChecker:
             row = await self._by_id.load(device_id)
         if login.password is None:
             return self._check_token(login, row)
-        hashed = row["secret"].encode() if row else self._dummy
-        matches = await self._bcrypt(login.password.encode(), hashed)
+        password = login.password.encode()
+        if row is not None and self._remembered(row, password):
+            if row["disabled"]:
+                return Verdict(row["device_id"], protocol.MSG_DISABLED)
+            return _accepted(row, by_token=False)
+        # Over bcrypt's 72 bytes no stored password can match: the dummy hash is
+        # checked instead, so the refusal costs what any other does.
+        fits = len(password) <= MAX_PASSWORD_BYTES
+        hashed = row["secret"].encode() if row is not None and fits else self._dummy
+        checked = await self.checks.check(password if fits else b"", hashed, wanted)
         if row is None:
-            return Verdict(None, protocol.MSG_UNKNOWN_DEVICE)
-        if not matches:
-            return Verdict(row["device_id"], protocol.MSG_WRONG_PASSWORD)
+            return Verdict(None, protocol.MSG_UNKNOWN_DEVICE, waited=checked.waited)
+        if not (fits and checked.matches):
+            return Verdict(row["device_id"], protocol.MSG_WRONG_PASSWORD, waited=checked.waited)
         if row["disabled"]:
-            return Verdict(row["device_id"], protocol.MSG_DISABLED)
-        return _accepted(row, by_token=False)
+            return Verdict(row["device_id"], protocol.MSG_DISABLED, waited=checked.waited)
+        accepted = _accepted(row, by_token=False)
+        return replace(accepted, waited=checked.waited, verified=self._digest(row, password))
+
+    def _remembered(self, row: dict, password: bytes) -> bool:
+        stored = row["verified_digest"]
+        return stored is not None and hmac.compare_digest(self._digest(row, password), stored)
+
+    def _digest(self, row: dict, password: bytes) -> str:
+        message = f"{row['device_id']}.{row['credential_version']}.".encode() + password
+        return hmac.new(self._pepper, message, hashlib.sha256).hexdigest()
 
     def _check_token(self, login: protocol.Login, row: dict | None) -> Verdict:
         """No bcrypt: a token is checked with one HMAC, which is the point of it."""
@@ -81,17 +129,6 @@ class CredentialChecker:
         if row["disabled"]:
             return Verdict(row["device_id"], protocol.MSG_DISABLED)
         return _accepted(row, by_token=True)
-
-    async def _bcrypt(self, password: bytes, hashed: bytes) -> bool:
-        """Whether ``password`` matches; one bcrypt's cost either way. No stored
-        password is over bcrypt's 72 bytes (the API refuses them), so a longer one
-        is checked against the dummy hash, to cost the same, and does not match."""
-        too_long = len(password) > MAX_PASSWORD_BYTES
-        async with self._slots:
-            if too_long:
-                await asyncio.to_thread(bcrypt.checkpw, b"no such device", self._dummy)
-                return False
-            return await asyncio.to_thread(bcrypt.checkpw, password, hashed)
 
 
 def _accepted(row: dict, by_token: bool) -> Verdict:

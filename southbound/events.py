@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from edgefleet.agent.protocol import CommandResult
@@ -71,6 +71,26 @@ class LoginFailed:
     message: str
     """What the device was told."""
     peer: str
+
+
+@dataclass(frozen=True)
+class PasswordChecked:
+    """A login that needed bcrypt: how long it waited for its turn, and how it
+    ended (``accepted``, ``refused``, ``overloaded`` — no turn in time, answered
+    "server busy" — or ``abandoned``: its connection left while it waited)."""
+
+    waited: float
+    outcome: str
+
+
+@dataclass(frozen=True)
+class CredentialVerified:
+    """A password passed bcrypt: its keyed digest is remembered for the next login
+    (``southbound.credentials``); never the password itself."""
+
+    device_id: int
+    credential_version: int
+    digest: str = field(repr=False)
 
 
 # --- sessions (a logged-in device) -------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from edgefleet.agent import protocol
 from edgefleet.controller.store import DatabaseUnavailable, Store
 from edgefleet.southbound.credentials import CredentialChecker, Verdict
 from edgefleet.southbound.events import DeviceIdentity
+from edgefleet.southbound.password_checks import Abandoned, Overloaded
 from edgefleet.southbound.session import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER
 from edgefleet.southbound.throttle import LoginThrottle
 from edgefleet.southbound.tokens import TokenSigner
@@ -58,6 +60,13 @@ class Admission:
     device_id: int | None = None
     """The device the refused frame named, when it exists."""
     code: int = CLOSE_POLICY
+    reason: str | None = None
+    """The label of a refusal that is not the device's fault: ``overloaded`` (no turn
+    for its password check in time) or ``abandoned`` (it left while it waited)."""
+    waited: float | None = None
+    """Seconds the password check waited for its turn (None: no bcrypt was needed)."""
+    verified: str | None = field(default=None, repr=False)
+    """The verified-credential digest to remember (a password that passed bcrypt)."""
 
 
 class LoginGate:
@@ -65,29 +74,51 @@ class LoginGate:
         self._settings = settings
         key = settings.token_key.encode() if settings.token_key else secrets.token_bytes(32)
         self.tokens = TokenSigner(key, settings.token_ttl)
+        pepper = settings.password_pepper
         self.credentials = CredentialChecker(
-            store, self.tokens, settings.login_concurrency, bcrypt_rounds
+            store,
+            self.tokens,
+            pepper.encode() if pepper else secrets.token_bytes(32),
+            bcrypt_rounds,
+            workers=settings.login_concurrency,
+            max_wait=settings.login_max_wait,
+            order=settings.login_queue_order,
         )
         self.throttle = LoginThrottle(
             settings.login_attempts_per_device, settings.login_failures_per_address
         )
 
-    async def admit(self, login: protocol.Login, host: str, now: float) -> Admission:
-        """``now`` is the loop's clock (the throttle's time base).
+    async def admit(
+        self, login: protocol.Login, host: str, now: float, wanted: Callable[[], bool]
+    ) -> Admission:
+        """``now`` is the loop's clock (the throttle's time base); ``wanted()`` says
+        whether the connection still waits for the answer.
 
         The attempt limit is keyed on the identity as parsed, not as sent: ``"007"``
         and ``"7"`` would otherwise be two devices with an allowance each."""
         if not self.throttle.allow(host, _identity_key(login), now):
             return Admission(refusal=protocol.MSG_TOO_MANY_LOGINS)
         try:
-            verdict = await self.credentials.check(login)
+            verdict = await self.credentials.check(login, wanted)
         except DatabaseUnavailable:
             return Admission(refusal=protocol.MSG_UNAVAILABLE, code=CLOSE_TRY_AGAIN_LATER)
+        except Overloaded:
+            return Admission(
+                refusal=protocol.MSG_UNAVAILABLE, code=CLOSE_TRY_AGAIN_LATER, reason="overloaded"
+            )
+        except Abandoned:
+            return Admission(refusal=protocol.MSG_UNAVAILABLE, reason="abandoned")
         if verdict.refusal is not None:
             self.throttle.failed(host, now)
-            return Admission(refusal=verdict.refusal, device_id=verdict.device_id)
+            return Admission(
+                refusal=verdict.refusal, device_id=verdict.device_id, waited=verdict.waited
+            )
         return Admission(
-            device=_identity(verdict), by_token=verdict.by_token, answer=self._answer(verdict)
+            device=_identity(verdict),
+            by_token=verdict.by_token,
+            answer=self._answer(verdict),
+            waited=verdict.waited,
+            verified=verdict.verified,
         )
 
     def malformed(self, host: str, now: float) -> None:

@@ -12,7 +12,7 @@ status at scrape time too, so they cannot drift from it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -40,6 +40,7 @@ from edgefleet.southbound.events import (
     Left,
     LoggedIn,
     LoginFailed,
+    PasswordChecked,
     SessionEvents,
     StatusReceived,
     StatusRejected,
@@ -135,7 +136,10 @@ class _SessionsByState(Collector):
 
 
 class SouthboundMetrics:
-    def __init__(self, book: LiveStatusBook, per_device: bool) -> None:
+    def __init__(
+        self, book: LiveStatusBook, per_device: bool, login_queue: Callable[[], int] = lambda: 0
+    ) -> None:
+        """``login_queue``: how many password checks wait for their turn now."""
         self.registry = CollectorRegistry()
         self.book = book
         self.per_device = per_device
@@ -185,6 +189,25 @@ class SouthboundMetrics:
             ["result"],
             registry=r,
         )
+        self.login_queue = Gauge(
+            "edgefleet_login_queue",
+            "Password checks (bcrypt) waiting for their turn now.",
+            registry=r,
+        )
+        self.login_queue.set_function(login_queue)
+        self.login_wait = Histogram(
+            "edgefleet_login_wait_seconds",
+            "Seconds a password check waited for its turn.",
+            buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60),
+            registry=r,
+        )
+        self.password_checks = Counter(
+            "edgefleet_password_checks",
+            "Logins that needed bcrypt, by outcome (accepted, refused, overloaded: no turn "
+            "in time, abandoned: the device left while waiting).",
+            ["outcome"],
+            registry=r,
+        )
         self.status_write_queue = Gauge(
             "edgefleet_status_write_queue",
             "Devices whose resource status waits to be written (Kubernetes mode).",
@@ -204,6 +227,7 @@ class SouthboundMetrics:
         events.on(Left, lambda e: self._labels.pop(e.device_id, None))
         events.on(CommandFinished, self._command_finished)
         events.on(CommandNotSent, lambda e: self.commands.labels(_kind(e.order), e.refusal).inc())
+        events.on(PasswordChecked, self._password_checked)
 
     def _logged_in(self, event: LoggedIn) -> None:
         self.logins.labels("success").inc()
@@ -211,6 +235,11 @@ class SouthboundMetrics:
         self._labels[device.device_id] = label_text(
             device.device_id, device.name, device.namespace, device.type
         )
+
+    def _password_checked(self, event: PasswordChecked) -> None:
+        self.password_checks.labels(event.outcome).inc()
+        if event.outcome in ("accepted", "refused"):
+            self.login_wait.observe(event.waited)
 
     def _frame(self, event: FrameReceived) -> None:
         if event.gap is not None:

@@ -23,6 +23,7 @@ from edgefleet.controller.store.sessions import SessionChange
 from edgefleet.southbound.events import (
     CommandFinished,
     CommandSent,
+    CredentialVerified,
     Left,
     LoggedIn,
     LoginFailed,
@@ -69,6 +70,7 @@ class Recorder:
         events.on(LoginFailed, self._login_failed)
         events.on(CommandSent, self._command_sent)
         events.on(CommandFinished, self._command_finished)
+        events.on(CredentialVerified, self._verified)
 
     # --- events -> session changes --------------------------------------------------------
 
@@ -117,6 +119,10 @@ class Recorder:
         result = event.result
         detail = {"order": event.order, "status": result.status, "message": result.message}
         self._event(event.device_id, "command_result", detail)
+
+    def _verified(self, event: CredentialVerified) -> None:
+        detail = {"credential_version": event.credential_version, "digest": event.digest}
+        self.submit(SessionChange("verified", event.device_id, "verified", detail))
 
     def _event(self, device_id: int, name: str, detail: dict[str, Any]) -> None:
         self.submit(SessionChange("event", device_id, name, detail, at=_when(time.time())))

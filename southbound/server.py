@@ -97,7 +97,10 @@ class Southbound:
         # The listeners, each a feature; the order they subscribe in is the order
         # they hear each event.
         self.live = LiveStatusBook()
-        self.metrics = SouthboundMetrics(self.live, settings.per_device_metrics)
+        checks = self.gate.credentials.checks
+        self.metrics = SouthboundMetrics(
+            self.live, settings.per_device_metrics, login_queue=lambda: checks.queued
+        )
         self.recorder = Recorder(store, self.instance, lambda: self.internal_address)
         self.status_writer = (
             StatusWriter(
@@ -181,6 +184,7 @@ class Southbound:
             return
         self._stopping = True
         self._server.close(close_connections=False)
+        self.gate.credentials.checks.refuse_waiting()
         await self.sessions.end_all("server_shutdown", CLOSE_GOING_AWAY, "server shutting down")
         await self._server.wait_closed()
         for runner in self._runners:

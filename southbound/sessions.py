@@ -48,6 +48,8 @@ class SessionTable:
     def __init__(self, events: SessionEvents) -> None:
         self._events = events
         self._held: dict[int, Held] = {}
+        self.closing = False
+        """Shutting down: no session is attached any more (see ``end_all``)."""
 
     def __len__(self) -> int:
         return len(self._held)
@@ -60,9 +62,12 @@ class SessionTable:
 
     async def attach(
         self, held: Held, device: DeviceIdentity, by_token: bool, extensions: frozenset[str]
-    ) -> None:
+    ) -> bool:
         """A login was accepted. An older session of the device is ended first, so
-        its ``Left`` is announced before this ``LoggedIn``."""
+        its ``Left`` is announced before this ``LoggedIn``. False when the table is
+        closing: a login whose check ends during shutdown gets no session."""
+        if self.closing:
+            return False
         device_id = device.device_id
         older = self._held.get(device_id)
         if older is not None and older is not held:
@@ -70,6 +75,7 @@ class SessionTable:
             self.detach(older, device_id, "superseded")
         self._held[device_id] = held
         self._events.publish(LoggedIn(device, held.peer, by_token, extensions, time.time()))
+        return True
 
     def detach(self, held: Held, device_id: int, cause: str) -> None:
         """The session ended; a no-op for a connection that no longer holds it."""
@@ -103,7 +109,8 @@ class SessionTable:
             await held.end(reason, CLOSE_POLICY, f"device {reason}")
 
     async def end_all(self, cause: str, code: int, reason: str) -> None:
-        """End every session at once (shutting down): each waits for its peer's
-        closing handshake, so one at a time would take as long as all of them."""
+        """End every session at once and attach none from now on (shutting down).
+        Each waits for its peer's closing handshake, so they end together."""
+        self.closing = True
         ending = [held.end(cause, code, reason) for _, held in self.items()]
         await asyncio.gather(*ending, return_exceptions=True)

@@ -56,6 +56,9 @@ devices = Table(
     Column("secret", String(60), nullable=False),
     # Bumped on every password change, so session tokens issued before it stop working.
     Column("credential_version", Integer, nullable=False, default=1),
+    # HMAC-SHA256 (hex) of the last password that passed bcrypt, keyed with a pepper
+    # that is not in the database (southbound/credentials.py).
+    Column("verified_digest", String(64)),
     Column("state", String(16), nullable=False, default="offline"),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("k8s_namespace", String(253)),

@@ -35,9 +35,19 @@ CREDENTIAL_COLUMNS = [
     devices.c.type,
     devices.c.k8s_namespace,
     devices.c.k8s_name,
+    devices.c.verified_digest,
 ]
 # Built once: a reused statement skips SQLAlchemy's per-call construction.
 CREDENTIALS_BY_ID = select(*CREDENTIAL_COLUMNS).where(devices.c.device_id == bindparam("device_id"))
+# Only for the version it was verified under: a credential changed meanwhile wins.
+REMEMBER_VERIFIED = (
+    update(devices)
+    .where(
+        devices.c.device_id == bindparam("id"),
+        devices.c.credential_version == bindparam("version"),
+    )
+    .values(verified_digest=bindparam("digest"))
+)
 CREDENTIALS_BY_HARDWARE = select(*CREDENTIAL_COLUMNS).where(
     devices.c.hardware_sn == bindparam("sn"), devices.c.hardware_model == bindparam("model")
 )
@@ -48,8 +58,10 @@ class SessionChange:
     """One thing that happened to a device's session, for the database.
 
     ``kind`` is ``connected`` (the session is held at ``address``), ``state``
-    (online/unknown), ``disconnected`` (offline, if the session was held here) or
-    ``event`` (only a log line, e.g. ``login_failed`` or ``command_sent``).
+    (online/unknown), ``disconnected`` (offline, if the session was held here),
+    ``event`` (only a log line, e.g. ``login_failed`` or ``command_sent``) or
+    ``verified`` (a verified-credential digest to remember, in ``detail``; no log
+    line: the device log must never hold a digest of a password).
     """
 
     kind: str
@@ -109,6 +121,8 @@ class SessionStore:
         foreign key, and two transactions cannot both upgrade it.
         """
         changes = list(changes)
+        verified = [c for c in changes if c.kind == "verified"]
+        changes = [c for c in changes if c.kind != "verified"]
         state: dict[int, str] = {}
         session: dict[int, SessionChange] = {}  # the last connect or disconnect
         for change in changes:
@@ -153,6 +167,18 @@ class SessionStore:
                             "connected_at": c.at,
                         }
                         for d, c in sorted(connected.items())
+                    ],
+                )
+            if verified:
+                await connection.execute(
+                    REMEMBER_VERIFIED,
+                    [
+                        {
+                            "id": c.device_id,
+                            "version": c.detail["credential_version"],
+                            "digest": c.detail["digest"],
+                        }
+                        for c in verified
                     ],
                 )
             rows = [

@@ -361,7 +361,7 @@ def test_secrets_given_as_values_render_the_same_every_time() -> None:
     """``helm template`` (Argo CD) has no cluster to look the generated values up in;
     given values make the Secret and the pods' checksum stable."""
     given = ["--set", DB, "--set", "secrets.apiToken=a", "--set", "secrets.tokenKey=k",
-             "--set", "secrets.internalToken=i"]  # fmt: skip
+             "--set", "secrets.internalToken=i", "--set", "secrets.passwordPepper=p"]  # fmt: skip
     first, second = rendered(*given), rendered(*given)
     assert by_kind(first, "Secret") == by_kind(second, "Secret")
     for component in ("controller", "southbound"):
@@ -552,3 +552,12 @@ def test_kubectl_kustomize_builds_the_crds_alone_for_upgrades() -> None:
     ]  # fmt: skip
     kustomization = yaml.safe_load((MANIFESTS / "crds" / "kustomization.yaml").read_text())
     assert set(kustomization["resources"]) == set(definitions())  # every generated CRD
+
+
+def test_the_southbound_gets_the_pepper_and_stops_before_the_kubelet_kills_it() -> None:
+    docs = rendered("--set", DB, "--set", "southbound.terminationGracePeriodSeconds=40")
+    [secret] = by_kind(docs, "Secret")
+    assert "password-pepper" in secret["data"]
+    env = {e["name"]: e for e in pod_spec(docs, "southbound")["containers"][0]["env"]}
+    assert env["EDGEFLEET_PASSWORD_PEPPER"]["valueFrom"]["secretKeyRef"]["key"] == "password-pepper"
+    assert env["EDGEFLEET_SHUTDOWN_GRACE"]["value"] == "35"

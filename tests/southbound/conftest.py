@@ -78,8 +78,11 @@ class Fleet:
 
 
 @asynccontextmanager
-async def running_fleet(store: Store, settings: SouthboundSettings) -> AsyncIterator[Fleet]:
-    southbound = Southbound(settings, store, bcrypt_rounds=4)
+async def running_fleet(
+    store: Store, settings: SouthboundSettings, bcrypt_rounds: int = 4
+) -> AsyncIterator[Fleet]:
+    """``bcrypt_rounds``: the cost of the hashes the southbound expects (its dummy)."""
+    southbound = Southbound(settings, store, bcrypt_rounds)
     await southbound.start()
     try:
         async with running_api(

@@ -55,6 +55,12 @@ class Timings:
 
     ping_interval: float = protocol.HEARTBEAT_INTERVAL
     status_interval: float = protocol.STATUS_INTERVAL
+    """Between two status uploads; on a metered link, the longest gap between two."""
+    status_probe_interval: float = protocol.STATUS_INTERVAL
+    """On a metered link: how often the status is read, to see whether it moved."""
+    status_change_percent: float | None = None
+    """On a metered link (announced by the server): how far a percentage must move
+    for the status to be sent before ``status_interval`` is up; None: always send."""
     answer_timeout: float = protocol.ANSWER_TIMEOUT
     max_failures: int = protocol.MAX_FAILURES
     login_timeout: float = 30.0
@@ -156,6 +162,8 @@ class AgentSession(Outbox[Event]):
     _status_requested: bool = False
     _next_status: float = 0.0
     _restart_deadline: float | None = None
+    _uploaded: tuple[float, protocol.StatusReport] | None = None  # when, what: the last one
+    _uploaded_cpu: float | None = None  # the CPU use the cloud derived from it
 
     def __post_init__(self) -> None:
         self._outgoing.append(self.login.encode())
@@ -216,13 +224,38 @@ class AgentSession(Outbox[Event]):
             self._request_status()
 
     def status_collected(self, status: dict[str, Any], now: float) -> None:
-        """The snapshot asked for by ``StatusDue`` is ready: upload it."""
+        """The snapshot asked for by ``StatusDue`` is ready: upload it (on a metered
+        link, only if it moved or ``status_interval`` is up)."""
         self._status_requested = False
         if self.phase is not Phase.RUNNING:
             return
         assert self.device_id is not None
+        report = protocol.StatusReport.read(status)
+        if not self._worth_sending(report, now):
+            self._next_status = now + self.timings.status_probe_interval
+            return
+        if self._uploaded is not None:
+            self._uploaded_cpu = report.cpu_percent_since(self._uploaded[1])
+        self._uploaded = (now, report)
         self._send(protocol.status_upload(self.device_id, status), now)
         self._status_sent = now
+
+    def _worth_sending(self, report: protocol.StatusReport, now: float) -> bool:
+        threshold = self.timings.status_change_percent
+        if threshold is None or self._uploaded is None:
+            return True
+        sent_at, sent = self._uploaded
+        if now - sent_at >= self.timings.status_interval:
+            return True
+        moved = [
+            (report.memory_used_percent(), sent.memory_used_percent()),
+            (report.disk_used_percent(), sent.disk_used_percent()),
+            (report.cpu_percent_since(sent), self._uploaded_cpu),
+        ]
+        return any(
+            now_ is not None and then is not None and abs(now_ - then) >= threshold
+            for now_, then in moved
+        )
 
     def command_finished(
         self, status: str, message: str, data: Any, request_id: str | None, now: float
@@ -284,6 +317,7 @@ class AgentSession(Outbox[Event]):
             self.timings,
             ping_interval=answer.heartbeat_interval or self.timings.ping_interval,
             status_interval=answer.status_interval or self.timings.status_interval,
+            status_change_percent=answer.status_change_percent,
         )
         assert answer.device_id is not None
         self._events.append(LoggedIn(answer.device_id, answer.token, answer.token_expires_at))
@@ -300,7 +334,9 @@ class AgentSession(Outbox[Event]):
             self._ping_sent = None
             self.failures = 0
         elif frame.type == protocol.STATUS_RESPONSE and self._status_sent is not None:
-            self._next_status = self._status_sent + self.timings.status_interval
+            metered = self.timings.status_change_percent is not None
+            gap = self.timings.status_probe_interval if metered else self.timings.status_interval
+            self._next_status = self._status_sent + gap
             self._status_sent = None
             self.failures = 0
         elif frame.type == protocol.ORDER:

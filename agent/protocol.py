@@ -385,10 +385,12 @@ def loads(text: str | bytes) -> Any:
 
 # --- capabilities (section 6) ------------------------------------------------------
 
-EXTENSIONS = frozenset({"token", "request_id", "data", "config", "queue", "update"})
+EXTENSIONS = frozenset({"token", "request_id", "data", "config", "queue", "update", "metered"})
 """What a device may list in its login frame's ``extensions``. The cloud sends an
 extension frame only to a device that listed it; one that lists nothing is a
-version-1 device and gets exactly sections 1 to 5."""
+version-1 device and gets exactly sections 1 to 5. ``metered``: the device is on a
+metered link; the login answer then announces longer intervals and a
+``status_change_percent``, and the device sends its status only when it moved."""
 
 
 @dataclass(frozen=True)
@@ -480,6 +482,9 @@ class LoginAnswer:
     token_expires_at: str | None = None
     heartbeat_interval: float | None = None
     status_interval: float | None = None
+    status_change_percent: float | None = None
+    """Extension ``metered``: upload the status only when a percentage moved this
+    much, or when ``status_interval`` has passed since the last upload."""
 
 
 def parse_login_answer(text: str | bytes) -> LoginAnswer:
@@ -519,6 +524,7 @@ def parse_login_answer(text: str | bytes) -> LoginAnswer:
         token_expires_at=text_key("token_expires_at"),
         heartbeat_interval=seconds_key("heartbeat_interval"),
         status_interval=seconds_key("status_interval"),
+        status_change_percent=seconds_key("status_change_percent"),
     )
 
 
@@ -625,6 +631,32 @@ class StatusReport:
             "dev_state": "online",
         }
 
+    # The percentages the cloud shows, derived here once for both sides: the cloud
+    # serves them, and a device on a metered link sends its status only when they
+    # moved (extension ``metered``).
+
+    def memory_used_percent(self) -> float | None:
+        total, free = self.total_memory_mb, self.free_memory_mb
+        if not total or free is None:
+            return None
+        return _percent(total - free - (self.buff_cache_mb or 0.0), total)
+
+    def disk_used_percent(self) -> float | None:
+        if self.root_used_percent is not None:
+            return self.root_used_percent
+        total, used = self.root_total_size_mb, self.root_used_size_mb
+        return _percent(used, total) if total and used is not None else None
+
+    def cpu_percent_since(self, earlier: StatusReport) -> float | None:
+        """CPU use between ``earlier`` and this report: the busy share (user and
+        system) of the CPU seconds that passed in between."""
+        if self.cpu_times is None or earlier.cpu_times is None:
+            return None
+        (user, system, idle, io_wait), before = self.cpu_times, earlier.cpu_times
+        busy = user + system - before[0] - before[1]
+        total = user + system + idle + io_wait - sum(before)
+        return _percent(busy, total) if total > 0 and busy >= 0 else None
+
     @classmethod
     def read(cls, data: dict[str, Any]) -> StatusReport:
         """The numbers of an upload's ``data``, each checked: a value that is not a
@@ -643,6 +675,10 @@ class StatusReport:
             root_used_size_mb=_quantity(disk, "root_used_size_mb"),
             root_used_percent=percent if percent is None or percent <= 100 else None,
         )
+
+
+def _percent(part: float, whole: float) -> float:
+    return round(max(0.0, min(100.0, part / whole * 100)), 2)
 
 
 QUANTITY_LIMIT = 2.0**53

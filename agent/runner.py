@@ -99,7 +99,8 @@ class Agent:
     @property
     def extensions(self) -> frozenset[str]:
         """What this agent tells the server it speaks (section 6)."""
-        return frozenset({"token", "request_id"})
+        metered = {"metered"} if self.settings.metered else set()
+        return frozenset({"token", "request_id", *metered})
 
     def command(self, name: str) -> Callable[[Command], Command]:
         """Decorator registering a custom command: ``@agent.command("set_exposure")``."""
@@ -306,6 +307,7 @@ class _Conversation:
         return core.Timings(
             ping_interval=s.heartbeat_interval,
             status_interval=s.status_interval,
+            status_probe_interval=s.status_interval,
             answer_timeout=s.answer_timeout,
             restart_wait=s.restart_wait,
         )

@@ -90,6 +90,11 @@ class AgentSettings:
         protocol.RESTART_WAIT, "Seconds restart waits for the server's confirm."
     )
     disk_path: str = setting("/", "Filesystem whose usage is reported as Disk_info.")
+    metered: bool = setting(
+        False,
+        "On a metered link (4G): the server's longer heartbeat, and the status sent only "
+        "when it moved (checked every --status-interval).",
+    )
 
     def secret(self) -> str | None:
         """The password: from ``password_file`` when given. Blocking; read again at

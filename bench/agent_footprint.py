@@ -28,40 +28,11 @@ from typing import Any
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import CountingRelay  # noqa: E402
+
 TOKEN = "bench-token"
-
-
-class CountingRelay:
-    """TCP relay that counts the bytes going up (device → cloud) and down."""
-
-    def __init__(self, target_port: int) -> None:
-        self.target_port = target_port
-        self.up = 0
-        self.down = 0
-        self.port = 0
-
-    async def start(self) -> None:
-        server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
-        self.port = server.sockets[0].getsockname()[1]
-
-    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
-        await asyncio.gather(
-            self._pump(reader, up_writer, "up"),
-            self._pump(up_reader, writer, "down"),
-            return_exceptions=True,
-        )
-
-    async def _pump(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, direction: str
-    ) -> None:
-        try:
-            while data := await reader.read(65536):
-                setattr(self, direction, getattr(self, direction) + len(data))
-                writer.write(data)
-                await writer.drain()
-        finally:
-            writer.close()  # one side closed: close the other, as a TCP path would
 
 
 def api(base: str, method: str, path: str, body: Any = None) -> Any:
@@ -97,7 +68,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     base = f"http://127.0.0.1:{api_port}"
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edgefleet.controller.cli", "serve", "--api-port", str(api_port),
-        "--ws-port", str(ws_port), "--db-url", f"sqlite+aiosqlite:///{work}/edgefleet.db",
+        "--ws-port", str(ws_port), "--metrics-port", str(ws_port + 2),
+        "--db-url", f"sqlite+aiosqlite:///{work}/edgefleet.db",
         "--api-token", TOKEN, "--bcrypt-rounds", "4", "--log-level", "WARNING",
         cwd=ROOT, stderr=subprocess.DEVNULL,
     )  # fmt: skip
@@ -126,7 +98,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         cold_start = await wait_online(base, device["device_id"], started)
         process = psutil.Process(agent.pid)
         cpu_before = sum(process.cpu_times()[:2])
-        up_before, down_before, measured_from = relay.up, relay.down, time.monotonic()
+        before, measured_from = dict(relay.bytes), time.monotonic()
         rss, uss = [], []
         while time.monotonic() - measured_from < args.seconds:
             info = process.memory_full_info()
@@ -136,7 +108,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         elapsed = time.monotonic() - measured_from
         cpu = sum(process.cpu_times()[:2]) - cpu_before
         hour = 3600 / elapsed
-        up, down = relay.up - up_before, relay.down - down_before
+        up, down = (relay.bytes[d] - before[d] for d in ("up", "down"))
 
         restart_at = time.monotonic()
         path = f"/devices/{device['device_id']}"

@@ -71,3 +71,62 @@ def kmock_child(script: str, work: Path) -> Iterator[str]:
     finally:
         child.kill()
         child.wait()
+
+
+class CountingRelay:
+    """A TCP relay that counts the bytes and the reads (about one a segment) going
+    up (device to cloud) and down, and can go silent like a dead 4G link."""
+
+    def __init__(self, target_port: int) -> None:
+        import asyncio
+
+        self.target_port = target_port
+        self.port = 0
+        self.bytes = {"up": 0, "down": 0}
+        self.reads = {"up": 0, "down": 0}
+        self.connections = 0
+        self._dialled = asyncio.Condition()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    async def start(self) -> None:
+        import asyncio
+
+        server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = server.sockets[0].getsockname()[1]
+
+    def freeze(self) -> None:
+        """Pass nothing more, keep every connection open: packets dropped, not refused."""
+        self._flowing.clear()
+
+    def thaw(self) -> None:
+        self._flowing.set()
+
+    async def dialled(self, times: int) -> None:
+        """Wait until ``times`` connections have been made through the relay."""
+        async with self._dialled:
+            await self._dialled.wait_for(lambda: self.connections >= times)
+
+    async def _relay(self, reader, writer) -> None:  # type: ignore[no-untyped-def]
+        import asyncio
+
+        async with self._dialled:
+            self.connections += 1
+            self._dialled.notify_all()
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        await asyncio.gather(
+            self._pump(reader, up_writer, "up"),
+            self._pump(up_reader, writer, "down"),
+            return_exceptions=True,
+        )
+
+    async def _pump(self, reader, writer, direction: str) -> None:  # type: ignore[no-untyped-def]
+        try:
+            while data := await reader.read(65536):
+                await self._flowing.wait()
+                self.bytes[direction] += len(data)
+                self.reads[direction] += 1
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()  # one side closed: close the other, as a TCP path would

@@ -98,6 +98,23 @@ class SouthboundSettings:
         "heartbeat-failures",
         "Missed heartbeats in a row before the session is closed.",
     )
+    metered_heartbeat_interval: float = setting(
+        24.0,
+        "metered-heartbeat-interval",
+        "Seconds between heartbeats of devices on metered links (extension 'metered'); their "
+        "tolerances scale with it, so a dead link is noticed after 3.7 intervals (89 s).",
+    )
+    metered_status_interval: float = setting(
+        300.0,
+        "metered-status-interval",
+        "Longest gap between two status uploads of a device on a metered link.",
+    )
+    metered_status_change: float = setting(
+        10.0,
+        "metered-status-change",
+        "Points a CPU, memory or disk percentage must move for a metered device to send "
+        "its status before --metered-status-interval is up.",
+    )
     login_timeout: float = setting(
         protocol.LOGIN_TIMEOUT,
         "login-timeout",

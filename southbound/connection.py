@@ -271,7 +271,11 @@ class DeviceConnection:
             self.session.login_refused(protocol.MSG_UNAVAILABLE, login, code=CLOSE_TRY_AGAIN_LATER)
             return
         self.session.login_accepted(
-            str(self.device_id), self.loop.time(), login.extensions, **admission.answer
+            str(self.device_id),
+            self.loop.time(),
+            login.extensions,
+            admission.timings,
+            **admission.answer,
         )
 
     def _open(self) -> bool:

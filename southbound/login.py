@@ -21,7 +21,7 @@ from edgefleet.controller.store import DatabaseUnavailable, Store
 from edgefleet.southbound.credentials import CredentialChecker, Verdict
 from edgefleet.southbound.events import DeviceIdentity
 from edgefleet.southbound.password_checks import Abandoned, Overloaded
-from edgefleet.southbound.session import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER
+from edgefleet.southbound.session import CLOSE_POLICY, CLOSE_TRY_AGAIN_LATER, Timings
 from edgefleet.southbound.throttle import LoginThrottle
 from edgefleet.southbound.tokens import TokenSigner
 
@@ -67,6 +67,8 @@ class Admission:
     """Seconds the password check waited for its turn (None: no bcrypt was needed)."""
     verified: str | None = field(default=None, repr=False)
     """The verified-credential digest to remember (a password that passed bcrypt)."""
+    timings: Timings | None = None
+    """The session's own timings (a device on a metered link), else the server's."""
 
 
 class LoginGate:
@@ -86,6 +88,15 @@ class LoginGate:
         )
         self.throttle = LoginThrottle(
             settings.login_attempts_per_device, settings.login_failures_per_address
+        )
+        # A device on a metered link beats less often: its tolerances scale with it.
+        stretch = settings.metered_heartbeat_interval / settings.heartbeat_interval
+        self.metered = Timings(
+            login_timeout=settings.login_timeout,
+            tolerance=settings.heartbeat_tolerance * stretch,
+            tolerance_after_failure=settings.heartbeat_tolerance_after_failure * stretch,
+            max_failures=settings.heartbeat_failures,
+            max_frames_per_second=settings.max_frames_per_second,
         )
 
     async def admit(
@@ -113,10 +124,12 @@ class LoginGate:
             return Admission(
                 refusal=verdict.refusal, device_id=verdict.device_id, waited=verdict.waited
             )
+        metered = "metered" in login.extensions
         return Admission(
             device=_identity(verdict),
             by_token=verdict.by_token,
-            answer=self._answer(verdict),
+            answer=self._answer(verdict, metered),
+            timings=self.metered if metered else None,
             waited=verdict.waited,
             verified=verdict.verified,
         )
@@ -126,17 +139,23 @@ class LoginGate:
         frame in time): a failure of its address like any other."""
         self.throttle.failed(host, now)
 
-    def _answer(self, verdict: Verdict) -> dict[str, Any]:
+    def _answer(self, verdict: Verdict, metered: bool) -> dict[str, Any]:
         assert verdict.device_id is not None
         token, expires = self.tokens.issue(
             verdict.device_id, verdict.credential_version, time.time()
         )
-        return {
+        s = self._settings
+        answer = {
             "token": token,
             "token_expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expires)),
-            "heartbeat_interval": self._settings.heartbeat_interval,
-            "status_interval": self._settings.status_interval,
+            "heartbeat_interval": s.heartbeat_interval,
+            "status_interval": s.status_interval,
         }
+        if metered:
+            answer["heartbeat_interval"] = s.metered_heartbeat_interval
+            answer["status_interval"] = s.metered_status_interval
+            answer["status_change_percent"] = s.metered_status_change
+        return answer
 
 
 def _identity_key(login: protocol.Login) -> str:

@@ -216,10 +216,18 @@ class DeviceSession(Outbox[Event]):
         # Frames while authenticating or closed are dropped: the device must wait.
 
     def login_accepted(
-        self, device_id: str, now: float, extensions: frozenset[str], **answer: Any
+        self,
+        device_id: str,
+        now: float,
+        extensions: frozenset[str],
+        timings: Timings | None = None,
+        **answer: Any,
     ) -> None:
-        """``extensions``: what the device listed at login (section 6); ``answer``:
-        the extension keys of the login answer (token, intervals)."""
+        """``extensions``: what the device listed at login (section 6); ``timings``:
+        this session's own (a device on a metered link); ``answer``: the extension
+        keys of the login answer (token, intervals)."""
+        if timings is not None:
+            self.timings = timings
         self._move("login_accepted")
         self.device_id = device_id
         self.extensions = extensions

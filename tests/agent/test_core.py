@@ -35,6 +35,7 @@ class Device:
         self.session = AgentSession(Timings(**timings), login, self.now)
         self.sent: list[dict] = []
         self.events: list = []
+        self.status: dict = STATUS  # what the next status reading finds
         self._drain()
 
     def _drain(self) -> None:
@@ -60,7 +61,7 @@ class Device:
     def _answer_status_requests(self) -> None:
         while any(isinstance(e, StatusDue) for e in self.events):
             self.events = [e for e in self.events if not isinstance(e, StatusDue)]
-            self.session.status_collected(STATUS, self.now)
+            self.session.status_collected(self.status, self.now)
             self._drain()
 
     def receive(self, frame: str) -> None:
@@ -385,3 +386,42 @@ def test_backoff_starts_at_ten_seconds_doubles_and_stops_at_sixty() -> None:
 def test_jitter_spreads_a_fleet_that_lost_its_server_at_once() -> None:
     delays = {round(Backoff(rng=random.Random(seed)).next_delay(), 3) for seed in range(50)}
     assert len(delays) > 40
+
+
+# --- a metered link (extension) ---------------------------------------------------------
+
+
+def memory(used_percent: float) -> dict:
+    return {"Memory_info": {"total_memory_mb": 1000, "free_memory_mb": 1000 - used_percent * 10}}
+
+
+def test_on_a_metered_link_the_status_goes_when_it_moved_or_when_the_longest_gap_is_up() -> None:
+    device = Device()
+    device.status = memory(50)
+    device.log_in(heartbeat_interval=24, status_interval=300, status_change_percent=10)
+    uploads, pings = [device.now], []
+
+    def run(seconds: float) -> None:
+        for _ in range(int(seconds * 2)):
+            device.advance(0.5)
+            for frame in device.take_sent():
+                if frame["type"] == protocol.PING_PONG:
+                    pings.append(device.now)
+                    device.receive(protocol.pong())
+                elif frame["type"] == protocol.STATUS_UPLOAD:
+                    uploads.append(device.now)
+                    device.receive(protocol.status_response())
+
+    device.take_sent()
+    device.receive(protocol.status_response())
+    run(299)  # read every 15 s, never moved by 10 points: nothing sent but pings
+    assert uploads == [1000.0]
+    assert [round(b - a) for a, b in itertools.pairwise(pings)][:3] == [24, 24, 24]
+    run(16)
+    assert len(uploads) == 2 and uploads[1] - uploads[0] == pytest.approx(300, abs=15)
+    device.status = memory(58)  # eight points: not enough
+    run(30)
+    assert len(uploads) == 2
+    device.status = memory(65)  # fifteen points since the last upload
+    run(15)
+    assert len(uploads) == 3

@@ -452,3 +452,26 @@ async def test_disabling_or_deleting_a_device_ends_its_session(
     events = await fleet.events(device)
     assert events[-1]["event"] == "offline"
     assert events[-1]["detail"] == {"reason": reason}
+
+
+async def test_a_device_on_a_metered_link_gets_longer_intervals_and_tolerance(
+    store: Store,
+) -> None:
+    settings = replace(FAST, metered_heartbeat_interval=1.0, metered_status_interval=60.0)
+    async with running_fleet(store, settings) as fleet:
+        device = await fleet.register()
+        login = {"device_id": device["device_id"], "password": device["password"]}
+        ws, answer = await fleet.login(device, **login, extensions=["token", "metered"])
+        assert (answer["data"]["heartbeat_interval"], answer["data"]["status_interval"]) == (
+            1.0,
+            60.0,
+        )
+        assert answer["data"]["status_change_percent"] == settings.metered_status_change
+        await asyncio.sleep(0.8)  # past a version-1 device's 0.3 s, within its 1.5 s
+        await fleet.settled()
+        assert await fleet.state(device) == "online"
+        plain, answer = await fleet.login(await fleet.register())
+        assert answer["data"]["heartbeat_interval"] == FAST.heartbeat_interval
+        assert "status_change_percent" not in answer["data"]
+        await ws.close()
+        await plain.close()

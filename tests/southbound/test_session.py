@@ -381,3 +381,15 @@ def test_superseded_session_closes_with_4000() -> None:
     assert session.events_received() == [SessionClosed("superseded", 4000, "superseded")]
     session.receive(PING, 2.0)
     assert session.data_to_send() == []
+
+
+def test_a_device_on_a_metered_link_is_allowed_its_longer_silences() -> None:
+    session = DeviceSession(Timings(), 0.0)
+    session.receive(json.dumps({"device_id": DEVICE, "password": "pw"}), 0.1)
+    session.events_received()
+    metered = Timings(tolerance=36.0, tolerance_after_failure=26.4)
+    session.login_accepted(DEVICE, 0.5, frozenset({"metered"}), metered)
+    session.tick(30.0)
+    assert session.state is State.ONLINE  # a version-1 device would be unknown by now
+    session.tick(36.5)
+    assert session.state is State.UNKNOWN

@@ -28,6 +28,7 @@ from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.mirror import ResourceMirror
 from edgefleet.controller.settings import Settings
 from edgefleet.controller.store import Store
+from edgefleet.controller.store.blobs import open_file_store
 from edgefleet.southbound.server import KubeStatus, Southbound
 
 log = logging.getLogger("edgefleet.serve")
@@ -72,7 +73,13 @@ async def serve(settings: Settings) -> None:
             "runs `edgefleet controller` and `edgefleet southbound`"
         )
     async with _store(settings, migrate=True) as store:
-        southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
+        southbound = Southbound(
+            settings.southbound,
+            store,
+            settings.api.bcrypt_rounds,
+            files=open_file_store(settings.data),
+            max_file_bytes=settings.data.max_file_bytes,
+        )
         async with _southbound(southbound), _api(settings, store, InProcessLink(southbound)):
             await _until_signalled()
 
@@ -114,7 +121,14 @@ async def serve_southbound(settings: Settings) -> None:
             status = KubeStatus(
                 KubeStatusApi(kube), settings.kube.status_rate, settings.kube.metrics_interval
             )
-        southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds, status)
+        southbound = Southbound(
+            settings.southbound,
+            store,
+            settings.api.bcrypt_rounds,
+            status,
+            files=open_file_store(settings.data),
+            max_file_bytes=settings.data.max_file_bytes,
+        )
         try:
             async with _southbound(southbound):
                 await _until_signalled()

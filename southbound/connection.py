@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Protocol
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from edgefleet.agent import protocol
@@ -33,6 +33,7 @@ from edgefleet.southbound.session import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
     CommandFinished,
+    DataReceived,
     DeviceSession,
     Event,
     FrameIgnored,
@@ -51,10 +52,25 @@ from edgefleet.southbound.sessions import SessionTable
 log = logging.getLogger("edgefleet.southbound")
 
 
+class WebSocket(Protocol):
+    """What a connection needs of its WebSocket: the part of websockets'
+    ``ServerConnection`` it uses, which ``southbound/websocket.py`` also provides
+    over aiohttp's. ``recv`` and ``send`` raise ``ConnectionClosed`` once it is gone."""
+
+    @property
+    def remote_address(self) -> Any: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
 class DeviceConnection:
     def __init__(
         self,
-        websocket: ServerConnection,
+        websocket: WebSocket,
         timings: Timings,
         gate: LoginGate,
         table: SessionTable,
@@ -150,6 +166,15 @@ class DeviceConnection:
             await self._flush()
         return self._result(result, timeout)
 
+    async def answer_data(
+        self, request_id: str | None, answer: dict[str, Any], message: str | None = None
+    ) -> None:
+        """Send the answer to a batch of records through the session, so it takes its
+        turn with the other frames; nothing once the session is over."""
+        async with self._lock:
+            self.session.data_stored(request_id, answer, message)
+            await self._flush()
+
     async def _result(self, result: asyncio.Future[CommandResult], timeout: float) -> CommandResult:
         try:
             return await asyncio.wait_for(asyncio.shield(result), timeout)
@@ -238,6 +263,13 @@ class DeviceConnection:
                 self._events.publish(announce.StatusRejected(device_id, reason))
             case FrameIgnored(reason=reason):
                 self._events.publish(announce.FrameIgnored(device_id, reason))
+            case DataReceived(request_id=request_id, records=records, rejected=rejected):
+                answer = functools.partial(self.answer_data, request_id)
+                self._events.publish(
+                    announce.DataReceived(
+                        device_id, request_id, records, rejected, self._host, answer, time.time()
+                    )
+                )
 
     async def _login(self, login: protocol.Login) -> None:
         admission = await self._gate.admit(login, self._host, self.loop.time())

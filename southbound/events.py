@@ -211,8 +211,8 @@ class DataReceived:
 
 @dataclass(frozen=True)
 class DataIngested:
-    """A batch of records was stored, or refused whole (``failed``), over the
-    WebSocket or HTTP (``transport``: ``ws`` or ``http``)."""
+    """A batch of records was stored, or not at all (``failed``: its records, the
+    database being away), over the WebSocket or HTTP (``transport``: ``ws``, ``http``)."""
 
     device_id: int | None
     transport: str
@@ -220,7 +220,7 @@ class DataIngested:
     duplicates: int
     rejected: int
     bytes: int
-    failed: bool
+    failed: int
 
 
 @dataclass(frozen=True)

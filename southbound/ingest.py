@@ -66,7 +66,7 @@ class Ingest:
                     extra={"device_id": device_id, "records": len(records), "error": str(exc)},
                 )
                 self._events.publish(
-                    DataIngested(device_id, attempt.transport, 0, 0, len(rejected), 0, True)
+                    DataIngested(device_id, attempt.transport, 0, 0, len(rejected), 0, len(records))
                 )
                 return protocol.data_answer(), protocol.DATA_BUSY_MESSAGE
         self._events.publish(
@@ -77,7 +77,7 @@ class Ingest:
                 len(outcome.duplicates),
                 len(rejected),
                 outcome.bytes,
-                False,
+                0,
             )
         )
         answer = protocol.data_answer(

@@ -125,9 +125,9 @@ class AnalysisStore:
             else:
                 await self._set_job(connection, record_id, error=error)
 
-    async def retry_later(self, record_id: int, delay: float, error: str) -> int:
-        """Count a failed attempt and put the next one ``delay`` seconds away;
-        returns the attempts made so far."""
+    async def retry_later(self, record_id: int, base_delay: float, error: str) -> int:
+        """Count a failed attempt and put the next one ``base_delay * 2**(attempts-1)``
+        seconds away; returns the attempts made so far."""
         async with self._db.begin() as connection:
             attempts = await connection.scalar(
                 select(analysis_jobs.c.attempts).where(analysis_jobs.c.record_id == record_id)
@@ -137,7 +137,7 @@ class AnalysisStore:
                 connection,
                 record_id,
                 attempts=attempts,
-                next_at=utcnow() + timedelta(seconds=delay),
+                next_at=utcnow() + timedelta(seconds=base_delay * 2 ** min(attempts - 1, 16)),
                 error=error,
             )
         return attempts

@@ -22,7 +22,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -198,7 +198,7 @@ class RecordStore:
             await connection.execute(
                 insert(ingest_log),
                 _log_row(
-                    attempt,
+                    replace(attempt, device_id=device_id),
                     now,
                     accepted=len(rows),
                     duplicates=len(by_id) - len(rows),

@@ -93,7 +93,11 @@ async def running_fleet(
     await southbound.start()
     try:
         async with running_api(
-            store, "t", link=InProcessLink(southbound), command_timeout=settings.command_timeout
+            store,
+            "t",
+            link=InProcessLink(southbound),
+            command_timeout=settings.command_timeout,
+            file_store=files,
         ) as api:
             yield Fleet(api, southbound, store)
     finally:

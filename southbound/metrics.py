@@ -211,6 +211,14 @@ class SouthboundMetrics:
             "Bytes of files not sent because the cloud had them.",
             registry=r,
         )
+        # Every result at 0 from the start, so rates and dashboards have a series.
+        for result in ("accepted", "duplicate", "rejected", "failed"):
+            for transport in ("ws", "http"):
+                self.records.labels(result, transport)
+        for what in ("records", "files"):
+            self.ingest_bytes.labels(what)
+        for result in ("stored", "exists", "present", "missing", "mismatch", "too_big"):
+            self.files.labels(result)
         self.status_writes = Counter(
             "edgefleet_status_writes",
             "Device resource status writes (Kubernetes mode), by result.",

@@ -76,6 +76,10 @@ class ApiMetrics:
             ["source"],
             registry=self.registry,
         )
+        for result in ("analysed", "failed", "retried"):
+            self.analysis_results.labels(result)
+        for source in ("cache", "model"):
+            self.classifications.labels(source)
         self.reconciles = Counter(
             "edgefleet_reconciles_total",
             "Operator handler runs (Kubernetes mode), by resource kind and result.",

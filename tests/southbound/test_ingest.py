@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import uuid
 from typing import Any
 
 import aiohttp
@@ -15,7 +16,8 @@ from sqlalchemy import func, select
 
 from edgefleet.agent import protocol
 from edgefleet.controller.store.schema import ingest_log, records
-from tests.southbound.conftest import Fleet, ping, recv_json
+from tests.conftest import s3_store
+from tests.southbound.conftest import FAST, Fleet, ping, recv_json, running_fleet
 
 AT = "2025-12-01T09:47:24Z"
 JPEG = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 40
@@ -268,3 +270,32 @@ async def test_the_railway_clients_exact_request_and_answer(fleet: Fleet, timest
         ).one()
     assert (row.record_id, row.kind) == ("det-20251201-0001", "camera-07")
     assert row.payload == body
+
+
+async def test_files_go_to_an_s3_object_store_and_download_from_it(
+    store: Any, moto_url: str
+) -> None:
+    """The object-store path end to end: PUT on the device port into moto's S3
+    server through aiobotocore, then the northbound download with a Range."""
+    bucket = await s3_store(moto_url, f"fleet-{uuid.uuid4().hex[:12]}")
+    try:
+        async with running_fleet(store, FAST, files=bucket) as fleet:
+            _, ws, token = await data_device(fleet)
+            url = f"{fleet.http_url}/files/{sha(JPEG)}"
+            headers = {"Authorization": f"Bearer {token}", "Content-Type": "image/jpeg"}
+            async with fleet.api.session.put(url, data=JPEG, headers=headers) as r:
+                assert r.status == 201
+            async with fleet.api.session.put(url, data=JPEG[:-1], headers=headers) as r:
+                assert r.status == 200  # already there: the body is not even read
+            s3 = await bucket._s3()
+            head = await s3.head_object(Bucket=bucket.bucket, Key=bucket.key(sha(JPEG)))
+            assert head["ContentLength"] == len(JPEG)
+            async with fleet.api.session.get(
+                f"{fleet.api.base_url}/api/v1/files/{sha(JPEG)}",
+                headers={"Range": "bytes=4-9", "Authorization": f"Bearer {fleet.api.token}"},
+            ) as r:
+                assert (r.status, await r.read()) == (206, JPEG[4:10])
+                assert r.headers["Content-Type"] == "image/jpeg"
+            await ws.close()
+    finally:
+        await bucket.close()

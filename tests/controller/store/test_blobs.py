@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from moto.server import ThreadedMotoServer
 
 from edgefleet.controller.store.blobs import (
     BlobMissing,
@@ -18,36 +17,10 @@ from edgefleet.controller.store.blobs import (
     FileTooLarge,
     LocalFileStore,
 )
-from edgefleet.controller.store.s3 import S3FileStore
-from tests.server_process import free_port
+from tests.conftest import s3_store
 
 DATA = bytes(range(256)) * 4096  # 1 MiB
 DIGEST = hashlib.sha256(DATA).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
-
-
-async def s3_store(moto_url: str, bucket: str) -> S3FileStore:
-    store = S3FileStore(
-        bucket,
-        "edgefleet/files",
-        endpoint=moto_url,
-        access_key="testing",
-        secret_key="testing",
-        addressing_style="path",
-    )
-    s3 = await store._s3()
-    await s3.create_bucket(Bucket=bucket)
-    return store
 
 
 @pytest.fixture(params=["folder", "s3"])

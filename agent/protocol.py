@@ -745,6 +745,10 @@ SHA256_PATTERN = r"^[0-9a-f]{64}$"
 MAX_RECORD_ID = 128
 """Longest ``record_id``, in characters."""
 MAX_FILES_PER_RECORD = 16
+MAX_RECORD_BYTES = 60 * 1024
+"""Largest record (its JSON): one must fit in a frame with the envelope around it."""
+EARLIEST = datetime(1970, 1, 1)
+"""``at`` before this is refused (a device clock never set reads 1970, not year 1)."""
 MAX_FILE_BYTES = 10 * 1024 * 1024
 """The cloud's default size limit of one file (configurable on its side)."""
 
@@ -884,21 +888,26 @@ def read_record(raw: Any) -> Record:
     if not isinstance(record_id, str) or not 1 <= len(record_id) <= MAX_RECORD_ID:
         shown = record_id if isinstance(record_id, str) else ""
         raise RecordRejected(shown[:MAX_RECORD_ID], "record_id must be 1 to 128 characters")
-    if not _usable_text(record_id) or not record_id.isprintable():
-        raise RecordRejected("", "record_id must be printable text")
+    if not _usable_text(record_id):
+        raise RecordRejected("", "record_id must be valid UTF-8 text")
+    if not record_id.isprintable() or record_id.endswith(" "):
+        # MySQL compares strings ignoring trailing spaces: "a" and "a " cannot be two ids.
+        raise RecordRejected(record_id, "record_id must be printable text, no trailing space")
     kind = raw.get("kind")
     if not isinstance(kind, str) or not _KIND.match(kind):
         raise RecordRejected(record_id, "kind must be 1 to 64 characters of [a-z0-9_.-]")
     at = parse_rfc3339(raw.get("at"))
-    if at is None:
-        raise RecordRejected(record_id, "at must be an RFC 3339 date-time")
+    if at is None or at < EARLIEST:
+        raise RecordRejected(record_id, "at must be an RFC 3339 date-time from 1970 on")
     payload = raw.get("payload")
     if not isinstance(payload, dict):
         raise RecordRejected(record_id, "payload must be a JSON object")
     try:
-        encode(payload).encode()
+        size = len(encode(payload).encode())
     except (ValueError, UnicodeEncodeError) as exc:
         raise RecordRejected(record_id, "payload is not valid UTF-8 JSON") from exc
+    if size > MAX_RECORD_BYTES:
+        raise RecordRejected(record_id, f"payload over {MAX_RECORD_BYTES} bytes")
     files = raw.get("files", [])
     if not isinstance(files, list) or not all(
         isinstance(f, str) and _SHA256.match(f) for f in files

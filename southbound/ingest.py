@@ -60,11 +60,14 @@ class Ingest:
                 outcome = await self._store.records.ingest(
                     device_id, records, len(rejected), attempt
                 )
-            except StoreError as exc:
-                log.warning(
-                    "batch not stored",
-                    extra={"device_id": device_id, "records": len(records), "error": str(exc)},
-                )
+            except Exception as exc:
+                # The database away (StoreError), or a bug: either way the device must
+                # hear that nothing was stored, and will send the batch again later.
+                if isinstance(exc, StoreError):
+                    log.warning("batch not stored", extra={"device_id": device_id,
+                                "records": len(records), "error": str(exc)})  # fmt: skip
+                else:
+                    log.exception("batch not stored", extra={"device_id": device_id})
                 self._events.publish(
                     DataIngested(device_id, attempt.transport, 0, 0, len(rejected), 0, len(records))
                 )

@@ -154,13 +154,19 @@ files = Table(
     Index(None, "refs", "released_at"),
 )
 
+# A device's record ids are compared byte for byte: MySQL's default collation would
+# take "R-1" and "r-1" (or "a" and "a ") for one id.
+RecordId = String(128).with_variant(
+    mysql.VARCHAR(128, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+
 # No foreign key to devices: a device's data outlives it, until retention.
 records = Table(
     "records",
     metadata,
     Column("id", BigInteger, primary_key=True, autoincrement=False),
     Column("device_id", BigInteger, nullable=False),
-    Column("record_id", String(128), nullable=False),
+    Column("record_id", RecordId, nullable=False),
     Column("kind", String(64), nullable=False),
     Column("at", Timestamp, nullable=False),
     Column("received_at", Timestamp, nullable=False),

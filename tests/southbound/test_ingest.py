@@ -87,6 +87,29 @@ async def test_a_batch_stores_good_records_once_and_rejects_the_malformed(fleet:
     await ws.close()
 
 
+async def test_record_ids_are_compared_exactly_and_odd_records_are_rejected(
+    fleet: Fleet,
+) -> None:
+    """MySQL's default collation would take R-1 for r-1; a year-1 time or a record too
+    big for one frame is rejected, never an error the device waits on for ever."""
+    device, ws, _ = await data_device(fleet)
+    batch = [
+        record("r-1"),
+        record("R-1"),
+        record("r-1 "),
+        record("year-1", at="0001-01-01T00:00:00Z"),
+        record("too-big", payload={"blob": "x" * (protocol.MAX_RECORD_BYTES + 1)}),
+    ]
+    async with fleet.api.session.post(
+        f"{fleet.http_url}/records", data=json.dumps({"records": batch}), headers=basic(device)
+    ) as r:
+        answer = await r.json()
+    assert answer["accepted"] == ["r-1", "R-1"]
+    assert [r["record_id"] for r in answer["rejected"]] == ["r-1 ", "year-1", "too-big"]
+    assert await stored(fleet, device) == sorted(["r-1", "R-1"])
+    await ws.close()
+
+
 async def test_a_resend_after_a_dropped_answer_stores_nothing_twice(fleet: Fleet) -> None:
     device, ws, token = await data_device(fleet)
     batch = [record(f"r-{i}") for i in range(20)]

@@ -17,6 +17,9 @@ depends_on = None
 
 Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 AutoId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+RecordId = sa.String(128).with_variant(
+    mysql.VARCHAR(128, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
 
 
 def upgrade() -> None:
@@ -78,7 +81,7 @@ def upgrade() -> None:
         "records",
         sa.Column("id", sa.BigInteger(), autoincrement=False, nullable=False),
         sa.Column("device_id", sa.BigInteger(), nullable=False),
-        sa.Column("record_id", sa.String(length=128), nullable=False),
+        sa.Column("record_id", RecordId, nullable=False),
         sa.Column("kind", sa.String(length=64), nullable=False),
         sa.Column("at", Timestamp, nullable=False),
         sa.Column("received_at", Timestamp, nullable=False),

@@ -28,10 +28,12 @@ class FileUploader:
     def __init__(
         self,
         server: str,
-        authorization: Callable[[], str],
+        authorization: Callable[[bool], str],
         tls: Callable[[], ssl.SSLContext | None],
     ) -> None:
-        """``authorization`` gives the header value (the token, or Basic) at each call."""
+        """``authorization(password)`` gives the header value at each call: the
+        session token, or with ``password`` (or without a token) HTTP Basic. A token
+        refused (it expired while the session lasted) is followed by Basic once."""
         parts = urlsplit(server)
         self._secure = parts.scheme == "wss"
         self._host = parts.hostname or "127.0.0.1"
@@ -60,7 +62,16 @@ class FileUploader:
             raise FileUploadFailed(f"PUT /files/{file.sha256[:12]}…: HTTP {status}")
 
     def _request(self, method: str, sha256: str, file: QueuedFile | None = None) -> int:
-        headers = {"Authorization": self._authorization(), "User-Agent": "edgefleet-agent"}
+        header = self._authorization(False)
+        status = self._exchange(method, sha256, file, header)
+        if status == 401 and header.startswith("Bearer "):
+            status = self._exchange(method, sha256, file, self._authorization(True))
+        return status
+
+    def _exchange(
+        self, method: str, sha256: str, file: QueuedFile | None, authorization: str
+    ) -> int:
+        headers = {"Authorization": authorization, "User-Agent": "edgefleet-agent"}
         connection = self._connection()
         try:
             if file is None:

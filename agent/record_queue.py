@@ -136,6 +136,8 @@ class RecordQueue:
                     "INSERT OR IGNORE INTO record_files (seq, sha256) VALUES (?, ?)",
                     [(cursor.lastrowid, sha) for sha in record.files],
                 )
+            else:  # the id is queued already: it goes once, and these files stay only if named
+                self._drop_unnamed(record.files)
             self._drop_oldest()
         return record.record_id
 
@@ -201,6 +203,10 @@ class RecordQueue:
         ]
         self._db.execute(f"DELETE FROM record_files WHERE seq IN ({marks})", seqs)
         self._db.execute(f"DELETE FROM records WHERE seq IN ({marks})", seqs)
+        self._drop_unnamed(digests)
+
+    def _drop_unnamed(self, digests: Sequence[str]) -> None:
+        """Forget the files of ``digests`` that no queued record names."""
         for sha256 in digests:
             named = self._db.execute(
                 "SELECT 1 FROM record_files WHERE sha256 = ? LIMIT 1", (sha256,)

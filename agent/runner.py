@@ -144,9 +144,10 @@ class Agent:
         self.uplink.wake()
         return queued
 
-    def _authorization(self) -> str:
-        """The device's credentials for the file routes (blocking: may read a file)."""
-        if self._saved.token:
+    def _authorization(self, password: bool = False) -> str:
+        """The device's credentials for the file routes: its session token, or with
+        ``password`` HTTP Basic (blocking: may read the password file)."""
+        if self._saved.token and not password:
             return f"Bearer {self._saved.token}"
         device_id = self._saved.device_id or self.settings.device_id or ""
         return basic(device_id, self.settings.secret() or "")

@@ -235,3 +235,34 @@ async def test_sigkill_between_publish_and_upload_loses_nothing_and_duplicates_n
     queue = RecordQueue(Path(settings.state_dir) / "queue", 1 << 30)
     assert queue.stats().depth == 0
     queue.close()
+
+
+def test_a_record_id_queued_twice_goes_once_and_keeps_no_stray_file(tmp_path: Path) -> None:
+    queue = RecordQueue(tmp_path / "queue", max_bytes=1 << 20)
+    first, second = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    first.write_bytes(IMAGE)
+    second.write_bytes(IMAGE[::-1])
+    queue.put("alert", {"n": 1}, [first], record_id="same")
+    queue.put("alert", {"n": 2}, [second], record_id="same")
+    assert [r["payload"] for r in queue.batch(1 << 16)] == [{"n": 1}]
+    assert [p.name for p in (tmp_path / "queue" / "files").iterdir()] == [
+        hashlib.sha256(IMAGE).hexdigest()
+    ]
+    assert queue.stats().bytes == len(IMAGE) + len(json.dumps(queue.batch(1 << 16)[0],
+                                                             separators=(",", ":")))  # fmt: skip
+
+
+async def test_a_refused_token_is_followed_by_the_password_once(
+    fleet: Fleet, device, tmp_path: Path
+) -> None:
+    from edgefleet.agent.file_upload import FileUploader, basic
+
+    asked: list[bool] = []
+
+    def authorization(password: bool) -> str:
+        asked.append(password)
+        return basic(device["device_id"], device["password"]) if password else "Bearer 1.1.1.x"
+
+    uploader = FileUploader(fleet.ws_url, authorization, lambda: None)
+    assert await asyncio.to_thread(uploader.has, hashlib.sha256(IMAGE).hexdigest()) is False
+    assert asked == [False, True]

@@ -90,7 +90,7 @@ class DeviceHttp:
 
     async def head_file(self, request: web.Request) -> web.StreamResponse:
         sha256 = self._digest(request)
-        device_id = await self._authenticated(request)
+        device_id = await self._authenticated(request, upload=False)
         row = await self._indexed(sha256)
         if row is None:
             self._events.publish(FileReceived(device_id, "missing", 0))
@@ -136,11 +136,13 @@ class DeviceHttp:
         except StoreError:
             raise web.HTTPServiceUnavailable(text="server busy\n") from None
 
-    async def _authenticated(self, request: web.Request) -> int:
+    async def _authenticated(self, request: web.Request, upload: bool = True) -> int:
+        """The device; refused credentials of an upload (not of a question) are logged."""
         try:
             return await self._auth.device(request)
         except Unauthorized as exc:
-            await self._log(request, None, "refused", str(exc))
+            if upload:
+                await self._log(request, None, "refused", str(exc))
             headers = {"WWW-Authenticate": 'Basic realm="edgefleet"'} if exc.status == 401 else {}
             raise _status(exc.status)(text=f"{exc}\n", headers=headers) from None
 

@@ -64,8 +64,6 @@ def test_publish_is_on_disk_and_a_full_queue_drops_the_oldest_and_says_so(
         again.put("Bad Kind", {})
 
 
-
-
 async def test_published_records_and_files_reach_the_cloud_once(
     fleet: Fleet, device, tmp_path: Path
 ) -> None:

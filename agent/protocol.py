@@ -838,6 +838,8 @@ class Record:
     """Naive UTC."""
     payload: dict[str, Any]
     files: tuple[str, ...] = ()
+    size: int = 0
+    """Bytes of the payload's JSON (as ``encode`` writes it)."""
 
     def wire(self) -> dict[str, Any]:
         record: dict[str, Any] = {
@@ -915,7 +917,7 @@ def read_record(raw: Any) -> Record:
         raise RecordRejected(record_id, "files must be a list of lower-case SHA-256 hex digests")
     if len(files) > MAX_FILES_PER_RECORD:
         raise RecordRejected(record_id, f"at most {MAX_FILES_PER_RECORD} files a record")
-    return Record(record_id, kind, at, payload, tuple(dict.fromkeys(files)))
+    return Record(record_id, kind, at, payload, tuple(dict.fromkeys(files)), size)
 
 
 def read_batch(data: Any) -> tuple[list[Record], list[tuple[str, str]]]:

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, insert, select, update
+from sqlalchemy import and_, case, delete, exists, func, insert, select, tuple_, update
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from edgefleet.agent.protocol import Record, encode
+from edgefleet.agent.protocol import Record
 from edgefleet.controller.ids import WORKER_BITS, SnowflakeGenerator
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.errors import NotFound
@@ -67,6 +67,16 @@ class Attempt:
     user_agent: str
     transport: str
     """``ws`` or ``http``."""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A device's batch of checked records, and how many of it were rejected."""
+
+    device_id: int
+    records: Sequence[Record]
+    rejected: int
+    attempt: Attempt
 
 
 @dataclass(frozen=True)
@@ -142,76 +152,100 @@ class RecordStore:
     async def ingest(
         self, device_id: int, batch: Sequence[Record], rejected: int, attempt: Attempt
     ) -> BatchOutcome:
-        """Store a batch; raises ``DatabaseUnavailable`` when nothing could be."""
+        """Store one batch; raises ``DatabaseUnavailable`` when nothing could be."""
+        [outcome] = await self.ingest_many([Batch(device_id, batch, rejected, attempt)])
+        return outcome
+
+    async def ingest_many(self, batches: Sequence[Batch]) -> list[BatchOutcome]:
+        """Store several batches (of any devices) in one transaction, each with its
+        own outcome and ingest-log row: under load the southbound groups the
+        batches that wait, so the round trips of a transaction are paid once for
+        them all. Raises ``DatabaseUnavailable`` when nothing could be stored."""
         try:
-            return await self._ingest(device_id, batch, rejected, attempt)
+            return await self._ingest(batches)
         except IntegrityError:
             # Another upload of the same ids won the race: now they are duplicates.
-            return await self._ingest(device_id, batch, rejected, attempt)
+            return await self._ingest(batches)
 
-    async def _ingest(
-        self, device_id: int, batch: Sequence[Record], rejected: int, attempt: Attempt
-    ) -> BatchOutcome:
+    async def _ingest(self, batches: Sequence[Batch]) -> list[BatchOutcome]:
         now = utcnow()
-        by_id = {record.record_id: record for record in batch}
+        wanted = [{r.record_id: r for r in batch.records} for batch in batches]
+        keys = sorted(
+            {(b.device_id, i) for b, ids in zip(batches, wanted, strict=True) for i in ids}
+        )
         async with self._db.begin() as connection:
-            seen: set[str] = set()
-            for chunk in _chunks(list(by_id)):
+            seen: set[tuple[int, str]] = set()
+            for chunk in _chunks(keys):
                 result = await connection.execute(
-                    select(records.c.record_id).where(
-                        records.c.device_id == device_id, records.c.record_id.in_(chunk)
+                    select(records.c.device_id, records.c.record_id).where(
+                        tuple_(records.c.device_id, records.c.record_id).in_(chunk)
                     )
                 )
-                seen.update(result.scalars())
-            fresh = [record for record in by_id.values() if record.record_id not in seen]
-            rows, links = [], []
-            for record in fresh:
-                server_id = self._ids.next_id()
-                body = encode(record.payload)
-                rows.append(
-                    {
-                        "id": server_id,
-                        "device_id": device_id,
-                        "record_id": record.record_id,
-                        "kind": record.kind,
-                        "at": record.at,
-                        "received_at": now,
-                        "payload": record.payload,
-                        "size": len(body.encode()),
-                        "status": "received",
-                    }
-                )
-                links += [
-                    {"record_id": server_id, "sha256": sha, "position": position}
-                    for position, sha in enumerate(record.files)
-                ]
+                seen.update((device_id, record_id) for device_id, record_id in result)
+            rows: list[dict[str, Any]] = []
+            links: list[dict[str, Any]] = []
+            fresh_of: list[list[dict[str, Any]]] = []
+            for batch, by_id in zip(batches, wanted, strict=True):
+                fresh = []
+                for record in by_id.values():
+                    key = (batch.device_id, record.record_id)
+                    if key in seen:
+                        continue
+                    seen.add(key)  # the same id in a later batch of the group: a duplicate
+                    server_id = self._ids.next_id()
+                    fresh.append(
+                        {
+                            "id": server_id,
+                            "device_id": batch.device_id,
+                            "record_id": record.record_id,
+                            "kind": record.kind,
+                            "at": record.at,
+                            "received_at": now,
+                            "payload": record.payload,
+                            "size": record.size,
+                            "status": "received",
+                        }
+                    )
+                    links += [
+                        {"record_id": server_id, "sha256": sha, "position": position}
+                        for position, sha in enumerate(record.files)
+                    ]
+                fresh_of.append(fresh)
+                rows += fresh
             if rows:
                 await connection.execute(insert(records), rows)
             if links:
                 await connection.execute(insert(record_files), links)
-            named = sorted({sha for record in by_id.values() for sha in record.files})
+            named = sorted({sha for by_id in wanted for r in by_id.values() for sha in r.files})
             present = await self._present(connection, named)
             await self._count_references(
                 connection, Counter(link["sha256"] for link in links if link["sha256"] in present)
             )
-            size = sum(row["size"] for row in rows)
-            await connection.execute(
-                insert(ingest_log),
-                _log_row(
-                    replace(attempt, device_id=device_id),
-                    now,
-                    accepted=len(rows),
-                    duplicates=len(by_id) - len(rows),
-                    rejected=rejected,
-                    bytes=size,
-                ),
-            )
-        return BatchOutcome(
-            accepted=[row["record_id"] for row in rows],
-            duplicates=[record_id for record_id in by_id if record_id in seen],
-            missing_files=[sha for sha in named if sha not in present],
-            bytes=size,
-        )
+            outcomes, log = [], []
+            for batch, by_id, fresh in zip(batches, wanted, fresh_of, strict=True):
+                accepted = {row["record_id"] for row in fresh}
+                size = sum(row["size"] for row in fresh)
+                digests = sorted({sha for r in by_id.values() for sha in r.files})
+                outcomes.append(
+                    BatchOutcome(
+                        accepted=[i for i in by_id if i in accepted],
+                        duplicates=[i for i in by_id if i not in accepted],
+                        missing_files=[sha for sha in digests if sha not in present],
+                        bytes=size,
+                    )
+                )
+                log.append(
+                    _log_row(
+                        replace(batch.attempt, device_id=batch.device_id),
+                        now,
+                        accepted=len(fresh),
+                        duplicates=len(by_id) - len(fresh),
+                        rejected=batch.rejected,
+                        bytes=size,
+                    )
+                )
+            await connection.execute(insert(ingest_log), log)
+        return outcomes
 
     @staticmethod
     async def _present(connection: AsyncConnection, digests: Sequence[str]) -> set[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,9 @@ WS = Attempt(None, "10.0.0.7", "", "ws")
 
 
 def record(record_id: str, kind: str = "alert", files: tuple[str, ...] = ()) -> protocol.Record:
-    return protocol.Record(record_id, kind, datetime(2025, 12, 1, 9, 47, 24), {"n": 1}, files)
+    raw = {"record_id": record_id, "kind": kind, "at": "2025-12-01T09:47:24Z",
+           "payload": {"n": 1}, "files": list(files)}  # fmt: skip
+    return protocol.read_record(raw)
 
 
 async def chunks(data: bytes) -> AsyncIterator[bytes]:

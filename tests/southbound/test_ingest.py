@@ -4,6 +4,7 @@ SQLite and MariaDB."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import json
@@ -322,3 +323,34 @@ async def test_files_go_to_an_s3_object_store_and_download_from_it(
             await ws.close()
     finally:
         await bucket.close()
+
+
+async def test_concurrent_batches_are_stored_together_each_answered_on_its_own(
+    fleet: Fleet,
+) -> None:
+    """Batches that wait are stored in one transaction; each still gets its own
+    answer and ingest-log row, and an id sent in two batches at once is stored once."""
+    devices = [await fleet.register() for _ in range(4)]
+
+    async def post(device: dict[str, Any], ids: list[str]) -> dict[str, Any]:
+        body = json.dumps({"records": [record(i) for i in ids]})
+        url = f"{fleet.http_url}/records"
+        async with fleet.api.session.post(url, data=body, headers=basic(device)) as r:
+            assert r.status == 200
+            return await r.json()
+
+    for device in devices:  # the credentials are checked (and remembered) once
+        await post(device, [])
+    jobs = [
+        post(d, [f"b{n}-{i}" for i in range(20)] + ["shared"]) for d in devices for n in range(5)
+    ]
+    answers = await asyncio.gather(*jobs)
+    for device_index, device in enumerate(devices):
+        mine = answers[device_index * 5 : device_index * 5 + 5]
+        assert sum(a["accepted"].count("shared") for a in mine) == 1
+        assert sum(a["duplicates"].count("shared") for a in mine) == 4
+        assert all(len(a["accepted"]) >= 20 for a in mine)
+        assert len(await stored(fleet, device)) == 5 * 20 + 1
+    async with fleet.store.db.read() as connection:
+        rows = await connection.scalar(select(func.count()).where(ingest_log.c.transport == "http"))
+    assert rows == 4 + 20

@@ -126,6 +126,16 @@ class FrameIgnored:
 
 
 @dataclass(frozen=True)
+class DataAnswered:
+    """The cloud's ``upload_data_result`` for the batch sent with ``request_id``."""
+
+    request_id: str | None
+    success: bool
+    message: str
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Closed:
     reason: str  # login_failed | login_timeout | heartbeat_failed | connection_lost | local
 
@@ -138,6 +148,7 @@ Event = (
     | RestartNow
     | HeartbeatMissed
     | FrameIgnored
+    | DataAnswered
     | Closed
 )
 
@@ -263,6 +274,14 @@ class AgentSession(Outbox[Event]):
         if self.phase is Phase.RUNNING:
             self._send(protocol.command_result(status, message, data, request_id), now)
 
+    def send_data(self, records: list[dict[str, Any]], request_id: str, now: float) -> bool:
+        """Send a batch of records (section 7); False when not logged in. Its answer
+        comes as ``DataAnswered``; like a status upload, it replaces a heartbeat."""
+        if self.phase is not Phase.RUNNING:
+            return False
+        self._send(protocol.upload_data(records, request_id), now)
+        return True
+
     def connection_lost(self) -> None:
         if self.phase is not Phase.CLOSED:
             self._close("connection_lost")
@@ -341,6 +360,18 @@ class AgentSession(Outbox[Event]):
             self.failures = 0
         elif frame.type == protocol.ORDER:
             self._receive_order(frame, now)
+        elif frame.type == protocol.UPLOAD_DATA_RESULT:
+            self.failures = 0
+            data = frame.data if isinstance(frame.data, dict) else {}
+            message = frame.headers.get("message")
+            self._events.append(
+                DataAnswered(
+                    frame.request_id,
+                    frame.status == "success",
+                    message if isinstance(message, str) else "",
+                    data,
+                )
+            )
         elif frame.type == protocol.RESTART_CONFIRM and self._restart_deadline is not None:
             self._restart_deadline = None
             self._events.append(RestartNow(confirmed=True))

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, Literal, NotRequired, TypeVar
 
@@ -763,4 +765,246 @@ def command_result(
         headers["request_id"] = request_id
     return encode(
         {"type": RESULT, "status": status, "Headers": headers, "data": {} if data is None else data}
+    )
+
+
+# --- data upload (section 7, extension ``data``) ---------------------------------------
+
+UPLOAD_DATA = "upload_data"
+UPLOAD_DATA_RESULT = "upload_data_result"
+DATA_BUSY_MESSAGE = "server busy"
+"""``Headers.message`` of an ``upload_data_result`` that stored nothing because the
+cloud's database is away; the device keeps the batch and retries later."""
+
+KIND_PATTERN = r"^[a-z0-9_.-]{1,64}$"
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+MAX_RECORD_ID = 128
+"""Longest ``record_id``, in characters."""
+MAX_FILES_PER_RECORD = 16
+MAX_RECORD_BYTES = 60 * 1024
+"""Largest record (its JSON): one must fit in a frame with the envelope around it."""
+EARLIEST = datetime(1970, 1, 1)
+"""``at`` before this is refused (a device clock never set reads 1970, not year 1)."""
+MAX_FILE_BYTES = 10 * 1024 * 1024
+"""The cloud's default size limit of one file (configurable on its side)."""
+
+_KIND = re.compile(KIND_PATTERN)
+_SHA256 = re.compile(SHA256_PATTERN)
+
+
+class DataRecord(TypedDict):
+    """One record: an id the device chooses (unique per device), a kind, the device's
+    time, a JSON object, and the SHA-256 digests of its files."""
+
+    record_id: str
+    """Unique per device, 1 to 128 characters; resending the same id stores nothing twice."""
+    kind: str
+    """1 to 64 characters of ``[a-z0-9_.-]``, e.g. ``alert``."""
+    at: str
+    """When it happened, RFC 3339, by the device's clock."""
+    payload: dict[str, Any]
+    """Any JSON object."""
+    files: NotRequired[list[str]]
+    """SHA-256 hex digests (lower case) of files that belong to the record."""
+
+
+class RecordsData(TypedDict):
+    records: list[DataRecord]
+
+
+class RequestHeaders(TypedDict):
+    request_id: NotRequired[str]
+    """Copied into the answer's ``Headers``."""
+
+
+@wire_frame("upload_data", DEVICE)
+class UploadData(TypedDict):
+    """Extension ``data``: a batch of records (the whole frame under the frame limit)."""
+
+    type: Literal[UPLOAD_DATA]
+    Headers: RequestHeaders
+    data: RecordsData
+
+
+class Rejection(TypedDict):
+    record_id: str
+    """The record's id as sent (``""`` when it had none that could be read)."""
+    message: str
+    """Why it was not stored."""
+
+
+class DataAnswer(TypedDict):
+    """What became of each record of a batch; also the answer of ``POST /records``."""
+
+    accepted: list[str]
+    """Stored now."""
+    duplicates: list[str]
+    """Stored before (the same ``record_id``): nothing was stored twice."""
+    rejected: list[Rejection]
+    """Malformed: not stored, and never will be as they are."""
+    missing_files: list[str]
+    """Digests the records name that the cloud does not have yet: upload exactly those."""
+
+
+class DataResultHeaders(TypedDict):
+    request_id: NotRequired[str]
+    """The batch's ``request_id``, echoed."""
+    message: NotRequired[str]
+    """With ``status: fail``: why (``server busy``)."""
+
+
+@wire_frame("upload_data_result", CLOUD)
+class UploadDataResult(TypedDict):
+    """Extension ``data``: the answer to a batch. ``fail`` only when nothing could be
+    stored (the device keeps the batch and retries later)."""
+
+    type: Literal[UPLOAD_DATA_RESULT]
+    Headers: DataResultHeaders
+    status: Literal["success", "fail"]
+    data: DataAnswer
+
+
+@dataclass(frozen=True)
+class Record:
+    """A record that passed every check of section 7."""
+
+    record_id: str
+    kind: str
+    at: datetime
+    """Naive UTC."""
+    payload: dict[str, Any]
+    files: tuple[str, ...] = ()
+    size: int = 0
+    """Bytes of the payload's JSON (as ``encode`` writes it)."""
+
+    def wire(self) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "record_id": self.record_id,
+            "kind": self.kind,
+            "at": rfc3339(self.at),
+            "payload": self.payload,
+        }
+        if self.files:
+            record["files"] = list(self.files)
+        return record
+
+
+class RecordRejected(ValueError):
+    """A record that breaks a rule of section 7; ``str(exc)`` is the reason sent back."""
+
+    def __init__(self, record_id: str, message: str) -> None:
+        super().__init__(message)
+        self.record_id = record_id
+        self.message = message
+
+
+def rfc3339(at: datetime) -> str:
+    """A naive UTC (or aware) time as RFC 3339 in UTC, ``Z``-suffixed."""
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC).replace(tzinfo=None)
+    return at.isoformat(timespec="microseconds") + "Z"
+
+
+def parse_rfc3339(text: Any) -> datetime | None:
+    """An RFC 3339 date-time as naive UTC, or None; a time without an offset is UTC."""
+    if not isinstance(text, str) or not 16 <= len(text) <= 40 or text[10:11] not in ("T", "t", " "):
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value
+
+
+def read_record(raw: Any) -> Record:
+    """Check one record of a batch; raises ``RecordRejected`` with the reason."""
+    if not isinstance(raw, dict):
+        raise RecordRejected("", "record is not a JSON object")
+    record_id = raw.get("record_id")
+    if not isinstance(record_id, str) or not 1 <= len(record_id) <= MAX_RECORD_ID:
+        shown = record_id if isinstance(record_id, str) else ""
+        raise RecordRejected(shown[:MAX_RECORD_ID], "record_id must be 1 to 128 characters")
+    if not _usable_text(record_id):
+        raise RecordRejected("", "record_id must be valid UTF-8 text")
+    if not record_id.isprintable() or record_id.endswith(" "):
+        # MySQL compares strings ignoring trailing spaces: "a" and "a " cannot be two ids.
+        raise RecordRejected(record_id, "record_id must be printable text, no trailing space")
+    kind = raw.get("kind")
+    if not isinstance(kind, str) or not _KIND.match(kind):
+        raise RecordRejected(record_id, "kind must be 1 to 64 characters of [a-z0-9_.-]")
+    at = parse_rfc3339(raw.get("at"))
+    if at is None or at < EARLIEST:
+        raise RecordRejected(record_id, "at must be an RFC 3339 date-time from 1970 on")
+    payload = raw.get("payload")
+    if not isinstance(payload, dict):
+        raise RecordRejected(record_id, "payload must be a JSON object")
+    try:
+        size = len(encode(payload).encode())
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise RecordRejected(record_id, "payload is not valid UTF-8 JSON") from exc
+    if size > MAX_RECORD_BYTES:
+        raise RecordRejected(record_id, f"payload over {MAX_RECORD_BYTES} bytes")
+    files = raw.get("files", [])
+    if not isinstance(files, list) or not all(
+        isinstance(f, str) and _SHA256.match(f) for f in files
+    ):
+        raise RecordRejected(record_id, "files must be a list of lower-case SHA-256 hex digests")
+    if len(files) > MAX_FILES_PER_RECORD:
+        raise RecordRejected(record_id, f"at most {MAX_FILES_PER_RECORD} files a record")
+    return Record(record_id, kind, at, payload, tuple(dict.fromkeys(files)), size)
+
+
+def read_batch(data: Any) -> tuple[list[Record], list[tuple[str, str]]]:
+    """The records of a batch (``{"records": [...]}``), each checked on its own:
+    (the good ones, (record_id, reason) of the rejected ones). A record id sent
+    twice in one batch is stored once."""
+    raw = data.get("records") if isinstance(data, dict) else None
+    if not isinstance(raw, list):
+        return [], [("", "data.records must be a list of records")]
+    records: dict[str, Record] = {}
+    rejected: list[tuple[str, str]] = []
+    for item in raw:
+        try:
+            record = read_record(item)
+        except RecordRejected as exc:
+            rejected.append((exc.record_id, exc.message))
+            continue
+        records.setdefault(record.record_id, record)
+    return list(records.values()), rejected
+
+
+def upload_data(records: list[dict[str, Any]], request_id: str | None = None) -> str:
+    headers = {"request_id": request_id} if request_id is not None else {}
+    return _frame(UPLOAD_DATA, {"records": records}, headers)
+
+
+def data_answer(
+    accepted: list[str] | None = None,
+    duplicates: list[str] | None = None,
+    rejected: list[tuple[str, str]] | None = None,
+    missing_files: list[str] | None = None,
+) -> dict[str, Any]:
+    """The ``data`` of an ``upload_data_result`` (and the body of ``POST /records``)."""
+    return {
+        "accepted": accepted or [],
+        "duplicates": duplicates or [],
+        "rejected": [{"record_id": r, "message": m} for r, m in rejected or []],
+        "missing_files": missing_files or [],
+    }
+
+
+def upload_data_result(
+    answer: dict[str, Any], request_id: str | None = None, message: str | None = None
+) -> str:
+    """``message`` set: the batch failed as a whole (``server busy``)."""
+    headers: dict[str, Any] = {}
+    if request_id is not None:
+        headers["request_id"] = request_id
+    if message is not None:
+        headers["message"] = message
+    status = "fail" if message is not None else "success"
+    return encode(
+        {"type": UPLOAD_DATA_RESULT, "Headers": headers, "status": status, "data": answer}
     )

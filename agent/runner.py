@@ -35,10 +35,14 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from edgefleet.agent import core, protocol, status
 from edgefleet.agent.commands import Command, CommandRegistry, Outcome
+from edgefleet.agent.file_upload import FileUploader, basic
 from edgefleet.agent.oplog import OperationLog, logger
+from edgefleet.agent.record_queue import RecordQueue
 from edgefleet.agent.settings import AgentSettings, SettingsError, read_secret
+from edgefleet.agent.spool import SCAN_INTERVAL, SpoolFolder
 from edgefleet.agent.state import SavedState, StateFile
 from edgefleet.agent.tls import client_context
+from edgefleet.agent.uplink import Uplink
 from edgefleet.agent.upload import SftpTarget, UploadError, upload_log
 
 StatusHook = Callable[[], dict[str, Any] | Awaitable[dict[str, Any]]]
@@ -48,6 +52,9 @@ OPEN_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 2.0
 """Seconds to wait for the server's side of the closing handshake: a restart or a
 shutdown should not hang on a network that has gone quiet."""
+
+DATA_ANSWER_TIMEOUT = 15.0
+"""Seconds a batch of records waits for its answer before it is sent again later."""
 
 # How a connection ended, as the reconnect loop sees it.
 STOPPED = "stopped"
@@ -85,6 +92,18 @@ class Agent:
         self._backoff = core.Backoff(settings.reconnect_delay, settings.reconnect_max_delay)
         self._stopping = asyncio.Event()  # binds to a loop on first use, not here
         self._inbox: asyncio.Queue[tuple[str, Any]] | None = None
+        state_dir = Path(settings.state_dir).expanduser()
+        self.queue = RecordQueue(state_dir / "queue", int(settings.queue_max_mb * 1024 * 1024))
+        self.uplink = Uplink(
+            self.queue,
+            FileUploader(settings.server, self._authorization, lambda: client_context(settings)),
+            core.Backoff(1.0, settings.reconnect_max_delay),
+        )
+        self.spool = (
+            SpoolFolder(Path(settings.spool_dir).expanduser(), self.queue)
+            if settings.spool_dir
+            else None
+        )
         if settings.commands:
             self.commands.load_module(settings.commands)
 
@@ -100,11 +119,39 @@ class Agent:
     def extensions(self) -> frozenset[str]:
         """What this agent tells the server it speaks (section 6)."""
         metered = {"metered"} if self.settings.metered else set()
-        return frozenset({"token", "request_id", *metered})
+        return frozenset({"token", "request_id", "data", *metered})
 
     def command(self, name: str) -> Callable[[Command], Command]:
         """Decorator registering a custom command: ``@agent.command("set_exposure")``."""
         return self.commands.command(name)
+
+    async def publish(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        files: list[str | Path] | tuple[str | Path, ...] = (),
+        record_id: str | None = None,
+        at: datetime | str | None = None,
+    ) -> str:
+        """Queue a record for the cloud; returns its ``record_id`` once it is on disk
+        (the files are kept in the queue, so the caller may delete its copies). It
+        goes up when the device is online, in order, and leaves the queue only when
+        the cloud has answered for it. Raises ``protocol.RecordRejected`` for a
+        record the cloud would refuse (a bad ``kind``, a payload that is not an
+        object) and ``OSError`` for a file that cannot be read."""
+        queued = await asyncio.to_thread(
+            self.queue.put, kind, payload, files, record_id=record_id, at=at
+        )
+        self.uplink.wake()
+        return queued
+
+    def _authorization(self, password: bool = False) -> str:
+        """The device's credentials for the file routes: its session token, or with
+        ``password`` HTTP Basic (blocking: may read the password file)."""
+        if self._saved.token and not password:
+            return f"Bearer {self._saved.token}"
+        device_id = self._saved.device_id or self.settings.device_id or ""
+        return basic(device_id, self.settings.secret() or "")
 
     def status(self, hook: StatusHook) -> StatusHook:
         """Decorator registering a function whose dict goes into each upload as ``extra``."""
@@ -137,7 +184,15 @@ class Agent:
             self._saved = await asyncio.to_thread(self._state.load)
             self.oplog.hide(self._saved.token)
             logger.info("agent started, server %s", self.settings.server)
-            code = await self._reconnect_loop()
+            async with asyncio.TaskGroup() as tasks:
+                background = [tasks.create_task(self.uplink.run(), name="uplink")]
+                if self.spool is not None:
+                    background.append(tasks.create_task(self._watch_spool(), name="spool"))
+                try:
+                    code = await self._reconnect_loop()
+                finally:
+                    for task in background:
+                        task.cancel()
         finally:
             logger.info("agent stopped")
             self.oplog.stop()
@@ -145,6 +200,16 @@ class Agent:
         if self._restart_requested:
             self._restart()
         return code
+
+    async def _watch_spool(self) -> None:
+        assert self.spool is not None
+        while True:
+            try:
+                if await asyncio.to_thread(self.spool.take):
+                    self.uplink.wake()
+            except OSError as exc:
+                logger.error("cannot read the spool folder: %s", exc)
+            await asyncio.sleep(SCAN_INTERVAL)
 
     async def _reconnect_loop(self) -> int:
         failures = 0
@@ -253,6 +318,12 @@ class Agent:
                 snapshot["extra"] = extra
             except Exception:  # a broken hook must not stop the uploads
                 logger.exception("status hook failed; uploading without extra")
+        queued = await asyncio.to_thread(self.queue.stats)
+        extra = snapshot.get("extra")
+        snapshot["extra"] = {
+            **(extra if isinstance(extra, dict) else {}),
+            "queue": {"depth": queued.depth, "bytes": queued.bytes, "dropped": queued.dropped},
+        }
         return snapshot
 
     async def run_command(self, command: core.CommandReceived, device_id: str) -> Outcome:
@@ -301,6 +372,8 @@ class _Conversation:
         self.tasks: set[asyncio.Task[None]] = set()
         self.outcome = ""
         self.logged_in = False
+        self._batches: dict[str, asyncio.Future[core.DataAnswered]] = {}
+        self._batch_ids = 0
 
     def _timings(self) -> core.Timings:
         s = self.agent.settings
@@ -322,9 +395,25 @@ class _Conversation:
                     return self.outcome or self.session.close_reason, self.logged_in
                 await self._next_input()
         finally:
+            self.agent.uplink.detach()
+            for waiting in self._batches.values():
+                if not waiting.done():
+                    waiting.set_exception(ConnectionError("connection ended"))
             for task in self.tasks:
                 task.cancel()
             await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def upload(self, records: list[dict[str, Any]]) -> core.DataAnswered:
+        """Send a batch of records through the session and wait for its answer."""
+        self._batch_ids += 1
+        request_id = f"d-{self._batch_ids}"
+        answered: asyncio.Future[core.DataAnswered] = self.loop.create_future()
+        self._batches[request_id] = answered
+        self.inbox.put_nowait(("data", (records, request_id)))
+        try:
+            return await asyncio.wait_for(answered, DATA_ANSWER_TIMEOUT)
+        finally:
+            self._batches.pop(request_id, None)
 
     async def _next_input(self) -> None:
         deadline = self.session.next_deadline()
@@ -341,6 +430,12 @@ class _Conversation:
             self.session.status_collected(payload, now)
         elif kind == "result":
             self.session.command_finished(*payload, now)
+        elif kind == "data":
+            records, request_id = payload
+            if not self.session.send_data(records, request_id, now):
+                waiting = self._batches.get(request_id)
+                if waiting is not None and not waiting.done():
+                    waiting.set_exception(ConnectionError("not logged in"))
         elif kind == "lost":
             self.session.connection_lost()
         elif kind == "stop":
@@ -366,6 +461,11 @@ class _Conversation:
             case core.LoggedIn():
                 self.logged_in = True
                 await agent.logged_in(event)
+                agent.uplink.attach(self.upload)
+            case core.DataAnswered():
+                waiting = self._batches.get(event.request_id or "")
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(event)
             case core.LoginRejected():
                 logger.warning("login refused: %s", event.message)
                 if event.token_refused:

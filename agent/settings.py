@@ -95,6 +95,16 @@ class AgentSettings:
         "On a metered link (4G): the server's longer heartbeat, and the status sent only "
         "when it moved (checked every --status-interval).",
     )
+    queue_max_mb: float = setting(
+        512.0,
+        "Most megabytes of records and files queued on the device for upload; past it "
+        "the oldest records are dropped (counted and logged).",
+    )
+    spool_dir: str | None = setting(
+        str(HOME / "spool"),
+        "Folder where other programs drop records as JSON files (and edgefleet-agent "
+        "publish writes them); empty: no spool folder.",
+    )
 
     def secret(self) -> str | None:
         """The password: from ``password_file`` when given. Blocking; read again at
@@ -217,6 +227,8 @@ def _check(settings: AgentSettings) -> None:
         raise SettingsError(f"--{tls_files[0].replace('_', '-')} needs a wss:// --server")
     if settings.client_key_file and not settings.client_cert_file:
         raise SettingsError("--client-key-file needs --client-cert-file")
+    if settings.queue_max_mb <= 0:
+        raise SettingsError("--queue-max-mb must be positive")
     for name in ("reconnect_delay", "heartbeat_interval", "status_interval", "answer_timeout"):
         if getattr(settings, name) <= 0:
             raise SettingsError(f"--{name.replace('_', '-')} must be positive")

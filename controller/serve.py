@@ -17,19 +17,25 @@ import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from edgefleet.agent.protocol import CommandResult
+from edgefleet.controller.analysis.cache import ClassificationCache
+from edgefleet.controller.analysis.classifier import Classifier
+from edgefleet.controller.analysis.worker import AnalysisWorker
 from edgefleet.controller.api.app import create_app
 from edgefleet.controller.api.metrics import ApiMetrics
 from edgefleet.controller.device_link import DeviceLink, LiveView, NoDeviceLink
 from edgefleet.controller.http_link import HttpDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.mirror import ResourceMirror
-from edgefleet.controller.settings import Settings
+from edgefleet.controller.retention import Retention
+from edgefleet.controller.settings import DataSettings, Settings
 from edgefleet.controller.store import Store
+from edgefleet.controller.store.blobs import FileStore, open_file_store
 from edgefleet.southbound.server import KubeStatus, Southbound
 
 log = logging.getLogger("edgefleet.serve")
@@ -74,8 +80,27 @@ async def serve(settings: Settings) -> None:
             "runs `edgefleet controller` and `edgefleet southbound`"
         )
     async with _store(settings, migrate=True) as store:
-        southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds)
-        async with _southbound(southbound), _api(settings, store, InProcessLink(southbound)):
+        files = open_file_store(settings.data)
+        southbound = Southbound(
+            settings.southbound,
+            store,
+            settings.api.bcrypt_rounds,
+            files=files,
+            max_file_bytes=settings.data.max_file_bytes,
+        )
+        metrics = ApiMetrics(store.stats.by_state)
+        async with (
+            _southbound(southbound),
+            _data_plane(settings, store, files, metrics) as classifications,
+            _api(
+                settings,
+                store,
+                InProcessLink(southbound),
+                metrics=metrics,
+                file_store=files,
+                classifications=classifications,
+            ),
+        ):
             await _until_signalled(settings.process.shutdown_grace)
 
 
@@ -93,11 +118,16 @@ async def serve_controller(settings: Settings) -> None:
         # id could mint the same id in the same millisecond.
         ids = SnowflakeGenerator(settings.api.worker_id)
         metrics = ApiMetrics(store.stats.by_state)
+        files = open_file_store(settings.data)
         try:
-            async with _kubernetes(settings, store, link or NoDeviceLink(), ids, metrics) as mirror:
-                async with _api(settings, store, link, mirror, ids, metrics):
-                    await _until_signalled(settings.process.shutdown_grace)
+            async with (
+                _kubernetes(settings, store, link or NoDeviceLink(), ids, metrics) as mirror,
+                _data_plane(settings, store, files, metrics) as classifications,
+                _api(settings, store, link, mirror, ids, metrics, files, classifications),
+            ):
+                await _until_signalled(settings.process.shutdown_grace)
         finally:
+            await files.close()
             if link:
                 await link.close()
 
@@ -116,7 +146,14 @@ async def serve_southbound(settings: Settings) -> None:
             status = KubeStatus(
                 KubeStatusApi(kube), settings.kube.status_rate, settings.kube.metrics_interval
             )
-        southbound = Southbound(settings.southbound, store, settings.api.bcrypt_rounds, status)
+        southbound = Southbound(
+            settings.southbound,
+            store,
+            settings.api.bcrypt_rounds,
+            status,
+            files=open_file_store(settings.data),
+            max_file_bytes=settings.data.max_file_bytes,
+        )
         try:
             async with _southbound(southbound):
                 await _until_signalled(settings.process.shutdown_grace)
@@ -168,6 +205,63 @@ async def _kubernetes(
         await kube.close()
 
 
+def _classifier(data: DataSettings) -> Classifier | None:
+    if not data.classifier_url:
+        return None
+    key = Path(data.classifier_key_file).read_text().strip() if data.classifier_key_file else None
+    return Classifier(
+        data.classifier_url,
+        data.classifier_model,
+        data.categories,
+        data.classifier_prompt,
+        key,
+        data.classifier_timeout,
+    )
+
+
+@asynccontextmanager
+async def _data_plane(
+    settings: Settings, store: Store, files: FileStore, metrics: ApiMetrics
+) -> AsyncIterator[ClassificationCache | None]:
+    """The controller's work on devices' data, in the background: the retention job,
+    and the analysis worker when a classifier is configured. Yields the classifier
+    behind its cache (None: analysis is off), for the classify API."""
+    data = settings.data
+    classifier = _classifier(data)
+    cache = ClassificationCache(store, classifier, metrics.classifications) if classifier else None
+    retention = Retention(store, files, data.record_retention_days, data.retention_interval)
+    if cache is None:
+        log.info("analysis is off: no --classifier-url")
+    elif not data.kinds:
+        log.info("analysis of devices' records is off: no --analyse-kinds")
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            running = [tasks.create_task(retention.run(), name="retention")]
+            if cache is not None and data.kinds:
+                worker = AnalysisWorker(
+                    store,
+                    files,
+                    cache,
+                    data.kinds,
+                    concurrency=data.analysis_concurrency,
+                    max_attempts=data.analysis_max_attempts,
+                    retry_delay=data.analysis_retry_delay,
+                    max_file_bytes=data.max_file_bytes,
+                    count=lambda result: metrics.analysis_results.labels(result).inc(),
+                )
+                metrics.count_backlog = lambda: store.analysis.backlog(data.kinds)
+                running.append(tasks.create_task(worker.run(), name="analysis"))
+                log.info("analysis on", extra={"kinds": ",".join(data.kinds)})
+            try:
+                yield cache
+            finally:
+                for task in running:
+                    task.cancel()
+    finally:
+        if classifier is not None:
+            await classifier.close()
+
+
 @asynccontextmanager
 async def _store(settings: Settings, migrate: bool) -> AsyncIterator[Store]:
     store = Store.from_url(settings.db.url, settings.db.timeout, settings.db.pool_size)
@@ -196,6 +290,8 @@ async def _api(
     mirror: ResourceMirror | None = None,
     ids: SnowflakeGenerator | None = None,
     metrics: ApiMetrics | None = None,
+    file_store: FileStore | None = None,
+    classifications: ClassificationCache | None = None,
 ) -> AsyncIterator[None]:
     app = create_app(
         store,
@@ -206,6 +302,9 @@ async def _api(
         mirror,
         ids,
         metrics,
+        file_store,
+        classifications,
+        settings.data.max_file_bytes,
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

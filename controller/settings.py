@@ -222,6 +222,123 @@ class SouthboundSettings:
     )
 
 
+DEFAULT_CATEGORIES = (
+    "social_activities,pets,single_person,foods,travel_scenery,screenshot,idcard,other"
+)
+DEFAULT_PROMPT = (
+    "You classify one image into exactly one of these categories: {categories}. "
+    'Answer with JSON only: {{"category": "<one of the categories>", '
+    '"confidence": <a number from 0 to 1>}}.'
+)
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Data from devices: the file store, retention, and image analysis."""
+
+    files_dir: str = setting(
+        "./edgefleet-files",
+        "files-dir",
+        "Folder of the file store (content-addressed, sharded by digest) when --files-url "
+        "is not set; every process that serves files must see the same folder.",
+    )
+    files_url: str | None = setting(
+        None,
+        "files-url",
+        "s3://bucket/prefix: keep files in an S3-compatible object store (Alibaba OSS, "
+        "MinIO, AWS S3) instead of --files-dir.",
+    )
+    files_endpoint: str | None = setting(
+        None,
+        "files-endpoint",
+        "Endpoint URL of the object store, e.g. https://oss-cn-hangzhou.aliyuncs.com "
+        "(unset: AWS S3).",
+    )
+    files_region: str = setting("us-east-1", "files-region", "Region of the object store.")
+    files_access_key: str | None = setting(
+        None, "files-access-key", "Access key id of the object store."
+    )
+    files_secret_key: str | None = setting(
+        None, "files-secret-key", "Secret access key of the object store (from a Secret)."
+    )
+    files_addressing_style: str = setting(
+        "virtual",
+        "files-addressing-style",
+        "virtual (bucket.host, as Alibaba OSS requires) or path (host/bucket, as MinIO "
+        "usually wants).",
+        choices=("virtual", "path"),
+    )
+    max_file_bytes: int = setting(
+        10 * 1024 * 1024,
+        "max-file-bytes",
+        "Largest file a device may upload (PUT /files/{sha256}); larger ones get 413.",
+    )
+    record_retention_days: float = setting(
+        90.0,
+        "record-retention-days",
+        "Records older than this are deleted in batches; a file no record names any more "
+        "is deleted after the same time.",
+    )
+    retention_interval: float = setting(
+        3600.0, "retention-interval", "Seconds between two passes of the retention job."
+    )
+    analyse_kinds: str = setting(
+        "",
+        "analyse-kinds",
+        "Comma-separated record kinds whose image files are classified in the background "
+        "(needs --classifier-url).",
+    )
+    classifier_url: str | None = setting(
+        None,
+        "classifier-url",
+        "Base URL of an OpenAI-compatible vision endpoint (its /chat/completions is "
+        "called), e.g. https://dashscope.aliyuncs.com/compatible-mode/v1; unset: "
+        "analysis and the classify API are off.",
+    )
+    classifier_model: str = setting(
+        "qwen-vl-plus", "classifier-model", "Model name sent to the classifier."
+    )
+    classifier_key_file: str | None = setting(
+        None,
+        "classifier-key-file",
+        "File holding the classifier's API key (a mounted Secret); sent as a bearer token.",
+    )
+    classifier_categories: str = setting(
+        DEFAULT_CATEGORIES,
+        "classifier-categories",
+        "Comma-separated categories the classifier chooses from.",
+    )
+    classifier_prompt: str = setting(
+        DEFAULT_PROMPT,
+        "classifier-prompt",
+        "System prompt of the classifier; {categories} is replaced by the list.",
+    )
+    classifier_timeout: float = setting(
+        60.0, "classifier-timeout", "Seconds one classifier call may take."
+    )
+    analysis_concurrency: int = setting(
+        2, "analysis-concurrency", "Classifier calls the analysis worker makes at once."
+    )
+    analysis_max_attempts: int = setting(
+        5,
+        "analysis-max-attempts",
+        "Attempts at a record's analysis before it is marked failed.",
+    )
+    analysis_retry_delay: float = setting(
+        30.0,
+        "analysis-retry-delay",
+        "Seconds before the first retry of a failed analysis; doubles with each attempt.",
+    )
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(k.strip() for k in self.analyse_kinds.split(",") if k.strip())
+
+    @property
+    def categories(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in self.classifier_categories.split(",") if c.strip())
+
+
 @dataclass(frozen=True)
 class KubeSettings:
     namespace: str | None = setting(
@@ -284,6 +401,7 @@ class Settings:
     db: DatabaseSettings = field(default_factory=DatabaseSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     southbound: SouthboundSettings = field(default_factory=SouthboundSettings)
+    data: DataSettings = field(default_factory=DataSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
     process: ProcessSettings = field(default_factory=ProcessSettings)
     log: LogSettings = field(default_factory=LogSettings)
@@ -374,6 +492,10 @@ def _check(settings: Settings) -> None:
         raise SettingsError("--worker-id must be between 0 and 1023")
     if settings.southbound.login_queue_order not in ("fifo", "lifo"):
         raise SettingsError("--login-queue-order must be fifo or lifo")
+    if settings.data.files_url is not None and not settings.data.files_url.startswith("s3://"):
+        raise SettingsError("--files-url must be s3://bucket[/prefix]")
+    if settings.data.analysis_concurrency < 1:
+        raise SettingsError("--analysis-concurrency must be at least 1")
 
 
 _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "text"}

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import Any, Protocol
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State as WebSocketState
 
 from edgefleet.agent import protocol
 from edgefleet.agent.protocol import CommandRefused, CommandResult
@@ -35,6 +34,7 @@ from edgefleet.southbound.session import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_TRY_AGAIN_LATER,
     CommandFinished,
+    DataReceived,
     DeviceSession,
     Event,
     FrameIgnored,
@@ -53,10 +53,25 @@ from edgefleet.southbound.sessions import SessionTable
 log = logging.getLogger("edgefleet.southbound")
 
 
+class WebSocket(Protocol):
+    """What a connection needs of its WebSocket: the part of websockets'
+    ``ServerConnection`` it uses, which ``southbound/websocket.py`` also provides
+    over aiohttp's. ``recv`` and ``send`` raise ``ConnectionClosed`` once it is gone."""
+
+    @property
+    def remote_address(self) -> Any: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
 class DeviceConnection:
     def __init__(
         self,
-        websocket: ServerConnection,
+        websocket: WebSocket,
         timings: Timings,
         gate: LoginGate,
         table: SessionTable,
@@ -74,6 +89,7 @@ class DeviceConnection:
         self._lock = asyncio.Lock()
         self._pending: dict[int, asyncio.Future[CommandResult]] = {}
         self._last_frame: float | None = None
+        self._receiving: asyncio.Task[str | bytes] | None = None
 
     @property
     def peer(self) -> str:
@@ -99,11 +115,11 @@ class DeviceConnection:
 
     async def _converse(self) -> None:
         session = self.session
-        receiving: asyncio.Task[str | bytes] | None = None
         try:
             while not session.closed:
-                if receiving is None:
-                    receiving = asyncio.ensure_future(self.websocket.recv())
+                if self._receiving is None:
+                    self._receiving = asyncio.ensure_future(self.websocket.recv())
+                receiving = self._receiving
                 deadline = session.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
                 # The receive is not cancelled when the deadline passes: under load
@@ -112,7 +128,15 @@ class DeviceConnection:
                 await asyncio.wait([receiving], timeout=timeout)
                 async with self._lock:
                     if receiving.done():
-                        message, receiving = self._received(receiving), None
+                        message = self._received(receiving)
+                        # The next receive starts before this frame is handled, so
+                        # a device that leaves while its login is checked is seen
+                        # leaving (``_open``), whatever the WebSocket library.
+                        self._receiving = (
+                            asyncio.ensure_future(self.websocket.recv())
+                            if message is not None
+                            else None
+                        )
                         if message is None:
                             session.peer_closed()
                         else:
@@ -121,8 +145,8 @@ class DeviceConnection:
                         session.tick(self.loop.time())
                     await self._flush()
         finally:
-            if receiving is not None:
-                receiving.cancel()
+            if self._receiving is not None:
+                self._receiving.cancel()
 
     def _abandon(self, cause: str, code: int, reason: str) -> None:
         """Close and detach a session whose handler stopped without closing it: the
@@ -151,6 +175,15 @@ class DeviceConnection:
             self._pending[command_id] = result
             await self._flush()
         return self._result(result, timeout)
+
+    async def answer_data(
+        self, request_id: str | None, answer: dict[str, Any], message: str | None = None
+    ) -> None:
+        """Send the answer to a batch of records through the session, so it takes its
+        turn with the other frames; nothing once the session is over."""
+        async with self._lock:
+            self.session.data_stored(request_id, answer, message)
+            await self._flush()
 
     async def _result(self, result: asyncio.Future[CommandResult], timeout: float) -> CommandResult:
         try:
@@ -239,6 +272,13 @@ class DeviceConnection:
                 self._events.publish(announce.StatusRejected(device_id, reason))
             case FrameIgnored(reason=reason):
                 self._events.publish(announce.FrameIgnored(device_id, reason))
+            case DataReceived(request_id=request_id, records=records, rejected=rejected):
+                answer = functools.partial(self.answer_data, request_id)
+                self._events.publish(
+                    announce.DataReceived(
+                        device_id, request_id, records, rejected, self._host, answer, time.time()
+                    )
+                )
 
     async def _login(self, login: protocol.Login) -> None:
         admission = await self._gate.admit(login, self._host, self.loop.time(), self._open)
@@ -279,4 +319,9 @@ class DeviceConnection:
         )
 
     def _open(self) -> bool:
-        return self.websocket.state is WebSocketState.OPEN
+        """Whether the device is still there: the receive that runs meanwhile has
+        not seen the connection close."""
+        receiving = self._receiving
+        if receiving is None or not receiving.done() or receiving.cancelled():
+            return receiving is not None
+        return receiving.exception() is None

@@ -23,11 +23,11 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from edgefleet.agent.protocol import CommandResult
+from edgefleet.agent.protocol import CommandResult, Record
 from edgefleet.southbound.utilisation import Utilisation
 
 log = logging.getLogger("edgefleet.southbound.events")
@@ -207,6 +207,50 @@ class CommandNotSent:
     order: str
     refusal: str
     """``offline``, ``unknown`` or ``busy``."""
+
+
+# --- data (section 7) --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DataReceived:
+    """A batch of records from a logged-in device over its WebSocket, checked by the
+    session record by record. ``answer(data, message=None)`` sends the
+    ``upload_data_result`` back through the device's session (``message``: the batch
+    failed as a whole, e.g. ``server busy``)."""
+
+    device_id: int
+    request_id: str | None
+    records: tuple[Record, ...]
+    rejected: tuple[tuple[str, str], ...]
+    """(record_id, reason) of the records that failed the protocol's checks."""
+    host: str
+    answer: Callable[..., Awaitable[None]]
+    at: float
+
+
+@dataclass(frozen=True)
+class DataIngested:
+    """A batch of records was stored, or not at all (``failed``: its records, the
+    database being away), over the WebSocket or HTTP (``transport``: ``ws``, ``http``)."""
+
+    device_id: int | None
+    transport: str
+    accepted: int
+    duplicates: int
+    rejected: int
+    bytes: int
+    failed: int
+
+
+@dataclass(frozen=True)
+class FileReceived:
+    """A ``HEAD`` or ``PUT /files/{sha256}`` was answered: ``result`` is ``present``
+    or ``missing`` (HEAD), ``stored``, ``exists``, ``mismatch``, ``too_big`` (PUT)."""
+
+    device_id: int
+    result: str
+    bytes: int
 
 
 E = TypeVar("E")

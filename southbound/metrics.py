@@ -34,6 +34,8 @@ from edgefleet.southbound.events import (
     CommandNotSent,
     Connected,
     ConnectionEnded,
+    DataIngested,
+    FileReceived,
     FrameIgnored,
     FrameReceived,
     HeartbeatAnswered,
@@ -183,6 +185,44 @@ class SouthboundMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
             registry=r,
         )
+        self.records = Counter(
+            "edgefleet_records",
+            "Records uploaded, by result (accepted, duplicate, rejected; failed: the "
+            "database was away) and transport (ws, http).",
+            ["result", "transport"],
+            registry=r,
+        )
+        self.ingest_bytes = Counter(
+            "edgefleet_ingest_bytes",
+            "Bytes taken in, by what (records: payload JSON; files: file bodies).",
+            ["what"],
+            registry=r,
+        )
+        self.files = Counter(
+            "edgefleet_files",
+            "File requests by result: stored, exists (PUT of a file the cloud had), "
+            "present and missing (HEAD), mismatch, too_big.",
+            ["result"],
+            registry=r,
+        )
+        self.files_deduplicated = Counter(
+            "edgefleet_files_deduplicated",
+            "Files not sent because the cloud had them (HEAD answered present).",
+            registry=r,
+        )
+        self.bytes_deduplicated = Counter(
+            "edgefleet_deduplicated_bytes",
+            "Bytes of files not sent because the cloud had them.",
+            registry=r,
+        )
+        # Every result at 0 from the start, so rates and dashboards have a series.
+        for result in ("accepted", "duplicate", "rejected", "failed"):
+            for transport in ("ws", "http"):
+                self.records.labels(result, transport)
+        for what in ("records", "files"):
+            self.ingest_bytes.labels(what)
+        for result in ("stored", "exists", "present", "missing", "mismatch", "too_big"):
+            self.files.labels(result)
         self.status_writes = Counter(
             "edgefleet_status_writes",
             "Device resource status writes (Kubernetes mode), by result.",
@@ -228,6 +268,27 @@ class SouthboundMetrics:
         events.on(CommandFinished, self._command_finished)
         events.on(CommandNotSent, lambda e: self.commands.labels(_kind(e.order), e.refusal).inc())
         events.on(PasswordChecked, self._password_checked)
+        events.on(DataIngested, self._data)
+        events.on(FileReceived, self._file)
+
+    def _data(self, event: DataIngested) -> None:
+        for result, count in (
+            ("failed", event.failed),
+            ("accepted", event.accepted),
+            ("duplicate", event.duplicates),
+            ("rejected", event.rejected),
+        ):
+            if count:
+                self.records.labels(result, event.transport).inc(count)
+        self.ingest_bytes.labels("records").inc(event.bytes)
+
+    def _file(self, event: FileReceived) -> None:
+        self.files.labels(event.result).inc()
+        if event.result == "stored":
+            self.ingest_bytes.labels("files").inc(event.bytes)
+        elif event.result == "present":
+            self.files_deduplicated.inc()
+            self.bytes_deduplicated.inc(event.bytes)
 
     def _logged_in(self, event: LoggedIn) -> None:
         self.logins.labels("success").inc()

@@ -3,7 +3,12 @@
 Three ports:
 
 - the device port (``--ws-port``): ``/ws`` for devices (``wss://`` when given a
-  certificate) and ``/healthz`` for load balancers;
+  certificate), ``/healthz`` for load balancers, and section 7's plain HTTP —
+  files, ``POST /records``, the railway upload (``device_http.py``). It is one
+  aiohttp application: those routes stream request bodies, which websockets'
+  handshake-only HTTP cannot read; ``/ws`` is aiohttp's WebSocket, adapted to
+  the connection (``websocket.py``) so the session and the connection are the
+  same as before;
 - the ops port (``--metrics-port``): ``/metrics``, ``/healthz`` (liveness) and
   ``/readyz`` (readiness), for Prometheus and the kubelet — never exposed to
   devices, since the metrics name every device;
@@ -15,15 +20,15 @@ How it fits together: each connection (``connection.py``) runs a sans-I/O sessio
 to the session table (``sessions.py``); everything that happens is announced on
 the session events (``events.py``), to which each feature listens — the live
 status (``live.py``), the metrics (``metrics.py``), the database recorder
-(``recorder.py``), the activity log (``activity.py``) and, in Kubernetes mode,
-the status writer (``status_writer.py``). The instance beats in the database
-(``liveness.py``); its background tasks are owned by ``tasks.py``.
+(``recorder.py``), the activity log (``activity.py``), data ingest
+(``ingest.py``) and, in Kubernetes mode, the status writer (``status_writer.py``).
+The instance beats in the database (``liveness.py``); its background tasks are owned
+by ``tasks.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import http
 import logging
 import socket
 import ssl
@@ -32,15 +37,17 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.http11 import Request, Response
 
-from edgefleet.agent.protocol import CommandRefused, CommandResult
+from edgefleet.agent.protocol import MAX_FILE_BYTES, CommandRefused, CommandResult
 from edgefleet.controller.kube.status import StatusApi
 from edgefleet.controller.store import Store, StoreError
+from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 from edgefleet.southbound.activity import ActivityLog
 from edgefleet.southbound.connection import DeviceConnection
+from edgefleet.southbound.device_auth import DeviceAuth
+from edgefleet.southbound.device_http import DeviceHttp
 from edgefleet.southbound.events import SessionEvents
+from edgefleet.southbound.ingest import Ingest
 from edgefleet.southbound.internal_api import create_internal_app
 from edgefleet.southbound.live import LiveStatusBook
 from edgefleet.southbound.liveness import Liveness
@@ -51,6 +58,7 @@ from edgefleet.southbound.session import CLOSE_GOING_AWAY, Timings
 from edgefleet.southbound.sessions import SessionTable
 from edgefleet.southbound.status_writer import StatusWriter
 from edgefleet.southbound.tasks import BackgroundTasks
+from edgefleet.southbound.websocket import AiohttpWebSocket
 
 if TYPE_CHECKING:
     # Only the type: the settings object is defined once, with the CLI that fills it.
@@ -79,7 +87,10 @@ class Southbound:
         store: Store,
         bcrypt_rounds: int,
         kube: KubeStatus | None = None,
+        files: FileStore | None = None,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
+        """``files``: where devices' files go (default: ``./edgefleet-files``)."""
         self.settings = settings
         self.store = store
         self.instance = settings.instance or socket.gethostname()
@@ -114,7 +125,19 @@ class Southbound:
             if kube is not None
             else None
         )
-        listeners = [self.live, self.metrics, self.recorder, ActivityLog(), self.status_writer]
+        self.files = files or LocalFileStore("./edgefleet-files")
+        self.ingest = Ingest(store, self.events)
+        self.device_http = DeviceHttp(
+            store, self.files, DeviceAuth(self.gate), self.ingest, self.events, max_file_bytes
+        )
+        listeners = [
+            self.live,
+            self.metrics,
+            self.recorder,
+            ActivityLog(),
+            self.ingest,
+            self.status_writer,
+        ]
         for listener in listeners:
             if listener is not None:
                 listener.subscribe(self.events)
@@ -122,7 +145,7 @@ class Southbound:
             store, self.instance, settings.instance_timeout, self.events, self._held
         )
         self._tasks = BackgroundTasks()
-        self._server: Server | None = None
+        self._device_port: tuple[web.AppRunner, web.TCPSite] | None = None
         self._runners: list[web.AppRunner] = []
         self._stopping = False
         self.metrics_port = settings.metrics_port
@@ -147,20 +170,19 @@ class Southbound:
             port = await self._listen(app, self.settings.internal_port)
             self.internal_address = f"{self.settings.advertise_address}:{port}"
         self.metrics_port = await self._listen(self._ops_app(), self.settings.metrics_port)
-        self._server = await serve(
-            self._handle,
+        runner = web.AppRunner(self._device_app(), access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(
+            runner,
             self.settings.host,
             self.settings.port,
-            process_request=self._http,
-            ssl=self._tls(),
-            max_size=self.settings.max_frame_bytes,
-            compression=None,  # per-connection zlib state costs ~100 KiB a device
-            ping_interval=None,  # the protocol has its own heartbeat
-            server_header=None,
+            ssl_context=self._tls(),
             # A reconnect storm arrives all at once: a short accept queue would drop
             # SYNs and make the devices wait for TCP's one-second retransmission.
             backlog=4096,
         )
+        await site.start()
+        self._device_port = (runner, site)
         log.info(
             "southbound listening",
             extra={
@@ -174,19 +196,21 @@ class Southbound:
 
     @property
     def port(self) -> int:
-        assert self._server is not None
-        return self._server.sockets[0].getsockname()[1]
+        assert self._device_port is not None
+        return self._device_port[1]._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
         """Mark every session offline (``server_shutdown``), close them with 1001,
         write what is left to write, and stop the background tasks."""
-        if self._server is None:
+        if self._device_port is None:
             return
         self._stopping = True
-        self._server.close(close_connections=False)
+        device_runner, site = self._device_port
+        await site.stop()  # no new connections
         self.gate.credentials.checks.refuse_waiting()
         await self.sessions.end_all("server_shutdown", CLOSE_GOING_AWAY, "server shutting down")
-        await self._server.wait_closed()
+        await self.ingest.stop()
+        await device_runner.cleanup()
         for runner in self._runners:
             await runner.cleanup()
         await self._drain("session changes", self.recorder.drained, self.recorder.backlog)
@@ -198,7 +222,8 @@ class Southbound:
             await self.store.sessions.forget_instance(self.instance)
         except StoreError:
             log.warning("could not remove this instance's beat", exc_info=True)
-        self._server = None
+        await self.files.close()
+        self._device_port = None
 
     @staticmethod
     async def _drain(what: str, drained: Any, backlog: int) -> None:
@@ -226,14 +251,17 @@ class Southbound:
 
     # --- HTTP ----------------------------------------------------------------------------
 
-    async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
-        """The device port answers ``/ws`` (the WebSocket) and ``/healthz``."""
-        path = request.path.split("?", 1)[0]
-        if path == WS_PATH:
-            return None
-        if path == "/healthz":
-            return connection.respond(http.HTTPStatus.OK, "ok\n")
-        return connection.respond(http.HTTPStatus.NOT_FOUND, "not found\n")
+    def _device_app(self) -> web.Application:
+        """The device port: ``/ws``, ``/healthz`` and section 7's HTTP routes."""
+
+        async def healthz(_request: web.Request) -> web.Response:
+            return web.Response(text="ok\n")
+
+        app = web.Application(handler_args={"max_field_size": 8190})
+        app.router.add_get(WS_PATH, self._websocket)
+        app.router.add_get("/healthz", healthz)
+        self.device_http.add_routes(app)
+        return app
 
     def _ops_app(self) -> web.Application:
         async def metrics(_request: web.Request) -> web.Response:
@@ -244,7 +272,7 @@ class Southbound:
             return web.Response(text="ok\n")
 
         async def readyz(_request: web.Request) -> web.Response:
-            if self._stopping or self._server is None:
+            if self._stopping or self._device_port is None:
                 return web.Response(status=503, text="stopping\n")
             try:
                 await self.store.db.ping()
@@ -260,8 +288,18 @@ class Southbound:
 
     # --- sessions ---------------------------------------------------------------------------
 
-    async def _handle(self, websocket: ServerConnection) -> None:
-        await DeviceConnection(websocket, self.timings, self.gate, self.sessions, self.events).run()
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        if self._stopping:
+            return web.Response(status=503, text="stopping\n")
+        ws = web.WebSocketResponse(
+            max_msg_size=self.settings.max_frame_bytes,
+            compress=False,  # per-connection zlib state costs ~100 KiB a device
+            autoping=True,  # WebSocket pings are answered; the protocol has its own heartbeat
+        )
+        await ws.prepare(request)
+        socket = AiohttpWebSocket(ws, request)
+        await DeviceConnection(socket, self.timings, self.gate, self.sessions, self.events).run()
+        return ws
 
     def _held(self) -> list[tuple[int, str, str]]:
         """(device id, state, peer) of every session held here."""

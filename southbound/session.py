@@ -133,6 +133,17 @@ class CommandFinished:
 
 
 @dataclass(frozen=True)
+class DataReceived:
+    """A batch of records (section 7) from a device that listed ``data``: the ones
+    that passed the protocol's checks, and the rejected ones with their reasons.
+    Its answer comes back through ``data_stored``."""
+
+    request_id: str | None
+    records: tuple[protocol.Record, ...]
+    rejected: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
 class SessionClosed:
     cause: str
     code: int
@@ -149,6 +160,7 @@ Event = (
     | StatusRejected
     | FrameIgnored
     | CommandFinished
+    | DataReceived
     | SessionClosed
 )
 
@@ -283,6 +295,14 @@ class DeviceSession(Outbox[Event]):
         self._outgoing.append(protocol.order(self.device_id, order, params, str(command_id)))
         return command_id
 
+    def data_stored(
+        self, request_id: str | None, answer: dict[str, Any], message: str | None = None
+    ) -> None:
+        """The batch of a ``DataReceived`` was stored (or, with ``message``, could not
+        be): queue its ``upload_data_result``."""
+        if self.state in LOGGED_IN:
+            self._outgoing.append(protocol.upload_data_result(answer, request_id, message))
+
     def peer_closed(self) -> None:
         """The device (or the network) closed the connection."""
         if self.state is not State.CLOSED:
@@ -342,6 +362,8 @@ class DeviceSession(Outbox[Event]):
             self._receive_status(frame)
         elif frame.type == protocol.RESULT:
             self._receive_result(frame)
+        elif frame.type == protocol.UPLOAD_DATA and "data" in self.extensions:
+            self._receive_data(frame)
         else:
             self._events.append(FrameIgnored("unknown_type"))
 
@@ -379,6 +401,12 @@ class DeviceSession(Outbox[Event]):
         self._outgoing.append(protocol.status_response())
         utilisation = self._utilisation.read(protocol.StatusReport.read(data))
         self._events.append(StatusReceived(data, utilisation))
+
+    def _receive_data(self, frame: protocol.Frame) -> None:
+        """Every record is checked on its own: a malformed one is rejected with its
+        reason and the rest of the batch goes on."""
+        records, rejected = protocol.read_batch(frame.data)
+        self._events.append(DataReceived(frame.request_id, tuple(records), tuple(rejected)))
 
     def _receive_result(self, frame: protocol.Frame) -> None:
         command = self._match(frame.request_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -11,11 +12,13 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api.app import create_app
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.mirror import ResourceMirror
 from edgefleet.controller.settings import ApiSettings
 from edgefleet.controller.store import Store
+from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 
 TEST_SETTINGS = ApiSettings(bcrypt_rounds=4)
 
@@ -107,8 +110,20 @@ async def running_api(
     link: DeviceLink | None = None,
     command_timeout: float = 10.0,
     mirror: ResourceMirror | None = None,
+    file_store: FileStore | None = None,
+    classifications: ClassificationCache | None = None,
 ) -> AsyncIterator[ApiClient]:
-    app = create_app(store, settings, token, link, command_timeout, mirror)
+    files_dir = tempfile.TemporaryDirectory(prefix="edgefleet-api-files-")
+    app = create_app(
+        store,
+        settings,
+        token,
+        link,
+        command_timeout,
+        mirror,
+        file_store=file_store or LocalFileStore(files_dir.name),
+        classifications=classifications,
+    )
     if customise:
         customise(app)
     runner = web.AppRunner(app, handle_signals=False)
@@ -121,3 +136,4 @@ async def running_api(
             yield ApiClient(f"http://127.0.0.1:{port}", session, token)
     finally:
         await runner.cleanup()
+        files_dir.cleanup()

@@ -20,6 +20,7 @@ from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
 from edgefleet.controller.store import Store
+from edgefleet.controller.store.s3 import S3FileStore
 from edgefleet.controller.store.schema import metadata
 from tests.api_client import ApiClient, running_api
 from tests.tcp_proxy import TcpProxy
@@ -144,3 +145,34 @@ async def mariadb_behind_proxy() -> AsyncIterator[tuple[str, TcpProxy]]:
         yield proxied, proxy
     finally:
         drop_mariadb_database(name)
+
+
+@pytest.fixture(scope="session")
+def moto_url() -> Iterator[str]:
+    """moto's S3 server on loopback (in a thread), for the object-store file store."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.server_process import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+async def s3_store(moto_url: str, bucket: str) -> S3FileStore:
+    """A file store in a new bucket of moto's S3 server, addressed by path as MinIO is."""
+    store = S3FileStore(
+        bucket,
+        "edgefleet/files",
+        endpoint=moto_url,
+        access_key="testing",
+        secret_key="testing",
+        addressing_style="path",
+    )
+    s3 = await store._s3()
+    await s3.create_bucket(Bucket=bucket)
+    return store

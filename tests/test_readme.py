@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.server_process import call, edgefleet_serve
+from tests.server_process import call, edgefleet_serve, wait_for
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"
@@ -52,3 +53,51 @@ def test_the_device_example_logs_in_and_gets_a_pong(tmp_path: Path) -> None:
     assert login["status"] == "success"
     assert login["data"]["device_id"] == device["device_id"]
     assert pong == {"type": "ping_pong", "Headers": {}, "data": "pong"}
+
+
+def test_the_data_example_publishes_a_snapshot_that_reaches_the_api(tmp_path: Path) -> None:
+    """The Python block of "Data from devices" as a device maker saves it, run as a
+    program against ``edgefleet serve``: a command publishes a record with an image,
+    which arrives over the data extension with its file."""
+    (tmp_path / "camera_agent.py").write_text(code_block("Data from devices", "python"))
+    image = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 64
+    (tmp_path / "snapshot.jpg").write_bytes(image)
+    fast = ["--heartbeat-interval", "0.5", "--heartbeat-tolerance", "1.0",
+            "--heartbeat-tolerance-after-failure", "0.8",
+            "--files-dir", str(tmp_path / "files")]  # fmt: skip
+    with edgefleet_serve(tmp_path, *fast, env={"EDGEFLEET_API_TOKEN": "t"}) as server:
+        device = call(server.base_url, "POST", "/devices",
+                      {"name": "cam", "hardware_sn": "SN1", "hardware_model": "M1"})  # fmt: skip
+        (tmp_path / "password").write_text(device["password"])
+        agent = subprocess.Popen(
+            [sys.executable, "camera_agent.py",
+             "--server", f"ws://127.0.0.1:{server.ws_port}/ws",
+             "--device-id", device["device_id"], "--password-file", str(tmp_path / "password"),
+             "--state-dir", str(tmp_path / "state"), "--log-dir", str(tmp_path / "log"),
+             "--spool-dir", ""],
+            cwd=tmp_path, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            path = f"/devices/{device['device_id']}"
+            wait_for(lambda: call(server.base_url, "GET", path)["state"] == "online")
+            result = call(server.base_url, "POST", path + "/commands",
+                          {"order": "snapshot", "params": {"lane": 2}})  # fmt: skip
+            assert result["status"] == "success", result
+            record_id = result["data"]["record_id"]
+
+            def arrived() -> list:
+                return call(server.base_url, "GET", "/records?kind=alert")["items"]
+
+            wait_for(arrived)
+            [record] = arrived()
+            assert record["record_id"] == record_id
+            assert record["payload"] == {"lane": 2, "vehicle": "truck"}
+
+            def detail() -> dict:
+                return call(server.base_url, "GET", f"/records/{record['id']}")
+
+            wait_for(lambda: detail()["files"][0]["present"])
+            assert detail()["files"][0]["sha256"] == hashlib.sha256(image).hexdigest()
+        finally:
+            agent.terminate()
+            agent.wait(10)

@@ -22,15 +22,19 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from edgefleet.agent.protocol import CommandRefused
+from edgefleet.controller.analysis.cache import ClassificationCache
 
 # Importing the handler modules fills the endpoint table.
 from edgefleet.controller.api import (  # noqa: F401
+    classify,
     commands,
     devices,
     events,
+    files,
     groups,
     live,
     memberships,
+    records,
     stats,
 )
 from edgefleet.controller.api.context import CONTEXT, ApiContext, context
@@ -44,8 +48,9 @@ from edgefleet.controller.commands import CommandService
 from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.mirror import NoMirror, ResourceMirror
-from edgefleet.controller.settings import ApiSettings, SouthboundSettings
+from edgefleet.controller.settings import ApiSettings, DataSettings, SouthboundSettings
 from edgefleet.controller.store import Store, StoreError
+from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 from edgefleet.controller.writes import FleetWrites
 
 log = logging.getLogger("edgefleet.api")
@@ -159,9 +164,14 @@ def create_app(
     mirror: ResourceMirror | None = None,
     ids: SnowflakeGenerator | None = None,
     metrics: ApiMetrics | None = None,
+    file_store: FileStore | None = None,
+    classifications: ClassificationCache | None = None,
+    max_file_bytes: int = DataSettings.max_file_bytes,
 ) -> web.Application:
     """The API; ``link`` reaches the device sessions (none: every device is offline);
-    ``mirror`` takes every write first in Kubernetes mode (none: standalone)."""
+    ``mirror`` takes every write first in Kubernetes mode (none: standalone);
+    ``file_store`` holds devices' files (default ``./edgefleet-files``);
+    ``classifications`` is the classifier behind its cache (none: analysis is off)."""
     app = web.Application(middlewares=[observe, envelope, authenticate], client_max_size=MAX_BODY)
     link = link or NoDeviceLink()
     ids = ids or SnowflakeGenerator(settings.worker_id)
@@ -173,6 +183,9 @@ def create_app(
         link=link,
         writes=writes,
         commands=CommandService(store, link, command_timeout),
+        files=file_store or LocalFileStore(DataSettings.files_dir),
+        classify=classifications,
+        max_file_bytes=max_file_bytes,
     )
     app[METRICS] = metrics or ApiMetrics(store.stats.by_state)
     app[PUBLIC] = frozenset(PUBLIC_PATHS | {e.path for e in endpoints.table if e.public})

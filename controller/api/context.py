@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.commands import CommandService
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.settings import ApiSettings
 from edgefleet.controller.store import Store
+from edgefleet.controller.store.blobs import FileStore
 from edgefleet.controller.writes import FleetWrites
 
 
@@ -23,6 +25,11 @@ class ApiContext:
     """Live status of the device sessions."""
     writes: FleetWrites
     commands: CommandService
+    files: FileStore
+    """Devices' files, for downloads."""
+    classify: ClassificationCache | None
+    """None: no classifier is configured, analysis is off."""
+    max_file_bytes: int
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -21,6 +21,9 @@ class ErrorType(StrEnum):
     DEVICE_OFFLINE = "DEVICE_OFFLINE"
     DEVICE_BUSY = "DEVICE_BUSY"
     COMMAND_TIMEOUT = "COMMAND_TIMEOUT"
+    RECORD_ERROR = "RECORD_ERROR"
+    CLASSIFIER_ERROR = "CLASSIFIER_ERROR"
+    ANALYSIS_OFF = "ANALYSIS_OFF"
     DATABASE_ERROR = "DATABASE_ERROR"
     INNER_ERROR = "INNER_ERROR"
 
@@ -65,6 +68,10 @@ def from_store_error(exc: store.StoreError) -> ApiError:
             return ApiError(404, ErrorType.GROUPOP_ERROR, f"group {exc.args[0]} not found")
         case store.GroupConflict():
             return ApiError(409, ErrorType.GROUPOP_ERROR, str(exc))
+        case store.RecordNotFound():
+            return ApiError(404, ErrorType.RECORD_ERROR, f"record {exc.args[0]} not found")
+        case store.FileNotFound():
+            return ApiError(404, ErrorType.RECORD_ERROR, f"file {exc.args[0]} not found")
         case store.MembershipNotFound():
             group_id, device_id = exc.args
             return ApiError(

@@ -58,6 +58,28 @@ class ApiMetrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=self.registry,
         )
+        self.analysis_backlog = Gauge(
+            "edgefleet_analysis_backlog",
+            "Records of the analysed kinds waiting for analysis, from the database at scrape time.",
+            registry=self.registry,
+        )
+        self.count_backlog: Callable[[], Awaitable[int]] | None = None
+        self.analysis_results = Counter(
+            "edgefleet_analysis_results_total",
+            "Records whose analysis ended (analysed, failed) or will be tried again (retried).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.classifications = Counter(
+            "edgefleet_classifications_total",
+            "Images classified, by where the answer came from: cache (no model call) or model.",
+            ["source"],
+            registry=self.registry,
+        )
+        for result in ("analysed", "failed", "retried"):
+            self.analysis_results.labels(result)
+        for source in ("cache", "model"):
+            self.classifications.labels(source)
         self.reconciles = Counter(
             "edgefleet_reconciles_total",
             "Operator handler runs (Kubernetes mode), by resource kind and result.",
@@ -76,6 +98,11 @@ class ApiMetrics:
                     self.devices.labels(state).set(count)
             except StoreError:
                 self.devices.clear()  # unknown, not stale: the series disappear
+        if self.count_backlog is not None:
+            try:
+                self.analysis_backlog.set(await self.count_backlog())
+            except StoreError:
+                pass  # the last value stays: the backlog does not vanish with the database
         return web.Response(
             body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )

@@ -26,8 +26,12 @@ ERROR_DESCRIPTIONS = {
     400: "GENERAL_ERROR: bad JSON, wrong Content-Type, or a missing or mistyped field "
     "(the message names it)",
     401: "AUTH_ERROR: missing or wrong bearer token",
-    404: "not found (DEVICEOP_ERROR, GROUPOP_ERROR or RELATIONOP_ERROR)",
-    409: "conflict (DEVICEOP_ERROR, GROUPOP_ERROR), or DEVICE_OFFLINE / DEVICE_BUSY",
+    404: "not found (DEVICEOP_ERROR, GROUPOP_ERROR, RELATIONOP_ERROR or RECORD_ERROR)",
+    409: "conflict (DEVICEOP_ERROR, GROUPOP_ERROR), DEVICE_OFFLINE / DEVICE_BUSY, or "
+    "ANALYSIS_OFF (no classifier is configured)",
+    413: "GENERAL_ERROR: the body is over the size limit",
+    416: "RECORD_ERROR: the Range cannot be satisfied",
+    502: "CLASSIFIER_ERROR: the classifier failed; nothing was cached, try again",
     503: "DATABASE_ERROR: the database is unreachable; retry later",
     504: "COMMAND_TIMEOUT: the device did not answer in time",
 }
@@ -38,7 +42,8 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
     for endpoint in table:
         if endpoint.body_model:
             keys.append((endpoint.body_model, "validation"))
-        keys.append((endpoint.response_model, "serialization"))
+        if endpoint.response_model:
+            keys.append((endpoint.response_model, "serialization"))
     refs, definitions = models_json_schema(keys, ref_template=REF)
     schemas = definitions.get("$defs", {})
     schemas["Failure"] = FAILURE
@@ -54,11 +59,7 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
             "responses": {
                 str(endpoint.status): {
                     "description": "success",
-                    "content": {
-                        "application/json": {
-                            "schema": _success(refs[(endpoint.response_model, "serialization")])
-                        }
-                    },
+                    "content": _answer(endpoint, refs),
                 },
                 **{
                     str(code): {
@@ -78,6 +79,11 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
                     "application/json": {"schema": refs[(endpoint.body_model, "validation")]}
                 },
             }
+        elif endpoint.body_media:
+            operation["requestBody"] = {
+                "required": True,
+                "content": {media: {"schema": _raw_body(media)} for media in endpoint.body_media},
+            }
         if endpoint.public:
             operation["security"] = []
         paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
@@ -92,6 +98,20 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
         },
         "security": [{"bearerAuth": []}],
     }
+
+
+def _answer(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
+    if endpoint.response_model is None:
+        return {endpoint.media: {"schema": {"type": "string", "format": "binary"}}}
+    schema = _success(refs[(endpoint.response_model, "serialization")])
+    return {"application/json": {"schema": schema}}
+
+
+def _raw_body(media: str) -> dict[str, Any]:
+    binary = {"type": "string", "format": "binary"}
+    if media == "multipart/form-data":
+        return {"type": "object", "required": ["image"], "properties": {"image": binary}}
+    return binary
 
 
 def _success(data_schema: dict[str, Any]) -> dict[str, Any]:

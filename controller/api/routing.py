@@ -9,6 +9,11 @@ The decorator reads the type hints: ``path``, ``query`` and ``body`` name the mo
 that validate the URL parameters and the JSON body, the return type names the
 response model. The same ``Endpoint`` record then feeds the aiohttp router and the
 OpenAPI document, so the two cannot drift apart.
+
+A handler that answers with bytes (a file download) returns a ``web.StreamResponse``
+and names its media type (``media="application/octet-stream"``); one that reads a
+raw body itself (an uploaded image) names the media types it takes
+(``body_media=("image/*", "multipart/form-data")``). Both are documented as such.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pydantic import BaseModel, ValidationError
 
 from edgefleet.controller.api.errors import bad_request
 
-Handler = Callable[..., Awaitable[BaseModel]]
+Handler = Callable[..., Awaitable[BaseModel | web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,11 @@ class Endpoint:
     path_model: type[BaseModel] | None
     query_model: type[BaseModel] | None
     body_model: type[BaseModel] | None
-    response_model: type[BaseModel]
+    response_model: type[BaseModel] | None
+    """None: the handler answers itself, with ``media``."""
+    media: str = "application/json"
+    body_media: tuple[str, ...] = ()
+    """Media types of a raw request body the handler reads itself."""
 
     @property
     def operation_id(self) -> str:
@@ -63,13 +72,16 @@ class Endpoints:
         status: int = 200,
         errors: tuple[int, ...] = (),
         public: bool = False,
+        media: str = "application/json",
+        body_media: tuple[str, ...] = (),
     ) -> Callable[[Handler], Handler]:
         def register(handler: Handler) -> Handler:
             hints = get_type_hints(handler)
             body = hints.get("body")
-            standard = (
-                (400, 401, 503) if body or "path" in hints or "query" in hints else (401, 503)
-            )
+            takes_input = body or body_media or "path" in hints or "query" in hints
+            standard = (400, 401, 503) if takes_input else (401, 503)
+            returns = hints["return"]
+            raw = isinstance(returns, type) and issubclass(returns, web.StreamResponse)
             self.table.append(
                 Endpoint(
                     method=method,
@@ -83,7 +95,9 @@ class Endpoints:
                     path_model=hints.get("path"),
                     query_model=hints.get("query"),
                     body_model=body,
-                    response_model=hints["return"],
+                    response_model=None if raw else returns,
+                    media=media,
+                    body_media=body_media,
                 )
             )
             return handler
@@ -130,6 +144,8 @@ def _adapter(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Respon
         if endpoint.body_model:
             kwargs["body"] = await _read_body(request, endpoint.body_model)
         result = await endpoint.handler(request, **kwargs)
+        if isinstance(result, web.StreamResponse):
+            return result  # type: ignore[return-value]
         return success(result.model_dump(mode="json"), endpoint.status)
 
     handle.__name__ = endpoint.operation_id

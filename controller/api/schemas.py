@@ -9,7 +9,7 @@ precision above 2**53.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, Generic, Literal, Self, TypeVar
 
 from pydantic import (
@@ -369,3 +369,177 @@ class GroupCommandResults(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+# --- data from devices --------------------------------------------------------
+
+RecordStatus = Literal["received", "analysed", "failed"]
+Sha256 = Annotated[str, StringConstraints(pattern=protocol.SHA256_PATTERN)]
+Kind = Annotated[str, StringConstraints(pattern=protocol.KIND_PATTERN)]
+
+
+class RecordPath(ParamsModel):
+    id: IdIn = Field(description="The record's server id (not the device's record_id).")
+
+
+class FilePath(ParamsModel):
+    sha256: Sha256
+
+
+class RecordListQuery(PageQuery):
+    device_id: IdIn | None = Field(None, description="Only records of this device.")
+    group_id: IdIn | None = Field(None, description="Only records of this group's devices.")
+    kind: Kind | None = Field(None, description="Only records of this kind.")
+    status: RecordStatus | None = Field(None, description="Only records in this status.")
+    since: InstantIn | None = Field(None, description="Received at or after (RFC 3339).")
+    until: InstantIn | None = Field(None, description="Received before (RFC 3339).")
+
+
+class RecordStatsQuery(ParamsModel):
+    since: InstantIn | None = Field(None, description="Received at or after (RFC 3339).")
+    until: InstantIn | None = Field(None, description="Received before (RFC 3339).")
+    group_id: IdIn | None = Field(None, description="Only this group's devices.")
+
+
+class IngestLogQuery(PageQuery):
+    device_id: IdIn | None = Field(None, description="Only attempts of this device.")
+    status: Literal["success", "refused"] | None = Field(None, description="Only this outcome.")
+    since: InstantIn | None = Field(None, description="At or after (RFC 3339).")
+    until: InstantIn | None = Field(None, description="Before (RFC 3339).")
+
+
+class Record(BaseModel):
+    id: IdOut = Field(description="The server's id (a snowflake).")
+    device_id: IdOut
+    record_id: str = Field(description="The device's id of the record, unique per device.")
+    kind: str
+    at: Instant = Field(description="When it happened, by the device's clock.")
+    received_at: Instant
+    payload: dict[str, Any]
+    size: int = Field(description="Bytes of the payload's JSON.")
+    status: RecordStatus
+    files: list[str] = Field(description="SHA-256 digests of the record's files.")
+
+
+class Classification(BaseModel):
+    category: str
+    confidence: float
+    model: str
+    analysed_at: Instant
+
+
+class RecordFile(BaseModel):
+    sha256: str
+    present: bool = Field(description="Whether the cloud has the file (it may come later).")
+    size: int | None
+    content_type: str | None
+    url: str = Field(description="Where to download it (GET, bearer token).")
+    classification: Classification | None
+
+
+class Analysis(BaseModel):
+    attempts: int
+    next_attempt_at: Instant | None
+    last_error: str
+
+
+class RecordDetail(BaseModel):
+    id: IdOut
+    device_id: IdOut
+    record_id: str
+    kind: str
+    at: Instant
+    received_at: Instant
+    payload: dict[str, Any]
+    size: int
+    status: RecordStatus
+    files: list[RecordFile]
+    analysis: Analysis | None = Field(description="Attempts at analysing it, if any failed.")
+
+
+class RecordStats(BaseModel):
+    records: int
+    by_kind: dict[str, int]
+    by_status: dict[str, int]
+    by_day: dict[str, int] = Field(description="Records received per UTC day (YYYY-MM-DD).")
+    bytes: int = Field(description="Bytes of the records' payloads.")
+    files: int = Field(description="Distinct files the records name that the cloud has.")
+    file_bytes: int = Field(description="Bytes of those files, each counted once.")
+    devices: int = Field(description="Devices that uploaded records.")
+    duplicates_avoided: int = Field(description="Records sent again and stored once.")
+    bytes_not_resent: int = Field(
+        description="File bytes that did not cross the network again because the cloud "
+        "already had the file (check first, content addressing)."
+    )
+
+
+class IngestAttempt(BaseModel):
+    id: int
+    device_id: IdOut | None = Field(description="None when the credentials were refused.")
+    at: Instant
+    source_ip: str
+    user_agent: str
+    transport: Literal["ws", "http"]
+    accepted: int
+    duplicates: int
+    rejected: int
+    bytes: int
+    status: Literal["success", "refused"]
+    message: str
+
+
+# --- classification -----------------------------------------------------------
+
+
+class CacheCheckBody(RequestModel):
+    hash: Sha256 = Field(description="SHA-256 hex digest of the image (lower case).")
+
+
+class ClassifyResult(BaseModel):
+    hash: str
+    category: str
+    confidence: float
+    model: str
+    cached: bool = Field(description="True when no model call was made for this answer.")
+    analysed_at: Instant
+
+    @classmethod
+    def of(cls, row: dict[str, Any], cached: bool) -> ClassifyResult:
+        return cls(hash=row["sha256"], cached=cached, **{k: row[k] for k in CLASSIFY_KEYS})
+
+
+CLASSIFY_KEYS = ("category", "confidence", "model", "analysed_at")
+
+
+class CacheCheck(BaseModel):
+    hash: str
+    hit: bool
+    result: ClassifyResult | None = Field(description="The cached result, on a hit.")
+
+
+def _parse_day(value: Any) -> date:
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError("must be a date, YYYY-MM-DD")
+
+
+Day = Annotated[
+    date, BeforeValidator(_parse_day), WithJsonSchema({"type": "string", "format": "date"})
+]
+
+
+class ClassifyStatsQuery(ParamsModel):
+    day: Day | None = Field(None, description="UTC day, YYYY-MM-DD (default: today).")
+
+
+class ClassifyStats(BaseModel):
+    day: str
+    requests: int
+    cache_hits: int
+    hit_rate: float
+    callers: int = Field(description="Distinct callers (X-Client-Id, else the address).")
+    categories: dict[str, int]
+    model_calls_saved: int

@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 from edgefleet.controller.settings import DatabaseSettings
+from edgefleet.controller.store.analysis import AnalysisStore
 from edgefleet.controller.store.database import Database, create_engine
 from edgefleet.controller.store.devices import DeviceFilter, DeviceStore
 from edgefleet.controller.store.errors import (
@@ -23,6 +24,14 @@ from edgefleet.controller.store.errors import (
 from edgefleet.controller.store.events import EventFilter, EventStore
 from edgefleet.controller.store.groups import GroupStore
 from edgefleet.controller.store.migrate import is_current, upgrade
+from edgefleet.controller.store.records import (
+    Attempt,
+    FileNotFound,
+    LogFilter,
+    RecordFilter,
+    RecordNotFound,
+    RecordStore,
+)
 from edgefleet.controller.store.sessions import SessionStore
 from edgefleet.controller.store.stats import StatsStore
 
@@ -31,17 +40,22 @@ log = logging.getLogger("edgefleet.store")
 DEFAULTS = DatabaseSettings()
 
 __all__ = [
+    "Attempt",
     "Conflict",
     "DatabaseUnavailable",
     "DeviceConflict",
     "DeviceFilter",
     "DeviceNotFound",
     "EventFilter",
+    "FileNotFound",
     "GroupConflict",
     "GroupNotFound",
     "KubernetesUnavailable",
+    "LogFilter",
     "MembershipNotFound",
     "NotFound",
+    "RecordFilter",
+    "RecordNotFound",
     "Store",
     "StoreError",
 ]
@@ -57,6 +71,8 @@ class Store:
         self.events = EventStore(db)
         self.stats = StatsStore(db)
         self.sessions = SessionStore(db)
+        self.records = RecordStore(db)
+        self.analysis = AnalysisStore(db)
 
     @classmethod
     def from_url(

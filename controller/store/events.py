@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.errors import DeviceNotFound
+from edgefleet.controller.store.pages import page_of, window
 from edgefleet.controller.store.schema import device_events, devices
 
 
@@ -50,22 +51,12 @@ class EventStore:
         conditions = [device_events.c.device_id == device_id]
         if where.event is not None:
             conditions.append(device_events.c.event == where.event)
-        if where.since is not None:
-            conditions.append(device_events.c.at >= where.since)
-        if where.until is not None:
-            conditions.append(device_events.c.at < where.until)
+        conditions += window(device_events.c.at, where.since, where.until)
+        order = [device_events.c.at.desc(), device_events.c.event_id.desc()]
         async with self._db.read() as connection:
-            total = await connection.scalar(
-                select(func.count()).select_from(device_events).where(*conditions)
+            items, total = await page_of(
+                connection, device_events, conditions, order, page, per_page
             )
-            rows = await connection.execute(
-                select(device_events)
-                .where(*conditions)
-                .order_by(device_events.c.at.desc(), device_events.c.event_id.desc())
-                .limit(per_page)
-                .offset((page - 1) * per_page)
-            )
-            items = [dict(row) for row in rows.mappings()]
             if not items and total == 0:
                 exists = await connection.scalar(
                     select(devices.c.device_id).where(devices.c.device_id == device_id)
@@ -76,4 +67,4 @@ class EventStore:
                 )
                 if not exists:
                     raise DeviceNotFound(device_id)
-        return items, total or 0
+        return items, total

@@ -1,13 +1,14 @@
 """The file store in an S3-compatible object store: Alibaba OSS, MinIO, AWS S3.
 
-Client: aiobotocore (aio-libs), botocore's request signing and retries on
-aiohttp, which the server already runs on; it speaks every S3 dialect the
-botocore documentation covers (OSS included, with virtual-hosted addressing),
-and moto's S3 server tests it here on loopback.
+Client: aiobotocore (aio-libs): botocore's request signing, retries and error
+model on aiohttp, which the server already runs on. It speaks every S3 dialect
+botocore covers (Alibaba OSS with virtual-hosted addressing, MinIO with path
+addressing), and moto's S3 server tests it here on loopback.
 
-An upload is spooled to a local temporary file first (``blobs.spool``: checked
-size and digest, never whole in memory), then sent from that file, so an object
-under a digest key always holds those bytes. Keys are ``<prefix>/<ab>/<digest>``.
+An upload is spooled to a local temporary file first (``blobs.spool``: size and
+digest checked, never whole in memory), then sent from that file, so an object
+under a digest's key always holds exactly those bytes. Keys are
+``<prefix>/<ab>/<digest>``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class S3FileStore:
             "config": AioConfig(
                 s3={"addressing_style": addressing_style},
                 retries={"max_attempts": 3, "mode": "standard"},
-                # OSS and older MinIO refuse the newer default checksums.
+                # Alibaba OSS and older MinIO refuse botocore's newer default checksums.
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             ),
@@ -92,7 +93,8 @@ class S3FileStore:
         temporary, size = await spool(chunks, sha256, max_bytes, spool_directory())
         try:
             s3 = await self._s3()
-            with temporary.open("rb") as body:
+            body = await asyncio.to_thread(temporary.open, "rb")
+            try:
                 await s3.put_object(
                     Bucket=self.bucket,
                     Key=self.key(sha256),
@@ -100,8 +102,10 @@ class S3FileStore:
                     ContentLength=size,
                     ContentType=content_type,
                 )
+            finally:
+                await asyncio.to_thread(body.close)
         finally:
-            temporary.unlink(missing_ok=True)
+            await asyncio.to_thread(temporary.unlink, missing_ok=True)
         return size
 
     async def read(

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -137,4 +138,123 @@ device_sessions = Table(
     Column("address", String(255), nullable=False),
     Column("connected_at", Timestamp, nullable=False),
     Index(None, "instance"),
+)
+
+# --- data from devices (records, files, the ingest log, analysis) ---------------------
+
+# Content-addressed: one row per distinct file, whoever sent it and however often.
+# ``refs`` counts the records that name it; at 0 ``released_at`` starts the clock of
+# its garbage collection (a file never named by any record counts from creation).
+files = Table(
+    "files",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("refs", Integer, nullable=False, default=0),
+    Column("released_at", Timestamp),
+    Index(None, "refs", "released_at"),
+)
+
+# A device's record ids are compared byte for byte: MySQL's default collation would
+# take "R-1" and "r-1" (or "a" and "a ") for one id.
+RecordId = String(128).with_variant(
+    mysql.VARCHAR(128, charset="utf8mb4", collation="utf8mb4_bin"), "mysql", "mariadb"
+)
+
+# No foreign key to devices: a device's data outlives it, until retention.
+records = Table(
+    "records",
+    metadata,
+    Column("id", BigInteger, primary_key=True, autoincrement=False),
+    Column("device_id", BigInteger, nullable=False),
+    Column("record_id", RecordId, nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("at", Timestamp, nullable=False),
+    Column("received_at", Timestamp, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("status", String(16), nullable=False, default="received"),
+    UniqueConstraint("device_id", "record_id"),
+    # Newest first by id (snowflakes grow with time), filtered by device, kind or status.
+    Index(None, "device_id", "id"),
+    Index(None, "kind", "id"),
+    Index(None, "status", "kind", "id"),
+    Index(None, "received_at"),
+)
+
+record_files = Table(
+    "record_files",
+    metadata,
+    Column(
+        "record_id",
+        BigInteger,
+        ForeignKey("records.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("sha256", String(64), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Index(None, "sha256"),
+)
+
+ingest_log = Table(
+    "ingest_log",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("device_id", BigInteger),
+    Column("at", Timestamp, nullable=False),
+    Column("source_ip", String(64), nullable=False),
+    Column("user_agent", String(255), nullable=False),
+    Column("transport", String(8), nullable=False),
+    Column("accepted", Integer, nullable=False),
+    Column("duplicates", Integer, nullable=False),
+    Column("rejected", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("message", String(255), nullable=False),
+    Index(None, "at"),
+    Index(None, "device_id", "at"),
+    Index(None, "status", "at"),
+)
+
+# The analysis work queue: records of the analysed kinds in status ``received`` are
+# the queue (restart-safe: it is the database); this holds their attempts.
+analysis_jobs = Table(
+    "analysis_jobs",
+    metadata,
+    Column(
+        "record_id",
+        BigInteger,
+        ForeignKey("records.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("attempts", Integer, nullable=False),
+    Column("next_at", Timestamp, nullable=False),
+    Column("error", String(512), nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# Results by image digest: the same image never goes to the model twice. Only
+# successes are kept.
+classifications = Table(
+    "classifications",
+    metadata,
+    Column("sha256", String(64), primary_key=True),
+    Column("category", String(64), nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("analysed_at", Timestamp, nullable=False),
+)
+
+classify_requests = Table(
+    "classify_requests",
+    metadata,
+    Column("id", AutoId, primary_key=True, autoincrement=True),
+    Column("at", Timestamp, nullable=False),
+    Column("caller", String(128), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("cached", Boolean, nullable=False),
+    Column("category", String(64), nullable=False),
+    Index(None, "at"),
 )

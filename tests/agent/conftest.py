@@ -58,6 +58,7 @@ def agent_settings(
         "password_file": str(password_file),
         "state_dir": str(tmp_path / "state"),
         "log_dir": str(tmp_path / "log"),
+        "spool_dir": str(tmp_path / "spool"),
         "reconnect_delay": 0.2,
         "reconnect_max_delay": 0.5,
         "answer_timeout": 1.0,

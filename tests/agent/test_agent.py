@@ -64,7 +64,10 @@ async def test_comes_online_and_its_status_is_served(fleet: Fleet, device, tmp_p
         live = await eventually(status)
     latest = live["latest"]
     assert set(latest) >= {"CPU_info", "Memory_info", "Disk_info", "dev_state", "extra"}
-    assert latest["extra"] == {"temperature_c": 41.5}
+    assert latest["extra"] == {
+        "temperature_c": 41.5,
+        "queue": {"depth": 0, "bytes": 0, "dropped": 0},
+    }
     assert 0 <= live["memory_used_percent"] <= 100 and 0 <= live["disk_used_percent"] <= 100
 
 

@@ -14,6 +14,7 @@ from edgefleet.agent.core import (
     Backoff,
     Closed,
     CommandReceived,
+    DataAnswered,
     FrameIgnored,
     HeartbeatMissed,
     LoggedIn,
@@ -425,3 +426,28 @@ def test_on_a_metered_link_the_status_goes_when_it_moved_or_when_the_longest_gap
     device.status = memory(65)  # fifteen points since the last upload
     run(15)
     assert len(uploads) == 3
+# --- data (section 7) -------------------------------------------------------------------
+
+
+def test_a_batch_of_records_replaces_a_heartbeat_and_its_answer_is_reported() -> None:
+    device = logged_in_device()
+    device.advance(4.0)
+    record = {"record_id": "r-1", "kind": "alert", "at": "2025-12-01T09:47:24Z", "payload": {}}
+    assert device.session.send_data([record], "d-1", device.now)
+    device._drain()  # the adapter collects what the session queued
+    assert [f["type"] for f in device.take_sent()] == [protocol.UPLOAD_DATA]
+    device.advance(4.9)  # 5 s after the batch, not after the last ping
+    assert device.pings_sent() == []
+    answer = protocol.data_answer(["r-1"], missing_files=["a" * 64])
+    device.receive(protocol.upload_data_result(answer, "d-1"))
+    answered = [e for e in device.take_events() if isinstance(e, DataAnswered)]
+    assert answered == [DataAnswered("d-1", True, "", answer)]
+    device.receive(protocol.upload_data_result(protocol.data_answer(), "d-2", "server busy"))
+    assert [e for e in device.take_events() if isinstance(e, DataAnswered)] == [
+        DataAnswered("d-2", False, "server busy", protocol.data_answer())
+    ]
+
+
+def test_no_batch_goes_before_login() -> None:
+    device = Device()
+    assert not device.session.send_data([], "d-1", device.now)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -83,7 +84,30 @@ def built_frames() -> list[tuple[str, str]]:
         ),
         ("command_result", protocol.command_result("success", protocol.MSG_ORDER_DONE, [1, "x"])),
         ("restart_confirm", protocol.restart_confirm()),
+        (
+            "login",
+            protocol.Login(
+                device_id=DEVICE_ID, password="pw", extensions=frozenset({"data", "token"})
+            ).encode(),
+        ),
+        ("upload_data", protocol.upload_data([RECORD.wire()], "r-17")),
+        ("upload_data", protocol.upload_data([{**RECORD.wire(), "files": []}])),
+        (
+            "upload_data_result",
+            protocol.upload_data_result(
+                protocol.data_answer(["a"], ["b"], [("c", "kind must be …")], ["d" * 64]), "r-17"
+            ),
+        ),
+        (
+            "upload_data_result",
+            protocol.upload_data_result(protocol.data_answer(), None, protocol.DATA_BUSY_MESSAGE),
+        ),
     ]
+
+
+RECORD = protocol.Record(
+    "det-1", "alert", datetime(2025, 12, 1, 9, 47, 24), {"vehicle": "truck"}, ("a" * 64,)
+)
 
 
 def login_messages() -> list[str]:
@@ -155,6 +179,7 @@ def test_the_protocol_document_shows_every_frame_timing_and_message() -> None:
         protocol.RESTART_WAIT_MESSAGE,
         protocol.UNKNOWN_ORDER_MESSAGE,
         protocol.DEFAULT_REMOTE_DIR,
+        protocol.DATA_BUSY_MESSAGE,
         *protocol.CommandRefused.MESSAGES.values(),
     ]
     for message in messages:

@@ -138,7 +138,18 @@ def test_services_ingress_and_pod_dns_for_commands() -> None:
     [ingress] = by_kind(docs, "Ingress")
     paths = {p["path"]: p["backend"]["service"]["name"]
              for p in ingress["spec"]["rules"][0]["http"]["paths"]}  # fmt: skip
-    assert paths == {"/ws": "edgefleet-devices", "/api": "edgefleet-api"}
+    assert paths == {
+        "/ws": "edgefleet-devices",
+        "/files": "edgefleet-devices",
+        "/records": "edgefleet-devices",
+        "/api/v1/data/upload": "edgefleet-devices",  # Exact: it wins over /api
+        "/api": "edgefleet-api",
+    }
+    kinds = {p["path"]: p["pathType"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert kinds["/api/v1/data/upload"] == "Exact" and kinds["/files"] == "Prefix"
+    annotations = ingress["metadata"]["annotations"]
+    assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "10485760"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"
     assert ingress["spec"]["tls"][0]["secretName"] == "edgefleet-tls"
     [pdb] = by_kind(docs, "PodDisruptionBudget")
     assert pdb["spec"]["maxUnavailable"] == 1
@@ -402,7 +413,7 @@ def test_ingress_annotations_win_over_the_chart_timeouts() -> None:
         "86400"
     )
     [ingress] = by_kind(rendered(*FULL, "--set", "ingress.timeoutSeconds=0"), "Ingress")
-    assert "annotations" not in ingress["metadata"]
+    assert not any("timeout" in name for name in ingress["metadata"]["annotations"])
 
 
 def schema_keys(schema: dict[str, Any], prefix: str = "") -> set[str]:
@@ -561,3 +572,93 @@ def test_the_southbound_gets_the_pepper_and_stops_before_the_kubelet_kills_it() 
     env = {e["name"]: e for e in pod_spec(docs, "southbound")["containers"][0]["env"]}
     assert env["EDGEFLEET_PASSWORD_PEPPER"]["valueFrom"]["secretKeyRef"]["key"] == "password-pepper"
     assert env["EDGEFLEET_SHUTDOWN_GRACE"]["value"] == "35"
+def env_of(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    [deployment] = [
+        d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith(component)
+    ]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
+
+
+def mounts_of(docs: list[dict[str, Any]], component: str) -> dict[str, str]:
+    [deployment] = [
+        d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith(component)
+    ]
+    spec = deployment["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    return {m["mountPath"]: volumes[m["name"]] for m in spec["containers"][0]["volumeMounts"]}
+
+
+def test_by_default_files_are_on_a_shared_claim_mounted_by_every_pod() -> None:
+    docs = rendered("--set", DB)
+    [claim] = by_kind(docs, "PersistentVolumeClaim")
+    assert claim["metadata"]["name"] == "edgefleet-files"
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    for component in ("controller", "southbound"):
+        volume = mounts_of(docs, component)["/var/lib/edgefleet/files"]
+        assert volume["persistentVolumeClaim"]["claimName"] == "edgefleet-files"
+        env = env_of(docs, component)
+        assert env["EDGEFLEET_FILES_DIR"] == "/var/lib/edgefleet/files"
+        assert env["EDGEFLEET_MAX_FILE_BYTES"] == "10485760"
+    claimed = rendered("--set", DB, "--set", "files.persistence.existingClaim=nas-data")
+    assert by_kind(claimed, "PersistentVolumeClaim") == []
+    claim_name = mounts_of(claimed, "southbound")["/var/lib/edgefleet/files"]
+    assert claim_name["persistentVolumeClaim"]["claimName"] == "nas-data"
+
+
+OSS = ["--set", DB, "--set", "files.url=s3://fleet-data/edgefleet",
+       "--set", "files.endpoint=https://oss-cn-hangzhou-internal.aliyuncs.com",
+       "--set", "files.region=cn-hangzhou",
+       "--set", "files.credentialsSecret=edgefleet-oss"]  # fmt: skip
+
+
+def test_files_in_oss_take_the_endpoint_and_the_credentials_secret() -> None:
+    docs = rendered(*OSS)
+    assert by_kind(docs, "PersistentVolumeClaim") == []
+    for component in ("controller", "southbound"):
+        env = env_of(docs, component)
+        assert env["EDGEFLEET_FILES_URL"] == "s3://fleet-data/edgefleet"
+        assert env["EDGEFLEET_FILES_ENDPOINT"] == "https://oss-cn-hangzhou-internal.aliyuncs.com"
+        assert env["EDGEFLEET_FILES_REGION"] == "cn-hangzhou"
+        assert env["EDGEFLEET_FILES_ADDRESSING_STYLE"] == "virtual"
+        assert env["EDGEFLEET_FILES_ACCESS_KEY"] == {
+            "secretKeyRef": {"name": "edgefleet-oss", "key": "access-key-id"}
+        }
+        assert env["EDGEFLEET_FILES_SECRET_KEY"]["secretKeyRef"]["key"] == "access-key-secret"
+        assert "/var/lib/edgefleet/files" not in mounts_of(docs, component)
+
+
+def test_the_classifier_runs_in_the_controller_with_its_key_from_a_secret(
+    tmp_path: Path,
+) -> None:
+    values = [*OSS, "--set", "analysis.classifierUrl=https://dashscope.aliyuncs.com/compatible-mode/v1",
+              "--set", "analysis.kinds=photo\\,alert", "--set", "analysis.keySecret=qwen-key",
+              "--set", "records.retentionDays=30"]  # fmt: skip
+    docs = rendered(*values)
+    env = env_of(docs, "controller")
+    assert env["EDGEFLEET_CLASSIFIER_URL"] == "https://dashscope.aliyuncs.com/compatible-mode/v1"
+    assert env["EDGEFLEET_CLASSIFIER_MODEL"] == "qwen-vl-plus"
+    assert env["EDGEFLEET_ANALYSE_KINDS"] == "photo,alert"
+    assert env["EDGEFLEET_CLASSIFIER_KEY_FILE"] == "/etc/edgefleet/classifier/api-key"
+    assert env["EDGEFLEET_RECORD_RETENTION_DAYS"] == "30"
+    key = mounts_of(docs, "controller")["/etc/edgefleet/classifier"]
+    assert key["secret"]["secretName"] == "qwen-key"
+    assert "EDGEFLEET_CLASSIFIER_URL" not in env_of(docs, "southbound")
+    assert "EDGEFLEET_CLASSIFIER_URL" not in env_of(rendered("--set", DB), "controller")
+    out = tmp_path / "rendered.yaml"
+    out.write_text(helm("template", "edgefleet", str(CHART), "--namespace", "fleet", *values))
+    result = subprocess.run(
+        [sys.executable, "-m", "kubernetes_validate", "--strict", "-k", "1.31.0", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "value", ["files.url=https://not-s3", "analysis.kinds=Not A Kind", "files.addressingStyle=odd"]
+)
+def test_data_values_are_checked_by_the_schema(value: str) -> None:
+    with pytest.raises(RuntimeError, match="values don't meet the specifications"):
+        rendered("--set", DB, "--set", value)

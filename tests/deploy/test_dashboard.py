@@ -53,6 +53,11 @@ FAMILIES: dict[str, Family] = {
     "edgefleet_command_duration_seconds": family("histogram", set(), SOUTHBOUND),
     "edgefleet_status_writes_total": family("counter", {"result"}, SOUTHBOUND),
     "edgefleet_status_write_queue": family("gauge", set(), SOUTHBOUND),
+    "edgefleet_records_total": family("counter", {"result", "transport"}, SOUTHBOUND),
+    "edgefleet_ingest_bytes_total": family("counter", {"what"}, SOUTHBOUND),
+    "edgefleet_files_total": family("counter", {"result"}, SOUTHBOUND),
+    "edgefleet_files_deduplicated_total": family("counter", set(), SOUTHBOUND),
+    "edgefleet_deduplicated_bytes_total": family("counter", set(), SOUTHBOUND),
     # southbound, per device (southbound.perDeviceMetrics); an offline device has none
     "edgefleet_device_up": family("gauge", DEVICE | {"state"}, SOUTHBOUND),
     "edgefleet_device_cpu_percent": family("gauge", DEVICE, SOUTHBOUND),
@@ -64,6 +69,9 @@ FAMILIES: dict[str, Family] = {
     "edgefleet_api_requests_total": family("counter", {"route", "method", "status"}, CONTROLLER),
     "edgefleet_api_request_duration_seconds": family("histogram", {"route", "method"}, CONTROLLER),
     "edgefleet_reconciles_total": family("counter", {"kind", "result"}, CONTROLLER),
+    "edgefleet_analysis_backlog": family("gauge", set(), CONTROLLER),
+    "edgefleet_analysis_results_total": family("counter", {"result"}, CONTROLLER),
+    "edgefleet_classifications_total": family("counter", {"source"}, CONTROLLER),
     # both: prometheus_client's process collector
     "process_cpu_seconds_total": family("counter", set(), *BOTH),
     "process_resident_memory_bytes": family("gauge", set(), *BOTH),
@@ -141,7 +149,10 @@ def test_every_query_names_a_family_of_the_list_and_only_its_labels() -> None:
         used |= families
     for family in ("edgefleet_devices", "edgefleet_sessions", "edgefleet_logins_total",
                    "edgefleet_command_duration_seconds", "edgefleet_status_write_queue",
-                   "edgefleet_device_cpu_percent", "process_cpu_seconds_total"):  # fmt: skip
+                   "edgefleet_device_cpu_percent", "process_cpu_seconds_total",
+                   "edgefleet_records_total", "edgefleet_ingest_bytes_total",
+                   "edgefleet_files_deduplicated_total", "edgefleet_analysis_backlog",
+                   "edgefleet_analysis_results_total"):  # fmt: skip
         assert family in used, family
 
 

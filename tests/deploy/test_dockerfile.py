@@ -41,6 +41,7 @@ def test_the_server_image_runs_serve_as_a_non_root_user_in_a_writable_volume() -
     assert volume == f'["{workdir}"]'
     database = environment(server)["EDGEFLEET_DB_URL"]
     assert database == f"sqlite+aiosqlite:///{workdir}/edgefleet.db"
+    assert environment(server)["EDGEFLEET_FILES_DIR"] == f"{workdir}/files"
     # The directory belongs to the user that runs the image.
     [made] = [run for run in server["RUN"] if f" {workdir}" in run]
     assert f"-o {user} -g {user}" in made
@@ -56,5 +57,6 @@ def test_the_agent_image_keeps_its_state_in_a_volume() -> None:
     agent = stage("agent")
     assert agent["USER"] != ["0"]
     [volume] = agent["VOLUME"]
-    state = environment(agent)["EDGEFLEET_AGENT_STATE_DIR"]
-    assert state.startswith(volume.strip('[]"') + "/")
+    for kept in ("STATE_DIR", "SPOOL_DIR"):  # the queue of records is in the state dir
+        state = environment(agent)[f"EDGEFLEET_AGENT_{kept}"]
+        assert state.startswith(volume.strip('[]"') + "/")

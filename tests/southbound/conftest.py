@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from websockets.asyncio.client import ClientConnection
 from edgefleet.controller.serve import InProcessLink
 from edgefleet.controller.settings import SouthboundSettings
 from edgefleet.controller.store import Store
+from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 from edgefleet.southbound.server import Southbound
 from tests.api_client import ApiClient, running_api
 
@@ -42,6 +44,10 @@ class Fleet:
     @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.southbound.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.southbound.port}"
 
     @property
     def metrics_url(self) -> str:
@@ -79,18 +85,28 @@ class Fleet:
 
 @asynccontextmanager
 async def running_fleet(
-    store: Store, settings: SouthboundSettings, bcrypt_rounds: int = 4
+    store: Store,
+    settings: SouthboundSettings,
+    files: FileStore | None = None,
+    bcrypt_rounds: int = 4,
 ) -> AsyncIterator[Fleet]:
     """``bcrypt_rounds``: the cost of the hashes the southbound expects (its dummy)."""
-    southbound = Southbound(settings, store, bcrypt_rounds)
+    files_dir = tempfile.TemporaryDirectory(prefix="edgefleet-files-")
+    files = files or LocalFileStore(files_dir.name)
+    southbound = Southbound(settings, store, bcrypt_rounds=bcrypt_rounds, files=files)
     await southbound.start()
     try:
         async with running_api(
-            store, "t", link=InProcessLink(southbound), command_timeout=settings.command_timeout
+            store,
+            "t",
+            link=InProcessLink(southbound),
+            command_timeout=settings.command_timeout,
+            file_store=files,
         ) as api:
             yield Fleet(api, southbound, store)
     finally:
         await southbound.stop()
+        files_dir.cleanup()
 
 
 @pytest.fixture

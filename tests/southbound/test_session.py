@@ -14,6 +14,7 @@ from edgefleet.southbound.session import (
     CLOSE_POLICY,
     CLOSE_SUPERSEDED,
     CommandFinished,
+    DataReceived,
     DeviceSession,
     FrameIgnored,
     HeartbeatAnswered,
@@ -393,3 +394,37 @@ def test_a_device_on_a_metered_link_is_allowed_its_longer_silences() -> None:
     assert session.state is State.ONLINE  # a version-1 device would be unknown by now
     session.tick(36.5)
     assert session.state is State.UNKNOWN
+# --- data (section 7) ---------------------------------------------------------------------
+
+
+def upload(records: list, request_id: str = "b-1") -> str:
+    return protocol.upload_data(records, request_id)
+
+
+GOOD = {"record_id": "r-1", "kind": "alert", "at": "2025-12-01T09:47:24+01:00", "payload": {}}
+
+
+def test_a_batch_from_a_device_that_listed_data_is_checked_record_by_record() -> None:
+    session = DeviceSession(Timings(), 0.0)
+    session.receive(json.dumps({"device_id": DEVICE, "password": "pw"}), 0.0)
+    session.login_accepted(DEVICE, 0.0, frozenset({"data"}))
+    session.data_to_send(), session.events_received()
+    session.receive(upload([GOOD, {**GOOD, "kind": "UPPER"}, GOOD, "nope"]), 1.0)
+    (event,) = session.events_received()
+    assert isinstance(event, DataReceived)
+    assert event.request_id == "b-1"
+    assert [r.record_id for r in event.records] == ["r-1"]  # the same id twice: once
+    assert event.records[0].at.isoformat() == "2025-12-01T08:47:24"  # in UTC
+    assert [r for r, _ in event.rejected] == ["r-1", ""]
+    assert sent(session) == []  # the answer waits for the store
+    session.data_stored("b-1", protocol.data_answer(["r-1"]))
+    (answer,) = sent(session)
+    assert answer["type"] == "upload_data_result" and answer["status"] == "success"
+    assert answer["Headers"] == {"request_id": "b-1"}
+
+
+def test_a_batch_from_a_device_that_did_not_list_data_is_ignored() -> None:
+    session = online_session()
+    session.receive(upload([GOOD]), 1.0)
+    assert session.events_received() == [FrameIgnored("unknown_type")]
+    assert session.state is State.ONLINE

@@ -126,3 +126,35 @@ readinessProbe:
   periodSeconds: 5
   failureThreshold: 2
 {{- end -}}
+
+{{- /* Where devices' files are: the object store's settings, or the mounted folder. */}}
+{{- define "edgefleet.filesEnv" -}}
+{{- $files := .Values.files }}
+{{- if $files.url }}
+- name: EDGEFLEET_FILES_URL
+  value: {{ $files.url | quote }}
+- name: EDGEFLEET_FILES_REGION
+  value: {{ $files.region | quote }}
+- name: EDGEFLEET_FILES_ADDRESSING_STYLE
+  value: {{ $files.addressingStyle | quote }}
+{{- if $files.endpoint }}
+- name: EDGEFLEET_FILES_ENDPOINT
+  value: {{ $files.endpoint | quote }}
+{{- end }}
+{{- if $files.credentialsSecret }}
+- name: EDGEFLEET_FILES_ACCESS_KEY
+  valueFrom: {secretKeyRef: {name: {{ $files.credentialsSecret }}, key: access-key-id}}
+- name: EDGEFLEET_FILES_SECRET_KEY
+  valueFrom: {secretKeyRef: {name: {{ $files.credentialsSecret }}, key: access-key-secret}}
+{{- end }}
+{{- else }}
+- name: EDGEFLEET_FILES_DIR
+  value: /var/lib/edgefleet/files
+{{- end }}
+- name: EDGEFLEET_MAX_FILE_BYTES
+  value: {{ $files.maxFileBytes | int64 | quote }}
+{{- end -}}
+
+{{- define "edgefleet.filesClaim" -}}
+{{- .Values.files.persistence.existingClaim | default (printf "%s-files" (include "edgefleet.fullname" .)) }}
+{{- end -}}

@@ -204,6 +204,8 @@ async def _api(
         mirror,
         ids,
         metrics,
+        settings.auth,
+        settings.stream,
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

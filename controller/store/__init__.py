@@ -6,9 +6,12 @@ import asyncio
 import logging
 
 from edgefleet.controller.settings import DatabaseSettings
+from edgefleet.controller.store.api_keys import ApiKeyStore
+from edgefleet.controller.store.audit import AuditEntry, AuditFilter, AuditStore
 from edgefleet.controller.store.database import Database, create_engine
 from edgefleet.controller.store.devices import DeviceFilter, DeviceStore
 from edgefleet.controller.store.errors import (
+    ApiKeyNotFound,
     Conflict,
     DatabaseUnavailable,
     DeviceConflict,
@@ -16,21 +19,34 @@ from edgefleet.controller.store.errors import (
     GroupConflict,
     GroupNotFound,
     KubernetesUnavailable,
+    LastAdmin,
     MembershipNotFound,
     NotFound,
+    RoleConflict,
+    RoleNotFound,
     StoreError,
+    UserConflict,
+    UserNotFound,
 )
 from edgefleet.controller.store.events import EventFilter, EventStore
 from edgefleet.controller.store.groups import GroupStore
 from edgefleet.controller.store.migrate import is_current, upgrade
+from edgefleet.controller.store.refresh_tokens import RefreshTokenStore
+from edgefleet.controller.store.roles import Binding, HeldRole, RoleStore
+from edgefleet.controller.store.scope import Scope
 from edgefleet.controller.store.sessions import SessionStore
 from edgefleet.controller.store.stats import StatsStore
+from edgefleet.controller.store.users import UserStore
 
 log = logging.getLogger("edgefleet.store")
 
 DEFAULTS = DatabaseSettings()
 
 __all__ = [
+    "ApiKeyNotFound",
+    "AuditEntry",
+    "AuditFilter",
+    "Binding",
     "Conflict",
     "DatabaseUnavailable",
     "DeviceConflict",
@@ -39,11 +55,18 @@ __all__ = [
     "EventFilter",
     "GroupConflict",
     "GroupNotFound",
+    "HeldRole",
     "KubernetesUnavailable",
+    "LastAdmin",
     "MembershipNotFound",
     "NotFound",
+    "RoleConflict",
+    "RoleNotFound",
+    "Scope",
     "Store",
     "StoreError",
+    "UserConflict",
+    "UserNotFound",
 ]
 
 
@@ -57,6 +80,11 @@ class Store:
         self.events = EventStore(db)
         self.stats = StatsStore(db)
         self.sessions = SessionStore(db)
+        self.users = UserStore(db)
+        self.roles = RoleStore(db)
+        self.api_keys = ApiKeyStore(db)
+        self.refresh_tokens = RefreshTokenStore(db)
+        self.audit = AuditStore(db)
 
     @classmethod
     def from_url(

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.errors import DeviceNotFound
+from edgefleet.controller.store.pages import page_of
 from edgefleet.controller.store.schema import device_events, devices
+from edgefleet.controller.store.scope import Scope, in_scope
 
 
 async def record_events(
@@ -43,36 +45,35 @@ class EventStore:
         self._db = db
 
     async def list(
-        self, device_id: int, where: EventFilter, page: int, per_page: int
+        self, device_id: int, where: EventFilter, page: int, per_page: int, scope: Scope = None
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of the device's events, newest first. The log of a deleted device
-        stays readable; an id that never had a device or an event is not found."""
+        stays readable; an id that never had a device or an event is not found, and
+        neither is a device outside ``scope`` (a deleted one is in no group)."""
         conditions = [device_events.c.device_id == device_id]
+        if scope is not None:
+            conditions.append(in_scope(device_events.c.device_id, scope))
         if where.event is not None:
             conditions.append(device_events.c.event == where.event)
         if where.since is not None:
             conditions.append(device_events.c.at >= where.since)
         if where.until is not None:
             conditions.append(device_events.c.at < where.until)
+        newest_first = [device_events.c.at.desc(), device_events.c.event_id.desc()]
         async with self._db.read() as connection:
-            total = await connection.scalar(
-                select(func.count()).select_from(device_events).where(*conditions)
+            items, total = await page_of(
+                connection, device_events, conditions, newest_first, page, per_page
             )
-            rows = await connection.execute(
-                select(device_events)
-                .where(*conditions)
-                .order_by(device_events.c.at.desc(), device_events.c.event_id.desc())
-                .limit(per_page)
-                .offset((page - 1) * per_page)
-            )
-            items = [dict(row) for row in rows.mappings()]
             if not items and total == 0:
-                exists = await connection.scalar(
-                    select(devices.c.device_id).where(devices.c.device_id == device_id)
-                ) or await connection.scalar(
-                    select(device_events.c.event_id)
-                    .where(device_events.c.device_id == device_id)
-                    .limit(1)
+                exists = scope is None and (
+                    await connection.scalar(
+                        select(devices.c.device_id).where(devices.c.device_id == device_id)
+                    )
+                    or await connection.scalar(
+                        select(device_events.c.event_id)
+                        .where(device_events.c.device_id == device_id)
+                        .limit(1)
+                    )
                 )
                 if not exists:
                     raise DeviceNotFound(device_id)

@@ -1,0 +1,30 @@
+"""One page of a filtered table, with the count of all the rows that match."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, Table, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+
+async def page_of(
+    connection: AsyncConnection,
+    table: Table,
+    conditions: Sequence[ColumnElement[bool]],
+    order_by: Sequence[ColumnElement[Any]],
+    page: int,
+    per_page: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """Rows of ``table`` matching every condition: page ``page`` (1-based), and
+    how many match on all pages."""
+    total = await connection.scalar(select(func.count()).select_from(table).where(*conditions))
+    rows = await connection.execute(
+        select(table)
+        .where(*conditions)
+        .order_by(*order_by)
+        .limit(per_page)
+        .offset((page - 1) * per_page)
+    )
+    return [dict(row) for row in rows.mappings()], total or 0

@@ -19,6 +19,7 @@ from edgefleet.controller.api.context import context, scope
 from edgefleet.controller.api.endpoints import endpoints
 from edgefleet.controller.api.errors import bad_request
 from edgefleet.controller.api.schemas import StreamQuery
+from edgefleet.controller.store import DatabaseUnavailable
 from edgefleet.controller.stream import STREAM_TYPES, Subscription
 
 SEND_TIMEOUT = 30.0
@@ -52,7 +53,13 @@ async def event_stream(request: web.Request, query: StreamQuery) -> web.StreamRe
     if query.group_id is not None:
         await ctx.store.groups.get(query.group_id, where)
     hub = ctx.events
-    await hub.started.wait()
+    try:
+        # The hub reads where the log ends first: at start-up, or while the
+        # database is away, wait for it as long as any query would.
+        async with asyncio.timeout(ctx.store.db.timeout):
+            await hub.started.wait()
+    except TimeoutError:
+        raise DatabaseUnavailable("the event log cannot be read yet") from None
     async with sse_response(
         request, ping_interval=hub.settings.keepalive, send_timeout=SEND_TIMEOUT
     ) as response:

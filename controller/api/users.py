@@ -39,8 +39,9 @@ def bindings(items: list[BindingIn]) -> list[Binding]:
     permission="authenticated",
 )
 async def update_me(request: web.Request, body: SelfUpdate) -> User:
+    fields = body.model_fields_set - {"old_password"}
     user = await context(request).accounts.update_self(
-        caller(request), body.email, body.password, body.old_password, body.model_fields_set
+        caller(request), body.email, body.password, body.old_password, fields
     )
     return User.of(user)
 

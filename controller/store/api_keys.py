@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.audit import AuditEntry, write_audit
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.errors import ApiKeyNotFound
+from edgefleet.controller.store.pages import page_of
 from edgefleet.controller.store.roles import Binding, HeldRole, held_roles, replace_bindings
 from edgefleet.controller.store.schema import api_key_roles, api_keys, users
 
@@ -55,18 +56,15 @@ class ApiKeyStore:
     ) -> tuple[list[dict[str, Any]], int]:
         """The keys of ``user_id`` (everyone's: None), newest first."""
         conditions = [api_keys.c.user_id == user_id] if user_id is not None else []
+        newest_first = [api_keys.c.key_id.desc()]
         async with self._db.read() as connection:
-            total = await connection.scalar(
-                select(func.count()).select_from(api_keys).where(*conditions)
+            items, total = await page_of(
+                connection, api_keys, conditions, newest_first, page, per_page, PUBLIC_COLUMNS
             )
-            ids = await connection.scalars(
-                select(api_keys.c.key_id)
-                .where(*conditions)
-                .order_by(api_keys.c.key_id.desc())
-                .limit(per_page)
-                .offset((page - 1) * per_page)
+            held = await held_roles(
+                connection, api_key_roles, "key_id", [k["key_id"] for k in items]
             )
-            return [await _fetch_key(connection, key_id) for key_id in ids], total or 0
+        return [{**key, "bindings": held[key["key_id"]]} for key in items], total
 
     async def by_prefix(
         self, prefix: str

@@ -16,12 +16,13 @@ async def page_of(
     order_by: Sequence[ColumnElement[Any]],
     page: int,
     per_page: int,
+    columns: Sequence[ColumnElement[Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """Rows of ``table`` matching every condition: page ``page`` (1-based), and
-    how many match on all pages."""
+    """Rows of ``table`` matching every condition (``columns`` of them, by default
+    all): page ``page`` (1-based), and how many match on all pages."""
     total = await connection.scalar(select(func.count()).select_from(table).where(*conditions))
     rows = await connection.execute(
-        select(table)
+        select(*(columns if columns is not None else [table]))
         .where(*conditions)
         .order_by(*order_by)
         .limit(per_page)

@@ -20,6 +20,7 @@ from edgefleet.controller.store.audit import AuditEntry, write_audit
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.devices import like_pattern
 from edgefleet.controller.store.errors import LastAdmin, UserConflict, UserNotFound
+from edgefleet.controller.store.pages import page_of
 from edgefleet.controller.store.roles import Binding, HeldRole, held_roles, replace_bindings
 from edgefleet.controller.store.schema import refresh_tokens, user_roles, users
 
@@ -122,18 +123,13 @@ class UserStore:
         if text:
             conditions.append(users.c.username.like(like_pattern(text), escape="\\"))
         async with self._db.read() as connection:
-            total = await connection.scalar(
-                select(func.count()).select_from(users).where(*conditions)
+            items, total = await page_of(
+                connection, users, conditions, [users.c.username], page, per_page, PUBLIC_COLUMNS
             )
-            rows = await connection.execute(
-                select(users.c.user_id)
-                .where(*conditions)
-                .order_by(users.c.username)
-                .limit(per_page)
-                .offset((page - 1) * per_page)
+            held = await held_roles(
+                connection, user_roles, "user_id", [u["user_id"] for u in items]
             )
-            items = [await _fetch_user(connection, user_id) for user_id in rows.scalars()]
-            return items, total or 0
+        return [{**user, "bindings": held[user["user_id"]]} for user in items], total
 
     async def update(
         self,

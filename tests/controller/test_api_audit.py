@@ -116,3 +116,15 @@ async def test_a_change_and_its_entry_commit_together(store: Store, api: ApiClie
     [entry] = await entries_of(api, "dup")
     assert entry["result"] == "failure"
     assert (await api.get("/api/v1/groups")).data["total"] == 1
+
+
+async def test_behind_a_proxy_the_source_is_the_address_the_proxy_saw(store: Store) -> None:
+    from edgefleet.controller.settings import AuthSettings
+    from tests.api_client import TEST_AUTH, running_api
+
+    trusting = AuthSettings(jwt_key=TEST_AUTH.jwt_key, trust_forwarded_for=True)
+    async with running_api(store, "t", auth=trusting) as api:
+        spoofed_then_real = {"X-Forwarded-For": "10.9.9.9, 203.0.113.7", "X-Request-ID": "fwd"}
+        await api.post("/api/v1/groups", {"name": "g"}, headers=spoofed_then_real)
+        [entry] = await entries_of(api, "fwd")
+    assert entry["source_address"] == "203.0.113.7"

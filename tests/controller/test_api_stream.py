@@ -171,3 +171,17 @@ async def test_a_real_device_coming_and_going_appears_in_order(store: Store) -> 
     assert [e["data"]["data"]["state"] for e in seen] == ["online", "offline"]
     assert seen[1]["data"]["data"]["reason"]
     assert int(seen[0]["id"]) < int(seen[1]["id"])
+
+
+async def test_events_of_several_southbound_pods_meet_in_one_stream(
+    store: Store, api: ApiClient
+) -> None:
+    """Kubernetes mode: each pod's recorder writes the log; the stream reads it."""
+    world = await World.build(api)
+    async with stream(api) as events:
+        for pod, device in (("pod-1", world.device_a), ("pod-2", world.device_b)):
+            held = SessionChange("connected", int(device), "connected", {"instance": pod})
+            await store.sessions.apply(pod, [held, SessionChange("state", int(device), "online")])
+        seen = await events.take(2)
+    assert {e["data"]["device_id"] for e in seen} == {world.device_a, world.device_b}
+    assert all(e["data"]["data"]["state"] == "online" for e in seen)

@@ -185,3 +185,28 @@ async def test_events_of_several_southbound_pods_meet_in_one_stream(
         seen = await events.take(2)
     assert {e["data"]["device_id"] for e in seen} == {world.device_a, world.device_b}
     assert all(e["data"]["data"]["state"] == "online" for e in seen)
+
+
+async def test_a_client_that_falls_behind_is_cut_off_and_resumes(store: Store, caplog: Any) -> None:
+    """Five events in one read of the log overflow a queue of two: that client's
+    connection ends (it would resume with Last-Event-ID); the server logs no error."""
+    from edgefleet.controller.settings import StreamSettings
+    from tests.api_client import TEST_STREAM, running_api
+
+    tight = StreamSettings(poll_interval=0.5, keepalive=TEST_STREAM.keepalive, client_queue=2)
+    async with running_api(store, "t", stream=tight) as api:
+        world = await World.build(api)
+        async with stream(api) as behind:
+            changes = [
+                SessionChange("state", int(world.device_a), s) for s in ("online", "unknown") * 3
+            ]
+            await store.sessions.apply("pod-1", changes)
+            try:
+                await behind.take(6, timeout=3.0)
+            except (EOFError, aiohttp.ClientPayloadError):
+                pass  # aborted mid-stream: the chunked answer never ends properly
+            else:
+                raise AssertionError("the client was not cut off")
+        async with stream(api, last_event_id="0") as resumed:
+            assert len(await resumed.take(2)) == 2  # from the log, at most a queue's worth
+    assert "Error handling request" not in caplog.text

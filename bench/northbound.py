@@ -106,7 +106,10 @@ async def seed(url: str, devices: int, group_size: int) -> list[int]:
     return device_ids
 
 
-def start_server(url: str, port: int, log_level: str) -> subprocess.Popen[bytes]:
+def start_server(
+    url: str, port: int, log_level: str, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
+    """``edgefleet serve`` on CPU 0 (``extra``: more flags), once it answers."""
     command = [
         sys.executable,
         "-m",
@@ -120,6 +123,7 @@ def start_server(url: str, port: int, log_level: str) -> subprocess.Popen[bytes]
         TOKEN,
         "--log-level",
         log_level,
+        *extra,
     ]
     server = subprocess.Popen(["taskset", "-c", "0", *command], cwd=ROOT, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -133,12 +137,14 @@ def start_server(url: str, port: int, log_level: str) -> subprocess.Popen[bytes]
     raise SystemExit("server did not start")
 
 
-async def open_loop(base: str, paths: list[str], rate: float, duration: float) -> dict[str, Any]:
+async def open_loop(
+    base: str, paths: list[str], rate: float, duration: float, token: str = TOKEN
+) -> dict[str, Any]:
     """Send ``rate`` requests a second for ``duration`` seconds, on schedule."""
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=256)
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = {"Authorization": f"Bearer {token}"}
     latencies: list[float] = []
     errors: dict[str, int] = {}
 
@@ -181,11 +187,13 @@ async def open_loop(base: str, paths: list[str], rate: float, duration: float) -
     }
 
 
-async def closed_loop(base: str, paths: list[str], concurrency: int, duration: float) -> dict:
+async def closed_loop(
+    base: str, paths: list[str], concurrency: int, duration: float, token: str = TOKEN
+) -> dict:
     """How many requests a second the server answers with ``concurrency`` in flight."""
     import aiohttp
 
-    headers = {"Authorization": f"Bearer {TOKEN}"}
+    headers = {"Authorization": f"Bearer {token}"}
     latencies: list[float] = []
     stop_at = time.perf_counter() + duration
     async with aiohttp.ClientSession(base, headers=headers) as session:

@@ -2,9 +2,10 @@
 
 A command to one device goes to its session through the device link and comes
 back as a ``CommandResult`` (or ``CommandRefused`` when the device cannot take
-it now). A command to a group fans out to every member at once; a member that
-cannot take it is one more result, not a failure of the whole. Queued commands
-and jobs will start from here too.
+it now). A command to a group fans out to every member the caller may command,
+at once; a member that cannot take it is one more result, not a failure of the
+whole. Every command is audited: who sent which order where, and how it ended.
+Queued commands and jobs will start from here too.
 """
 
 from __future__ import annotations
@@ -13,45 +14,84 @@ import asyncio
 from typing import Any
 
 from edgefleet.agent.protocol import CommandRefused, CommandResult
+from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.device_link import DeviceLink
-from edgefleet.controller.store import DatabaseUnavailable, DeviceFilter, Store
+from edgefleet.controller.store import AuditEntry, DatabaseUnavailable, DeviceFilter, Store
+from edgefleet.controller.writes import Auditor
+
+PERMISSION = "commands:send"
 
 
 class CommandService:
-    def __init__(self, store: Store, link: DeviceLink, default_timeout: float) -> None:
+    def __init__(
+        self, store: Store, link: DeviceLink, default_timeout: float, auditor: Auditor
+    ) -> None:
         self._store = store
         self._link = link
         self.default_timeout = default_timeout
+        self._audit = auditor
 
     async def send(
-        self, device_id: int, order: str, params: dict[str, Any], timeout: float | None = None
+        self,
+        caller: Caller,
+        device_id: int,
+        order: str,
+        params: dict[str, Any],
+        timeout: float | None = None,
     ) -> CommandResult:
         """Send and wait for the result (``timeout`` seconds at most, else the
-        default); raises ``CommandRefused``, and ``DeviceNotFound`` for no such device.
+        default); raises ``CommandRefused``, and ``DeviceNotFound`` for no such
+        device or one outside the caller's scope.
 
         With the database away, a device whose session is held where the link
         reaches it without the database (``edgefleet serve``) still gets its
-        command: its session is proof enough that it exists."""
+        command from a caller who may command every device: its session is proof
+        enough that it exists. A caller limited to groups waits for the database,
+        which alone can say whether the device is theirs."""
         seconds = timeout or self.default_timeout
-        try:
-            await self._store.devices.get(device_id)
-        except DatabaseUnavailable as outage:
+        fields = [f"order:{order}"]
+        async with self._audit.change(
+            caller, "send_device_command", "device", device_id, fields
+        ) as entry:
+            scope = caller.principal.scope(PERMISSION)
             try:
-                return await self._link.command(device_id, order, params, seconds)
-            except CommandRefused as refused:
-                if refused.kind == "offline":  # or no such device: cannot tell which
-                    raise outage from None
-                raise
-        return await self._link.command(device_id, order, params, seconds)
+                await self._store.devices.get(device_id, scope)
+            except DatabaseUnavailable as outage:
+                if scope is not None:
+                    raise
+                try:
+                    result = await self._link.command(device_id, order, params, seconds)
+                except CommandRefused as refused:
+                    if refused.kind == "offline":  # or no such device: cannot tell which
+                        raise outage from None
+                    raise
+            else:
+                result = await self._link.command(device_id, order, params, seconds)
+        await self._audit.append(self._ended(entry, result))
+        return result
 
     async def send_to_group(
-        self, group_id: int, order: str, params: dict[str, Any], timeout: float | None = None
+        self,
+        caller: Caller,
+        group_id: int,
+        order: str,
+        params: dict[str, Any],
+        timeout: float | None = None,
     ) -> list[tuple[int, CommandResult]]:
-        """Every member's result, all sent at once; raises ``GroupNotFound``."""
-        group = await self._store.groups.get(group_id)
-        rows, _ = await self._store.devices.list(
-            DeviceFilter(group_id=group_id), page=1, per_page=max(1, group["device_count"])
-        )
+        """Every member's result, all sent at once; raises ``GroupNotFound`` (a group
+        outside the caller's scope too). Only the members the caller may command
+        are sent it."""
+        fields = [f"order:{order}"]
+        async with self._audit.change(
+            caller, "send_group_command", "group", group_id, fields
+        ) as entry:
+            scope = caller.principal.scope(PERMISSION)
+            group = await self._store.groups.get(group_id, scope)
+            rows, _ = await self._store.devices.list(
+                DeviceFilter(group_id=group_id, scope=scope),
+                page=1,
+                per_page=max(1, group["device_count"]),
+            )
         seconds = timeout or self.default_timeout
 
         async def one(device_id: int) -> tuple[int, CommandResult]:
@@ -60,4 +100,16 @@ class CommandService:
             except CommandRefused as refused:
                 return device_id, CommandResult("fail", str(refused))
 
-        return list(await asyncio.gather(*(one(row["device_id"]) for row in rows)))
+        results = list(await asyncio.gather(*(one(row["device_id"]) for row in rows)))
+        await self._audit.append(entry)
+        return results
+
+    @staticmethod
+    def _ended(entry: AuditEntry, result: CommandResult) -> AuditEntry:
+        """The entry of a command the device answered: a ``fail`` or no answer in
+        time is a failure of the command, though the request itself was fine."""
+        if result.status == "timeout":
+            return entry.failed("COMMAND_TIMEOUT", 504)
+        if result.status != "success":
+            return entry.failed("COMMAND_FAILED", entry.http_status)
+        return entry

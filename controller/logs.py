@@ -31,7 +31,7 @@ _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "ta
 _MAX_DEPTH = 8
 
 # Libraries that log at INFO for every connection, probe or scrape.
-QUIET = ("aiohttp.access", "websockets")
+QUIET = ("aiohttp.access", "websockets", "alembic.runtime.plugins")
 
 
 def loggable(value: object, depth: int = 0) -> bool:

@@ -302,9 +302,11 @@ async def _api(
         mirror,
         ids,
         metrics,
-        file_store,
-        classifications,
-        settings.data.max_file_bytes,
+        file_store=file_store,
+        classifications=classifications,
+        max_file_bytes=settings.data.max_file_bytes,
+        auth_settings=settings.auth,
+        stream_settings=settings.stream,
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -337,7 +339,7 @@ async def _until_signalled(grace: float) -> None:
     try:
         await stop.wait()
         log.info("shutting down", extra={"grace_seconds": grace})
-        watchdog = threading.Timer(grace, _stop_now, args=(grace,))
+        watchdog = threading.Timer(grace, _stop_now, args=(grace, loop))
         watchdog.daemon = True
         watchdog.start()
     finally:
@@ -345,9 +347,32 @@ async def _until_signalled(grace: float) -> None:
             loop.remove_signal_handler(signum)
 
 
-def _stop_now(grace: float) -> None:
-    """The clean stop took longer than its grace: end the process (a thread, so a
-    blocked event loop cannot hold it up)."""
-    log.error("clean shutdown took too long; exiting", extra={"grace_seconds": grace})
+def _stop_now(grace: float, loop: asyncio.AbstractEventLoop) -> None:
+    """The clean stop took longer than its grace: say what it was still waiting
+    for, and end the process (from a thread, so a blocked event loop cannot hold
+    it up)."""
+    log.error(
+        "clean shutdown took too long; exiting",
+        extra={"grace_seconds": grace, "waiting": _where_tasks_wait(loop)},
+    )
     logging.shutdown()
     os._exit(1)
+
+
+def _where_tasks_wait(loop: asyncio.AbstractEventLoop) -> list[str]:
+    """Each unfinished task and the chain of awaits it is suspended in, innermost
+    last (a best-effort look from another thread: enough to say what a shutdown
+    hangs on)."""
+    found = []
+    for task in list(asyncio.all_tasks(loop)):
+        chain = []
+        coroutine: Any = task.get_coro()
+        while coroutine is not None:
+            frame = getattr(coroutine, "cr_frame", None) or getattr(coroutine, "gi_frame", None)
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_name}:{frame.f_lineno}")
+            coroutine = getattr(coroutine, "cr_await", None) or getattr(
+                coroutine, "gi_yieldfrom", None
+            )
+        found.append(f"{task.get_name()}: {' > '.join(chain)}")
+    return sorted(found)

@@ -52,16 +52,97 @@ class ApiSettings:
     token: str | None = setting(
         None,
         "api-token",
-        "Bearer token for the REST API. Standalone: generated and printed once at "
-        "start-up when unset.",
+        "The bootstrap bearer token for the REST API; it acts as an administrator. "
+        "Standalone: generated and printed once at start-up when unset.",
     )
     bcrypt_rounds: int = setting(
-        12, "bcrypt-rounds", "bcrypt cost factor for device passwords (4-31)."
+        12, "bcrypt-rounds", "bcrypt cost factor for device and user passwords (4-31)."
     )
     worker_id: int = setting(
         0,
         "worker-id",
         "Snowflake worker id (0-1023); give every process that registers devices its own.",
+    )
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    jwt_key: str | None = setting(
+        None,
+        "jwt-key",
+        "Secret key that signs access tokens (HS256, at least 32 characters); default: a "
+        "new random key per start, so everyone signs in again after a restart.",
+    )
+    jwt_previous_keys: str | None = setting(
+        None,
+        "jwt-previous-keys",
+        "Comma-separated keys that signed access tokens before --jwt-key: still "
+        "accepted, never used to sign, so a key can be rotated without signing anyone out.",
+    )
+    access_token_ttl: float = setting(
+        900.0, "access-token-ttl", "Seconds an access token (JWT) stays valid."
+    )
+    refresh_token_ttl: float = setting(
+        7 * 24 * 3600.0, "refresh-token-ttl", "Seconds a refresh token stays valid."
+    )
+    admin_username: str = setting(
+        "admin", "admin-username", "Name of the first administrator, see --admin-password."
+    )
+    admin_password: str | None = setting(
+        None,
+        "admin-password",
+        "Creates the first administrator (--admin-username) at start-up while there is "
+        "no user at all; ignored afterwards.",
+    )
+    allow_registration: bool = setting(
+        False,
+        "allow-registration",
+        "Let anyone create an account (POST /api/v1/auth/register); it gets the viewer role.",
+    )
+    failures_per_user: float = setting(
+        10.0,
+        "auth-failures-per-user",
+        "Failed sign-ins a minute for one user name before its sign-ins are refused.",
+    )
+    failures_per_address: float = setting(
+        30.0,
+        "auth-failures-per-address",
+        "Failed sign-ins a minute from one source address before its sign-ins are refused.",
+    )
+    trust_forwarded_for: bool = setting(
+        False,
+        "trust-forwarded-for",
+        "Take the source address from the last X-Forwarded-For entry (behind an Ingress "
+        "or load balancer) for the sign-in limits and the audit log.",
+    )
+    principal_cache_ttl: float = setting(
+        5.0,
+        "principal-cache-ttl",
+        "Seconds a caller's roles are cached between requests; changes made through "
+        "this process (revoking a key, a new role) take effect at once.",
+    )
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    poll_interval: float = setting(
+        0.25,
+        "stream-poll-interval",
+        "Seconds between two reads of the device event log for the event stream.",
+    )
+    keepalive: float = setting(
+        15.0, "stream-keepalive", "Seconds between keep-alive comments on an idle event stream."
+    )
+    status_interval: float = setting(
+        15.0,
+        "stream-status-interval",
+        "Least seconds between two device.status events of one device.",
+    )
+    client_queue: int = setting(
+        2000,
+        "stream-client-queue",
+        "Events waiting for one stream client; a client that falls further behind is "
+        "disconnected (it resumes with Last-Event-ID).",
     )
 
 
@@ -400,6 +481,8 @@ class LogSettings:
 class Settings:
     db: DatabaseSettings = field(default_factory=DatabaseSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    stream: StreamSettings = field(default_factory=StreamSettings)
     southbound: SouthboundSettings = field(default_factory=SouthboundSettings)
     data: DataSettings = field(default_factory=DataSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
@@ -496,6 +579,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("--files-url must be s3://bucket[/prefix]")
     if settings.data.analysis_concurrency < 1:
         raise SettingsError("--analysis-concurrency must be at least 1")
+    if settings.auth.jwt_key is not None and len(settings.auth.jwt_key) < 32:
+        raise SettingsError("--jwt-key must be at least 32 characters")
 
 
 _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "text"}

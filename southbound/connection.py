@@ -146,7 +146,10 @@ class DeviceConnection:
                     await self._flush()
         finally:
             if self._receiving is not None:
+                # Wait for the receive to be cancelled before the WebSocket closes:
+                # aiohttp's close waits for a receive still running to finish it.
                 self._receiving.cancel()
+                await asyncio.wait([self._receiving])
 
     def _abandon(self, cause: str, code: int, reason: str) -> None:
         """Close and detach a session whose handler stopped without closing it: the

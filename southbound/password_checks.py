@@ -85,6 +85,8 @@ class PasswordChecks:
         self.abandoned = 0
         self.overloaded = 0
         self._closed = False
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     @property
     def queued(self) -> int:
@@ -119,6 +121,7 @@ class PasswordChecks:
                 raise
         else:
             self._running += 1
+            self._idle.clear()
         waited = self._clock() - since
         try:
             started = self._clock()
@@ -139,6 +142,10 @@ class PasswordChecks:
                 self.overloaded += 1
                 waiting.turn.set_exception(Overloaded())
 
+    async def idle(self) -> None:
+        """Wait until no check runs (after ``refuse_waiting``: the last ones finish)."""
+        await self._idle.wait()
+
     def _release(self) -> None:
         """Hand the slot to the next waiting check that is still wanted."""
         while self._waiting:
@@ -152,3 +159,5 @@ class PasswordChecks:
             waiting.turn.set_result(None)
             return
         self._running -= 1
+        if self._running == 0:
+            self._idle.set()

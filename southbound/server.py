@@ -58,7 +58,7 @@ from edgefleet.southbound.session import CLOSE_GOING_AWAY, Timings
 from edgefleet.southbound.sessions import SessionTable
 from edgefleet.southbound.status_writer import StatusWriter
 from edgefleet.southbound.tasks import BackgroundTasks
-from edgefleet.southbound.websocket import AiohttpWebSocket
+from edgefleet.southbound.websocket import CLOSE_TIMEOUT, AiohttpWebSocket
 
 if TYPE_CHECKING:
     # Only the type: the settings object is defined once, with the CLI that fills it.
@@ -207,8 +207,12 @@ class Southbound:
         self._stopping = True
         device_runner, site = self._device_port
         await site.stop()  # no new connections
-        self.gate.credentials.checks.refuse_waiting()
+        checks = self.gate.credentials.checks
+        checks.refuse_waiting()
         await self.sessions.end_all("server_shutdown", CLOSE_GOING_AWAY, "server shutting down")
+        # Logins whose bcrypt check was running finish now, are refused (no session
+        # is attached any more) and close while the connections are still read.
+        await checks.idle()
         await self.ingest.stop()
         await device_runner.cleanup()
         for runner in self._runners:
@@ -292,6 +296,7 @@ class Southbound:
         if self._stopping:
             return web.Response(status=503, text="stopping\n")
         ws = web.WebSocketResponse(
+            timeout=CLOSE_TIMEOUT,  # for the device's half of the closing handshake
             max_msg_size=self.settings.max_frame_bytes,
             compress=False,  # per-connection zlib state costs ~100 KiB a device
             autoping=True,  # WebSocket pings are answered; the protocol has its own heartbeat

@@ -69,10 +69,13 @@ class SessionTable:
         if self.closing:
             return False
         device_id = device.device_id
-        older = self._held.get(device_id)
-        if older is not None and older is not held:
+        # Another login of the same device may attach while the older one ends:
+        # whichever holds the slot when this one's turn comes is ended too.
+        while (older := self._held.get(device_id)) is not None and older is not held:
             await older.end("superseded", CLOSE_SUPERSEDED, "superseded")
             self.detach(older, device_id, "superseded")
+            if self.closing:  # the shutdown began while the older one was ending
+                return False
         self._held[device_id] = held
         self._events.publish(LoggedIn(device, held.peer, by_token, extensions, time.time()))
         return True

@@ -16,11 +16,14 @@ from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api.app import create_app
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.mirror import ResourceMirror
-from edgefleet.controller.settings import ApiSettings
+from edgefleet.controller.settings import ApiSettings, AuthSettings, StreamSettings
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 
 TEST_SETTINGS = ApiSettings(bcrypt_rounds=4)
+USER_PASSWORD = "correct horse battery"
+TEST_AUTH = AuthSettings(jwt_key="test-jwt-key-0123456789-0123456789")
+TEST_STREAM = StreamSettings(poll_interval=0.05, keepalive=0.5)
 
 
 @dataclass
@@ -100,6 +103,27 @@ class ApiClient:
         assert answer.status == 201, answer.body
         return answer.data
 
+    def as_(self, token: str) -> ApiClient:
+        """The same server, another caller."""
+        return ApiClient(self.base_url, self.session, token)
+
+    async def user(
+        self, username: str, roles: list[dict[str, Any]], password: str = USER_PASSWORD
+    ) -> ApiClient:
+        """Create a user with these bindings (as this caller) and sign it in."""
+        answer = await self.post(
+            "/api/v1/users", {"username": username, "password": password, "roles": roles}
+        )
+        assert answer.status == 201, answer.body
+        return await self.login(username, password)
+
+    async def login(self, username: str, password: str = USER_PASSWORD) -> ApiClient:
+        answer = await self.post(
+            "/api/v1/auth/login", {"username": username, "password": password}, token=None
+        )
+        assert answer.status == 200, answer.body
+        return self.as_(answer.data["access_token"])
+
 
 @asynccontextmanager
 async def running_api(
@@ -112,6 +136,8 @@ async def running_api(
     mirror: ResourceMirror | None = None,
     file_store: FileStore | None = None,
     classifications: ClassificationCache | None = None,
+    auth: AuthSettings | None = None,
+    stream: StreamSettings | None = None,
 ) -> AsyncIterator[ApiClient]:
     files_dir = tempfile.TemporaryDirectory(prefix="edgefleet-api-files-")
     app = create_app(
@@ -123,6 +149,8 @@ async def running_api(
         mirror,
         file_store=file_store or LocalFileStore(files_dir.name),
         classifications=classifications,
+        auth_settings=auth or TEST_AUTH,
+        stream_settings=stream or TEST_STREAM,
     )
     if customise:
         customise(app)

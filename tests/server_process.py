@@ -117,14 +117,20 @@ BIN = Path(sys.executable).parent
 
 
 def console_script(
-    program: str, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    program: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    stdin: str = "",
 ) -> subprocess.CompletedProcess[str]:
-    """``edgefleet`` or ``edgefleet-agent`` as installed, run to its end; no
-    ``EDGEFLEET_*`` variable of the caller's leaks in, ``env`` adds its own."""
+    """``edgefleet`` or ``edgefleet-agent`` as installed, run to its end with
+    ``stdin``; no ``EDGEFLEET_*`` variable of the caller's leaks in, ``env`` adds
+    its own."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("EDGEFLEET_")}
     return subprocess.run(
         [str(BIN / program), *args],
         env={**clean, **(env or {})},
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=timeout,

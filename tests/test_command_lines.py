@@ -65,3 +65,36 @@ def test_a_word_setting_is_taken_in_any_case(tmp_path: Path) -> None:
         "edgefleet", "db", "upgrade", "--log-level", "warning", "--db-url", database
     )
     assert (result.returncode, result.stderr) == (0, "")  # WARNING: the INFO line is left out
+
+
+def test_users_create_admin_makes_an_administrator_once(tmp_path: Path) -> None:
+    database = f"sqlite+aiosqlite:///{tmp_path}/users.db"
+    secret = tmp_path / "password"
+    secret.write_text("first admin password\n")
+    command = ["edgefleet", "users", "create-admin", "root", "--password-file", str(secret),
+               "--db-url", database, "--bcrypt-rounds", "4"]  # fmt: skip
+    made = console_script(*command)
+    assert made.returncode == 0, made.stderr
+    again = console_script(*command)
+    assert again.returncode == 1
+    assert "already exists" in again.stderr
+    import sqlalchemy
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path}/users.db")
+    with engine.connect() as connection:
+        row = connection.execute(
+            sqlalchemy.text("SELECT is_superuser, password FROM users WHERE username = 'root'")
+        ).one()
+    assert row[0] and row[1].startswith("$2")
+    assert "first admin password" not in made.stderr + made.stdout
+
+
+def test_users_create_admin_refuses_a_short_password_from_stdin(tmp_path: Path) -> None:
+    database = f"sqlite+aiosqlite:///{tmp_path}/users.db"
+    result = console_script(
+        "edgefleet", "users", "create-admin", "root", "--db-url", database, stdin="short\n"
+    )
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "edgefleet: the password must be 12 to 72 printable ASCII characters"
+    ]

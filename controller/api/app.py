@@ -5,27 +5,36 @@ Middlewares, outermost first:
 2. ``envelope`` turns every exception into the failure envelope (and logs the
    unexpected ones with their trace and the request id, which the answer carries
    instead of the trace);
-3. ``authenticate`` checks the bearer token on everything but the public routes.
+3. ``authenticate`` resolves the bearer (an access token, an API key or the
+   bootstrap token) to the request's principal on everything but the public
+   routes; each route's permission is then checked where the route is declared
+   (``routing.py``).
 """
 
 from __future__ import annotations
 
-import hmac
+import asyncio
 import logging
 import re
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from importlib.metadata import version
 from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from edgefleet.agent.protocol import CommandRefused
-from edgefleet.controller.analysis.cache import ClassificationCache
-
 # Importing the handler modules fills the endpoint table.
+from edgefleet.controller.access.accounts import AccountWrites
+from edgefleet.controller.access.authenticator import Authenticator
+from edgefleet.controller.access.sign_in import SignIn
+from edgefleet.controller.access.tokens import JwtKeys
+from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api import (  # noqa: F401
+    api_keys,
+    audit,
+    auth,
     classify,
     commands,
     devices,
@@ -35,23 +44,40 @@ from edgefleet.controller.api import (  # noqa: F401
     live,
     memberships,
     records,
+    roles,
     stats,
+    stream,
+    users,
 )
 from edgefleet.controller.api.context import CONTEXT, ApiContext, context
 from edgefleet.controller.api.docs import add_docs, is_docs_path
 from edgefleet.controller.api.endpoints import endpoints
-from edgefleet.controller.api.errors import ApiError, ErrorType, from_refusal, from_store_error
+from edgefleet.controller.api.errors import (
+    KNOWN,
+    ApiError,
+    ErrorType,
+    as_api_error,
+    describe_failure,
+)
 from edgefleet.controller.api.metrics import METRICS, ApiMetrics
 from edgefleet.controller.api.openapi import build_document
+from edgefleet.controller.api.routing import AUDITOR, PRINCIPAL, REQUEST_ID, SOURCE
 from edgefleet.controller.api.schemas import Health
 from edgefleet.controller.commands import CommandService
 from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.mirror import NoMirror, ResourceMirror
-from edgefleet.controller.settings import ApiSettings, DataSettings, SouthboundSettings
-from edgefleet.controller.store import Store, StoreError
+from edgefleet.controller.settings import (
+    ApiSettings,
+    AuthSettings,
+    DataSettings,
+    SouthboundSettings,
+    StreamSettings,
+)
+from edgefleet.controller.store import Store
 from edgefleet.controller.store.blobs import FileStore, LocalFileStore
-from edgefleet.controller.writes import FleetWrites
+from edgefleet.controller.stream import EventHub
+from edgefleet.controller.writes import Auditor, FleetWrites
 
 log = logging.getLogger("edgefleet.api")
 
@@ -60,7 +86,9 @@ REQUEST_ID_FORMAT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 PUBLIC_PATHS = {"/metrics"}
 HTTP_ERROR_TYPES = {401: ErrorType.AUTH_ERROR, 403: ErrorType.AUTH_ERROR}
 PUBLIC = web.AppKey("public_paths", frozenset)
-REQUEST_ID = web.RequestKey("request_id", str)
+TRUST_FORWARDED = web.AppKey("trust_forwarded_for", bool)
+BACKGROUND = web.AppKey("background_tasks", list)
+STOP_WAIT = 5.0
 
 
 @endpoints.get("/health", summary="The process is up", tag="operations", public=True)
@@ -109,12 +137,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except ApiError as exc:
-        error = exc
-    except CommandRefused as exc:
-        error = from_refusal(exc)
-    except StoreError as exc:
-        error = from_store_error(exc)
+    except KNOWN as exc:
+        error = as_api_error(exc)
         if error.status == 503:
             log.warning(
                 "database unavailable",
@@ -136,22 +160,32 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
             ErrorType.INNER_ERROR,
             f"internal error; quote request id {request[REQUEST_ID]} when reporting it",
         )
-    return web.json_response(error.body(), status=error.status)
+    return web.json_response(error.body(), status=error.status, headers=error.headers)
 
 
 def _is_public(path: str, public_paths: frozenset[str]) -> bool:
     return path in public_paths or is_docs_path(path)
 
 
+def _source(request: web.Request) -> str:
+    """The client's address: the peer's, or behind a trusted proxy the address the
+    proxy next to us saw (the last X-Forwarded-For entry; earlier ones are the
+    client's own claims)."""
+    if request.app[TRUST_FORWARDED]:
+        forwarded = request.headers.get("X-Forwarded-For", "").rsplit(",", 1)[-1].strip()
+        if forwarded:
+            return forwarded[:64]
+    return request.remote or "-"
+
+
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request[SOURCE] = _source(request)
     if not _is_public(request.path, request.app[PUBLIC]):
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        expected = context(request).token
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            given.strip().encode(), expected.encode()
-        ):
+        if scheme.lower() != "bearer" or not given.strip():
             raise ApiError(401, ErrorType.AUTH_ERROR, "missing or wrong bearer token")
+        request[PRINCIPAL] = await context(request).authenticator.principal(given.strip())
     return await handler(request)
 
 
@@ -164,35 +198,97 @@ def create_app(
     mirror: ResourceMirror | None = None,
     ids: SnowflakeGenerator | None = None,
     metrics: ApiMetrics | None = None,
+    *,
     file_store: FileStore | None = None,
     classifications: ClassificationCache | None = None,
     max_file_bytes: int = DataSettings.max_file_bytes,
+    auth_settings: AuthSettings | None = None,
+    stream_settings: StreamSettings | None = None,
 ) -> web.Application:
     """The API; ``link`` reaches the device sessions (none: every device is offline);
     ``mirror`` takes every write first in Kubernetes mode (none: standalone);
+    ``token`` is the bootstrap token, which acts as an administrator;
     ``file_store`` holds devices' files (default ``./edgefleet-files``);
     ``classifications`` is the classifier behind its cache (none: analysis is off)."""
+    auth_settings = auth_settings or AuthSettings()
     app = web.Application(middlewares=[observe, envelope, authenticate], client_max_size=MAX_BODY)
     link = link or NoDeviceLink()
     ids = ids or SnowflakeGenerator(settings.worker_id)
-    writes = FleetWrites(store, mirror or NoMirror(), link, ids, settings.bcrypt_rounds)
+    auditor = Auditor(store, describe_failure)
+    authenticator = Authenticator(
+        store,
+        JwtKeys.from_settings(auth_settings.jwt_key, auth_settings.jwt_previous_keys),
+        token,
+        auth_settings.principal_cache_ttl,
+    )
+    rounds = settings.bcrypt_rounds
     app[CONTEXT] = ApiContext(
         store=store,
         settings=settings,
-        token=token,
         link=link,
-        writes=writes,
-        commands=CommandService(store, link, command_timeout),
+        writes=FleetWrites(store, mirror or NoMirror(), link, ids, rounds, auditor),
+        commands=CommandService(store, link, command_timeout, auditor),
         files=file_store or LocalFileStore(DataSettings.files_dir),
         classify=classifications,
         max_file_bytes=max_file_bytes,
+        authenticator=authenticator,
+        sign_in=SignIn(store, authenticator, auditor, ids, auth_settings, rounds),
+        accounts=AccountWrites(store, authenticator, auditor, ids, rounds),
+        events=EventHub(store, stream_settings or StreamSettings()),
     )
     app[METRICS] = metrics or ApiMetrics(store.stats.by_state)
     app[PUBLIC] = frozenset(PUBLIC_PATHS | {e.path for e in endpoints.table if e.public})
+    app[TRUST_FORWARDED] = auth_settings.trust_forwarded_for
+    app[AUDITOR] = auditor
+    app[BACKGROUND] = []
     endpoints.add_to(app)
     add_docs(app, openapi_document())
     app.router.add_get("/metrics", app[METRICS].handle_scrape)
+    app.on_startup.append(_start_background(auth_settings))
+    app.on_shutdown.append(_end_streams)
+    app.on_cleanup.append(_stop_background)
     return app
+
+
+def _start_background(settings: AuthSettings) -> Callable[[web.Application], Awaitable[None]]:
+    """Built-in roles and the first admin (retried while the database is away),
+    and the event stream's poller."""
+
+    async def start(app: web.Application) -> None:
+        ctx = app[CONTEXT]
+        tasks = app[BACKGROUND]
+        username, password = settings.admin_username, settings.admin_password
+        if not await ctx.accounts.prepare(username, password):
+            # The database is away: keep trying in the background; the bootstrap
+            # token works meanwhile.
+            tasks.append(
+                asyncio.create_task(
+                    ctx.accounts.prepare_when_possible(username, password), name="access-setup"
+                )
+            )
+        tasks.append(asyncio.create_task(ctx.events.run(), name="event-stream"))
+
+    return start
+
+
+async def _end_streams(app: web.Application) -> None:
+    app[CONTEXT].events.close_all()
+
+
+async def _stop_background(app: web.Application) -> None:
+    """Cancel the background tasks and wait a bounded while for them: a task
+    cancelled in the middle of a database round trip may take its connection's
+    clean-up long to finish, and shutting down must not wait for it."""
+    tasks = app[BACKGROUND]
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=STOP_WAIT)
+    if pending:
+        log.warning(
+            "background tasks still stopping", extra={"tasks": [t.get_name() for t in pending]}
+        )
 
 
 def openapi_document() -> dict[str, Any]:

@@ -28,6 +28,9 @@ from edgefleet.controller.api.schemas import (
 )
 
 TAG = "classify"
+PERMISSION = "records:read"
+"""Classifying images is reading data; a role that may read devices' records may
+classify its own images too."""
 IMAGE_MEDIA = ("image/jpeg", "image/png", "image/webp", "application/octet-stream")
 
 
@@ -52,6 +55,7 @@ def _caller(request: web.Request) -> str:
     summary="The cached result for an image's SHA-256, or a miss (then upload it)",
     tag=TAG,
     errors=(409,),
+    permission=PERMISSION,
 )
 async def check_cache(request: web.Request, body: CacheCheckBody) -> CacheCheck:
     cache = _classifier(request)
@@ -70,6 +74,7 @@ async def check_cache(request: web.Request, body: CacheCheckBody) -> CacheCheck:
     tag=TAG,
     errors=(409, 413, 502),
     body_media=(*IMAGE_MEDIA, "multipart/form-data"),
+    permission=PERMISSION,
 )
 async def classify(request: web.Request) -> ClassifyResult:
     cache = _classifier(request)
@@ -115,6 +120,7 @@ async def _bounded(read: object, limit: int) -> bytes:
     "/classify/stats",
     summary="Requests, cache hits and hit rate, callers, categories, model calls saved",
     tag=TAG,
+    permission=PERMISSION,
 )
 async def classify_stats(request: web.Request, query: ClassifyStatsQuery) -> ClassifyStats:
     day = query.day or datetime.now(UTC).date()

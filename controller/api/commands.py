@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edgefleet.controller.api.context import context
+from edgefleet.controller.api.context import caller, context
 from edgefleet.controller.api.endpoints import endpoints
 from edgefleet.controller.api.errors import ApiError, ErrorType
 from edgefleet.controller.api.schemas import (
@@ -23,12 +23,15 @@ TAG = "commands"
     summary="Send a command and wait for its result",
     tag=TAG,
     errors=(404, 409, 504),
+    permission="commands:send",
 )
 async def send_device_command(
     request: web.Request, path: DevicePath, body: CommandRequest
 ) -> DeviceCommandResult:
     commands = context(request).commands
-    result = await commands.send(path.device_id, body.order, body.params, body.timeout)
+    result = await commands.send(
+        caller(request), path.device_id, body.order, body.params, body.timeout
+    )
     if result.status == "timeout":
         seconds = body.timeout or commands.default_timeout
         raise ApiError(
@@ -42,12 +45,13 @@ async def send_device_command(
     summary="Send a command to every device of a group at once; one result per device",
     tag=TAG,
     errors=(404,),
+    permission="commands:send",
 )
 async def send_group_command(
     request: web.Request, path: GroupPath, body: CommandRequest
 ) -> GroupCommandResults:
     results = await context(request).commands.send_to_group(
-        path.group_id, body.order, body.params, body.timeout
+        caller(request), path.group_id, body.order, body.params, body.timeout
     )
     return GroupCommandResults(
         results=[DeviceCommandResult.of(device_id, result) for device_id, result in results]

@@ -10,6 +10,10 @@ from enum import StrEnum
 
 from edgefleet.agent.protocol import CommandRefused
 from edgefleet.controller import store
+from edgefleet.controller.access.accounts import WrongPassword
+from edgefleet.controller.access.principal import AccessDenied
+from edgefleet.controller.access.sign_in import RegistrationClosed, SignInThrottled
+from edgefleet.controller.access.tokens import InvalidToken
 
 
 class ErrorType(StrEnum):
@@ -18,6 +22,9 @@ class ErrorType(StrEnum):
     DEVICEOP_ERROR = "DEVICEOP_ERROR"
     GROUPOP_ERROR = "GROUPOP_ERROR"
     RELATIONOP_ERROR = "RELATIONOP_ERROR"
+    USEROP_ERROR = "USEROP_ERROR"
+    ROLEOP_ERROR = "ROLEOP_ERROR"
+    KEYOP_ERROR = "KEYOP_ERROR"
     DEVICE_OFFLINE = "DEVICE_OFFLINE"
     DEVICE_BUSY = "DEVICE_BUSY"
     COMMAND_TIMEOUT = "COMMAND_TIMEOUT"
@@ -31,11 +38,14 @@ class ErrorType(StrEnum):
 class ApiError(Exception):
     """An answer other than success, with its HTTP status."""
 
-    def __init__(self, status: int, type: ErrorType, message: str) -> None:
+    def __init__(
+        self, status: int, type: ErrorType, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.type = type
         self.message = message
+        self.headers = headers or {}
 
     def body(self) -> dict[str, str]:
         return {"status": "fail", "type": self.type.value, "message": self.message}
@@ -79,4 +89,59 @@ def from_store_error(exc: store.StoreError) -> ApiError:
                 ErrorType.RELATIONOP_ERROR,
                 f"device {device_id} is not a member of group {group_id}",
             )
+        case store.UserNotFound():
+            return ApiError(404, ErrorType.USEROP_ERROR, f"user {exc.args[0]} not found")
+        case store.UserConflict() | store.LastAdmin():
+            return ApiError(409, ErrorType.USEROP_ERROR, str(exc))
+        case store.RoleNotFound():
+            return ApiError(404, ErrorType.ROLEOP_ERROR, f"role {exc.args[0]} not found")
+        case store.RoleConflict():
+            return ApiError(409, ErrorType.ROLEOP_ERROR, str(exc))
+        case store.ApiKeyNotFound():
+            return ApiError(404, ErrorType.KEYOP_ERROR, f"API key {exc.args[0]} not found")
     return ApiError(500, ErrorType.INNER_ERROR, "internal error")
+
+
+def forbidden(exc: AccessDenied) -> ApiError:
+    """403 names the permission the caller lacks."""
+    return ApiError(403, ErrorType.AUTH_ERROR, str(exc))
+
+
+def as_api_error(exc: BaseException) -> ApiError:
+    """Any exception as the envelope answers it (the unexpected ones: 500)."""
+    match exc:
+        case ApiError():
+            return exc
+        case CommandRefused():
+            return from_refusal(exc)
+        case store.StoreError():
+            return from_store_error(exc)
+        case AccessDenied():
+            return forbidden(exc)
+        case InvalidToken():
+            return ApiError(401, ErrorType.AUTH_ERROR, str(exc))
+        case SignInThrottled():
+            retry = str(max(1, round(exc.retry_after)))
+            return ApiError(429, ErrorType.AUTH_ERROR, str(exc), {"Retry-After": retry})
+        case RegistrationClosed() | WrongPassword():
+            return ApiError(403, ErrorType.AUTH_ERROR, str(exc))
+    return ApiError(500, ErrorType.INNER_ERROR, "internal error")
+
+
+KNOWN = (
+    ApiError,
+    CommandRefused,
+    store.StoreError,
+    AccessDenied,
+    InvalidToken,
+    SignInThrottled,
+    RegistrationClosed,
+    WrongPassword,
+)
+"""The exceptions that are answers, not bugs."""
+
+
+def describe_failure(exc: BaseException) -> tuple[str, int]:
+    """(error type, HTTP status) of a failed change, for its audit entry."""
+    error = as_api_error(exc)
+    return error.type.value, error.status

@@ -8,7 +8,7 @@ import re
 
 from aiohttp import web
 
-from edgefleet.controller.api.context import context
+from edgefleet.controller.api.context import context, scope
 from edgefleet.controller.api.endpoints import endpoints
 from edgefleet.controller.api.errors import ApiError, ErrorType
 from edgefleet.controller.api.schemas import FilePath
@@ -23,10 +23,11 @@ RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
     tag="data",
     errors=(404, 416),
     media="application/octet-stream",
+    permission="records:read",
 )
 async def download_file(request: web.Request, path: FilePath) -> web.StreamResponse:
     ctx = context(request)
-    row = await ctx.store.records.file(path.sha256)
+    row = await ctx.store.records.file(path.sha256, scope(request))
     if row is None:
         raise FileNotFound(path.sha256)
     size, etag = row["size"], f'"{path.sha256}"'

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from edgefleet.controller.api.context import context
+from edgefleet.controller.api.context import context, scope
 from edgefleet.controller.api.endpoints import endpoints
 from edgefleet.controller.api.schemas import DevicePath, LiveStatus
 
@@ -22,10 +22,11 @@ TAG = "live"
     summary="Latest status upload, derived percentages, state and last seen",
     tag=TAG,
     errors=(404, 409),
+    permission="devices:read",
 )
 async def device_status(request: web.Request, path: DevicePath) -> LiveStatus:
     ctx = context(request)
-    await ctx.store.devices.get(path.device_id)
+    await ctx.store.devices.get(path.device_id, scope(request))
     view = await ctx.link.status(path.device_id)
     return LiveStatus(
         device_id=view.device_id,

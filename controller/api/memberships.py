@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edgefleet.controller.api.context import context
+from edgefleet.controller.api.context import caller, context, scope
 from edgefleet.controller.api.endpoints import endpoints
 from edgefleet.controller.api.schemas import (
     ClearGroupQuery,
@@ -25,10 +25,14 @@ TAG = "memberships"
 
 
 @endpoints.get(
-    "/devices/{device_id}/groups", summary="The groups of a device", tag=TAG, errors=(404,)
+    "/devices/{device_id}/groups",
+    summary="The groups of a device",
+    tag=TAG,
+    errors=(404,),
+    permission="devices:read",
 )
 async def list_device_groups(request: web.Request, path: DevicePath) -> GroupList:
-    rows = await context(request).store.groups.of_device(path.device_id)
+    rows = await context(request).store.groups.of_device(path.device_id, scope(request))
     return GroupList(items=rows)
 
 
@@ -37,11 +41,13 @@ async def list_device_groups(request: web.Request, path: DevicePath) -> GroupLis
     summary="Make a device's groups exactly these (unknown groups change nothing)",
     tag=TAG,
     errors=(404,),
+    permission="groups:write",
 )
 async def replace_device_groups(
     request: web.Request, path: DevicePath, body: GroupIds
 ) -> GroupList:
-    rows = await context(request).writes.replace_groups(path.device_id, body.group_ids)
+    writes = context(request).writes
+    rows = await writes.replace_groups(caller(request), path.device_id, body.group_ids)
     return GroupList(items=rows)
 
 
@@ -50,34 +56,45 @@ async def replace_device_groups(
     summary="Take a device out of all its groups",
     tag=TAG,
     errors=(404,),
+    permission="groups:write",
 )
 async def remove_device_groups(request: web.Request, path: DevicePath) -> Removed:
-    return Removed(removed=await context(request).writes.leave_all_groups(path.device_id))
+    writes = context(request).writes
+    return Removed(removed=await writes.leave_all_groups(caller(request), path.device_id))
 
 
 @endpoints.get(
-    "/groups/{group_id}/devices", summary="The devices of a group, paged", tag=TAG, errors=(404,)
+    "/groups/{group_id}/devices",
+    summary="The devices of a group, paged",
+    tag=TAG,
+    errors=(404,),
+    permission="devices:read",
 )
 async def list_group_devices(
     request: web.Request, path: GroupPath, query: PageQuery
 ) -> Page[Device]:
     store = context(request).store
-    await store.groups.get(path.group_id)
+    where = scope(request)
+    await store.groups.get(path.group_id, where)
     rows, total = await store.devices.list(
-        DeviceFilter(group_id=path.group_id), query.page, query.per_page
+        DeviceFilter(group_id=path.group_id, scope=where), query.page, query.per_page
     )
     return Page[Device].of(rows, total, query)
 
 
 @endpoints.delete(
     "/groups/{group_id}/devices",
-    summary="Empty a group; with delete_devices=true its devices are deleted too",
+    summary="Empty a group; with delete_devices=true its devices are deleted too "
+    "(which also needs devices:write)",
     tag=TAG,
     errors=(404,),
+    permission="groups:write",
 )
 async def clear_group(request: web.Request, path: GroupPath, query: ClearGroupQuery) -> Removed:
     writes = context(request).writes
-    removed, deleted = await writes.clear_group(path.group_id, query.delete_devices)
+    removed, deleted = await writes.clear_group(
+        caller(request), path.group_id, query.delete_devices
+    )
     return Removed(removed=removed, deleted_devices=deleted)
 
 
@@ -86,9 +103,11 @@ async def clear_group(request: web.Request, path: GroupPath, query: ClearGroupQu
     summary="Is the device in the group",
     tag=TAG,
     errors=(404,),
+    permission="groups:read",
 )
 async def get_membership(request: web.Request, path: MemberPath) -> Membership:
-    member = await context(request).store.groups.is_member(path.group_id, path.device_id)
+    groups = context(request).store.groups
+    member = await groups.is_member(path.group_id, path.device_id, scope(request))
     return Membership(member=member)
 
 
@@ -97,9 +116,10 @@ async def get_membership(request: web.Request, path: MemberPath) -> Membership:
     summary="Put the device in the group",
     tag=TAG,
     errors=(404,),
+    permission="groups:write",
 )
 async def add_membership(request: web.Request, path: MemberPath) -> Membership:
-    await context(request).writes.add_member(path.group_id, path.device_id)
+    await context(request).writes.add_member(caller(request), path.group_id, path.device_id)
     return Membership(member=True)
 
 
@@ -108,7 +128,8 @@ async def add_membership(request: web.Request, path: MemberPath) -> Membership:
     summary="Take the device out of the group",
     tag=TAG,
     errors=(404,),
+    permission="groups:write",
 )
 async def remove_membership(request: web.Request, path: MemberPath) -> Membership:
-    await context(request).writes.remove_member(path.group_id, path.device_id)
+    await context(request).writes.remove_member(caller(request), path.group_id, path.device_id)
     return Membership(member=False)

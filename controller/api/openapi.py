@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
+from edgefleet.controller.access.permissions import AUTHENTICATED, PERMISSIONS
 from edgefleet.controller.api.errors import ErrorType
 from edgefleet.controller.api.routing import Endpoint
 
@@ -25,12 +26,15 @@ FAILURE = {
 ERROR_DESCRIPTIONS = {
     400: "GENERAL_ERROR: bad JSON, wrong Content-Type, or a missing or mistyped field "
     "(the message names it)",
-    401: "AUTH_ERROR: missing or wrong bearer token",
-    404: "not found (DEVICEOP_ERROR, GROUPOP_ERROR, RELATIONOP_ERROR or RECORD_ERROR)",
-    409: "conflict (DEVICEOP_ERROR, GROUPOP_ERROR), DEVICE_OFFLINE / DEVICE_BUSY, or "
-    "ANALYSIS_OFF (no classifier is configured)",
+    401: "AUTH_ERROR: missing, wrong, expired or revoked token or key",
+    403: "AUTH_ERROR: the caller lacks the permission (the message names it)",
+    404: "not found, or outside the caller's groups (DEVICEOP_ERROR, GROUPOP_ERROR, "
+    "RELATIONOP_ERROR, RECORD_ERROR, USEROP_ERROR, ROLEOP_ERROR, KEYOP_ERROR)",
+    409: "conflict (DEVICEOP_ERROR, GROUPOP_ERROR, USEROP_ERROR, ROLEOP_ERROR), "
+    "DEVICE_OFFLINE / DEVICE_BUSY, or ANALYSIS_OFF (no classifier is configured)",
     413: "GENERAL_ERROR: the body is over the size limit",
     416: "RECORD_ERROR: the Range cannot be satisfied",
+    429: "AUTH_ERROR: too many failed sign-ins; retry after Retry-After seconds",
     502: "CLASSIFIER_ERROR: the classifier failed; nothing was cached, try again",
     503: "DATABASE_ERROR: the database is unreachable; retry later",
     504: "COMMAND_TIMEOUT: the device did not answer in time",
@@ -42,7 +46,7 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
     for endpoint in table:
         if endpoint.body_model:
             keys.append((endpoint.body_model, "validation"))
-        if endpoint.response_model:
+        if endpoint.response_model is not None:
             keys.append((endpoint.response_model, "serialization"))
     refs, definitions = models_json_schema(keys, ref_template=REF)
     schemas = definitions.get("$defs", {})
@@ -53,14 +57,12 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
         operation: dict[str, Any] = {
             "operationId": endpoint.operation_id,
             "summary": endpoint.summary,
+            "description": _permission_text(endpoint.permission),
             "tags": [endpoint.tag],
             "parameters": _parameters(endpoint.path_model, "path")
             + _parameters(endpoint.query_model, "query"),
             "responses": {
-                str(endpoint.status): {
-                    "description": "success",
-                    "content": _answer(endpoint, refs),
-                },
+                str(endpoint.status): _success_response(endpoint, refs),
                 **{
                     str(code): {
                         "description": ERROR_DESCRIPTIONS[code],
@@ -86,7 +88,9 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
             }
         if endpoint.public:
             operation["security"] = []
-        paths.setdefault(endpoint.path, {})[endpoint.method.lower()] = operation
+        else:
+            operation["x-permission"] = endpoint.permission
+        paths.setdefault(endpoint.documented_path, {})[endpoint.method.lower()] = operation
 
     return {
         "openapi": "3.1.0",
@@ -100,11 +104,30 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
     }
 
 
-def _answer(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
+def _permission_text(permission: str | None) -> str:
+    if permission is None:
+        return "Public: no token needed."
+    if permission == AUTHENTICATED:
+        return "Any signed-in caller (user, API key or bootstrap token)."
+    return (
+        f"Permission: `{permission}` ({PERMISSIONS[permission]}). A caller holding it only "
+        "on some groups sees and changes only their devices; anything else answers 404."
+    )
+
+
+def _success_response(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any]:
+    if endpoint.streams:
+        return {
+            "description": "a Server-Sent Events stream: `id`, `event` (the type) and "
+            "`data` (JSON: event_id, type, device_id, at, data) per event; a comment "
+            "every keep-alive interval",
+            "content": {endpoint.media: {"schema": {"type": "string"}}},
+        }
     if endpoint.response_model is None:
-        return {endpoint.media: {"schema": {"type": "string", "format": "binary"}}}
+        binary = {"type": "string", "format": "binary"}
+        return {"description": "success", "content": {endpoint.media: {"schema": binary}}}
     schema = _success(refs[(endpoint.response_model, "serialization")])
-    return {"application/json": {"schema": schema}}
+    return {"description": "success", "content": {"application/json": {"schema": schema}}}
 
 
 def _raw_body(media: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from edgefleet.controller.api.context import context
+from edgefleet.controller.api.context import context, scope
 from edgefleet.controller.api.endpoints import API_PREFIX, endpoints
 from edgefleet.controller.api.schemas import (
     IngestAttempt,
@@ -26,9 +26,10 @@ from edgefleet.controller.api.schemas import (
 from edgefleet.controller.store import LogFilter, RecordFilter
 
 TAG = "data"
+READ = "records:read"
 
 
-@endpoints.get("/records", summary="Records from devices, newest first", tag=TAG)
+@endpoints.get("/records", summary="Records from devices, newest first", tag=TAG, permission=READ)
 async def list_records(request: web.Request, query: RecordListQuery) -> Page[Record]:
     where = RecordFilter(
         device_id=query.device_id,
@@ -37,6 +38,7 @@ async def list_records(request: web.Request, query: RecordListQuery) -> Page[Rec
         status=query.status,
         since=query.since,
         until=query.until,
+        scope=scope(request),
     )
     rows, total = await context(request).store.records.list(where, query.page, query.per_page)
     return Page[Record].of(rows, total, query)
@@ -46,9 +48,12 @@ async def list_records(request: web.Request, query: RecordListQuery) -> Page[Rec
     "/records/stats",
     summary="Counts by kind, status and day; bytes; devices; what deduplication saved",
     tag=TAG,
+    permission=READ,
 )
 async def record_stats(request: web.Request, query: RecordStatsQuery) -> RecordStats:
-    stats = await context(request).store.records.stats(query.since, query.until, query.group_id)
+    stats = await context(request).store.records.stats(
+        query.since, query.until, query.group_id, scope(request)
+    )
     return RecordStats(**stats)
 
 
@@ -57,9 +62,10 @@ async def record_stats(request: web.Request, query: RecordStatsQuery) -> RecordS
     summary="One record, with its files' URLs and their analysis",
     tag=TAG,
     errors=(404,),
+    permission=READ,
 )
 async def get_record(request: web.Request, path: RecordPath) -> RecordDetail:
-    row = await context(request).store.records.get(path.id)
+    row = await context(request).store.records.get(path.id, scope(request))
     job = row.pop("job")
     row["files"] = [_file(link) for link in row["files"]]
     row["analysis"] = (
@@ -93,10 +99,19 @@ def _file(link: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-@endpoints.get("/ingest-log", summary="Upload attempts, accepted or not, newest first", tag=TAG)
+@endpoints.get(
+    "/ingest-log",
+    summary="Upload attempts, accepted or not, newest first",
+    tag=TAG,
+    permission=READ,
+)
 async def ingest_log(request: web.Request, query: IngestLogQuery) -> Page[IngestAttempt]:
     where = LogFilter(
-        device_id=query.device_id, status=query.status, since=query.since, until=query.until
+        device_id=query.device_id,
+        status=query.status,
+        since=query.since,
+        until=query.until,
+        scope=scope(request),
     )
     rows, total = await context(request).store.records.log(where, query.page, query.per_page)
     return Page[IngestAttempt].of(rows, total, query)

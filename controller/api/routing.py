@@ -2,7 +2,8 @@
 
 A handler is a coroutine whose parameters say what it takes::
 
-    @endpoints.get("/devices/{device_id}", summary="Get a device", errors=(404,))
+    @endpoints.get("/devices/{device_id}", summary="Get a device", errors=(404,),
+                   permission="devices:read")
     async def get_device(request: web.Request, path: DevicePath) -> Device: ...
 
 The decorator reads the type hints: ``path``, ``query`` and ``body`` name the models
@@ -10,15 +11,23 @@ that validate the URL parameters and the JSON body, the return type names the
 response model. The same ``Endpoint`` record then feeds the aiohttp router and the
 OpenAPI document, so the two cannot drift apart.
 
-A handler that answers with bytes (a file download) returns a ``web.StreamResponse``
-and names its media type (``media="application/octet-stream"``); one that reads a
-raw body itself (an uploaded image) names the media types it takes
-(``body_media=("image/*", "multipart/form-data")``). Both are documented as such.
+A handler that answers by itself — a file download, the event stream — returns a
+``web.StreamResponse`` and names its media type (``media="application/octet-stream"``,
+``media="text/event-stream"``); one that reads a raw body itself (an uploaded image)
+names the media types it takes (``body_media=("image/*", "multipart/form-data")``).
+Both are documented as such.
+
+Authorisation happens here, once for every route: each declares the permission it
+needs (or ``public=True``, or ``permission=AUTHENTICATED``). Before the handler
+runs, the caller's principal (resolved by the auth middleware) must hold it
+somewhere, else 403; where it holds it — everywhere or some groups — is the
+request's ``SCOPE``, which the handler hands to the store's queries.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, get_type_hints
@@ -26,9 +35,30 @@ from typing import Any, get_type_hints
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from edgefleet.controller.access.permissions import AUTHENTICATED, PERMISSIONS
+from edgefleet.controller.access.principal import ANONYMOUS, AccessDenied, Caller, Principal
 from edgefleet.controller.api.errors import bad_request
+from edgefleet.controller.store import Scope
+from edgefleet.controller.writes import Auditor
 
 Handler = Callable[..., Awaitable[BaseModel | web.StreamResponse]]
+EVENT_STREAM = "text/event-stream"
+ResponseHook = Callable[[web.StreamResponse], None]
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+"""Set by the auth middleware on every request that is not public."""
+SCOPE = web.RequestKey("scope", object)
+"""Where the principal holds the route's permission (a ``Scope``)."""
+CALLER = web.RequestKey("caller", Caller)
+RESPONSE_HOOKS = web.RequestKey("response_hooks", list)
+"""Callables that adjust the answer before it is sent (e.g. set a cookie)."""
+SOURCE = web.RequestKey("source", str)
+"""The client's address (the auth middleware decides whether to trust proxies)."""
+REQUEST_ID = web.RequestKey("request_id", str)
+AUDITOR = web.AppKey("auditor", Auditor)
+"""Writes the entry of a change refused here, before any write service saw it."""
+TARGETS = {"device_id": "device", "group_id": "group", "user_id": "user", "role_id": "role",
+           "key_id": "api_key"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -41,6 +71,8 @@ class Endpoint:
     status: int
     errors: tuple[int, ...]
     public: bool
+    permission: str | None
+    """What the caller must hold: a permission, ``AUTHENTICATED``, or None (public)."""
     path_model: type[BaseModel] | None
     query_model: type[BaseModel] | None
     body_model: type[BaseModel] | None
@@ -53,6 +85,17 @@ class Endpoint:
     @property
     def operation_id(self) -> str:
         return self.handler.__name__
+
+    @property
+    def documented_path(self) -> str:
+        """The path without the routing-only patterns of its parameters
+        (``{user_id:\\d+}`` is ``{user_id}``)."""
+        return re.sub(r"\{(\w+):[^}]*\}", r"{\1}", self.path)
+
+    @property
+    def streams(self) -> bool:
+        """An event stream (Server-Sent Events), not one answer."""
+        return self.media == EVENT_STREAM
 
 
 class Endpoints:
@@ -72,9 +115,15 @@ class Endpoints:
         status: int = 200,
         errors: tuple[int, ...] = (),
         public: bool = False,
+        permission: str | None = None,
         media: str = "application/json",
         body_media: tuple[str, ...] = (),
     ) -> Callable[[Handler], Handler]:
+        if public == (permission is not None):
+            raise TypeError(f"{method} {path}: declare public=True or a permission, not both")
+        if permission is not None and permission not in {*PERMISSIONS, AUTHENTICATED}:
+            raise TypeError(f"{method} {path}: unknown permission {permission!r}")
+
         def register(handler: Handler) -> Handler:
             hints = get_type_hints(handler)
             body = hints.get("body")
@@ -82,6 +131,8 @@ class Endpoints:
             standard = (400, 401, 503) if takes_input else (401, 503)
             returns = hints["return"]
             raw = isinstance(returns, type) and issubclass(returns, web.StreamResponse)
+            if permission not in (None, AUTHENTICATED):
+                standard = (*standard, 403)
             self.table.append(
                 Endpoint(
                     method=method,
@@ -92,6 +143,7 @@ class Endpoints:
                     status=status,
                     errors=tuple(sorted(set(errors) | set(() if public else standard))),
                     public=public,
+                    permission=permission,
                     path_model=hints.get("path"),
                     query_model=hints.get("query"),
                     body_model=body,
@@ -134,8 +186,42 @@ def success(data: Any, status: int = 200) -> web.Response:
     return web.json_response({"status": "success", "data": data}, status=status, dumps=strict_json)
 
 
-def _adapter(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Response]]:
-    async def handle(request: web.Request) -> web.Response:
+async def _authorise(request: web.Request, endpoint: Endpoint) -> None:
+    """The route's permission, held somewhere, or 403; its scope for the queries.
+    A public route's caller is anonymous (a sign-in says who it is itself). A change
+    refused here is audited like one refused by a write service."""
+    principal = ANONYMOUS if endpoint.permission is None else request[PRINCIPAL]
+    caller = Caller(principal, request[SOURCE], request[REQUEST_ID], endpoint.status)
+    request[CALLER] = caller
+    scope: Scope = None
+    if endpoint.permission not in (None, AUTHENTICATED):
+        try:
+            scope = principal.scope(endpoint.permission)
+        except AccessDenied as denied:
+            if endpoint.method != "GET":
+                await _audit_refusal(request, endpoint, caller, denied)
+            raise
+    request[SCOPE] = scope
+
+
+async def _audit_refusal(
+    request: web.Request, endpoint: Endpoint, caller: Caller, denied: AccessDenied
+) -> None:
+    names = [name for name in TARGETS if name in request.match_info]
+    target = names[-1] if names else None
+    entry = caller.entry(
+        endpoint.operation_id,
+        TARGETS[target] if target else endpoint.tag,
+        request.match_info[target] if target else None,
+    )
+    auditor = request.app[AUDITOR]
+    await auditor.append(entry.failed(*auditor.describe(denied)))
+
+
+def _adapter(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        await _authorise(request, endpoint)
+        request[RESPONSE_HOOKS] = []
         kwargs: dict[str, BaseModel] = {}
         if endpoint.path_model:
             kwargs["path"] = _validate(endpoint.path_model, dict(request.match_info), "path")
@@ -145,8 +231,11 @@ def _adapter(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Respon
             kwargs["body"] = await _read_body(request, endpoint.body_model)
         result = await endpoint.handler(request, **kwargs)
         if isinstance(result, web.StreamResponse):
-            return result  # type: ignore[return-value]
-        return success(result.model_dump(mode="json"), endpoint.status)
+            return result
+        response = success(result.model_dump(mode="json"), endpoint.status)
+        for hook in request[RESPONSE_HOOKS]:
+            hook(response)
+        return response
 
     handle.__name__ = endpoint.operation_id
     return handle

@@ -19,13 +19,16 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    RootModel,
     StringConstraints,
     WithJsonSchema,
 )
 
 from edgefleet.agent import protocol
+from edgefleet.controller.access.permissions import PERMISSIONS
 from edgefleet.controller.ids import MAX_ID
 from edgefleet.controller.passwords import MAX_BYTES, MIN_LENGTH
+from edgefleet.controller.stream import STREAM_TYPES
 
 
 def _decimal_at_most(bound: int) -> str:
@@ -543,3 +546,257 @@ class ClassifyStats(BaseModel):
     callers: int = Field(description="Distinct callers (X-Client-Id, else the address).")
     categories: dict[str, int]
     model_calls_saved: int
+
+
+# --- users, roles, API keys, audit (controller/access) ------------------------
+
+Permission = Literal[tuple(PERMISSIONS)]  # type: ignore[valid-type]
+Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._@-]{1,64}$")]
+Email = Annotated[str, StringConstraints(pattern=r"^[^@\s]{1,64}@[^@\s]{1,189}$")]
+RoleCode = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+
+
+class UserPath(ParamsModel):
+    user_id: IdIn
+
+
+class RolePath(ParamsModel):
+    role_id: IdIn
+
+
+class KeyPath(ParamsModel):
+    key_id: IdIn
+
+
+class BindingIn(RequestModel):
+    role: RoleCode = Field(description="The role's code, e.g. `operator`.")
+    group_id: IdIn | None = Field(
+        None, description="Limit the role to this group's devices; null: everywhere."
+    )
+
+
+class BindingList(RootModel[list[BindingIn]]):
+    """Every binding of the user: what it holds after, exactly."""
+
+    root: list[BindingIn] = Field(max_length=1000)
+
+
+class BindingOut(BaseModel):
+    role: str
+    group_id: IdOut | None
+
+    @classmethod
+    def all_of(cls, row: dict[str, Any]) -> list[BindingOut]:
+        """The bindings of a user's or a key's row (``HeldRole``s)."""
+        return [cls(role=held.role, group_id=held.group_id) for held in row["bindings"]]
+
+
+class LoginRequest(RequestModel):
+    username: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_BYTES)]
+
+
+class RefreshRequest(RequestModel):
+    refresh_token: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        None,
+        description="Leave it out to use the HttpOnly cookie `edgefleet_refresh` that "
+        "sign-in set (browsers).",
+    )
+
+
+class RegisterRequest(RequestModel):
+    username: Username
+    password: Password
+    email: Email | None = None
+
+
+class User(BaseModel):
+    user_id: IdOut
+    username: str
+    email: str | None
+    is_active: bool
+    is_superuser: bool
+    created_at: Instant
+    updated_at: Instant
+    last_login_at: Instant | None
+    roles: list[BindingOut]
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> User:
+        return cls(**row, roles=BindingOut.all_of(row))
+
+
+class TokenPair(BaseModel):
+    access_token: str = Field(description="A JWT: `Authorization: Bearer <access_token>`.")
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds the access token stays valid.")
+    refresh_token: str = Field(
+        description="Spend it at /auth/refresh for a new pair; also set as an HttpOnly, "
+        "Secure, SameSite=Strict cookie `edgefleet_refresh` scoped to /api/v1/auth."
+    )
+    user: User
+
+
+class LoggedOut(BaseModel):
+    logged_out: bool = True
+
+
+class EffectivePermission(BaseModel):
+    permission: str
+    everywhere: bool
+    group_ids: list[IdOut] = Field(description="Where it holds, when not everywhere.")
+
+
+class UserCreate(RequestModel):
+    username: Username
+    email: Email | None = None
+    password: Password | None = Field(
+        None, description="Leave it out for a service account, which only holds API keys."
+    )
+    is_active: bool = True
+    is_superuser: bool = False
+    roles: list[BindingIn] = Field(default_factory=list, max_length=1000)
+
+
+class UserUpdate(RequestModel):
+    email: Email | None = None
+    password: Password = None  # type: ignore[assignment]
+    is_active: bool = None  # type: ignore[assignment]
+    is_superuser: bool = None  # type: ignore[assignment]
+
+
+class SelfUpdate(RequestModel):
+    email: Email | None = None
+    password: Password = None  # type: ignore[assignment]
+    old_password: Annotated[str, StringConstraints(min_length=1, max_length=MAX_BYTES)] = Field(
+        None,  # type: ignore[arg-type]
+        description="Required with `password`.",
+    )
+
+
+class UserListQuery(PageQuery):
+    q: SearchText | None = Field(None, description="Text contained in the user name.")
+
+
+class Role(BaseModel):
+    role_id: IdOut
+    code: str
+    name: str
+    description: str
+    permissions: list[str]
+    builtin: bool
+    created_at: Instant
+    updated_at: Instant
+
+
+class RoleList(BaseModel):
+    items: list[Role]
+
+
+class RoleCreate(RequestModel):
+    code: RoleCode
+    name: Name
+    description: Description = ""
+    permissions: list[Permission] = Field(min_length=1, max_length=len(PERMISSIONS))
+
+
+class RoleUpdate(RequestModel):
+    name: Name = None  # type: ignore[assignment]
+    description: Description = None  # type: ignore[assignment]
+    permissions: list[Permission] = Field(None, min_length=1, max_length=len(PERMISSIONS))  # type: ignore[assignment]
+
+
+class ApiKey(BaseModel):
+    key_id: IdOut
+    user_id: IdOut
+    name: str
+    prefix: str = Field(description="The key's first characters, to recognise it.")
+    created_by: IdOut | None
+    created_at: Instant
+    expires_at: Instant | None
+    last_used_at: Instant | None
+    revoked_at: Instant | None
+    roles: list[BindingOut]
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> ApiKey:
+        return cls(**row, roles=BindingOut.all_of(row))
+
+
+class NewApiKey(ApiKey):
+    key: str = Field(description="Shown once: `Authorization: Bearer <key>`.")
+
+
+class Me(BaseModel):
+    kind: Literal["user", "api_key", "bootstrap"]
+    name: str
+    user: User | None
+    key: ApiKey | None
+    roles: list[BindingOut]
+    permissions: list[EffectivePermission]
+
+
+class ApiKeyCreate(RequestModel):
+    name: Name
+    user_id: IdIn | None = Field(
+        None, description="Whose key (`users:admin`, e.g. a service account); default: yours."
+    )
+    roles: list[BindingIn] | None = Field(
+        None,
+        max_length=1000,
+        description="What the key may do; default: its owner's roles. Never more than "
+        "its owner may do.",
+    )
+    expires_at: InstantIn | None = None
+
+
+class ApiKeyListQuery(PageQuery):
+    user_id: IdIn | None = Field(
+        None, description="Another user's keys (`users:admin`); default: yours."
+    )
+    all: bool = Field(False, description="Everyone's keys (`users:admin`).")
+
+
+class AuditListQuery(PageQuery):
+    actor: Annotated[str, StringConstraints(min_length=1, max_length=128)] | None = Field(
+        None, description="A user name, a key prefix (`efk_…`) or `bootstrap`."
+    )
+    action: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        None, description="The operation id, e.g. `update_device`, `send_device_command`, `login`."
+    )
+    target: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        None, description="A target id, or `type:id` (`device:1790…`), or `type:`."
+    )
+    since: InstantIn | None = Field(None, description="Entries at or after (RFC 3339).")
+    until: InstantIn | None = Field(None, description="Entries before (RFC 3339).")
+
+
+class AuditRecord(BaseModel):
+    audit_id: IdOut
+    at: Instant
+    actor_type: str
+    actor_id: IdOut | None
+    actor_name: str
+    action: str
+    target_type: str
+    target_id: str | None
+    result: Literal["success", "failure"]
+    error_type: str | None
+    http_status: int
+    source_address: str
+    request_id: str
+    fields: list[str] = Field(description="Names of the fields changed; never their values.")
+
+
+_STREAM_TYPE = "(" + "|".join(re.escape(t) for t in STREAM_TYPES) + ")"
+STREAM_TYPES_PATTERN = rf"^({_STREAM_TYPE}(,{_STREAM_TYPE})*)?$"
+
+
+class StreamQuery(ParamsModel):
+    device_id: IdIn | None = Field(None, description="Only this device's events.")
+    group_id: IdIn | None = Field(None, description="Only events of this group's devices.")
+    types: Annotated[str, StringConstraints(pattern=STREAM_TYPES_PATTERN)] | None = Field(
+        None,
+        description="Comma-separated event types: `device.state`, `device.status`, "
+        "`command.result`, `record.created`, `config.reported`, `job.progress` (default: all).",
+    )

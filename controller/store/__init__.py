@@ -7,9 +7,12 @@ import logging
 
 from edgefleet.controller.settings import DatabaseSettings
 from edgefleet.controller.store.analysis import AnalysisStore
+from edgefleet.controller.store.api_keys import ApiKeyStore
+from edgefleet.controller.store.audit import AuditEntry, AuditFilter, AuditStore
 from edgefleet.controller.store.database import Database, create_engine
 from edgefleet.controller.store.devices import DeviceFilter, DeviceStore
 from edgefleet.controller.store.errors import (
+    ApiKeyNotFound,
     Conflict,
     DatabaseUnavailable,
     DeviceConflict,
@@ -17,9 +20,14 @@ from edgefleet.controller.store.errors import (
     GroupConflict,
     GroupNotFound,
     KubernetesUnavailable,
+    LastAdmin,
     MembershipNotFound,
     NotFound,
+    RoleConflict,
+    RoleNotFound,
     StoreError,
+    UserConflict,
+    UserNotFound,
 )
 from edgefleet.controller.store.events import EventFilter, EventStore
 from edgefleet.controller.store.groups import GroupStore
@@ -32,15 +40,23 @@ from edgefleet.controller.store.records import (
     RecordNotFound,
     RecordStore,
 )
+from edgefleet.controller.store.refresh_tokens import RefreshTokenStore
+from edgefleet.controller.store.roles import Binding, HeldRole, RoleStore
+from edgefleet.controller.store.scope import Scope
 from edgefleet.controller.store.sessions import SessionStore
 from edgefleet.controller.store.stats import StatsStore
+from edgefleet.controller.store.users import UserStore
 
 log = logging.getLogger("edgefleet.store")
 
 DEFAULTS = DatabaseSettings()
 
 __all__ = [
+    "ApiKeyNotFound",
     "Attempt",
+    "AuditEntry",
+    "AuditFilter",
+    "Binding",
     "Conflict",
     "DatabaseUnavailable",
     "DeviceConflict",
@@ -50,14 +66,21 @@ __all__ = [
     "FileNotFound",
     "GroupConflict",
     "GroupNotFound",
+    "HeldRole",
     "KubernetesUnavailable",
+    "LastAdmin",
     "LogFilter",
     "MembershipNotFound",
     "NotFound",
     "RecordFilter",
     "RecordNotFound",
+    "RoleConflict",
+    "RoleNotFound",
+    "Scope",
     "Store",
     "StoreError",
+    "UserConflict",
+    "UserNotFound",
 ]
 
 
@@ -73,6 +96,11 @@ class Store:
         self.sessions = SessionStore(db)
         self.records = RecordStore(db)
         self.analysis = AnalysisStore(db)
+        self.users = UserStore(db)
+        self.roles = RoleStore(db)
+        self.api_keys = ApiKeyStore(db)
+        self.refresh_tokens = RefreshTokenStore(db)
+        self.audit = AuditStore(db)
 
     @classmethod
     def from_url(

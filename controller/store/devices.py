@@ -9,14 +9,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Select,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from edgefleet.controller.store.audit import AuditEntry, write_audit
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.errors import DeviceConflict, DeviceNotFound
 from edgefleet.controller.store.events import record_events
 from edgefleet.controller.store.schema import device_group_members, devices
+from edgefleet.controller.store.scope import Scope, in_scope
 
 # Never leaves the store through a read: the bcrypt hash stays in the database.
 PUBLIC_COLUMNS = [c for c in devices.c if c.name != "secret"]
@@ -31,6 +43,7 @@ class DeviceFilter:
     type: str | None = None
     group_id: int | None = None
     text: str | None = None
+    scope: Scope = None
 
 
 def like_pattern(text: str) -> str:
@@ -55,11 +68,22 @@ def _filtered(query: Select[Any], where: DeviceFilter) -> Select[Any]:
                 devices.c.hardware_sn.like(pattern, escape="\\"),
             )
         )
+    if where.scope is not None:
+        query = query.where(in_scope(devices.c.device_id, where.scope))
     return query
 
 
-async def fetch_device(connection: AsyncConnection, device_id: int) -> dict[str, Any]:
-    result = await connection.execute(SELECT_DEVICE, {"device_id": device_id})
+async def fetch_device(
+    connection: AsyncConnection, device_id: int, scope: Scope = None
+) -> dict[str, Any]:
+    if scope is None:
+        result = await connection.execute(SELECT_DEVICE, {"device_id": device_id})
+    else:
+        result = await connection.execute(
+            select(*PUBLIC_COLUMNS).where(
+                devices.c.device_id == device_id, in_scope(devices.c.device_id, scope)
+            )
+        )
     row = result.mappings().first()
     if row is None:
         raise DeviceNotFound(device_id)
@@ -79,7 +103,9 @@ class DeviceStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create(self, values: dict[str, Any]) -> dict[str, Any]:
+    async def create(
+        self, values: dict[str, Any], audit: AuditEntry | None = None
+    ) -> dict[str, Any]:
         """Insert a device; ``values`` holds ``device_id`` and ``secret`` (a bcrypt hash)."""
         now = utcnow()
         row = {
@@ -100,6 +126,7 @@ class DeviceStore:
                     "registered",
                     {"name": row["name"], "type": row["type"]},
                 )
+                await write_audit(connection, audit)
                 return await fetch_device(connection, row["device_id"])
         except IntegrityError as exc:
             raise DeviceConflict(
@@ -107,9 +134,9 @@ class DeviceStore:
                 f"hardware_model {values['hardware_model']!r} already exists"
             ) from exc
 
-    async def get(self, device_id: int) -> dict[str, Any]:
+    async def get(self, device_id: int, scope: Scope = None) -> dict[str, Any]:
         async with self._db.read() as connection:
-            return await fetch_device(connection, device_id)
+            return await fetch_device(connection, device_id, scope)
 
     async def secret_of(self, device_id: int) -> str:
         """The device's bcrypt hash (never part of a device row handed out)."""
@@ -136,7 +163,9 @@ class DeviceStore:
             )
             return [dict(row) for row in rows.mappings()], total or 0
 
-    async def update(self, device_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update(
+        self, device_id: int, changes: dict[str, Any], audit: AuditEntry | None = None
+    ) -> dict[str, Any]:
         """Apply ``changes``. A new ``secret``, or ``disabled`` changing either way,
         bumps the credential version: every session token issued before stops
         working (a token from before a device was disabled must not come back to
@@ -158,13 +187,15 @@ class DeviceStore:
                         raise DeviceNotFound(device_id)
                     changed = sorted("password" if name == "secret" else name for name in changes)
                     await record_events(connection, [device_id], "updated", {"fields": changed})
+                await write_audit(connection, audit)
                 return await fetch_device(connection, device_id)
         except IntegrityError as exc:
             raise DeviceConflict(
                 "another device already has this hardware_sn and hardware_model"
             ) from exc
 
-    async def delete(self, device_id: int) -> None:
+    async def delete(self, device_id: int, audit: AuditEntry | None = None) -> None:
         async with self._db.begin() as connection:
             await fetch_device(connection, device_id)
             await delete_devices(connection, [device_id])
+            await write_audit(connection, audit)

@@ -39,3 +39,27 @@ class GroupConflict(Conflict):
 
 class MembershipNotFound(NotFound):
     pass
+
+
+class UserNotFound(NotFound):
+    pass
+
+
+class UserConflict(Conflict):
+    pass
+
+
+class RoleNotFound(NotFound):
+    pass
+
+
+class RoleConflict(Conflict):
+    """A duplicate code, a role still bound, or a built-in role deleted or emptied."""
+
+
+class ApiKeyNotFound(NotFound):
+    pass
+
+
+class LastAdmin(Conflict):
+    """The change would leave no active administrator."""

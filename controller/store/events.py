@@ -14,6 +14,7 @@ from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.errors import DeviceNotFound
 from edgefleet.controller.store.pages import page_of, window
 from edgefleet.controller.store.schema import device_events, devices
+from edgefleet.controller.store.scope import Scope, in_scope
 
 
 async def record_events(
@@ -44,11 +45,14 @@ class EventStore:
         self._db = db
 
     async def list(
-        self, device_id: int, where: EventFilter, page: int, per_page: int
+        self, device_id: int, where: EventFilter, page: int, per_page: int, scope: Scope = None
     ) -> tuple[list[dict[str, Any]], int]:
         """A page of the device's events, newest first. The log of a deleted device
-        stays readable; an id that never had a device or an event is not found."""
+        stays readable; an id that never had a device or an event is not found, and
+        neither is a device outside ``scope`` (a deleted one is in no group)."""
         conditions = [device_events.c.device_id == device_id]
+        if scope is not None:
+            conditions.append(in_scope(device_events.c.device_id, scope))
         if where.event is not None:
             conditions.append(device_events.c.event == where.event)
         conditions += window(device_events.c.at, where.since, where.until)
@@ -58,12 +62,15 @@ class EventStore:
                 connection, device_events, conditions, order, page, per_page
             )
             if not items and total == 0:
-                exists = await connection.scalar(
-                    select(devices.c.device_id).where(devices.c.device_id == device_id)
-                ) or await connection.scalar(
-                    select(device_events.c.event_id)
-                    .where(device_events.c.device_id == device_id)
-                    .limit(1)
+                exists = scope is None and (
+                    await connection.scalar(
+                        select(devices.c.device_id).where(devices.c.device_id == device_id)
+                    )
+                    or await connection.scalar(
+                        select(device_events.c.event_id)
+                        .where(device_events.c.device_id == device_id)
+                        .limit(1)
+                    )
                 )
                 if not exists:
                     raise DeviceNotFound(device_id)

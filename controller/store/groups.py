@@ -13,11 +13,13 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from edgefleet.controller.store.audit import AuditEntry, write_audit
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.devices import delete_devices, fetch_device, like_pattern
 from edgefleet.controller.store.errors import GroupConflict, GroupNotFound, MembershipNotFound
 from edgefleet.controller.store.events import record_events
 from edgefleet.controller.store.schema import device_group_members, device_groups
+from edgefleet.controller.store.scope import Scope
 
 _member_count = (
     select(func.count())
@@ -29,7 +31,11 @@ _member_count = (
 GROUP_COLUMNS = [*device_groups.c, _member_count]
 
 
-async def _fetch_group(connection: AsyncConnection, group_id: int) -> dict[str, Any]:
+async def _fetch_group(
+    connection: AsyncConnection, group_id: int, scope: Scope = None
+) -> dict[str, Any]:
+    if scope is not None and group_id not in scope:
+        raise GroupNotFound(group_id)
     row = (
         (
             await connection.execute(
@@ -51,13 +57,18 @@ async def _member_ids(connection: AsyncConnection, group_id: int) -> list[int]:
     return list(rows)
 
 
-async def _groups_of(connection: AsyncConnection, device_id: int) -> list[dict[str, Any]]:
-    rows = await connection.execute(
+async def _groups_of(
+    connection: AsyncConnection, device_id: int, scope: Scope = None
+) -> list[dict[str, Any]]:
+    query = (
         select(*GROUP_COLUMNS)
         .join(device_group_members, device_group_members.c.group_id == device_groups.c.group_id)
         .where(device_group_members.c.device_id == device_id)
         .order_by(device_groups.c.name)
     )
+    if scope is not None:
+        query = query.where(device_groups.c.group_id.in_(scope))
+    rows = await connection.execute(query)
     return [dict(row) for row in rows.mappings()]
 
 
@@ -72,24 +83,29 @@ class GroupStore:
     def __init__(self, db: Database) -> None:
         self._db = db
 
-    async def create(self, values: dict[str, Any]) -> dict[str, Any]:
+    async def create(
+        self, values: dict[str, Any], audit: AuditEntry | None = None
+    ) -> dict[str, Any]:
         now = utcnow()
         row = {"description": "", **values, "created_at": now, "updated_at": now}
         try:
             async with self._db.begin() as connection:
                 await connection.execute(insert(device_groups), row)
+                await write_audit(connection, audit)
                 return await _fetch_group(connection, row["group_id"])
         except IntegrityError as exc:
             raise GroupConflict(f"a group named {values['name']!r} already exists") from exc
 
-    async def get(self, group_id: int) -> dict[str, Any]:
+    async def get(self, group_id: int, scope: Scope = None) -> dict[str, Any]:
         async with self._db.read() as connection:
-            return await _fetch_group(connection, group_id)
+            return await _fetch_group(connection, group_id, scope)
 
     async def list(
-        self, text: str | None, page: int, per_page: int
+        self, text: str | None, page: int, per_page: int, scope: Scope = None
     ) -> tuple[list[dict[str, Any]], int]:
         conditions = []
+        if scope is not None:
+            conditions.append(device_groups.c.group_id.in_(scope))
         if text:
             conditions.append(device_groups.c.name.like(like_pattern(text), escape="\\"))
         async with self._db.read() as connection:
@@ -105,7 +121,9 @@ class GroupStore:
             )
             return [dict(row) for row in rows.mappings()], total or 0
 
-    async def update(self, group_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    async def update(
+        self, group_id: int, changes: dict[str, Any], audit: AuditEntry | None = None
+    ) -> dict[str, Any]:
         try:
             async with self._db.begin() as connection:
                 group = await _fetch_group(connection, group_id)
@@ -116,11 +134,12 @@ class GroupStore:
                         .values(**changes, updated_at=utcnow())
                     )
                     group = await _fetch_group(connection, group_id)
+                await write_audit(connection, audit)
                 return group
         except IntegrityError as exc:
             raise GroupConflict(f"a group named {changes.get('name')!r} already exists") from exc
 
-    async def delete(self, group_id: int) -> None:
+    async def delete(self, group_id: int, audit: AuditEntry | None = None) -> None:
         """Delete the group; its devices stay, each logging that it left."""
         async with self._db.begin() as connection:
             group = await _fetch_group(connection, group_id)
@@ -133,6 +152,7 @@ class GroupStore:
             await connection.execute(
                 delete(device_groups).where(device_groups.c.group_id == group_id)
             )
+            await write_audit(connection, audit)
 
     async def by_resource(self, namespace: str, names: Iterable[str]) -> dict[str, dict[str, Any]]:
         """The groups mirroring the DeviceGroup resources ``names`` in ``namespace``."""
@@ -153,10 +173,10 @@ class GroupStore:
             await _fetch_group(connection, group_id)
             return await _member_ids(connection, group_id)
 
-    async def is_member(self, group_id: int, device_id: int) -> bool:
+    async def is_member(self, group_id: int, device_id: int, scope: Scope = None) -> bool:
         async with self._db.read() as connection:
-            await _fetch_group(connection, group_id)
-            await fetch_device(connection, device_id)
+            await _fetch_group(connection, group_id, scope)
+            await fetch_device(connection, device_id, scope)
             found = await connection.scalar(
                 select(func.count()).where(
                     device_group_members.c.group_id == group_id,
@@ -165,7 +185,9 @@ class GroupStore:
             )
             return bool(found)
 
-    async def add_member(self, group_id: int, device_id: int) -> bool:
+    async def add_member(
+        self, group_id: int, device_id: int, audit: AuditEntry | None = None
+    ) -> bool:
         """Put the device in the group; ``False`` when it already was (nothing changes)."""
         try:
             async with self._db.begin() as connection:
@@ -177,18 +199,20 @@ class GroupStore:
                         device_group_members.c.device_id == device_id,
                     )
                 )
-                if already:
-                    return False
-                await connection.execute(
-                    insert(device_group_members),
-                    {"group_id": group_id, "device_id": device_id, "created_at": utcnow()},
-                )
-                await _log_membership(connection, "group_joined", [device_id], group)
-                return True
+                if not already:
+                    await connection.execute(
+                        insert(device_group_members),
+                        {"group_id": group_id, "device_id": device_id, "created_at": utcnow()},
+                    )
+                    await _log_membership(connection, "group_joined", [device_id], group)
+                await write_audit(connection, audit)
+                return not already
         except IntegrityError:
             return False  # a concurrent request added the same membership first
 
-    async def remove_member(self, group_id: int, device_id: int) -> None:
+    async def remove_member(
+        self, group_id: int, device_id: int, audit: AuditEntry | None = None
+    ) -> None:
         async with self._db.begin() as connection:
             group = await _fetch_group(connection, group_id)
             await fetch_device(connection, device_id)
@@ -201,14 +225,18 @@ class GroupStore:
             if result.rowcount == 0:
                 raise MembershipNotFound(group_id, device_id)
             await _log_membership(connection, "group_left", [device_id], group)
+            await write_audit(connection, audit)
 
-    async def clear(self, group_id: int, delete_members: bool) -> tuple[int, int]:
+    async def clear(
+        self, group_id: int, delete_members: bool, audit: AuditEntry | None = None
+    ) -> tuple[int, int]:
         """Empty the group; with ``delete_members`` its devices are deleted too.
 
         Returns (memberships removed, devices deleted)."""
         async with self._db.begin() as connection:
             group = await _fetch_group(connection, group_id)
             members = await _member_ids(connection, group_id)
+            await write_audit(connection, audit)
             if not members:
                 return 0, 0
             if delete_members:
@@ -220,18 +248,26 @@ class GroupStore:
             await _log_membership(connection, "group_left", members, group)
             return len(members), 0
 
-    async def of_device(self, device_id: int) -> list[dict[str, Any]]:
+    async def of_device(self, device_id: int, scope: Scope = None) -> list[dict[str, Any]]:
+        """The device's groups; with a scope, only those in it."""
         async with self._db.read() as connection:
-            await fetch_device(connection, device_id)
-            return await _groups_of(connection, device_id)
+            await fetch_device(connection, device_id, scope)
+            return await _groups_of(connection, device_id, scope)
 
-    async def replace_of_device(self, device_id: int, group_ids: list[int]) -> list[dict[str, Any]]:
-        """Make the device's groups exactly ``group_ids``; unknown groups change nothing."""
+    async def replace_of_device(
+        self,
+        device_id: int,
+        group_ids: list[int],
+        scope: Scope = None,
+        audit: AuditEntry | None = None,
+    ) -> list[dict[str, Any]]:
+        """Make the device's groups in ``scope`` exactly ``group_ids``; its groups
+        outside the scope stay. Unknown groups change nothing."""
         wanted = set(group_ids)
         async with self._db.begin() as connection:
-            await fetch_device(connection, device_id)
-            groups = {gid: await _fetch_group(connection, gid) for gid in wanted}
-            current = {g["group_id"]: g for g in await _groups_of(connection, device_id)}
+            await fetch_device(connection, device_id, scope)
+            groups = {gid: await _fetch_group(connection, gid, scope) for gid in wanted}
+            current = {g["group_id"]: g for g in await _groups_of(connection, device_id, scope)}
             leaving = current.keys() - wanted
             if leaving:
                 await connection.execute(
@@ -251,15 +287,24 @@ class GroupStore:
                 await _log_membership(connection, "group_left", [device_id], current[gid])
             for gid in joining:
                 await _log_membership(connection, "group_joined", [device_id], groups[gid])
-            return await _groups_of(connection, device_id)
+            await write_audit(connection, audit)
+            return await _groups_of(connection, device_id, scope)
 
-    async def remove_all_of_device(self, device_id: int) -> int:
+    async def remove_all_of_device(
+        self, device_id: int, scope: Scope = None, audit: AuditEntry | None = None
+    ) -> int:
+        """Take the device out of all its groups (with a scope: of those in it)."""
         async with self._db.begin() as connection:
-            await fetch_device(connection, device_id)
-            groups = await _groups_of(connection, device_id)
-            await connection.execute(
-                delete(device_group_members).where(device_group_members.c.device_id == device_id)
-            )
+            await fetch_device(connection, device_id, scope)
+            groups = await _groups_of(connection, device_id, scope)
+            if groups:
+                await connection.execute(
+                    delete(device_group_members).where(
+                        device_group_members.c.device_id == device_id,
+                        device_group_members.c.group_id.in_([g["group_id"] for g in groups]),
+                    )
+                )
             for group in groups:
                 await _log_membership(connection, "group_left", [device_id], group)
+            await write_audit(connection, audit)
             return len(groups)

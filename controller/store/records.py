@@ -45,6 +45,7 @@ from edgefleet.controller.store.schema import (
     record_files,
     records,
 )
+from edgefleet.controller.store.scope import Scope, in_scope
 
 CHUNK = 500
 """Ids per ``IN (…)`` list."""
@@ -96,6 +97,8 @@ class RecordFilter:
     status: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    scope: Scope = None
+    """Only records of devices the caller may see (group scope)."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,8 @@ class LogFilter:
     status: str | None = None
     since: datetime | None = None
     until: datetime | None = None
+    scope: Scope = None
+    """Only attempts of devices the caller may see (refused ones name no device)."""
 
 
 def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
@@ -281,9 +286,19 @@ class RecordStore:
 
     # --- files ------------------------------------------------------------------------------
 
-    async def file(self, sha256: str) -> dict[str, Any] | None:
+    async def file(self, sha256: str, scope: Scope = None) -> dict[str, Any] | None:
+        """The file's index row; with a ``scope``, only if a record of a device in it
+        names the file (a file is shared by every device that sent it)."""
+        conditions = [files.c.sha256 == sha256]
+        if scope is not None:
+            named_in_scope = (
+                select(record_files.c.sha256)
+                .join(records, records.c.id == record_files.c.record_id)
+                .where(record_files.c.sha256 == sha256, in_scope(records.c.device_id, scope))
+            )
+            conditions.append(named_in_scope.exists())
         async with self._db.read() as connection:
-            row = (await connection.execute(select(files).where(files.c.sha256 == sha256))).first()
+            row = (await connection.execute(select(files).where(*conditions))).first()
         return dict(row._mapping) if row else None
 
     async def add_file(self, sha256: str, size: int, content_type: str) -> bool:
@@ -323,6 +338,8 @@ class RecordStore:
             conditions.append(records.c.kind == where.kind)
         if where.status is not None:
             conditions.append(records.c.status == where.status)
+        if where.scope is not None:
+            conditions.append(in_scope(records.c.device_id, where.scope))
         return conditions + window(records.c.received_at, where.since, where.until)
 
     async def list(
@@ -351,13 +368,15 @@ class RecordStore:
                 found.setdefault(record_id, []).append(sha)
         return found
 
-    async def get(self, record_id: int) -> dict[str, Any]:
+    async def get(self, record_id: int, scope: Scope = None) -> dict[str, Any]:
         """One record with its files (and whether the cloud has each), their cached
-        classification, and its analysis attempts."""
+        classification, and its analysis attempts; one of a device outside ``scope``
+        is not found."""
+        conditions = [records.c.id == record_id]
+        if scope is not None:
+            conditions.append(in_scope(records.c.device_id, scope))
         async with self._db.read() as connection:
-            row = (
-                await connection.execute(select(records).where(records.c.id == record_id))
-            ).first()
+            row = (await connection.execute(select(records).where(*conditions))).first()
             if row is None:
                 raise RecordNotFound(record_id)
             record = dict(row._mapping)
@@ -389,9 +408,13 @@ class RecordStore:
         return record
 
     async def stats(
-        self, since: datetime | None, until: datetime | None, group_id: int | None
+        self,
+        since: datetime | None,
+        until: datetime | None,
+        group_id: int | None,
+        scope: Scope = None,
     ) -> dict[str, Any]:
-        where = RecordFilter(group_id=group_id, since=since, until=until)
+        where = RecordFilter(group_id=group_id, since=since, until=until, scope=scope)
         conditions = self._conditions(where)
         async with self._db.read() as connection:
 
@@ -437,6 +460,8 @@ class RecordStore:
                 )
             ).one()
             log_conditions = window(ingest_log.c.at, since, until)
+            if scope is not None:
+                log_conditions.append(in_scope(ingest_log.c.device_id, scope))
             if group_id is not None:
                 log_conditions.append(
                     ingest_log.c.device_id.in_(
@@ -467,6 +492,8 @@ class RecordStore:
             conditions.append(ingest_log.c.device_id == where.device_id)
         if where.status is not None:
             conditions.append(ingest_log.c.status == where.status)
+        if where.scope is not None:
+            conditions.append(in_scope(ingest_log.c.device_id, where.scope))
         conditions += window(ingest_log.c.at, where.since, where.until)
         order = [ingest_log.c.at.desc(), ingest_log.c.id.desc()]
         async with self._db.read() as connection:

@@ -5,15 +5,18 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Column, func, select
+from sqlalchemy import Column, ColumnElement, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.schema import device_events, device_sessions, devices
+from edgefleet.controller.store.scope import Scope, in_scope
 
 
-async def _counts(connection: AsyncConnection, column: Column[str]) -> dict[str, int]:
-    rows = await connection.execute(select(column, func.count()).group_by(column))
+async def _counts(
+    connection: AsyncConnection, column: Column[str], *where: ColumnElement[bool]
+) -> dict[str, int]:
+    rows = await connection.execute(select(column, func.count()).where(*where).group_by(column))
     return {value: count for value, count in rows}
 
 
@@ -27,15 +30,25 @@ class StatsStore:
             counts = await _counts(connection, devices.c.state)
         return {state: counts.get(state, 0) for state in ("online", "unknown", "offline")}
 
-    async def fleet(self) -> dict[str, Any]:
+    async def fleet(self, scope: Scope = None) -> dict[str, Any]:
+        """The counts, of the devices in ``scope`` only when one is given."""
+
+        def scoped(column: ColumnElement[int]) -> list[ColumnElement[bool]]:
+            return [] if scope is None else [in_scope(column, scope)]
+
         async with self._db.read() as connection:
-            by_state = await _counts(connection, devices.c.state)
-            by_type = await _counts(connection, devices.c.type)
-            connected = await connection.scalar(select(func.count()).select_from(device_sessions))
+            by_state = await _counts(connection, devices.c.state, *scoped(devices.c.device_id))
+            by_type = await _counts(connection, devices.c.type, *scoped(devices.c.device_id))
+            connected = await connection.scalar(
+                select(func.count())
+                .select_from(device_sessions)
+                .where(*scoped(device_sessions.c.device_id))
+            )
             commands = await connection.scalar(
                 select(func.count()).where(
                     device_events.c.event == "command_sent",
                     device_events.c.at >= utcnow() - timedelta(hours=1),
+                    *scoped(device_events.c.device_id),
                 )
             )
         return {

@@ -426,6 +426,8 @@ def test_on_a_metered_link_the_status_goes_when_it_moved_or_when_the_longest_gap
     device.status = memory(65)  # fifteen points since the last upload
     run(15)
     assert len(uploads) == 3
+
+
 # --- data (section 7) -------------------------------------------------------------------
 
 

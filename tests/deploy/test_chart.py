@@ -4,6 +4,7 @@ examples against the CRDs' own schemas. The dashboard has test_dashboard.py."""
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -372,7 +373,9 @@ def test_secrets_given_as_values_render_the_same_every_time() -> None:
     """``helm template`` (Argo CD) has no cluster to look the generated values up in;
     given values make the Secret and the pods' checksum stable."""
     given = ["--set", DB, "--set", "secrets.apiToken=a", "--set", "secrets.tokenKey=k",
-             "--set", "secrets.internalToken=i", "--set", "secrets.passwordPepper=p"]  # fmt: skip
+             "--set", "secrets.internalToken=i", "--set", "secrets.passwordPepper=p",
+             "--set", "secrets.jwtKey=" + "j" * 32,
+             "--set", "secrets.adminPassword=first-admin-pw"]  # fmt: skip
     first, second = rendered(*given), rendered(*given)
     assert by_kind(first, "Secret") == by_kind(second, "Secret")
     for component in ("controller", "southbound"):
@@ -572,6 +575,8 @@ def test_the_southbound_gets_the_pepper_and_stops_before_the_kubelet_kills_it() 
     env = {e["name"]: e for e in pod_spec(docs, "southbound")["containers"][0]["env"]}
     assert env["EDGEFLEET_PASSWORD_PEPPER"]["valueFrom"]["secretKeyRef"]["key"] == "password-pepper"
     assert env["EDGEFLEET_SHUTDOWN_GRACE"]["value"] == "35"
+
+
 def env_of(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
     [deployment] = [
         d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith(component)
@@ -662,3 +667,60 @@ def test_the_classifier_runs_in_the_controller_with_its_key_from_a_secret(
 def test_data_values_are_checked_by_the_schema(value: str) -> None:
     with pytest.raises(RuntimeError, match="values don't meet the specifications"):
         rendered("--set", DB, "--set", value)
+
+
+def controller_env(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    [container] = pod_spec(docs, "controller")["containers"]
+    return {env["name"]: env for env in container["env"]}
+
+
+def test_the_jwt_key_and_the_admin_password_come_from_the_secret() -> None:
+    docs = rendered("--set", DB)
+    [secret] = by_kind(docs, "Secret")
+    assert {"jwt-key", "admin-password"} <= secret["data"].keys()
+    env = controller_env(docs)
+    for name, key in (
+        ("EDGEFLEET_JWT_KEY", "jwt-key"),
+        ("EDGEFLEET_ADMIN_PASSWORD", "admin-password"),
+    ):
+        ref = env[name]["valueFrom"]["secretKeyRef"]
+        assert (ref["name"], ref["key"], ref["optional"]) == ("edgefleet-secrets", key, True)
+    assert env["EDGEFLEET_ADMIN_USERNAME"]["value"] == "admin"
+    # The southbound signs no access tokens and makes no users.
+    [southbound] = pod_spec(docs, "southbound")["containers"]
+    assert not {"EDGEFLEET_JWT_KEY", "EDGEFLEET_ADMIN_PASSWORD"} & {
+        e["name"] for e in southbound["env"]
+    }
+
+
+def test_the_jwt_key_and_admin_password_given_as_values_are_kept_as_given() -> None:
+    docs = rendered(
+        *("--set", DB, "--set", "secrets.jwtKey=" + "k" * 32),
+        *("--set", "secrets.adminPassword=first-admin-pw", "--set", "adminUsername=root"),
+        *("--set", "secrets.jwtPreviousKeys=" + "o" * 32),
+    )
+    [secret] = by_kind(docs, "Secret")
+    assert base64.b64decode(secret["data"]["jwt-key"]).decode() == "k" * 32
+    assert base64.b64decode(secret["data"]["admin-password"]).decode() == "first-admin-pw"
+    assert base64.b64decode(secret["data"]["jwt-previous-keys"]).decode() == "o" * 32
+    env = controller_env(docs)
+    assert env["EDGEFLEET_ADMIN_USERNAME"]["value"] == "root"
+    assert env["EDGEFLEET_JWT_PREVIOUS_KEYS"]["valueFrom"]["secretKeyRef"]["key"] == (
+        "jwt-previous-keys"
+    )
+    with pytest.raises(RuntimeError, match="jwtKey"):
+        rendered("--set", DB, "--set", "secrets.jwtKey=short")
+
+
+def test_an_existing_secret_gives_the_jwt_key_and_admin_password_too() -> None:
+    env = controller_env(rendered("--set", "existingSecret=fleet-credentials"))
+    assert env["EDGEFLEET_JWT_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "fleet-credentials"
+    assert (
+        env["EDGEFLEET_ADMIN_PASSWORD"]["valueFrom"]["secretKeyRef"]["name"] == "fleet-credentials"
+    )
+
+
+def test_behind_the_ingress_the_client_address_comes_from_x_forwarded_for() -> None:
+    assert "EDGEFLEET_TRUST_FORWARDED_FOR" not in controller_env(rendered("--set", DB))
+    env = controller_env(rendered(*FULL))
+    assert env["EDGEFLEET_TRUST_FORWARDED_FOR"]["value"] == "true"

@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import attrs
+import jsonpatch
 import kmock
 import yaml
+from aiohttp import web
 
 from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES, GROUP, VERSION
 
@@ -44,6 +46,16 @@ class StampingEmulator(kmock.KubernetesEmulator):
                 meta.setdefault("creationTimestamp", datetime.now(UTC).isoformat())
         try:
             response = await super()._handle(request)
+        except jsonpatch.JsonPatchTestFailed as exc:
+            # The API server answers a failed JSON-patch test (kopf tests the
+            # resourceVersion before removing a finalizer) with 422, which kopf
+            # takes as "changed meanwhile, try on the next event". kmock's 500
+            # made kopf resend the same stale patch nine times, over many seconds.
+            return web.json_response(
+                {"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                 "reason": "Invalid", "code": 422, "message": str(exc)},
+                status=422,
+            )  # fmt: skip
         finally:
             self._requests.remove(request)
             self.served.append(request)

@@ -394,6 +394,8 @@ def test_a_device_on_a_metered_link_is_allowed_its_longer_silences() -> None:
     assert session.state is State.ONLINE  # a version-1 device would be unknown by now
     session.tick(36.5)
     assert session.state is State.UNKNOWN
+
+
 # --- data (section 7) ---------------------------------------------------------------------
 
 

@@ -45,18 +45,19 @@ class OperationLog:
         self.formatter = Scrubbed()
         self._queue: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
         handlers: list[logging.Handler] = []
+        self.file: logging.handlers.TimedRotatingFileHandler | None = None
+        """The log file's handler (rotated every ``ROTATE_DAYS``), when there is one."""
         if directory is not None:
             directory.mkdir(parents=True, exist_ok=True)
-            handlers.append(
-                logging.handlers.TimedRotatingFileHandler(
-                    directory / LOG_NAME,
-                    when="D",
-                    interval=ROTATE_DAYS,
-                    backupCount=KEEP_ROTATED,
-                    utc=True,
-                    encoding="utf-8",
-                )
+            self.file = logging.handlers.TimedRotatingFileHandler(
+                directory / LOG_NAME,
+                when="D",
+                interval=ROTATE_DAYS,
+                backupCount=KEEP_ROTATED,
+                utc=True,
+                encoding="utf-8",
             )
+            handlers.append(self.file)
         if stderr:
             handlers.append(logging.StreamHandler(sys.stderr))
         for handler in handlers:

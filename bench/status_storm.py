@@ -1,22 +1,27 @@
-"""A login storm of 10,000 devices with the status writer on: bounded, paced writes.
+"""A login storm of 10,000 devices against 1, 2 and 4 southbound replicas sharing one
+status-write budget: the time until every Device shows its state should not depend
+on the replica count, and the Kubernetes API should never see more than the budget.
 
-Every device of a southbound logging in at once is 10,000 state changes for the
-Kubernetes API. The writer must turn them into at most one write per device,
-never more than ``--rate`` a second, and get every Device to ``online``. The
-Kubernetes API is kmock (the emulator the tests use) in a child process holding
-the 10,000 Devices; the southbound runs as ``edgefleet southbound`` on CPU 0 with
-MariaDB; the devices log in from this process. Sampled every second: the writer's
-queue depth and writes (its /metrics), the PATCHes kmock received, and how many
-Devices say online.
+For each replica count the benchmark seeds a fresh MariaDB database with the
+devices, starts the Kubernetes API (kmock, the emulator the tests use, in a child
+process on CPU 1 holding one Device per device), starts that many
+``edgefleet southbound`` processes in Kubernetes mode on CPU 0 with the budget
+(``--kube-status-budget``, by default the setting's default), waits until each
+replica has counted the others, then logs every device in at once from this
+process (CPU 1), spread evenly over the replicas. Sampled every second: the
+Devices that say online, the status PATCHes kmock received (and the most in any
+one second, from its request log), and each replica's share, queue and writes
+(its /metrics).
 
-    python bench/status_storm.py --devices 10000 --rate 100
+    python bench/status_storm.py                       # 10,000 devices; 1, 2, 4 replicas
+    python bench/status_storm.py --devices 60 --replicas 1,2 --max-seconds 20   # a smoke run
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
+import collections
 import json
 import os
 import subprocess
@@ -38,13 +43,15 @@ from bench.harness import (  # noqa: E402
     recreate_database,
 )
 from bench.southbound_load import Device, raise_fd_limit, seed, storm  # noqa: E402
+from edgefleet.controller.settings import KubeSettings  # noqa: E402
 
 DATABASE = "edgefleet_status_bench"
 NAMESPACE = "fleet"
 
 
 async def serve_kmock(work: Path) -> None:
-    """Child process: the Devices, and their statuses counted every second."""
+    """Child process: the Devices; every second, the status PATCHes so far, the most
+    that arrived within any one second, and how many Devices say online."""
     import kmock
 
     from tests.kube.emulator import DEVICE, StampingEmulator, declare_resources
@@ -60,11 +67,21 @@ async def serve_kmock(work: Path) -> None:
                 "spec": {"hardware": {"sn": name, "model": "M"}},
             }
         publish_kmock_url(work, str(emulator.url))
-        patches = 0
+        patches, busiest = 0, 0
+        window: collections.deque[float] = collections.deque()  # the last second's arrivals
         while True:
             await asyncio.sleep(1)
-            patches += sum(1 for r in emulator.served if r.subresource == "status")
+            served, arrivals = list(emulator.served), list(emulator.arrivals)
             emulator.served.clear()
+            emulator.arrivals.clear()
+            for request, arrived in sorted(zip(served, arrivals, strict=True), key=lambda x: x[1]):
+                if request.subresource != "status":
+                    continue
+                patches += 1
+                window.append(arrived)
+                while arrived - window[0] >= 1.0:
+                    window.popleft()
+                busiest = max(busiest, len(window))
             online = sum(
                 1
                 for name in names
@@ -72,7 +89,9 @@ async def serve_kmock(work: Path) -> None:
                 == "online"
             )
             stats = work / "kmock-stats.json"
-            stats.with_suffix(".tmp").write_text(json.dumps({"patches": patches, "online": online}))
+            stats.with_suffix(".tmp").write_text(
+                json.dumps({"patches": patches, "busiest_second": busiest, "online": online})
+            )
             stats.with_suffix(".tmp").rename(stats)
 
 
@@ -89,26 +108,35 @@ def scrape(port: int) -> dict[str, float]:
     return values
 
 
-async def load(args: argparse.Namespace, ids: list[int], ws_port: int, work: Path) -> dict:
-    url = f"ws://127.0.0.1:{ws_port}/ws"
-    devices = [Device(str(i), f"127.0.0.{2 + n % 50}", url) for n, i in enumerate(ids)]
+def kmock_stats(work: Path) -> dict[str, Any]:
+    path = work / "kmock-stats.json"
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+async def load(
+    args: argparse.Namespace, ids: list[int], replicas: list[dict[str, int]], work: Path
+) -> dict[str, Any]:
+    urls = [f"ws://127.0.0.1:{r['ws_port']}/ws" for r in replicas]
+    devices = [
+        Device(str(i), f"127.0.0.{2 + n % 50}", urls[n % len(urls)]) for n, i in enumerate(ids)
+    ]
     started = time.time()
     logins = asyncio.create_task(storm(devices, False, started, started + args.max_seconds))
     samples: list[dict[str, Any]] = []
     converged_at = None
     while time.time() - started < args.max_seconds:
         await asyncio.sleep(1)
-        metrics = await asyncio.to_thread(scrape, args.metrics_port)
-        stats_file = work / "kmock-stats.json"
-        kmock_stats = json.loads(stats_file.read_text()) if stats_file.exists() else {}
+        scrapes = [await asyncio.to_thread(scrape, r["metrics_port"]) for r in replicas]
+        seen = kmock_stats(work)
         samples.append(
             {
                 "t": round(time.time() - started, 1),
-                "sessions": metrics.get("edgefleet_sessions", 0),
-                "queue": metrics.get("edgefleet_status_write_queue", 0),
-                "writes": metrics.get("edgefleet_status_writes_total,result=ok", 0),
-                "patches": kmock_stats.get("patches", 0),
-                "online": kmock_stats.get("online", 0),
+                "sessions": sum(s.get("edgefleet_sessions,state=online", 0) for s in scrapes),
+                "shares": [s.get("edgefleet_status_write_share", 0) for s in scrapes],
+                "queues": [s.get("edgefleet_status_write_queue", 0) for s in scrapes],
+                "writes": sum(s.get("edgefleet_status_writes_total,result=ok", 0) for s in scrapes),
+                "patches": seen.get("patches", 0),
+                "online": seen.get("online", 0),
             }
         )
         if samples[-1]["online"] >= len(ids):
@@ -119,76 +147,83 @@ async def load(args: argparse.Namespace, ids: list[int], ws_port: int, work: Pat
         task.cancel()
     for device in devices:
         await device.drop()
-    per_second = [
-        (b["writes"] - a["writes"]) / (b["t"] - a["t"])
-        for a, b in itertools.pairwise(samples)
-        if b["t"] > a["t"]
-    ]
+    elapsed = samples[-1]["t"] if samples else 0
     return {
+        "replicas": len(replicas),
         "devices": len(ids),
-        "rate_cap": args.rate,
-        "logins": {
-            **percentiles(login_report["back"]),
-            "failures": login_report["failures"],
-        },
+        "budget": args.budget,
+        "logins": {**percentiles(login_report["back"]), "failures": login_report["failures"]},
         "all_online_in_status_s": converged_at,
-        "peak_queue": max(s["queue"] for s in samples),
-        "writes": samples[-1]["writes"],
-        "patches_received": samples[-1]["patches"],
-        "max_writes_per_second": round(max(per_second, default=0), 1),
-        "median_writes_per_second": round(sorted(per_second)[len(per_second) // 2], 1)
-        if per_second
-        else 0,
+        "patches": samples[-1]["patches"] if samples else 0,
+        "mean_patches_per_second": round(samples[-1]["patches"] / elapsed, 1) if elapsed else 0,
+        "busiest_second": kmock_stats(work).get("busiest_second", 0),
+        "shares_seen": sorted({share for s in samples for share in s["shares"]}),
+        "peak_queue": max((sum(s["queues"]) for s in samples), default=0),
         "samples": samples,
     }
 
 
-def run_against(
-    args: argparse.Namespace, url: str, ids: list[int], kubeconfig: Path, work: Path
+def wait_until(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"timed out waiting for {what}")
+
+
+def run_replicas(
+    args: argparse.Namespace, count: int, url: str, ids: list[int], kubeconfig: Path, work: Path
 ) -> dict[str, Any]:
-    """The southbound on CPU 0 against the emulated API; the storm from CPU 1."""
-    southbound = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "edgefleet.controller.cli", "southbound",
-         "--db-url", url, "--ws-port", str(args.ws_port), "--instance", "southbound-0",
-         "--metrics-port", str(args.metrics_port),
-         "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
-         "--kube-status-rate", str(args.rate), "--bcrypt-rounds", "4",
-         "--login-attempts-per-device", "1000", "--per-device-metrics", "false",
-         "--log-level", "WARNING"],
-        cwd=ROOT, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    """``count`` southbounds on CPU 0 against the emulated API; the storm from CPU 1."""
+    replicas = [
+        {"ws_port": args.ws_port + n, "metrics_port": args.metrics_port + n} for n in range(count)
+    ]
+    processes = []
+    for n, r in enumerate(replicas):
+        command = [
+            "taskset", "-c", "0", sys.executable, "-m", "edgefleet.controller.cli",
+            "southbound", "--db-url", url, "--instance", f"southbound-{n}",
+            "--ws-port", str(r["ws_port"]), "--metrics-port", str(r["metrics_port"]),
+            "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
+            "--kube-status-budget", str(args.budget), "--bcrypt-rounds", "4",
+            "--instance-beat-interval", str(args.beat),
+            "--login-attempts-per-device", "1000", "--per-device-metrics", "false",
+            "--log-level", "WARNING",
+        ]  # fmt: skip
+        with (work / f"southbound-{n}.stderr").open("w") as stderr:
+            processes.append(subprocess.Popen(command, cwd=ROOT, stderr=stderr))
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{args.ws_port}/healthz", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
+        share = args.budget / count
+        wait_until(
+            lambda: all(
+                scrape(r["metrics_port"]).get("edgefleet_status_write_share") == share
+                for r in replicas
+            ),
+            60 + 2 * args.beat,
+            f"{count} replicas to count each other",
+        )
         os.sched_setaffinity(0, {1})
-        return asyncio.run(load(args, ids, args.ws_port, work))
+        return asyncio.run(load(args, ids, replicas, work))
     finally:
-        southbound.terminate()
-        southbound.wait(60)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(60)
+        for n in range(count):
+            if errors := (work / f"southbound-{n}.stderr").read_text().strip():
+                print(f"southbound-{n} said:\n{errors}", file=sys.stderr)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--devices", type=int, default=10_000)
-    parser.add_argument("--rate", type=float, default=100, help="status writes a second (cap)")
-    parser.add_argument("--max-seconds", type=float, default=600)
-    parser.add_argument("--ws-port", type=int, default=19390)
-    parser.add_argument("--metrics-port", type=int, default=19392)
-    parser.add_argument("--output", type=Path, default=ROOT / "bench/results/status_storm.json")
-    parser.add_argument("--serve-kmock", type=Path, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve_kmock:
-        asyncio.run(serve_kmock(args.serve_kmock))
-        return
-    raise_fd_limit()
-    url = recreate_database(DATABASE)
-    ids = asyncio.run(seed(url, args.devices, 4))
+def seeded(args: argparse.Namespace) -> tuple[str, list[int]]:
+    """A fresh database with the devices, each the Device ``dev-<id>``."""
     import pymysql
 
+    url = recreate_database(DATABASE)
+    ids = asyncio.run(seed(url, args.devices, 4))
     user, _, hostport = MARIADB.partition("@")
     host, _, port = hostport.partition(":")
     connection = pymysql.connect(host=host, port=int(port), user=user, database=DATABASE)
@@ -199,18 +234,45 @@ def main() -> None:
         )
     connection.commit()
     connection.close()
+    return url, ids
 
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--replicas", default="1,2,4", help="replica counts, one run each")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=KubeSettings().status_budget,
+        help="status writes a second for the installation (--kube-status-budget)",
+    )
+    parser.add_argument("--beat", type=float, default=2.0, help="--instance-beat-interval")
+    parser.add_argument("--max-seconds", type=float, default=1200)
+    parser.add_argument("--ws-port", type=int, default=19390)
+    parser.add_argument("--metrics-port", type=int, default=19590)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench/results/status_storm.json")
+    parser.add_argument("--serve-kmock", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_kmock:
+        asyncio.run(serve_kmock(args.serve_kmock))
+        return
+    raise_fd_limit()
     from tests.kube.emulator import write_kubeconfig
 
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "names.json").write_text(json.dumps([f"dev-{i}" for i in ids]))
-        with kmock_child(__file__, work) as server:
-            kubeconfig = write_kubeconfig(work / "kubeconfig", server)
-            report = run_against(args, url, ids, kubeconfig, work)
+    runs = []
+    for count in (int(n) for n in args.replicas.split(",")):
+        url, ids = seeded(args)
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            (work / "names.json").write_text(json.dumps([f"dev-{i}" for i in ids]))
+            with kmock_child(__file__, work) as server:
+                kubeconfig = write_kubeconfig(work / "kubeconfig", server)
+                runs.append(run_replicas(args, count, url, ids, kubeconfig, work))
+        summary = {k: v for k, v in runs[-1].items() if k != "samples"}
+        print(json.dumps(summary, indent=2), flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "samples"}, indent=2))
+    args.output.write_text(json.dumps({"runs": runs}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -144,7 +144,7 @@ async def serve_southbound(settings: Settings) -> None:
 
             kube = await KubeClient.connect(settings.kube.kubeconfig, settings.kube.namespace)
             status = KubeStatus(
-                KubeStatusApi(kube), settings.kube.status_rate, settings.kube.metrics_interval
+                KubeStatusApi(kube), settings.kube.status_budget, settings.kube.metrics_interval
             )
         southbound = Southbound(
             settings.southbound,
@@ -187,7 +187,15 @@ async def _kubernetes(
     reconciler = Reconciler(
         store, kube, link, ids, settings.api.bcrypt_rounds, metrics=metrics, counts=counts
     )
-    resync = StatusResync(kube, store, settings.kube.resync_interval, settings.kube.status_rate)
+    resync = StatusResync(
+        kube,
+        store,
+        settings.kube.resync_interval,
+        settings.kube.status_budget,
+        settings.southbound.instance_beat_interval,
+        settings.southbound.instance_timeout,
+        metrics=metrics,
+    )
     try:
         async with asyncio.TaskGroup() as tasks:
             background = [

@@ -289,6 +289,13 @@ class SouthboundSettings:
         "Seconds without a beat from a southbound instance (a dead pod) before the others "
         "release its sessions and its devices go offline; the same for every instance.",
     )
+    instance_beat_interval: float = setting(
+        15.0,
+        "instance-beat-interval",
+        "Seconds between two beats of a southbound instance in the database; each beat "
+        "releases the sessions of lost instances and counts the processes sharing "
+        "--kube-status-budget. Well under --instance-timeout; the same for every instance.",
+    )
     token_key: str | None = setting(
         None,
         "token-key",
@@ -434,8 +441,12 @@ class KubeSettings:
         "kubeconfig",
         "kubeconfig file; unset: the pod's service account, else ~/.kube/config.",
     )
-    status_rate: float = setting(
-        20.0, "kube-status-rate", "Most Device status writes a second, whatever the fleet size."
+    status_budget: float = setting(
+        20.0,
+        "kube-status-budget",
+        "Device status writes a second for the whole installation, whatever the fleet size "
+        "and the replicas: each southbound replica, and the controller's resync while it "
+        "writes, takes an equal share (give every process the same value).",
     )
     metrics_interval: float = setting(
         60.0,
@@ -548,6 +559,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Build the settings: flags first, then ``EDGEFLEET_*`` variables, then defaults."""
     env = os.environ if env is None else env
+    for name, replacement in REPLACED.items():
+        if name in env:
+            raise SettingsError(f"{name} was replaced by {replacement}")
     values: dict[str, dict[str, Any]] = {}
     for info in describe():
         flag = getattr(args, f"{info.group}__{info.name}", None) if args else None
@@ -581,6 +595,21 @@ def _check(settings: Settings) -> None:
         raise SettingsError("--analysis-concurrency must be at least 1")
     if settings.auth.jwt_key is not None and len(settings.auth.jwt_key) < 32:
         raise SettingsError("--jwt-key must be at least 32 characters")
+    if settings.kube.status_budget <= 0:
+        raise SettingsError("--kube-status-budget must be more than 0")
+    southbound = settings.southbound
+    if not 0 < southbound.instance_beat_interval < southbound.instance_timeout:
+        raise SettingsError(
+            "--instance-beat-interval must be more than 0 and under --instance-timeout"
+        )
+
+
+REPLACED = {
+    "EDGEFLEET_KUBE_STATUS_RATE": "EDGEFLEET_KUBE_STATUS_BUDGET (writes a second for the "
+    "whole installation, shared by every replica, no longer per pod)",
+}
+"""Variables of settings that no longer exist, and what replaced them: refused with
+a reason rather than silently ignored."""
 
 
 _EXPECTED = {bool: "true or false", int: "an integer", float: "a number", str: "text"}

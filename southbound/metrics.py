@@ -253,6 +253,27 @@ class SouthboundMetrics:
             "Devices whose resource status waits to be written (Kubernetes mode).",
             registry=r,
         )
+        self.status_writes_deferred = Counter(
+            "edgefleet_status_writes_deferred",
+            "Device status writes that waited for this instance's share of the budget, by "
+            "priority: state (online, unknown, offline) or metrics (Kubernetes mode).",
+            ["priority"],
+            registry=r,
+        )
+        for priority in ("state", "metrics"):  # both series from the start, at 0
+            self.status_writes_deferred.labels(priority)
+        self.last_beat = Gauge(
+            "edgefleet_instance_last_beat_timestamp_seconds",
+            "When this instance's last beat in the database that went through began: each "
+            "releases lost instances and counts the processes sharing the status-write budget.",
+            registry=r,
+        )
+        self.status_write_share = Gauge(
+            "edgefleet_status_write_share",
+            "Device status writes a second this instance may make now: its share of the "
+            "installation's budget (Kubernetes mode; 0 otherwise).",
+            registry=r,
+        )
 
     def subscribe(self, events: SessionEvents) -> None:
         events.on(Connected, lambda _: self.connections.inc())

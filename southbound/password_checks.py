@@ -81,12 +81,18 @@ class PasswordChecks:
         self.order = order
         self._clock = clock
         self._running = 0
+        self.most_running = 0
+        """The most checks that ever ran at once: never more than ``workers``."""
         self._waiting: deque[_Waiting] = deque()
         self.abandoned = 0
         self.overloaded = 0
         self._closed = False
         self._idle = asyncio.Event()
         self._idle.set()
+
+    @property
+    def running(self) -> int:
+        return self._running
 
     @property
     def queued(self) -> int:
@@ -121,6 +127,7 @@ class PasswordChecks:
                 raise
         else:
             self._running += 1
+            self.most_running = max(self.most_running, self._running)
             self._idle.clear()
         waited = self._clock() - since
         try:

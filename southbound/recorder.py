@@ -74,8 +74,14 @@ class Recorder:
 
     # --- events -> session changes --------------------------------------------------------
 
-    def _held(self, device_id: int, peer: str, state: str, at: float) -> None:
+    def _held(
+        self, device_id: int, peer: str, state: str, at: float, by: str | None = None
+    ) -> None:
+        """``by``: how the device logged in (``password`` or ``token``); None when it
+        did not just now (its session is recorded again)."""
         detail = {"instance": self._instance, "peer": peer}
+        if by is not None:
+            detail["by"] = by
         when = _when(at)
         self.submit(
             SessionChange("connected", device_id, "connected", detail, self._address(), when)
@@ -83,7 +89,8 @@ class Recorder:
         self.submit(SessionChange("state", device_id, state, at=when))
 
     def _logged_in(self, event: LoggedIn) -> None:
-        self._held(event.device.device_id, event.peer, "online", event.at)
+        by = "token" if event.by_token else "password"
+        self._held(event.device.device_id, event.peer, "online", event.at, by)
 
     def _reattached(self, event: Reattached) -> None:
         self._held(event.device_id, event.peer, event.state, event.at)

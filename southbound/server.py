@@ -22,8 +22,9 @@ the session events (``events.py``), to which each feature listens — the live
 status (``live.py``), the metrics (``metrics.py``), the database recorder
 (``recorder.py``), the activity log (``activity.py``), data ingest
 (``ingest.py``) and, in Kubernetes mode, the status writer (``status_writer.py``).
-The instance beats in the database (``liveness.py``); its background tasks are owned
-by ``tasks.py``.
+The instance beats in the database (``liveness.py``), which also sets its share of
+the installation's status-write budget (``controller/kube/budget.py``); its
+background tasks are owned by ``tasks.py``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import asyncio
 import logging
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from edgefleet.agent.protocol import MAX_FILE_BYTES, CommandRefused, CommandResult
+from edgefleet.controller.kube.budget import StatusBudget
 from edgefleet.controller.kube.status import StatusApi
 from edgefleet.controller.store import Store, StoreError
 from edgefleet.controller.store.blobs import FileStore, LocalFileStore
@@ -76,7 +79,8 @@ class KubeStatus:
     """Kubernetes mode: where and how fast live state goes into the Device resources."""
 
     api: StatusApi
-    rate: float
+    budget: float
+    """Status writes a second for the whole installation; this instance takes its share."""
     metrics_interval: float
 
 
@@ -113,18 +117,19 @@ class Southbound:
             self.live, settings.per_device_metrics, login_queue=lambda: checks.queued
         )
         self.recorder = Recorder(store, self.instance, lambda: self.internal_address)
-        self.status_writer = (
-            StatusWriter(
+        self.status_writer: StatusWriter | None = None
+        budget: StatusBudget | None = None
+        if kube is not None:
+            budget = shared = StatusBudget(kube.budget, stale_after=settings.instance_timeout)
+            self.metrics.status_write_share.set_function(lambda: shared.share(time.monotonic()))
+            self.status_writer = StatusWriter(
                 kube.api,
                 self.metrics,
                 self.instance,
-                kube.rate,
+                budget,
                 kube.metrics_interval,
                 still_ours=self.holds,
             )
-            if kube is not None
-            else None
-        )
         self.files = files or LocalFileStore("./edgefleet-files")
         self.ingest = Ingest(store, self.events)
         self.device_http = DeviceHttp(
@@ -142,8 +147,15 @@ class Southbound:
             if listener is not None:
                 listener.subscribe(self.events)
         self.liveness = Liveness(
-            store, self.instance, settings.instance_timeout, self.events, self._held
+            store,
+            self.instance,
+            settings.instance_timeout,
+            settings.instance_beat_interval,
+            self.events,
+            self._held,
+            budget,
         )
+        self.metrics.last_beat.set_function(lambda: self.liveness.last_beat or 0.0)
         self._tasks = BackgroundTasks()
         self._device_port: tuple[web.AppRunner, web.TCPSite] | None = None
         self._runners: list[web.AppRunner] = []

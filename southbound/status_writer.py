@@ -6,29 +6,35 @@ The southbound learns about every login, state change and status upload; the
 Kubernetes API must not: 10,000 devices reconnecting at once would be 10,000
 writes, and a status upload every 15 s per device would be hundreds a second.
 So the writer keeps, per device, the status it *wants* the resource to have and
-the status it last *wrote*, and a set of devices whose two differ ("dirty").
+the status it last *wrote*, and two queues of devices whose two differ.
 
-- A login, a state change or a disconnect marks the device dirty at once: state
-  reaches the resource within seconds.
-- A status upload only updates the wanted metrics summary; it marks the device
-  dirty when its last metrics write is ``metrics_interval`` (60 s) old, and
-  otherwise waits for that moment. ``lastSeen`` rides along with the writes that
-  happen anyway.
-- One writer drains the dirty set at most ``rate`` writes a second, sending a
-  JSON merge-patch to ``/status`` with only the fields that differ. Ten changes
-  of one device before its turn are one write: the queue is bounded by the
-  number of devices, whatever the burst.
+- A login, a state change, a disconnect or a release marks the device in the
+  *state* queue at once: state reaches the resource within seconds.
+- A status upload only updates the wanted metrics summary; it marks the device in
+  the *metrics* queue when its last metrics write is ``metrics_interval`` (60 s)
+  old, and otherwise waits for that moment. ``lastSeen`` rides along with the
+  writes that happen anyway.
+- One writer drains the queues at this process's share of the installation's
+  status-write budget (``controller.kube.budget``; the share follows the
+  replicas at every beat), sending a JSON merge-patch to ``/status`` with only
+  the fields that differ. The state queue goes first, oldest change first: a
+  device's offline is never starved by other devices' metrics, however many.
+  Ten changes of one device before its turn are one write: each queue is bounded
+  by the number of devices, whatever the burst.
 
-A write that fails leaves the device dirty and is retried after a pause; a
-Device that no longer exists (404) is forgotten.
+A change that cannot go out at once (the share is spent, or others are ahead of
+it) is counted as deferred, by priority. A write that fails leaves the device
+queued and is retried after a pause; a Device that no longer exists (404) is
+forgotten.
 
 Two southbound pods can briefly disagree about a device that moved between them:
 the pod it left writes ``offline`` while the pod it joined writes ``online``. The
 pod it left asks ``still_ours`` (the session table) before writing ``offline``,
 and every metrics write carries the full state again, so a stale state lasts at
-most one metrics interval. What a stopping pod cannot write in its grace period
-(its devices' offline states, at ``rate`` a second) the controller's periodic
-resync puts right (``controller.kube.resync``).
+most one metrics interval. An offline write always clears the session fields,
+whoever wrote them. What a stopping pod cannot write in its grace period (its
+devices' offline states, at its share) the controller's periodic resync puts
+right (``controller.kube.resync``).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgefleet.controller.kube import status
+from edgefleet.controller.kube.budget import StatusBudget
 from edgefleet.controller.kube.status import ResourceGone, StatusApi
 from edgefleet.southbound.events import (
     Left,
@@ -56,6 +63,8 @@ from edgefleet.southbound.metrics import SouthboundMetrics
 
 DEVICES = "devices"
 RETRY_PAUSE = 1.0
+STATE, METRICS = "state", "metrics"
+"""The two priorities, in the order they are written."""
 
 log = logging.getLogger("edgefleet.status_writer")
 
@@ -77,20 +86,23 @@ class StatusWriter:
         api: StatusApi,
         metrics: SouthboundMetrics,
         instance: str,
-        rate: float = 20.0,
+        budget: StatusBudget,
         metrics_interval: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
         still_ours: Callable[[int], Awaitable[bool]] | None = None,
     ) -> None:
+        """``budget``: this process's share of the status writes, kept up to date by
+        the liveness beat."""
         self.api = api
         self._still_ours = still_ours
         self.instance = instance
-        self.interval = 1.0 / rate
+        self.budget = budget
         self.metrics_interval = metrics_interval
         self._metrics = metrics
         self._clock = clock
         self._devices: dict[int, _Device] = {}
-        self._dirty: dict[int, None] = {}  # insertion-ordered set: oldest change first
+        # Insertion-ordered sets, oldest change first; a device is in one at most.
+        self._queues: dict[str, dict[int, None]] = {STATE: {}, METRICS: {}}
         self._later: list[tuple[float, int]] = []  # (when, device id): metrics not yet due
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -117,7 +129,7 @@ class StatusWriter:
         if device := self._devices.get(event.device_id):
             device.written.clear()
             device.wanted.update(state=event.state, sessionPod=self.instance)
-            self._mark(event.device_id)
+            self._mark(event.device_id, STATE)
 
     def _status_received(self, event: StatusReceived) -> None:
         u = event.utilisation
@@ -135,12 +147,12 @@ class StatusWriter:
         if device is None or (device.namespace, device.name) != (namespace, name):
             device = self._devices[device_id] = _Device(namespace, name)
         device.wanted.update(status.online(self.instance, at))
-        self._mark(device_id)
+        self._mark(device_id, STATE)
 
     def state_changed(self, device_id: int, state: str, last_seen: float) -> None:
         if device := self._devices.get(device_id):
             device.wanted.update(status.changed_state(state, last_seen))
-            self._mark(device_id)
+            self._mark(device_id, STATE)
 
     def status_received(self, device_id: int, summary: dict[str, Any], at: float) -> None:
         device = self._devices.get(device_id)
@@ -153,7 +165,7 @@ class StatusWriter:
         due = device.metrics_written_at + self.metrics_interval
         device.metrics_due = True
         if due <= self._clock():
-            self._mark(device_id)
+            self._mark(device_id, METRICS)
         else:
             heapq.heappush(self._later, (due, device_id))
             self._wake.set()
@@ -162,36 +174,36 @@ class StatusWriter:
         """A session another instance held, released because that instance died."""
         device = self._devices.setdefault(device_id, _Device(namespace, name))
         device.wanted.update(status.offline())
-        self._mark(device_id)
+        self._mark(device_id, STATE)
 
     def disconnected(self, device_id: int, at: float) -> None:
         if device := self._devices.get(device_id):
             device.wanted.update(status.offline(at))
-            self._mark(device_id)
+            self._mark(device_id, STATE)
 
     @property
     def queue_depth(self) -> int:
-        return len(self._dirty)
+        return sum(len(queue) for queue in self._queues.values())
 
     # --- the writer -------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Write until cancelled, at most one write per ``interval``."""
+        """Write until cancelled, at this process's share of the budget. The next
+        device is chosen only once the share allows a write, so a state change that
+        arrives meanwhile still goes before a metrics summary queued earlier."""
         while True:
             self._promote_due_metrics()
-            if not self._dirty:
+            if not self.queue_depth:
                 self._idle.set()
                 await self._sleep_until_work()
                 continue
-            device_id = next(iter(self._dirty))
-            del self._dirty[device_id]
-            self._metrics.status_write_queue.set(len(self._dirty))
-            patch = self._patch_for(device_id)
-            if patch is None:
+            if delay := self.budget.delay(self._clock()):
+                await asyncio.sleep(delay)
                 continue
-            started = self._clock()
-            await self._write(device_id, patch)
-            await asyncio.sleep(max(0.0, self.interval - (self._clock() - started)))
+            device_id, priority = self._take()
+            patch = self._patch_for(device_id)
+            if patch is not None:
+                await self._write(device_id, patch, priority)
 
     async def drained(self) -> None:
         """Wait until nothing is left to write now (tests, shutdown)."""
@@ -206,18 +218,38 @@ class StatusWriter:
             log.warning("session owner unknown", extra={"device_id": device_id}, exc_info=True)
             return True
 
-    def _mark(self, device_id: int) -> None:
-        self._dirty[device_id] = None
-        self._metrics.status_write_queue.set(len(self._dirty))
+    def _mark(self, device_id: int, priority: str) -> None:
+        """Queue the device at ``priority`` (a state change takes it out of the
+        metrics queue: its write carries the due metrics too)."""
+        state, metrics = self._queues[STATE], self._queues[METRICS]
+        if device_id in state or (priority == METRICS and device_id in metrics):
+            return  # queued already: the changes coalesce into one write
+        metrics.pop(device_id, None)
+        ahead = len(state) + (len(metrics) if priority == METRICS else 0)
+        if ahead or self.budget.delay(self._clock()):
+            self._metrics.status_writes_deferred.labels(priority).inc()
+        self._queues[priority][device_id] = None
+        self._metrics.status_write_queue.set(self.queue_depth)
         self._idle.clear()
         self._wake.set()
+
+    def _take(self) -> tuple[int, str]:
+        """The device to write next, and its priority: state changes first."""
+        for priority in (STATE, METRICS):
+            queue = self._queues[priority]
+            if queue:
+                device_id = next(iter(queue))
+                del queue[device_id]
+                self._metrics.status_write_queue.set(self.queue_depth)
+                return device_id, priority
+        raise LookupError("nothing queued")
 
     def _promote_due_metrics(self) -> None:
         now = self._clock()
         while self._later and self._later[0][0] <= now:
             _, device_id = heapq.heappop(self._later)
             if device_id in self._devices:
-                self._mark(device_id)
+                self._mark(device_id, METRICS)
 
     async def _sleep_until_work(self) -> None:
         self._wake.clear()
@@ -242,12 +274,13 @@ class StatusWriter:
             return None  # lastSeen alone is not worth a write: it rides along
         return patch
 
-    async def _write(self, device_id: int, patch: dict[str, Any]) -> None:
+    async def _write(self, device_id: int, patch: dict[str, Any], priority: str) -> None:
         device = self._devices[device_id]
         if patch.get(status.STATE) == "offline" and not await self._ours(device_id):
             self._devices.pop(device_id, None)  # it lives at another pod now: its news
             self._metrics.status_writes.labels("moved").inc()
             return
+        self.budget.spent(self._clock())
         try:
             await self.api.patch_status(DEVICES, device.name, patch, device.namespace)
         except ResourceGone:
@@ -257,7 +290,7 @@ class StatusWriter:
         except Exception:  # any API failure: keep the change, try again later
             log.warning("status write failed", extra={"device_id": device_id}, exc_info=True)
             self._metrics.status_writes.labels("error").inc()
-            self._mark(device_id)
+            self._mark(device_id, priority)
             await asyncio.sleep(RETRY_PAUSE)
             return
         self._metrics.status_writes.labels("ok").inc()

@@ -11,17 +11,19 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, update
 from sqlalchemy.engine import make_url
 
 from edgefleet.controller.store import Store
+from edgefleet.controller.store.database import utcnow
 from edgefleet.controller.store.s3 import S3FileStore
-from edgefleet.controller.store.schema import metadata
+from edgefleet.controller.store.schema import metadata, southbound_instances
 from tests.api_client import ApiClient, running_api
 from tests.tcp_proxy import TcpProxy
 
@@ -176,3 +178,29 @@ async def s3_store(moto_url: str, bucket: str) -> S3FileStore:
     s3 = await store._s3()
     await s3.create_bucket(Bucket=bucket)
     return store
+
+
+@pytest.fixture
+async def store_behind_proxy(
+    mariadb_behind_proxy: tuple[str, TcpProxy],
+) -> AsyncIterator[tuple[Store, TcpProxy]]:
+    """A migrated store on that MariaDB database through the relay; an operation the
+    relay holds up fails after 2 s."""
+    url, proxy = mariadb_behind_proxy
+    store = Store.from_url(url, timeout=2.0)
+    await store.migrate()
+    try:
+        yield store, proxy
+    finally:
+        await store.close()
+
+
+async def silence(store: Store, instance: str, seconds: float) -> None:
+    """Make ``instance``'s last beat ``seconds`` old, as if it had died then: no
+    waiting for a clock, and no race with the beats of the others."""
+    async with store.db.begin() as connection:
+        await connection.execute(
+            update(southbound_instances)
+            .where(southbound_instances.c.instance == instance)
+            .values(seen_at=utcnow() - timedelta(seconds=seconds))
+        )

@@ -9,19 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.readme import section
 from tests.server_process import call, edgefleet_serve, wait_for
 
 ROOT = Path(__file__).parents[1]
-README = ROOT / "README.md"
 
 
-def code_block(section: str, language: str) -> str:
-    """The first ``language`` code block under the heading ``section``."""
-    text = README.read_text()
-    start = text.index(f"\n## {section}\n")
-    end = text.find("\n## ", start + 1)
-    match = re.search(rf"^```{language}\n(.*?)^```$", text[start:end], re.S | re.M)
-    assert match, f"no {language} block in {section}"
+def code_block(heading: str, language: str) -> str:
+    """The first ``language`` code block under the heading ``heading``."""
+    match = re.search(rf"^```{language}\n(.*?)^```$", section(heading), re.S | re.M)
+    assert match, f"no {language} block in {heading}"
     return match[1]
 
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of the controller: REST requests and latencies by route and
-status, the operator's reconciles (Kubernetes mode), devices by state, and the
-process.
+status, the operator's reconciles and the resync's share of the status-write
+budget (Kubernetes mode), devices by state, and the process.
 
 Each application gets its own registry, so several can live in one process (tests,
 ``edgefleet serve``) without clashing in the client library's global registry.
@@ -84,6 +84,12 @@ class ApiMetrics:
             "edgefleet_reconciles_total",
             "Operator handler runs (Kubernetes mode), by resource kind and result.",
             ["kind", "result"],
+            registry=self.registry,
+        )
+        self.status_write_share = Gauge(
+            "edgefleet_status_write_share",
+            "Device status writes a second the resync may make now: its share of the "
+            "installation's budget while it puts statuses right, else 0 (Kubernetes mode).",
             registry=self.registry,
         )
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import functools
 import logging
 import time
@@ -113,6 +114,11 @@ class Reconciler:
         self.ids = ids
         self.bcrypt_rounds = bcrypt_rounds
         self._slots = asyncio.Semaphore(CONCURRENCY)
+        self.runs: collections.Counter[tuple[str, str, bool]] = collections.Counter()
+        """Handler runs that ended, by (kind, cause, whether they patched the status):
+        the cause is kopf's (``create``, ``update``, ``resume``, ``delete``) or
+        ``event``. What a caller waits on to know the operator has seen an object —
+        e.g. that a restarted operator has resumed them all."""
 
     def registry(self) -> kopf.OperatorRegistry:
         registry = kopf.OperatorRegistry()
@@ -140,8 +146,8 @@ class Reconciler:
         self, kind: str, handler: Callable[..., Awaitable[None]]
     ) -> Callable[..., Awaitable[None]]:
         """The handler, run within the concurrency limit and counted in
-        ``edgefleet_reconciles_total`` (kopf names handlers after the function,
-        which ``wraps`` keeps)."""
+        ``edgefleet_reconciles_total`` and ``runs`` (kopf names handlers after the
+        function, which ``wraps`` keeps)."""
 
         @functools.wraps(handler)
         async def counted(**kwargs: Any) -> None:
@@ -151,6 +157,10 @@ class Reconciler:
             except Exception:
                 self.metrics.reconciles.labels(kind, "error").inc()
                 raise
+            finally:
+                cause = str(kwargs.get("reason") or "event")
+                patched = bool((kwargs.get("patch") or {}).get("status"))
+                self.runs[kind, cause, patched] += 1
             self.metrics.reconciles.labels(kind, "ok").inc()
 
         return counted

@@ -14,8 +14,9 @@ write JSON merge-patches, so neither overwrites the other's:
 An offline status never names a session: ``offline`` always clears
 ``connectedSince`` and ``sessionPod``, whoever writes it.
 
-Only the standard library is imported: the southbound imports this module (the
-one module of the controller it uses besides the store), and it must stay light.
+Only the standard library is imported: the southbound imports this module (one
+of the two of the controller it uses besides the store, with ``budget``), and it
+must stay light.
 """
 
 from __future__ import annotations
@@ -94,7 +95,11 @@ def metrics_summary(
 
 
 def claims_session(status: dict[str, Any]) -> bool:
-    return status.get(STATE) in CLAIMS_SESSION
+    """The status says some southbound holds the device's session: its state is
+    online or unknown, or (a status no writer should leave) it names a session."""
+    return status.get(STATE) in CLAIMS_SESSION or bool(
+        status.get(SESSION_POD) or status.get(CONNECTED_SINCE)
+    )
 
 
 def device_id(status: dict[str, Any]) -> int | None:

@@ -88,6 +88,8 @@ class Database:
         self.probe_interval = probe_interval
         self.outage: str | None = None
         """Why the database is taken for unreachable now (the breaker is open), or None."""
+        self.short_circuits = 0
+        """Calls the open breaker answered unavailable without touching the database."""
         self._probe_task: asyncio.Task[None] | None = None
 
     @asynccontextmanager
@@ -105,6 +107,7 @@ class Database:
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
         if self.outage is not None:
+            self.short_circuits += 1
             raise DatabaseUnavailable(f"{self.outage} (waiting for it to answer again)")
         try:
             async with asyncio.timeout(self.timeout):

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.database import Database, utcnow
@@ -225,18 +226,40 @@ class SessionStore:
 
     async def beat(self, instance: str) -> bool:
         """``instance`` is alive now. False when it had no row: a first beat, or
-        another instance took it for lost and released its sessions."""
+        another instance took it for lost and released its sessions.
+
+        The insert of a missing row has a transaction of its own: in MySQL the
+        UPDATE that found no row holds a gap lock until it commits, and two
+        instances starting at once (a Deployment's replicas) would each wait for
+        the other's gap to insert — a deadlock that failed one's start."""
         async with self._db.begin() as connection:
             result = await connection.execute(
                 update(southbound_instances)
                 .where(southbound_instances.c.instance == instance)
                 .values(seen_at=utcnow())
             )
-            if result.rowcount == 0:
+        if result.rowcount > 0:
+            return True
+        try:
+            async with self._db.begin() as connection:
                 await connection.execute(
                     insert(southbound_instances), {"instance": instance, "seen_at": utcnow()}
                 )
-            return result.rowcount > 0
+        except IntegrityError:
+            return True  # it was there after all (inserted in between): alive either way
+        return False
+
+    async def live_instances(self, seen_within: float) -> int:
+        """How many instances beat within the last ``seen_within`` seconds: the
+        processes sharing the status-write budget (``controller.kube.budget``)."""
+        cutoff = utcnow() - timedelta(seconds=seen_within)
+        async with self._db.read() as connection:
+            count = await connection.scalar(
+                select(func.count())
+                .select_from(southbound_instances)
+                .where(southbound_instances.c.seen_at >= cutoff)
+            )
+        return int(count or 0)
 
     async def forget_instance(self, instance: str) -> None:
         """A clean stop: the instance released its sessions itself."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from dataclasses import replace
@@ -180,6 +181,8 @@ async def test_a_refused_token_falls_back_to_the_password(fleet: Fleet, device, 
     assert f"login refused: {protocol.MSG_BAD_TOKEN}" in log
     assert log.index("logging in with token") < log.index("logging in with password")
     assert "forged.token.value" not in log
+    events = [(e["event"], e["detail"].get("by")) for e in await fleet.events(device)]
+    assert events[1:3] == [("login_failed", None), ("connected", "password")]  # after "registered"
 
 
 async def test_reconnects_with_its_token_after_the_server_restarts(
@@ -196,9 +199,16 @@ async def test_reconnects_with_its_token_after_the_server_restarts(
             async with running_fleet(sqlite_store, replace(SOUTHBOUND, port=port)) as second:
                 await eventually(lambda: online(second, device))
                 assert agent.exit_code is None
+                events = await second.events(device)
     log = log_text(settings)
     assert log.count("logged in as device") == 2
     assert "connected, logging in with token" in log
+    # The server's side: the second session began with the token, none was refused
+    # (a refused token followed by the password would log in twice as well).
+    assert [e["detail"]["by"] for e in events if e["event"] == "connected"] == [
+        "password", "token"
+    ]  # fmt: skip
+    assert not [e for e in events if e["event"] == "login_failed"]
 
 
 @pytest.mark.parametrize("max_retries", [0, 1, 2])
@@ -235,4 +245,31 @@ async def test_a_stop_before_the_agent_runs_is_not_lost(fleet: Fleet, device, tm
     async with running_agent(agent_settings(fleet, device, tmp_path)) as agent:
         agent.stop()  # a signal in the first instant, before run_async has begun
         await eventually(lambda: _true(agent.exit_code is not None), timeout=5)
+    assert agent.exit_code == 0
+
+
+async def test_from_env_reads_the_variables_and_the_config_file_like_the_cli(
+    fleet: Fleet, device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's embedded agent: ``Agent.from_env()``, a command, a status hook."""
+    cli = agent_settings(fleet, device, tmp_path)
+    (tmp_path / "agent.toml").write_text(f'state_dir = "{cli.state_dir}"\nanswer_timeout = 1.5\n')
+    for name, value in {
+        "SERVER": cli.server, "DEVICE_ID": cli.device_id, "PASSWORD_FILE": cli.password_file,
+        "LOG_DIR": cli.log_dir, "RECONNECT_DELAY": "0.2", "CONFIG": str(tmp_path / "agent.toml"),
+    }.items():  # fmt: skip
+        monkeypatch.setenv(f"EDGEFLEET_AGENT_{name}", str(value))
+    agent = Agent.from_env()
+    assert (agent.settings.server, agent.settings.device_id) == (cli.server, cli.device_id)
+    assert (agent.settings.state_dir, agent.settings.answer_timeout) == (cli.state_dir, 1.5)
+    assert agent.settings.reconnect_delay == 0.2
+    with_commands(agent)
+    running = asyncio.create_task(agent.run_async())
+    try:
+        await eventually(lambda: online(fleet, device))
+        answer = await command(fleet, device, "set_exposure", value=3)
+        assert answer.data["data"] == {"exposure": 3, "mode": "auto"}
+    finally:
+        agent.stop()
+        await asyncio.wait_for(running, 10)
     assert agent.exit_code == 0

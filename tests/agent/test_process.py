@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.agent.conftest import (
     agent_process,
     agent_settings,
@@ -40,19 +42,27 @@ async def test_restart_re_execs_and_logs_in_again_with_its_token(
         assert "connected, logging in with token" in after_restart
         assert process.returncode is None  # the same process, re-executed in place
         await eventually(lambda: online(fleet, device))
+        # The server's side: after the restart the token let it in, nothing refused.
+        events = await fleet.events(device)
+        assert [e["detail"]["by"] for e in events if e["event"] == "connected"] == [
+            "password", "token"
+        ]  # fmt: skip
+        assert not [e for e in events if e["event"] == "login_failed"]
     finally:
         if process.returncode is None:
             process.kill()
         await process.wait()
 
 
-async def test_sigterm_closes_cleanly_and_the_device_goes_offline(
-    fleet: Fleet, device, tmp_path
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_a_signal_closes_cleanly_and_the_device_goes_offline(
+    fleet: Fleet, device, tmp_path, signum: int
 ) -> None:
+    """A pod stopping (SIGTERM) or a person at the terminal (Ctrl+C, SIGINT): exit 0."""
     settings = agent_settings(fleet, device, tmp_path)
     process = await agent_process(settings)
     await eventually(lambda: online(fleet, device))
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     assert await asyncio.wait_for(process.wait(), 10) == 0
 
     async def offline() -> bool:

@@ -9,8 +9,8 @@ import pytest
 
 from edgefleet.agent.cli import parse
 from edgefleet.agent.settings import SettingsError, add_arguments, describe, load
+from tests.readme import documented, section, settings_table
 
-README = Path(__file__).parents[2] / "README.md"
 IDENTITY = ["--device-id", "1790001234567890", "--password", "a-long-password"]
 
 
@@ -72,8 +72,13 @@ def test_sn_and_model_identify_a_device_without_an_id() -> None:
     assert (settings.sn, settings.model, settings.device_id) == ("SN1", "M1", None)
 
 
-def test_readme_documents_every_agent_setting() -> None:
-    readme = README.read_text()
-    for info in describe():
-        assert f"`--{info.flag}`" in readme, info.flag
-        assert f"`{info.env}`" in readme, info.env
+def test_readme_documents_every_agent_setting_with_its_default() -> None:
+    table = settings_table(section("Agent (for device makers)"))
+    infos = describe()
+    assert list(table) == [info.flag for info in infos]  # all, in the same order
+    described = {"ca-file": "none (the system's CAs)"}
+    for info in infos:
+        assert table[info.flag].env == info.env, info.flag
+        assert table[info.flag].default == documented(info.default, described.get(info.flag)), (
+            info.flag
+        )

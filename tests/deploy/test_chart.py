@@ -724,3 +724,31 @@ def test_behind_the_ingress_the_client_address_comes_from_x_forwarded_for() -> N
     assert "EDGEFLEET_TRUST_FORWARDED_FOR" not in controller_env(rendered("--set", DB))
     env = controller_env(rendered(*FULL))
     assert env["EDGEFLEET_TRUST_FORWARDED_FOR"]["value"] == "true"
+
+
+def test_one_status_write_budget_reaches_both_deployments() -> None:
+    """The budget is the installation's: the southbounds and the controller's resync
+    must share the same number."""
+    docs = rendered("--set", DB, "--set", "kube.statusWritesPerSecond=35")
+    for component in ("controller", "southbound"):
+        env = env_of(docs, component)
+        assert env["EDGEFLEET_KUBE_STATUS_BUDGET"] == "35"
+        assert "EDGEFLEET_KUBE_STATUS_RATE" not in env  # per pod: gone
+    with pytest.raises(RuntimeError, match="values don't meet the specifications"):
+        rendered("--set", DB, "--set", "kube.statusWritesPerSecond=0")
+
+
+def test_the_device_service_takes_its_type_and_annotations() -> None:
+    """An SLB on ACK is a LoadBalancer Service with Alibaba Cloud's annotations; by
+    default the devices' Service stays inside the cluster."""
+    spec = "service\\.beta\\.kubernetes\\.io/alibaba-cloud-loadbalancer-spec"
+    docs = rendered("--set", DB, "--set", "service.devices.type=LoadBalancer",
+                    "--set", f"service.devices.annotations.{spec}=slb.s1.small")  # fmt: skip
+    devices = service(docs, "edgefleet-devices")
+    assert devices["spec"]["type"] == "LoadBalancer"
+    assert devices["metadata"]["annotations"] == {
+        "service.beta.kubernetes.io/alibaba-cloud-loadbalancer-spec": "slb.s1.small"
+    }
+    plain = service(rendered("--set", DB), "edgefleet-devices")
+    assert plain["spec"]["type"] == "ClusterIP"
+    assert not plain["metadata"].get("annotations")

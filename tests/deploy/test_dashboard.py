@@ -58,6 +58,10 @@ FAMILIES: dict[str, Family] = {
     "edgefleet_files_total": family("counter", {"result"}, SOUTHBOUND),
     "edgefleet_files_deduplicated_total": family("counter", set(), SOUTHBOUND),
     "edgefleet_deduplicated_bytes_total": family("counter", set(), SOUTHBOUND),
+    "edgefleet_status_writes_deferred_total": family("counter", {"priority"}, SOUTHBOUND),
+    "edgefleet_instance_last_beat_timestamp_seconds": family("gauge", set(), SOUTHBOUND),
+    # the share of the status-write budget: each southbound, and the controller's resync
+    "edgefleet_status_write_share": family("gauge", set(), *BOTH),
     # southbound, per device (southbound.perDeviceMetrics); an offline device has none
     "edgefleet_device_up": family("gauge", DEVICE | {"state"}, SOUTHBOUND),
     "edgefleet_device_cpu_percent": family("gauge", DEVICE, SOUTHBOUND),

@@ -4,7 +4,9 @@ operator benchmark share, the resources it must know, a kubeconfig pointing at i
 from __future__ import annotations
 
 import itertools
+import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +15,6 @@ import attrs
 import jsonpatch
 import kmock
 import yaml
-from aiohttp import web
 
 from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES, GROUP, VERSION
 
@@ -27,17 +28,24 @@ class StampingEmulator(kmock.KubernetesEmulator):
     """kmock plus what an API server stamps on every write: ``uid`` (owner
     references need it), ``resourceVersion`` and ``creationTimestamp``; and a
     create answered ``201 Created``, as the API server does (kubernetes_asyncio
-    reads the created object only from a 201).
+    reads the created object only from a 201); and a JSON-patch whose ``test`` fails
+    answered ``422``, as the API server does. kopf tests ``resourceVersion`` when it
+    removes a finalizer: given kmock's 500 instead, it retried the same stale patch
+    until it gave up, and a Device or DeviceGroup whose status another writer had
+    just patched (the group counts) was never deleted.
 
     kmock matches each request against every request it has seen, which makes a
     thousand writes take a minute; served requests move to ``served`` instead,
-    which is what the tests count.
+    which is what the tests count, and the time each arrived (``time.monotonic()``)
+    to ``arrivals``, index for index.
     """
 
     served: list[kmock.Request] = attrs.field(factory=list, init=False)
+    arrivals: list[float] = attrs.field(factory=list, init=False)
     _versions: Any = attrs.field(factory=lambda: itertools.count(1), init=False)
 
     async def _handle(self, request: kmock.Request) -> Any:
+        arrived = time.monotonic()
         if request.resource is not None and isinstance(request.data, dict):
             meta = request.data.setdefault("metadata", {})
             meta["resourceVersion"] = str(next(self._versions))
@@ -47,18 +55,11 @@ class StampingEmulator(kmock.KubernetesEmulator):
         try:
             response = await super()._handle(request)
         except jsonpatch.JsonPatchTestFailed as exc:
-            # The API server answers a failed JSON-patch test (kopf tests the
-            # resourceVersion before removing a finalizer) with 422, which kopf
-            # takes as "changed meanwhile, try on the next event". kmock's 500
-            # made kopf resend the same stale patch nine times, over many seconds.
-            return web.json_response(
-                {"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                 "reason": "Invalid", "code": 422, "message": str(exc)},
-                status=422,
-            )  # fmt: skip
+            raise kmock.KubernetesError(status=422, reason="Invalid", message=str(exc)) from exc
         finally:
             self._requests.remove(request)
             self.served.append(request)
+            self.arrivals.append(arrived)
         if request.action == kmock.action.CREATE and response.status == 200:
             response.set_status(201)
         return response
@@ -99,3 +100,19 @@ def write_kubeconfig(path: Path, server: str) -> Path:
         )
     )
     return path
+
+
+def busiest_second(emulator: StampingEmulator, which: Callable[[kmock.Request], bool]) -> int:
+    """The most requests ``which`` picks that arrived within any one second (a
+    sliding window over the request log's own clock, not the writers')."""
+    times = sorted(t for t, r in zip(emulator.arrivals, emulator.served, strict=True) if which(r))
+    most, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
+
+
+def is_status_patch(request: kmock.Request) -> bool:
+    return request.method == "PATCH" and request.subresource == "status"

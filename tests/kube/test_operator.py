@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
+import json
 from typing import Any
 
 import bcrypt
 import kmock
 import kopf
+import websockets
 
+from edgefleet.agent import protocol
 from edgefleet.controller.device_link import NoDeviceLink
 from edgefleet.controller.kube.client import KubeClient, KubeNotFound
 from edgefleet.controller.kube.operator import Reconciler, running_operator
 from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES
 from edgefleet.controller.store import DeviceFilter, EventFilter, Store
+from edgefleet.southbound.server import Southbound
+from tests.agent.conftest import SOUTHBOUND
 from tests.conftest import eventually
 from tests.kube.conftest import (
     DEVICE,
@@ -164,8 +168,14 @@ async def test_replayed_events_and_a_restart_create_nothing_twice(
     # A second operator resumes every object, like a restarted pod: it finds the
     # row, the Secret and the status as they should be and writes nothing.
     writes_before = len(requests_to(cluster, DEVICE, "patch"))
+    assert operator.runs["Device", "resume", False] == 0
     async with running_operator(operator, NAMESPACE):
-        await asyncio.sleep(0.5)
+
+        async def resumed() -> bool:
+            return operator.runs["Device", "resume", False] == 1
+
+        await eventually(resumed)  # the one Device, resumed, its status left alone
+    assert not [run for run in operator.runs if run[1] == "resume" and run[2]]
     rows, total = await sqlite_store.devices.list(DeviceFilter(), 1, 10)
     assert total == 1 and rows[0]["device_id"] == device_id
     assert len(requests_to(cluster, SECRET, "post")) == 1
@@ -284,3 +294,42 @@ async def test_a_device_adopts_the_id_and_password_of_an_existing_secret(
     await kube.create(DEVICES, device_body("cam-11"))
     assert (await synced(kube, "cam-11"))["status"]["deviceId"] == "4242"
     assert bcrypt.checkpw(b"provisioned-at-the-factory", await stored_secret(sqlite_store, 4242))
+
+
+async def test_editing_the_secret_ends_the_devices_session_tokens(
+    kube: KubeClient, operator: Reconciler, sqlite_store: Store
+) -> None:
+    """``kubectl edit secret cam-8-credentials``: the operator stores the new hash, and
+    a token issued with the old password no longer logs the device in."""
+    southbound = Southbound(SOUTHBOUND, sqlite_store, bcrypt_rounds=4)
+    await southbound.start()
+    try:
+        await kube.create(DEVICES, device_body("cam-8"))
+        device_id = (await synced(kube, "cam-8"))["status"]["deviceId"]
+        password = (await kube.read_secret("cam-8-credentials"))["password"]  # type: ignore[index]
+        url = f"ws://127.0.0.1:{southbound.port}/ws"
+
+        async def log_in(**secret: str) -> dict[str, Any]:
+            async with websockets.connect(url) as ws:
+                await ws.send(json.dumps({"device_id": device_id, **secret}))
+                return dict(json.loads(await ws.recv()))
+
+        token = (await log_in(password=password))["data"]["token"]
+        assert (await log_in(token=token))["status"] == "success"
+        edits = operator.runs["Secret", "event", False]
+        await kube.patch_secret("cam-8-credentials", {"password": "an-edited-password"})
+
+        async def rehashed() -> bool:  # the operator has handled the edit
+            return operator.runs["Secret", "event", False] > edits and not await _password_is(
+                sqlite_store, int(device_id), password
+            )
+
+        await eventually(rehashed)
+        assert await log_in(token=token) == {"status": "fail", "message": protocol.MSG_BAD_TOKEN}
+        assert (await log_in(password="an-edited-password"))["status"] == "success"
+    finally:
+        await southbound.stop()
+
+
+async def _password_is(store: Store, device_id: int, password: str) -> bool:
+    return bcrypt.checkpw(password.encode(), await stored_secret(store, device_id))

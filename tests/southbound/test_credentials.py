@@ -9,6 +9,7 @@ from dataclasses import replace
 import websockets
 
 from edgefleet.agent import protocol
+from edgefleet.controller.passwords import hash_password
 from edgefleet.controller.store import Store
 from edgefleet.southbound.credentials import BatchLoader
 from tests.conftest import eventually
@@ -50,33 +51,52 @@ async def test_failed_query_fails_only_its_batch() -> None:
 
 
 async def test_login_while_the_database_is_away_is_told_to_retry(
-    mariadb_behind_proxy: tuple[str, TcpProxy],
+    store_behind_proxy: tuple[Store, TcpProxy],
 ) -> None:
-    url, proxy = mariadb_behind_proxy
-    store = Store.from_url(url, timeout=1.0)
-    await store.migrate()
-    try:
-        async with running_fleet(store, replace(FAST, login_timeout=5.0)) as fleet:
-            device = await fleet.register()
-            await proxy.stop()
-            ws = await websockets.connect(fleet.ws_url)
-            await ws.send(
-                json.dumps({"device_id": device["device_id"], "password": device["password"]})
-            )
-            assert await recv_json(ws, timeout=5) == {
-                "status": "fail",
-                "message": protocol.MSG_UNAVAILABLE,
-            }
-            await proxy.start()
+    store, proxy = store_behind_proxy
+    async with running_fleet(store, replace(FAST, login_timeout=5.0)) as fleet:
+        device = await fleet.register()
+        await proxy.stop()
+        ws = await websockets.connect(fleet.ws_url)
+        await ws.send(
+            json.dumps({"device_id": device["device_id"], "password": device["password"]})
+        )
+        assert await recv_json(ws, timeout=5) == {
+            "status": "fail",
+            "message": protocol.MSG_UNAVAILABLE,
+        }
+        await proxy.start()
 
-            async def logs_in() -> bool:  # as a device does: retry until let in
-                ws = await fleet.connect()
-                frame = {"device_id": device["device_id"], "password": device["password"]}
+        async def logs_in() -> bool:  # as a device does: retry until let in
+            ws = await fleet.connect()
+            frame = {"device_id": device["device_id"], "password": device["password"]}
+            await ws.send(json.dumps(frame))
+            answer = await recv_json(ws, timeout=5)
+            await ws.close()
+            return answer["status"] == "success"
+
+        assert await eventually(logs_in)
+
+
+async def test_login_concurrency_bounds_the_password_checks_running_at_once(
+    store: Store,
+) -> None:
+    """Eight devices log in at once; with ``--login-concurrency 2`` two bcrypt checks
+    run side by side and never more (counted by the checker, not timed)."""
+    async with running_fleet(store, replace(FAST, login_concurrency=2)) as fleet:
+        devices = [await fleet.register() for _ in range(8)]
+        # A slower hash than the tests' cost 4, so that the checks overlap.
+        slow = await hash_password(devices[0]["password"], 10)
+        for device in devices:
+            await store.devices.update(int(device["device_id"]), {"secret": slow})
+
+        async def log_in(device: dict) -> None:
+            async with websockets.connect(fleet.ws_url) as ws:
+                frame = {"device_id": device["device_id"], "password": devices[0]["password"]}
                 await ws.send(json.dumps(frame))
-                answer = await recv_json(ws, timeout=5)
-                await ws.close()
-                return answer["status"] == "success"
+                assert (await recv_json(ws, timeout=30))["status"] == "success"
 
-            assert await eventually(logs_in)
-    finally:
-        await store.close()
+        await asyncio.gather(*(log_in(device) for device in devices))
+        checks = fleet.southbound.gate.credentials.checks
+        assert checks.most_running == 2
+        assert checks.running == 0

@@ -262,28 +262,23 @@ async def test_deleting_a_group_with_its_devices_ends_their_sessions(fleet: Flee
 
 
 async def test_a_connected_device_takes_commands_while_the_database_is_silent(
-    mariadb_behind_proxy: tuple[str, TcpProxy],
+    store_behind_proxy: tuple[Store, TcpProxy],
 ) -> None:
-    url, proxy = mariadb_behind_proxy
-    store = Store.from_url(url, timeout=2.0)
-    await store.migrate()
-    try:
-        patient = replace(FAST, heartbeat_tolerance=60, heartbeat_tolerance_after_failure=60)
-        async with running_fleet(store, patient) as fleet:
-            device = await fleet.register()
-            ws, _ = await fleet.login(device)
-            await fleet.settled()
-            proxy.freeze()
-            path = f"/api/v1/devices/{device['device_id']}"
-            (await fleet.api.get(path)).failure(503, "DATABASE_ERROR")  # noticed
-            sending = asyncio.create_task(fleet.api.post(path + "/commands", {"order": "blink"}))
-            order = await recv_json(ws)
-            request_id = order["Headers"]["request_id"]
-            await ws.send(protocol.command_result("success", "blinked", request_id=request_id))
-            assert (await sending).data["message"] == "blinked"
-            unknown = await fleet.api.post("/api/v1/devices/1234567/commands", {"order": "x"})
-            unknown.failure(503, "DATABASE_ERROR")  # offline, or no such device: cannot tell
-            proxy.thaw()
-            await ws.close()
-    finally:
-        await store.close()
+    store, proxy = store_behind_proxy
+    patient = replace(FAST, heartbeat_tolerance=60, heartbeat_tolerance_after_failure=60)
+    async with running_fleet(store, patient) as fleet:
+        device = await fleet.register()
+        ws, _ = await fleet.login(device)
+        await fleet.settled()
+        proxy.freeze()
+        path = f"/api/v1/devices/{device['device_id']}"
+        (await fleet.api.get(path)).failure(503, "DATABASE_ERROR")  # noticed
+        sending = asyncio.create_task(fleet.api.post(path + "/commands", {"order": "blink"}))
+        order = await recv_json(ws)
+        request_id = order["Headers"]["request_id"]
+        await ws.send(protocol.command_result("success", "blinked", request_id=request_id))
+        assert (await sending).data["message"] == "blinked"
+        unknown = await fleet.api.post("/api/v1/devices/1234567/commands", {"order": "x"})
+        unknown.failure(503, "DATABASE_ERROR")  # offline, or no such device: cannot tell
+        proxy.thaw()
+        await ws.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,6 +15,7 @@ from websockets.exceptions import ConnectionClosed
 from edgefleet.agent import protocol
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.sessions import SessionChange
+from tests.conftest import eventually
 from tests.southbound.conftest import FAST, Fleet, ping, recv_json, running_fleet
 
 STATUS = {
@@ -101,7 +103,13 @@ async def test_disabled_device_cannot_log_in(fleet: Fleet) -> None:
     device = await fleet.register(disabled=True)
     ws = await fleet.connect()
     await ws.send(json.dumps({"device_id": device["device_id"], "password": device["password"]}))
-    assert (await recv_json(ws))["message"] == protocol.MSG_DISABLED
+    assert await recv_json(ws) == {"status": "fail", "message": protocol.MSG_DISABLED}
+    assert (await closed_with(ws))[0] == 1008
+    events = await fleet.events(device)
+    assert (events[-1]["event"], events[-1]["detail"]) == (
+        "login_failed", {"reason": protocol.MSG_DISABLED}
+    )  # fmt: skip
+    assert await fleet.state(device) == "offline"
 
 
 async def test_no_login_frame_in_time_closes(fleet: Fleet) -> None:
@@ -123,19 +131,26 @@ async def test_silent_device_goes_unknown_then_offline(fleet: Fleet) -> None:
     assert offline["detail"] == {"reason": "heartbeat_timeout"}
 
 
-async def test_unknown_device_recovers_with_any_frame(fleet: Fleet) -> None:
-    device = await fleet.register()
-    ws, _ = await fleet.login(device)
-    await asyncio.sleep(0.4)  # past the 0.3 s tolerance
-    await fleet.settled()
-    assert await fleet.state(device) == "unknown"
-    answer = await fleet.api.post(f"/api/v1/devices/{device['device_id']}/commands", {"order": "x"})
-    assert answer.failure(409, "DEVICE_OFFLINE") == "Device state is Unknown!"
-    await ws.send(ping())
-    await recv_json(ws)
-    await fleet.settled()
-    assert await fleet.state(device) == "online"
-    await ws.close()
+async def test_unknown_device_recovers_with_any_frame(store: Store) -> None:
+    # Unknown after 0.3 s of silence, and then no further miss for a minute: the test
+    # can take its time to look, however busy the machine.
+    async with running_fleet(store, replace(FAST, heartbeat_tolerance_after_failure=60)) as fleet:
+        device = await fleet.register()
+        ws, _ = await fleet.login(device)
+
+        async def unknown() -> bool:
+            await fleet.settled()
+            return await fleet.state(device) == "unknown"
+
+        await eventually(unknown)
+        path = f"/api/v1/devices/{device['device_id']}/commands"
+        answer = await fleet.api.post(path, {"order": "x"})
+        assert answer.failure(409, "DEVICE_OFFLINE") == "Device state is Unknown!"
+        await ws.send(ping())
+        await recv_json(ws)
+        await fleet.settled()
+        assert await fleet.state(device) == "online"
+        await ws.close()
 
 
 async def test_newer_session_supersedes_the_older(fleet: Fleet) -> None:
@@ -178,12 +193,17 @@ async def test_status_upload_is_answered_and_served_live(fleet: Fleet) -> None:
 async def test_status_for_another_device_is_not_stored(fleet: Fleet) -> None:
     device, other = await fleet.register(), await fleet.register()
     ws, _ = await fleet.login(device)
+    other_ws, _ = await fleet.login(other)
     await ws.send(protocol.status_upload(other["device_id"], STATUS))
     await ws.send(ping())
     assert (await recv_json(ws))["data"] == "pong"  # the status got no answer
-    latest = (await fleet.api.get(f"/api/v1/devices/{device['device_id']}/status")).data
-    assert latest["latest"] == {}
+    for each in (device, other):  # stored for neither the sender nor the one it names
+        latest = (await fleet.api.get(f"/api/v1/devices/{each['device_id']}/status")).data
+        assert latest["latest"] == {}
+    uploads = counted(await scrape_families(fleet), "edgefleet_status_uploads")
+    assert uploads == {("foreign_device_id",): 1.0}  # refused and counted, none accepted
     await ws.close()
+    await other_ws.close()
 
 
 async def answer_orders(ws, reply) -> None:
@@ -263,25 +283,39 @@ async def test_command_timeout_busy_and_offline_answers(fleet: Fleet) -> None:
 
 
 async def test_group_command_fans_out_and_answers_per_device(fleet: Fleet) -> None:
+    """Each online device holds its order until every one of them has it: one at a
+    time, the first would wait for the others for ever (and time out). Then they
+    answer; the offline member is answered for at once."""
     group = await fleet.api.create_group("gates")
-    devices = [await fleet.register() for _ in range(3)]
+    devices = [await fleet.register() for _ in range(4)]
     for device in devices:
         await fleet.api.put(f"/api/v1/groups/{group['group_id']}/devices/{device['device_id']}")
-    sockets = []
-    for device in devices[:2]:
-        ws, _ = await fleet.login(device)
-        sockets.append(ws)
-        asyncio.create_task(  # noqa: RUF006 - ends when the socket closes
-            answer_orders(ws, lambda f: protocol.command_result("success", "done"))
-        )
+    online = devices[:3]
+    holding = 0
+    all_have_it = asyncio.Event()
+
+    async def hold_then_answer(ws) -> None:
+        nonlocal holding
+        order = await recv_json(ws, timeout=5)
+        holding += 1
+        if holding == len(online):
+            all_have_it.set()
+        await all_have_it.wait()
+        request_id = order["Headers"]["request_id"]
+        await ws.send(protocol.command_result("success", "done", request_id=request_id))
+
+    sockets = [(await fleet.login(device))[0] for device in online]
+    devices_answering = [asyncio.create_task(hold_then_answer(ws)) for ws in sockets]
     answer = await fleet.api.post(
-        f"/api/v1/groups/{group['group_id']}/commands", {"order": "snapshot", "timeout": 2}
+        f"/api/v1/groups/{group['group_id']}/commands", {"order": "snapshot", "timeout": 5}
     )
+    await asyncio.gather(*devices_answering)
+    assert holding == len(online)  # all three held it at once
     results = {r["device_id"]: r for r in answer.data["results"]}
-    assert results[devices[0]["device_id"]]["status"] == "success"
-    assert results[devices[1]["device_id"]]["status"] == "success"
-    assert results[devices[2]["device_id"]] == {
-        "device_id": devices[2]["device_id"],
+    for device in online:
+        assert results[device["device_id"]]["status"] == "success"
+    assert results[devices[3]["device_id"]] == {
+        "device_id": devices[3]["device_id"],
         "status": "fail",
         "message": "Device is offline!",
         "data": None,
@@ -327,39 +361,95 @@ async def test_garbage_never_hurts_the_session_or_other_devices(fleet: Fleet) ->
     await ws.close()
 
 
-async def test_metrics_render_fleet_and_per_device_series(fleet: Fleet) -> None:
-    device = await fleet.register(name="gate 17", type="camera")
-    ws, _ = await fleet.login(device)
-    await ws.send(protocol.status_upload(device["device_id"], STATUS))
-    await recv_json(ws)
-    bad = await fleet.connect()
-    await bad.send(json.dumps({"device_id": device["device_id"], "password": "nope nope nope"}))
-    await recv_json(bad)
-    async with fleet.api.session.get(fleet.metrics_url) as r:
-        assert r.headers["Content-Type"].startswith("text/plain")
-        families = {f.name: f for f in text_string_to_metric_families(await r.text())}
-    up = families["edgefleet_device_up"].samples[0]
-    assert up.labels == {
-        "device_id": device["device_id"],
-        "name": "gate 17",
-        "namespace": "",
-        "type": "camera",
-        "state": "online",
+async def test_metrics_render_fleet_and_per_device_series(store: Store) -> None:
+    """What the devices did, read back from a real /metrics scrape by label and value.
+
+    The heartbeat is not the subject: devices here stay online for a minute of
+    silence, so a busy machine cannot turn one unknown between two steps (it did,
+    with FAST's 0.3 s tolerance)."""
+    patient = replace(FAST, heartbeat_tolerance=60, heartbeat_tolerance_after_failure=60)
+    async with running_fleet(store, patient) as fleet:
+        device = await fleet.register(name="gate 17", type="camera")
+        absent = await fleet.register()
+        bad = await fleet.connect()
+        await bad.send(json.dumps({"device_id": device["device_id"], "password": "nope nope"}))
+        await recv_json(bad)
+        first, _ = await fleet.login(device)
+        ws, _ = await fleet.login(device)  # supersedes the first session
+        await closed_with(first)
+        for _ in range(2):
+            await ws.send(ping())
+            await recv_json(ws)
+        await ws.send(protocol.status_upload(device["device_id"], STATUS))
+        await recv_json(ws)
+        await ws.send(protocol.status_upload(absent["device_id"], STATUS))
+        await ws.send("{not json")
+        answering = asyncio.create_task(answer_orders(ws, lambda f: protocol.command_result(
+            "success" if f["Headers"]["order_type"] == "snap" else "fail", "done",
+            request_id=f["Headers"]["request_id"])))  # fmt: skip
+        commands = "/api/v1/devices/{}/commands"
+        for order in ("snap", "zoom"):
+            await fleet.api.post(commands.format(device["device_id"]), {"order": order})
+        await fleet.api.post(commands.format(absent["device_id"]), {"order": "snap"})
+
+        families = await scrape_families(fleet)
+        up = families["edgefleet_device_up"].samples
+        assert [(s.labels, s.value) for s in up] == [({
+            "device_id": device["device_id"], "name": "gate 17", "namespace": "",
+            "type": "camera", "state": "online"}, 1.0)]  # fmt: skip
+        assert families["edgefleet_device_memory_used_percent"].samples[0].value == 60.0
+        assert counted(families, "edgefleet_connections") == {(): 3.0}
+        assert counted(families, "edgefleet_logins") == {
+            ("success",): 2.0, ("wrong_password",): 1.0
+        }  # fmt: skip
+        assert counted(families, "edgefleet_heartbeats") == {(): 2.0}
+        assert counted(families, "edgefleet_status_uploads") == {
+            ("accepted",): 1.0, ("foreign_device_id",): 1.0
+        }  # fmt: skip
+        assert counted(families, "edgefleet_bad_frames") == {("invalid_json",): 1.0}
+        assert counted(families, "edgefleet_commands") == {
+            ("custom", "success"): 1.0, ("custom", "fail"): 1.0, ("custom", "offline"): 1.0
+        }  # fmt: skip
+        # Every frame after the login is one gap: pings, uploads, junk, results.
+        assert histogram_count(families, "edgefleet_frame_gap_seconds") == 7
+        assert histogram_count(families, "edgefleet_command_duration_seconds") == 2
+        sessions = {s.labels["state"]: s.value for s in families["edgefleet_sessions"].samples}
+        assert sessions == {"online": 1.0, "unknown": 0.0}
+        assert not any(name.endswith("_created") for name in families)
+        assert "process_resident_memory_bytes" in {
+            s.name for f in families.values() for s in f.samples
+        }
+
+        await ws.close()
+        await answering
+
+        async def every_cause_counted() -> dict[tuple[str, ...], float] | None:
+            found = counted(await scrape_families(fleet), "edgefleet_disconnects")
+            return found if len(found) == 3 else None
+
+        assert await eventually(every_cause_counted) == {
+            ("login_failed",): 1.0, ("superseded",): 1.0, ("closed_by_device",): 1.0
+        }  # fmt: skip
+
+
+async def scrape_families(fleet: Fleet) -> dict[str, Any]:
+    async with fleet.api.session.get(fleet.metrics_url) as response:
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return {f.name: f for f in text_string_to_metric_families(await response.text())}
+
+
+def counted(families: dict[str, Any], name: str) -> dict[tuple[str, ...], float]:
+    """A counter's non-zero values by their label values."""
+    return {
+        tuple(s.labels.values()): s.value
+        for s in families[name].samples
+        if s.name == name + "_total" and s.value
     }
-    assert up.value == 1.0
-    memory = families["edgefleet_device_memory_used_percent"].samples[0]
-    assert memory.value == 60.0
-    logins = {
-        s.labels["result"]: s.value
-        for s in families["edgefleet_logins"].samples
-        if s.name == "edgefleet_logins_total"
-    }
-    assert logins == {"success": 1.0, "wrong_password": 1.0}
-    sessions = {s.labels["state"]: s.value for s in families["edgefleet_sessions"].samples}
-    assert sessions == {"online": 1.0, "unknown": 0.0}
-    assert not any(name.endswith("_created") for name in families)
-    assert "process_resident_memory_bytes" in {s.name for f in families.values() for s in f.samples}
-    await ws.close()
+
+
+def histogram_count(families: dict[str, Any], name: str) -> float:
+    [count] = [s.value for s in families[name].samples if s.name == name + "_count"]
+    return float(count)
 
 
 async def test_session_token_resumes_without_password_until_the_password_changes(

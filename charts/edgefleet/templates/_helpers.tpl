@@ -32,7 +32,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-southbound-internal" (include "edgefleet.fullname" .) -}}
 {{- end -}}
 
-{{/* Environment shared by both components: the Secret's keys and the namespace. */}}
+{{/* Environment shared by both components: the Secret's keys, the namespace, and the
+settings both must agree on (the status-write budget is the installation's). */}}
 {{- define "edgefleet.env" -}}
 - name: POD_NAME
   valueFrom: {fieldRef: {fieldPath: metadata.name}}
@@ -48,6 +49,8 @@ app.kubernetes.io/component: {{ .component }}
   value: {{ .Values.logLevel | quote }}
 - name: EDGEFLEET_BCRYPT_ROUNDS
   value: {{ .Values.bcryptRounds | quote }}
+- name: EDGEFLEET_KUBE_STATUS_BUDGET
+  value: {{ .Values.kube.statusWritesPerSecond | quote }}
 {{- end -}}
 
 {{- define "edgefleet.podSecurity" -}}

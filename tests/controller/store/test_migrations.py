@@ -6,6 +6,7 @@ import asyncio
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 from alembic.autogenerate import compare_metadata
@@ -23,9 +24,60 @@ async def test_migrated_database_matches_the_schema(store: Store) -> None:
         assert await connection.run_sync(differences) == []
 
 
+def schema_of(connection: sqlalchemy.Connection) -> dict[str, Any]:
+    """Every table as the database describes it: columns, keys, indexes."""
+    inspector = sqlalchemy.inspect(connection)
+    return {
+        table: {
+            "columns": [
+                (c["name"], str(c["type"]), c["nullable"], c.get("default"))
+                for c in inspector.get_columns(table)
+            ],
+            "primary_key": inspector.get_pk_constraint(table)["constrained_columns"],
+            "foreign_keys": sorted(
+                (tuple(f["constrained_columns"]), f["referred_table"]) for f in
+                inspector.get_foreign_keys(table)
+            ),
+            "indexes": sorted(
+                (i["name"], tuple(i["column_names"]), bool(i["unique"]))
+                for i in inspector.get_indexes(table)
+            ),
+            "unique": sorted(
+                (u["name"], tuple(u["column_names"]))
+                for u in inspector.get_unique_constraints(table)
+            ),
+        }
+        for table in sorted(inspector.get_table_names())
+    }  # fmt: skip
+
+
+async def snapshot(store: Store) -> tuple[dict[str, Any], dict[str, list[tuple[Any, ...]]]]:
+    """The schema, and every row of every table (the Alembic version too)."""
+    async with store.db.engine.connect() as connection:
+        schema = await connection.run_sync(schema_of)
+        rows = {}
+        for table in schema:
+            result = await connection.execute(sqlalchemy.text(f"SELECT * FROM {table}"))
+            rows[table] = sorted((tuple(row) for row in result), key=repr)
+    return schema, rows
+
+
 async def test_upgrading_twice_changes_nothing(store: Store) -> None:
+    """Migrating an up-to-date database with data in it keeps its schema and rows."""
+    await store.devices.create(
+        {"device_id": 7, "name": "cam", "type": "camera", "hardware_sn": "SN7",
+         "hardware_model": "M", "secret": "x" * 60}
+    )  # fmt: skip
+    await store.groups.create({"group_id": 9, "name": "gate"})
+    await store.groups.replace_of_device(7, [9])
+    await store.sessions.beat("southbound-0")
+    before = await snapshot(store)
+    assert before[1]["devices"] and before[1]["alembic_version"]
+
     await store.migrate()
     await store.migrate()
+
+    assert await snapshot(store) == before
 
 
 def test_db_upgrade_command_creates_the_tables(tmp_path: Path) -> None:

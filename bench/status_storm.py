@@ -8,10 +8,11 @@ process on CPU 1 holding one Device per device), starts that many
 ``edgefleet southbound`` processes in Kubernetes mode on CPU 0 with the budget
 (``--kube-status-budget``, by default the setting's default), waits until each
 replica has counted the others, then logs every device in at once from this
-process (CPU 1), spread evenly over the replicas. Sampled every second: the
-Devices that say online, the status PATCHes kmock received (and the most in any
-one second, from its request log), and each replica's share, queue and writes
-(its /metrics).
+process (CPU 1), spread evenly over the replicas (passwords at the default bcrypt
+cost 12, each device's earlier login remembered, so a login costs one HMAC).
+Sampled every second: the Devices that say online, the status PATCHes kmock
+received (and the most in any one second, from its request log), and each
+replica's share, queue and writes (its /metrics).
 
     python bench/status_storm.py                       # 10,000 devices; 1, 2, 4 replicas
     python bench/status_storm.py --devices 60 --replicas 1,2 --max-seconds 20   # a smoke run
@@ -42,7 +43,7 @@ from bench.harness import (  # noqa: E402
     publish_kmock_url,
     recreate_database,
 )
-from bench.southbound_load import Device, raise_fd_limit, seed, storm  # noqa: E402
+from bench.southbound_load import PEPPER, Device, raise_fd_limit, seed, storm  # noqa: E402
 from edgefleet.controller.settings import KubeSettings  # noqa: E402
 
 DATABASE = "edgefleet_status_bench"
@@ -189,7 +190,7 @@ def run_replicas(
             "southbound", "--db-url", url, "--instance", f"southbound-{n}",
             "--ws-port", str(r["ws_port"]), "--metrics-port", str(r["metrics_port"]),
             "--kube-namespace", NAMESPACE, "--kubeconfig", str(kubeconfig),
-            "--kube-status-budget", str(args.budget), "--bcrypt-rounds", "4",
+            "--kube-status-budget", str(args.budget), "--password-pepper", PEPPER,
             "--instance-beat-interval", str(args.beat),
             "--login-attempts-per-device", "1000", "--per-device-metrics", "false",
             "--log-level", "WARNING",
@@ -223,7 +224,7 @@ def seeded(args: argparse.Namespace) -> tuple[str, list[int]]:
     import pymysql
 
     url = recreate_database(DATABASE)
-    ids = asyncio.run(seed(url, args.devices, 4))
+    ids = asyncio.run(seed(url, args.devices, 12, PEPPER))
     user, _, hostport = MARIADB.partition("@")
     host, _, port = hostport.partition(":")
     connection = pymysql.connect(host=host, port=int(port), user=user, database=DATABASE)

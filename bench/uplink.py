@@ -3,7 +3,8 @@
     python bench/uplink.py [--devices 1000] [--duration 60] [--batch 50] [--interval 5]
 
 1. Recreates the MariaDB database ``edgefleet_uplink_bench``, seeds the devices
-   (one bcrypt hash, cost ``--bcrypt-rounds``) and starts ``edgefleet serve``
+   (one bcrypt hash at ``--bcrypt-rounds``, 12 as users run it, and the verified
+   digest of an earlier login, so a login costs one HMAC) and starts ``edgefleet serve``
    pinned to CPU 0, its files in a temporary folder.
 2. (a) Records: ``--load-processes`` load processes on CPU 1 log every device in
    (extension ``data``) and, open loop from random offsets, send a batch of
@@ -45,7 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import percentiles, recreate_database  # noqa: E402
-from bench.southbound_load import PASSWORD, raise_fd_limit, seed  # noqa: E402
+from bench.southbound_load import PASSWORD, PEPPER, raise_fd_limit, seed  # noqa: E402
 
 DATABASE = "edgefleet_uplink_bench"
 TOKEN = "bench-token"
@@ -263,7 +264,7 @@ def main() -> None:
     parser.add_argument("--put-concurrency", type=int, default=4)
     parser.add_argument("--heads", type=int, default=2000)
     parser.add_argument("--publish", type=int, default=20_000)
-    parser.add_argument("--bcrypt-rounds", type=int, default=4)
+    parser.add_argument("--bcrypt-rounds", type=int, default=12)
     parser.add_argument("--api-port", type=int, default=18280)
     parser.add_argument("--ws-port", type=int, default=19290)
     parser.add_argument("--metrics-port", type=int, default=19292)
@@ -276,14 +277,15 @@ def main() -> None:
 
     raise_fd_limit()
     url = recreate_database(DATABASE)
-    ids = asyncio.run(seed(url, args.devices + 2, args.bcrypt_rounds))
+    ids = asyncio.run(seed(url, args.devices + 2, args.bcrypt_rounds, PEPPER))
     load_ids, files_device, agent_device = ids[:-2], ids[-2], ids[-1]
     work = Path(tempfile.mkdtemp(prefix="edgefleet-uplink-"))
     server = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "edgefleet.controller.cli", "serve",
          "--db-url", url, "--api-port", str(args.api_port), "--ws-port", str(args.ws_port),
          "--metrics-port", str(args.metrics_port), "--api-token", TOKEN,
-         "--bcrypt-rounds", str(args.bcrypt_rounds), "--files-dir", str(work / "files"),
+         "--bcrypt-rounds", str(args.bcrypt_rounds), "--password-pepper", PEPPER,
+         "--files-dir", str(work / "files"),
          "--login-attempts-per-device", "100000", "--log-level", "WARNING"],
         cwd=ROOT,
         stderr=subprocess.DEVNULL,

@@ -38,6 +38,12 @@ MAX_PASSWORD_BYTES = 72
 """bcrypt's limit; the REST API refuses longer passwords."""
 
 
+def verified_digest(pepper: bytes, device_id: int, credential_version: int, password: bytes) -> str:
+    """The verified-credential digest of a password that passed bcrypt (see above)."""
+    message = f"{device_id}.{credential_version}.".encode() + password
+    return hmac.new(pepper, message, hashlib.sha256).hexdigest()
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of a login check: ``device_id`` is set when the device exists,
@@ -114,8 +120,7 @@ class CredentialChecker:
         return stored is not None and hmac.compare_digest(self._digest(row, password), stored)
 
     def _digest(self, row: dict, password: bytes) -> str:
-        message = f"{row['device_id']}.{row['credential_version']}.".encode() + password
-        return hmac.new(self._pepper, message, hashlib.sha256).hexdigest()
+        return verified_digest(self._pepper, row["device_id"], row["credential_version"], password)
 
     def _check_token(self, login: protocol.Login, row: dict | None) -> Verdict:
         """No bcrypt: a token is checked with one HMAC, which is the point of it."""

@@ -43,11 +43,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import percentiles, recreate_database  # noqa: E402
-from bench.southbound_load import PASSWORD, raise_fd_limit, seed  # noqa: E402
+from bench.southbound_load import PASSWORD, PEPPER, raise_fd_limit, seed  # noqa: E402
 
 DATABASE = "edgefleet_login_overload_bench"
 TOKEN = "bench-token"
-PEPPER = "bench pepper"
 ROUNDS = 12
 ANSWER_WAIT = 60.0
 RECONNECT = 10.0
@@ -191,34 +190,6 @@ def measure_capacity(threads: int, seconds: float) -> float:
     return sum(done) / seconds
 
 
-async def seed_verified(url: str, ids: list[int], password: str) -> None:
-    """What the devices' first logins ever left: a verified digest on each row."""
-    import hashlib
-    import hmac
-
-    from sqlalchemy import bindparam, update
-
-    from edgefleet.controller.store import Store
-    from edgefleet.controller.store.schema import devices
-
-    store = Store.from_url(url, timeout=60)
-    statement = (
-        update(devices)
-        .where(devices.c.device_id == bindparam("id"))
-        .values(verified_digest=bindparam("digest"))
-    )
-
-    def digest(device_id: int) -> str:
-        message = f"{device_id}.1.{password}".encode()
-        return hmac.new(PEPPER.encode(), message, hashlib.sha256).hexdigest()
-
-    rows = [{"id": d, "digest": digest(d)} for d in ids]
-    for start in range(0, len(rows), 5000):
-        async with store.db.begin() as connection:
-            await connection.execute(statement, rows[start : start + 5000])
-    await store.close()
-
-
 def start_server(args: argparse.Namespace, url: str) -> subprocess.Popen[bytes]:
     server = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "edgefleet.controller.cli", "serve",
@@ -308,10 +279,9 @@ def main() -> None:
     raise_fd_limit()
     capacity = bcrypt_capacity(threads=4)
     url = recreate_database(DATABASE)
-    ids = asyncio.run(seed(url, count, ROUNDS))
+    # ramp: devices never seen before; drop, kill: each logged in once before.
+    ids = asyncio.run(seed(url, count, ROUNDS, None if args.scenario == "ramp" else PEPPER))
     password = PASSWORD
-    if args.scenario != "ramp":
-        asyncio.run(seed_verified(url, ids, password))
     server = start_server(args, url)
     report: dict[str, Any] = {
         "benchmark": "login_overload",

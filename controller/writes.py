@@ -227,8 +227,7 @@ class FleetWrites:
     async def _groups_outside(self, device_id: int, scope: Scope) -> list[int]:
         if scope is None:
             return []
-        groups = await self._store.groups.of_device(device_id)
-        return _outside(scope, (g["group_id"] for g in groups))
+        return _outside(scope, await self._store.groups.by_hand_of_device(device_id))
 
     async def add_member(self, caller: Caller, group_id: int, device_id: int) -> None:
         target = f"{group_id}/{device_id}"

@@ -17,6 +17,7 @@ from edgefleet.controller.api.schemas import (
     RegisteredDevice,
 )
 from edgefleet.controller.store import DeviceFilter
+from edgefleet.controller.store.selectors import parse_selector
 
 TAG = "devices"
 
@@ -46,6 +47,7 @@ async def list_devices(request: web.Request, query: DeviceListQuery) -> Page[Dev
         type=query.type,
         group_id=query.group,
         text=query.q,
+        selector=parse_selector(query.selector) if query.selector is not None else None,
         scope=scope(request),
     )
     rows, total = await context(request).store.devices.list(where, query.page, query.per_page)

@@ -12,10 +12,10 @@ response model. The same ``Endpoint`` record then feeds the aiohttp router and t
 OpenAPI document, so the two cannot drift apart.
 
 A handler that answers by itself — a file download, the event stream — returns a
-``web.StreamResponse`` and names its media type (``media="application/octet-stream"``,
-``media="text/event-stream"``); one that reads a raw body itself (an uploaded image)
-names the media types it takes (``body_media=("image/*", "multipart/form-data")``).
-Both are documented as such.
+``web.StreamResponse`` and names its media types (``media="application/octet-stream"``,
+``media="text/event-stream"``, or several: ``media=("text/csv", "application/x-ndjson")``);
+one that reads a raw body itself (an uploaded image) names the media types it
+takes (``body_media=("image/*", "multipart/form-data")``). Both are documented as such.
 
 Authorisation happens here, once for every route: each declares the permission it
 needs (or ``public=True``, or ``permission=AUTHENTICATED``). Before the handler
@@ -78,7 +78,8 @@ class Endpoint:
     body_model: type[BaseModel] | None
     response_model: type[BaseModel] | None
     """None: the handler answers itself, with ``media``."""
-    media: str = "application/json"
+    media: tuple[str, ...] = ("application/json",)
+    """Media types of the answer (a handler answering itself may offer several)."""
     body_media: tuple[str, ...] = ()
     """Media types of a raw request body the handler reads itself."""
 
@@ -95,7 +96,7 @@ class Endpoint:
     @property
     def streams(self) -> bool:
         """An event stream (Server-Sent Events), not one answer."""
-        return self.media == EVENT_STREAM
+        return EVENT_STREAM in self.media
 
 
 class Endpoints:
@@ -116,7 +117,7 @@ class Endpoints:
         errors: tuple[int, ...] = (),
         public: bool = False,
         permission: str | None = None,
-        media: str = "application/json",
+        media: str | tuple[str, ...] = "application/json",
         body_media: tuple[str, ...] = (),
     ) -> Callable[[Handler], Handler]:
         if public == (permission is not None):
@@ -148,7 +149,7 @@ class Endpoints:
                     query_model=hints.get("query"),
                     body_model=body,
                     response_model=None if raw else returns,
-                    media=media,
+                    media=(media,) if isinstance(media, str) else media,
                     body_media=body_media,
                 )
             )

@@ -35,7 +35,7 @@ from edgefleet.controller.api import (  # noqa: F401
     api_keys,
     audit,
     auth,
-    bulk,  # before devices: /devices/import must not be taken for a device id
+    bulk,
     classify,
     commands,
     devices,

@@ -4,9 +4,6 @@ Both formats carry the same columns: a device's fields as ``POST /devices`` take
 them, ``labels`` (in CSV: ``key=value`` pairs separated by commas) and, on import
 only, ``password``. The read-only columns an export adds (``device_id``, ``state``,
 timestamps…) are ignored on import, so an exported file imports as it is.
-
-These routes are registered before ``/devices/{device_id}``, whose pattern would
-take ``import`` and ``export`` for ids.
 """
 
 from __future__ import annotations
@@ -47,6 +44,28 @@ READ_ONLY = set(Device.model_fields) - set(COLUMNS)
 """Columns of an export that an import skips."""
 EXPORT_COLUMNS = ["device_id", *COLUMNS, *sorted(READ_ONLY - {"device_id"})]
 TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
+_OPTIONAL = "|".join(sorted({*COLUMNS, *READ_ONLY, "password"}))
+BODY_SCHEMAS = {
+    CSV: {
+        "type": "string",
+        "pattern": rf"^name,hardware_sn,hardware_model(,({_OPTIONAL}))*(\r?\n[^\x00]*)?$",
+        "example": 'name,hardware_sn,hardware_model,labels\ncam-1,SN1,M1,"site=c,tier=edge"\n',
+        "description": "A header row naming the columns (name, hardware_sn and "
+        "hardware_model at least; the server takes them in any order), then one device "
+        "per row. `labels` is "
+        "`key=value` pairs separated by commas; `disabled` is true or false.",
+    },
+    **{
+        media: {
+            "type": "string",
+            "example": '{"name": "cam-1", "hardware_sn": "SN1", "hardware_model": "M1", '
+            '"labels": {"site": "chengdu"}}\n',
+            "description": "One JSON object per line, with the fields of POST /devices "
+            "(`labels` an object).",
+        }
+        for media in JSON_LINES
+    },
+}
 
 
 @endpoints.post(
@@ -54,7 +73,7 @@ TRUE, FALSE = {"true", "1", "yes"}, {"false", "0", "no"}
     summary="Register many devices from CSV (header row) or JSON lines; one result per row",
     tag=TAG,
     errors=(413,),
-    body_media=(CSV, *JSON_LINES),
+    body_media=BODY_SCHEMAS,
     permission="devices:write",
 )
 async def import_devices(request: web.Request) -> ImportResult:
@@ -122,7 +141,7 @@ def _csv_rows(text: str) -> Iterator[ImportRow]:
     if missing:
         raise bad_request(f"body: the CSV header has no column {missing[0]!r}")
     number = 0
-    for record in reader:
+    for record in _records(reader):
         number += 1
         if None in record:
             yield ImportRow(number, None, f"row {number}: more cells than the header has")
@@ -137,6 +156,13 @@ def _csv_rows(text: str) -> Iterator[ImportRow]:
             yield ImportRow(number, None, f"row {number}: {exc}")
             continue
         yield _row(number, values)
+
+
+def _records(reader: csv.DictReader[str]) -> Iterator[dict[str, Any]]:
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise bad_request(f"body: CSV line {reader.line_num}: {exc}") from exc
 
 
 def _boolean(text: str) -> bool:

@@ -84,7 +84,10 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
         elif endpoint.body_media:
             operation["requestBody"] = {
                 "required": True,
-                "content": {media: {"schema": _raw_body(media)} for media in endpoint.body_media},
+                "content": {
+                    media: {"schema": endpoint.body_schemas.get(media) or _raw_body(media)}
+                    for media in endpoint.body_media
+                },
             }
         if endpoint.public:
             operation["security"] = []

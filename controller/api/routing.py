@@ -15,7 +15,8 @@ A handler that answers by itself — a file download, the event stream — retur
 ``web.StreamResponse`` and names its media types (``media="application/octet-stream"``,
 ``media="text/event-stream"``, or several: ``media=("text/csv", "application/x-ndjson")``);
 one that reads a raw body itself (an uploaded image) names the media types it
-takes (``body_media=("image/*", "multipart/form-data")``). Both are documented as such.
+takes (``body_media=("image/*", "multipart/form-data")``), or maps each to the
+schema of its text (``body_media={"text/csv": {...}}``). Both are documented as such.
 
 Authorisation happens here, once for every route: each declares the permission it
 needs (or ``public=True``, or ``permission=AUTHENTICATED``). Before the handler
@@ -28,8 +29,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from aiohttp import web
@@ -82,6 +83,8 @@ class Endpoint:
     """Media types of the answer (a handler answering itself may offer several)."""
     body_media: tuple[str, ...] = ()
     """Media types of a raw request body the handler reads itself."""
+    body_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    """The documented schema of such a body, by media type (default: any bytes)."""
 
     @property
     def operation_id(self) -> str:
@@ -118,7 +121,7 @@ class Endpoints:
         public: bool = False,
         permission: str | None = None,
         media: str | tuple[str, ...] = "application/json",
-        body_media: tuple[str, ...] = (),
+        body_media: tuple[str, ...] | Mapping[str, dict[str, Any]] = (),
     ) -> Callable[[Handler], Handler]:
         if public == (permission is not None):
             raise TypeError(f"{method} {path}: declare public=True or a permission, not both")
@@ -150,7 +153,8 @@ class Endpoints:
                     body_model=body,
                     response_model=None if raw else returns,
                     media=(media,) if isinstance(media, str) else media,
-                    body_media=body_media,
+                    body_media=tuple(body_media),
+                    body_schemas=dict(body_media) if isinstance(body_media, Mapping) else {},
                 )
             )
             return handler

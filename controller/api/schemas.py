@@ -30,9 +30,13 @@ from edgefleet.controller.ids import MAX_ID
 from edgefleet.controller.passwords import MAX_BYTES, MIN_LENGTH
 from edgefleet.controller.store.selectors import (
     LABEL_KEY_MAX,
+    LABEL_KEY_PATTERN,
     LABEL_VALUE_MAX,
+    LABEL_VALUE_PATTERN,
     LABELS_MAX,
+    NONEMPTY_SELECTOR_PATTERN,
     SELECTOR_MAX,
+    SELECTOR_PATTERN,
     InvalidSelector,
     check_labels,
     parse_selector,
@@ -142,8 +146,12 @@ Labels = Annotated[
         {
             "type": "object",
             "maxProperties": LABELS_MAX,
-            "propertyNames": {"maxLength": LABEL_KEY_MAX},
-            "additionalProperties": {"type": "string", "maxLength": LABEL_VALUE_MAX},
+            "propertyNames": {"maxLength": LABEL_KEY_MAX, "pattern": LABEL_KEY_PATTERN},
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": LABEL_VALUE_MAX,
+                "pattern": LABEL_VALUE_PATTERN,
+            },
             "description": "Kubernetes label syntax: a key is an optional DNS-subdomain "
             "prefix and '/', then a name of 1-63 letters, digits, '-', '_' or '.' "
             "beginning and ending with a letter or digit; a value is empty or such a "
@@ -160,6 +168,7 @@ SelectorText = Annotated[
         {
             "type": "string",
             "maxLength": SELECTOR_MAX,
+            "pattern": SELECTOR_PATTERN,
             "description": "Kubernetes label-selector syntax: comma-separated "
             "requirements, all of which must hold: key=value, key!=value, "
             "key in (a,b), key notin (a,b), key, !key.",
@@ -174,8 +183,8 @@ GroupSelector = Annotated[
     WithJsonSchema(
         {
             "type": "string",
-            "minLength": 1,
             "maxLength": SELECTOR_MAX,
+            "pattern": NONEMPTY_SELECTOR_PATTERN,
             "description": "The group's label selector (Kubernetes syntax): the devices "
             "it matches are members, besides those added by hand.",
             "example": "site=chengdu,tier in (edge,core)",

@@ -286,11 +286,11 @@ class DeviceStore:
                     )
                     if result.rowcount == 0:
                         raise DeviceNotFound(device_id)
-                    if "labels" in values:
-                        await write_labels(connection, {device_id: values["labels"]})
-                        await refresh_devices(connection, {device_id: values["labels"]})
                     changed = sorted("password" if name == "secret" else name for name in changes)
                     await record_events(connection, [device_id], "updated", {"fields": changed})
+                    if "labels" in values:  # after "updated": the log tells cause, then effect
+                        await write_labels(connection, {device_id: values["labels"]})
+                        await refresh_devices(connection, {device_id: values["labels"]})
                 await write_audit(connection, audit)
                 return await fetch_device(connection, device_id)
         except IntegrityError as exc:

@@ -46,6 +46,27 @@ SELECTOR_MAX = 1024
 _NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _PREFIX = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _SPECIAL = "!=(),<>"
+_SPACE = " \t\r\n"
+
+# The same rules as regular expressions, for the OpenAPI document and the CRD, so
+# that what a schema admits is what the code accepts (and the other way round).
+_NAME_RE = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_KEY_RE = (
+    r"(?![-a-z0-9.]{254,}/)"  # a prefix is at most 253 characters
+    r"([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?" + _NAME_RE
+)
+_W = r"[ \t\r\n]*"
+_VALUE_RE = rf"({_NAME_RE})?"
+_REQUIREMENT_RE = (
+    rf"(!{_W}{_KEY_RE}|{_KEY_RE}({_W}(==|=|!=){_W}{_VALUE_RE}"
+    rf"|[ \t\r\n]+(in|notin){_W}\({_W}{_VALUE_RE}({_W},{_W}{_VALUE_RE})*{_W}\))?)"
+)
+_REQUIREMENTS_RE = rf"{_REQUIREMENT_RE}({_W},{_W}{_REQUIREMENT_RE})*"
+LABEL_KEY_PATTERN = rf"^{_KEY_RE}$"
+LABEL_VALUE_PATTERN = rf"^{_VALUE_RE}$"
+SELECTOR_PATTERN = rf"^{_W}({_REQUIREMENTS_RE})?{_W}$"
+"""Any selector, the empty one (every device) included."""
+NONEMPTY_SELECTOR_PATTERN = rf"^{_W}{_REQUIREMENTS_RE}{_W}$"
 
 
 class InvalidLabel(ValueError):
@@ -163,7 +184,7 @@ def _tokens(text: str) -> Iterator[_Token]:
     i = 0
     while i < len(text):
         char = text[i]
-        if char.isspace():
+        if char in _SPACE:
             i += 1
         elif char in _SPECIAL:
             two = text[i : i + 2]
@@ -175,7 +196,7 @@ def _tokens(text: str) -> Iterator[_Token]:
                 i += 1
         else:
             start = i
-            while i < len(text) and not text[i].isspace() and text[i] not in _SPECIAL:
+            while i < len(text) and text[i] not in _SPACE and text[i] not in _SPECIAL:
                 i += 1
             yield _Token(text[start:i], start + 1)
 

@@ -108,10 +108,17 @@ async def test_an_invalid_selector_is_refused_naming_the_problem(
     assert problem in message, message
 
 
-async def test_a_group_limited_caller_selects_only_among_its_devices(api: ApiClient) -> None:
+async def limited_to_one_of_two(api: ApiClient, role: str) -> tuple[ApiClient, str]:
+    """Two devices labelled alike, one in a group; a caller with ``role`` on that
+    group only, and the id of the device it may see."""
     group = await api.create_group("mine")
     mine = await api.register(labels={"site": "chengdu"})
     await api.register(labels={"site": "chengdu"})
     await api.put(f"/api/v1/groups/{group['group_id']}/devices/{mine['device_id']}")
-    limited = await api.user("limited", [{"role": "viewer", "group_id": group["group_id"]}])
-    assert await ids(limited, selector="site=chengdu") == [mine["device_id"]]
+    limited = await api.user("limited", [{"role": role, "group_id": group["group_id"]}])
+    return limited, mine["device_id"]
+
+
+async def test_a_group_limited_caller_selects_only_among_its_devices(api: ApiClient) -> None:
+    limited, mine = await limited_to_one_of_two(api, "viewer")
+    assert await ids(limited, selector="site=chengdu") == [mine]

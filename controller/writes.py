@@ -235,6 +235,7 @@ class FleetWrites:
             scope = caller.principal.scope("groups:write")
             self._group_in(group_id, scope)
             await self._device_in(device_id, scope)
+            await self._store.groups.refuse_if_matched(group_id, device_id)
             await self._mirror.member_added(group_id, device_id)
             await self._store.groups.add_member(group_id, device_id, entry)
 
@@ -244,6 +245,7 @@ class FleetWrites:
             scope = caller.principal.scope("groups:write")
             self._group_in(group_id, scope)
             await self._device_in(device_id, scope)
+            await self._store.groups.refuse_if_matched(group_id, device_id)
             await self._mirror.member_removed(group_id, device_id)
             await self._store.groups.remove_member(group_id, device_id, entry)
 

@@ -126,7 +126,7 @@ class KubeMirror:
                 "namespace": self.kube.namespace,
                 "annotations": {GROUP_ID_ANNOTATION: str(values["group_id"])},
             },
-            "spec": group_spec(values),
+            "spec": _without_none(group_spec(values)),
         }
         try:
             await self._call(self.kube.create(DEVICE_GROUPS, body))

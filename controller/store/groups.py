@@ -242,6 +242,14 @@ class GroupStore:
             )
             return list(rows)
 
+    async def refuse_if_matched(self, group_id: int, device_id: int) -> None:
+        """``DynamicMembership`` if the group's selector matches the device: asked
+        before a change by hand reaches the resources (Kubernetes mode)."""
+        async with self._db.read() as connection:
+            membership = await _membership(connection, group_id, device_id)
+        if membership is not None and membership.matched:
+            raise DynamicMembership(group_id, device_id)
+
     async def by_hand_of_device(self, device_id: int) -> list[int]:
         """The groups the device was put in by hand, by id."""
         async with self._db.read() as connection:

@@ -4,18 +4,15 @@ database and from the REST API into the resources."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import kmock
-import pytest
 
 from edgefleet.controller.kube.client import KubeClient
-from edgefleet.controller.kube.mirror import KubeMirror
 from edgefleet.controller.kube.operator import Reconciler
 from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES
 from edgefleet.controller.store import Store
-from tests.api_client import ApiClient, running_api
+from tests.api_client import ApiClient
 from tests.conftest import eventually
 from tests.kube.conftest import DEVICE, device_body, group_body, requests_to
 from tests.kube.test_operator import synced
@@ -70,14 +67,6 @@ async def test_an_invalid_spec_selector_is_reported_in_the_status(
 
     message = await eventually(reported)
     assert message.startswith("spec.selector: at the end: expected ')'"), message
-
-
-@pytest.fixture
-async def api(
-    kube: KubeClient, operator: Reconciler, sqlite_store: Store
-) -> AsyncIterator[ApiClient]:
-    async with running_api(sqlite_store, "t", mirror=KubeMirror(kube, sqlite_store)) as client:
-        yield client
 
 
 async def test_labels_over_rest_are_the_devices_metadata_labels(

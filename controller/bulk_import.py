@@ -87,7 +87,7 @@ class DeviceImport:
         outcomes: list[ImportOutcome] = []
         seen: dict[tuple[str, str], int] = {}
         for start in range(0, len(rows), BATCH):
-            batch = []
+            batch: list[tuple[int, dict[str, Any]]] = []
             for row in rows[start : start + BATCH]:
                 if row.values is None:
                     outcomes.append(ImportOutcome(row.row, message=row.problem))
@@ -98,37 +98,37 @@ class DeviceImport:
                     outcomes.append(ImportOutcome(row.row, message=message))
                     continue
                 seen[hardware] = row.row
-                batch.append(row)
+                batch.append((row.row, row.values))
             outcomes += await self._register(caller, batch)
         return sorted(outcomes, key=lambda outcome: outcome.row)
 
-    async def _register(self, caller: Caller, rows: list[ImportRow]) -> list[ImportOutcome]:
+    async def _register(
+        self, caller: Caller, rows: list[tuple[int, dict[str, Any]]]
+    ) -> list[ImportOutcome]:
+        """One batch: (row number, columns) each, every row readable and distinct."""
         if not rows:
             return []
-        passwords = [row.values.get("password") or generate_password() for row in rows]  # type: ignore[union-attr]
-        rounds = [
-            self._bcrypt_rounds if row.values.get("password") else GENERATED_PASSWORD_ROUNDS  # type: ignore[union-attr]
-            for row in rows
-        ]
+        given = [values.get("password") for _, values in rows]
+        passwords = [password or generate_password() for password in given]
+        rounds = [self._bcrypt_rounds if g else GENERATED_PASSWORD_ROUNDS for g in given]
         hashes = await asyncio.to_thread(_hash_all, list(zip(passwords, rounds, strict=True)))
         outcomes: list[ImportOutcome] = []
-        values, audits, kept = [], [], []
-        for row, password, hashed in zip(rows, passwords, hashes, strict=True):
-            assert row.values is not None
-            columns = {k: v for k, v in row.values.items() if k != "password"}
+        devices, audits, kept = [], [], []
+        for (number, values), password, hashed in zip(rows, passwords, hashes, strict=True):
+            columns = {k: v for k, v in values.items() if k != "password"}
             device = {**columns, "device_id": self._ids.next_id(), "secret": hashed}
             try:
                 device |= await self._mirror.device_created(device, password)
             except StoreError as exc:
-                outcomes.append(ImportOutcome(row.row, message=str(exc)))
+                outcomes.append(ImportOutcome(number, message=str(exc)))
                 continue
-            values.append(device)
-            audits.append(caller.entry("import_devices", "device", device["device_id"], row.values))
-            kept.append((row, password))
-        refused = await self._store.devices.create_many(values, audits)
-        for i, (row, password) in enumerate(kept):
+            devices.append(device)
+            audits.append(caller.entry("import_devices", "device", device["device_id"], values))
+            kept.append((number, password))
+        refused = await self._store.devices.create_many(devices, audits)
+        for i, (number, password) in enumerate(kept):
             if i in refused:
-                outcomes.append(ImportOutcome(row.row, message=refused[i]))
+                outcomes.append(ImportOutcome(number, message=refused[i]))
             else:
-                outcomes.append(ImportOutcome(row.row, values[i]["device_id"], password))
+                outcomes.append(ImportOutcome(number, devices[i]["device_id"], password))
         return outcomes

@@ -137,9 +137,9 @@ class DeviceStore:
         try:
             async with self._db.begin() as connection:
                 await connection.execute(insert(devices), row)
-                if row["labels"]:
-                    await write_labels(connection, {row["device_id"]: row["labels"]})
-                    await refresh_devices(connection, {row["device_id"]: row["labels"]})
+                await write_labels(connection, {row["device_id"]: row["labels"]})
+                # Even without labels: "!retired" or "tier notin (core)" matches them.
+                await refresh_devices(connection, {row["device_id"]: row["labels"]})
                 await record_events(
                     connection,
                     [row["device_id"]],

@@ -72,6 +72,13 @@ async def test_a_selector_and_members_by_hand_add_up(api: ApiClient) -> None:
     assert await members(api, group) == [by_hand["device_id"]]
 
 
+async def test_a_device_without_labels_matches_a_negative_selector(api: ApiClient) -> None:
+    group = await api.create_group("active", selector="!retired,tier notin (core)")
+    bare = await api.register()
+    await api.register(labels={"retired": "yes"})
+    assert await members(api, group) == [bare["device_id"]]
+
+
 async def test_a_dynamic_member_cannot_be_added_or_removed_by_hand(api: ApiClient) -> None:
     device = await api.register(labels={"tier": "edge"})
     group = await api.create_group("edge", selector="tier=edge")

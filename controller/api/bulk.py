@@ -58,8 +58,7 @@ BODY_SCHEMAS = {
     **{
         media: {
             "type": "string",
-            "example": '{"name": "cam-1", "hardware_sn": "SN1", "hardware_model": "M1", '
-            '"labels": {"site": "chengdu"}}\n',
+            "format": "binary",
             "description": "One JSON object per line, with the fields of POST /devices "
             "(`labels` an object).",
         }
@@ -78,7 +77,7 @@ BODY_SCHEMAS = {
 )
 async def import_devices(request: web.Request) -> ImportResult:
     body = await _body(request)
-    rows = list(_csv_rows(body) if request.content_type == CSV else _json_rows(body))
+    rows = list(_csv_rows(_text(body)) if request.content_type == CSV else _json_rows(body))
     if len(rows) > MAX_IMPORT_ROWS:
         raise ApiError(
             413, ErrorType.GENERAL_ERROR, f"body: at most {MAX_IMPORT_ROWS} rows per import"
@@ -100,7 +99,7 @@ async def import_devices(request: web.Request) -> ImportResult:
     )
 
 
-async def _body(request: web.Request) -> str:
+async def _body(request: web.Request) -> bytes:
     if request.content_type not in (CSV, *JSON_LINES):
         raise bad_request(
             f"body: Content-Type must be {CSV} or {JSON_LINES[0]}, not {request.content_type!r}"
@@ -112,8 +111,12 @@ async def _body(request: web.Request) -> str:
             raise ApiError(
                 413, ErrorType.GENERAL_ERROR, f"body: the file is over {MAX_IMPORT_BYTES} bytes"
             )
+    return bytes(data)
+
+
+def _text(body: bytes) -> str:
     try:
-        return data.decode("utf-8-sig")
+        return body.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise bad_request(f"body: not UTF-8 text (byte {exc.start})") from exc
 
@@ -188,14 +191,18 @@ def format_labels(labels: dict[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in sorted(labels.items()))
 
 
-def _json_rows(text: str) -> Iterator[ImportRow]:
+def _json_rows(body: bytes) -> Iterator[ImportRow]:
+    """Each line on its own: one that is not UTF-8 or not JSON is one failed row."""
     number = 0
-    for line in text.splitlines():
+    for line in body.removeprefix(b"\xef\xbb\xbf").splitlines():
         if not line.strip():
             continue
         number += 1
         try:
-            record = json.loads(line)
+            record = json.loads(line.decode())
+        except UnicodeDecodeError as exc:
+            yield ImportRow(number, None, f"row {number}: not UTF-8 text (byte {exc.start})")
+            continue
         except ValueError as exc:
             yield ImportRow(number, None, f"row {number}: invalid JSON: {exc}")
             continue

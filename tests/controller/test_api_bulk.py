@@ -94,12 +94,14 @@ async def test_json_lines_import_row_by_row(api: ApiClient) -> None:
         json.dumps(["a list"]),
         json.dumps({"name": "b", "hardware_sn": "J2", "hardware_model": "M", "colour": "red"}),
     ]
-    answer = await post_file(api, "\n".join(lines), JSONL_HEADERS)
+    body = "\n".join(lines).encode() + b'\n{"name": "\xff"}\n'
+    answer = await api.request("POST", IMPORT, data=body, headers=JSONL_HEADERS)
     results = answer.data["results"]
-    assert [r["status"] for r in results] == ["registered", "failed", "failed", "failed"]
+    assert [r["status"] for r in results] == ["registered"] + ["failed"] * 4
     assert results[1]["message"].startswith("row 2: invalid JSON")
     assert results[2]["message"] == "row 3: must be a JSON object"
     assert results[3]["message"] == "row 4 field 'colour': unknown field"
+    assert results[4]["message"] == "row 5: not UTF-8 text (byte 10)"
     device = await api.get(f"/api/v1/devices/{results[0]['device_id']}")
     assert device.data["labels"] == {"x": "1"}
 

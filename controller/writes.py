@@ -227,8 +227,7 @@ class FleetWrites:
     async def _groups_outside(self, device_id: int, scope: Scope) -> list[int]:
         if scope is None:
             return []
-        groups = await self._store.groups.of_device(device_id)
-        return _outside(scope, (g["group_id"] for g in groups))
+        return _outside(scope, await self._store.groups.by_hand_of_device(device_id))
 
     async def add_member(self, caller: Caller, group_id: int, device_id: int) -> None:
         target = f"{group_id}/{device_id}"
@@ -236,6 +235,7 @@ class FleetWrites:
             scope = caller.principal.scope("groups:write")
             self._group_in(group_id, scope)
             await self._device_in(device_id, scope)
+            await self._store.groups.refuse_if_matched(group_id, device_id)
             await self._mirror.member_added(group_id, device_id)
             await self._store.groups.add_member(group_id, device_id, entry)
 
@@ -245,6 +245,7 @@ class FleetWrites:
             scope = caller.principal.scope("groups:write")
             self._group_in(group_id, scope)
             await self._device_in(device_id, scope)
+            await self._store.groups.refuse_if_matched(group_id, device_id)
             await self._mirror.member_removed(group_id, device_id)
             await self._store.groups.remove_member(group_id, device_id, entry)
 

@@ -23,6 +23,8 @@ from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 TEST_SETTINGS = ApiSettings(bcrypt_rounds=4)
 USER_PASSWORD = "correct horse battery"
 TEST_AUTH = AuthSettings(jwt_key="test-jwt-key-0123456789-0123456789")
+TEXT_MEDIA = ("text/csv", "application/x-ndjson")
+"""Answers kept as text (exports); every other answer is JSON."""
 TEST_STREAM = StreamSettings(poll_interval=0.05, keepalive=0.5)
 
 
@@ -68,7 +70,9 @@ class ApiClient:
         url = path if path.startswith("http") else f"{self.base_url}{path}"
         async with self.session.request(method, url, json=json, headers=headers, **kwargs) as r:
             text = await r.text()
-            body = await r.json(content_type=None) if text else None
+            body: Any = text or None
+            if text and r.content_type not in TEXT_MEDIA:
+                body = await r.json(content_type=None)
             return Answer(r.status, body, r.headers)
 
     async def get(self, path: str, **kwargs: Any) -> Answer:

@@ -35,6 +35,7 @@ from edgefleet.controller.api import (  # noqa: F401
     api_keys,
     audit,
     auth,
+    bulk,
     classify,
     commands,
     devices,
@@ -63,6 +64,7 @@ from edgefleet.controller.api.metrics import METRICS, ApiMetrics
 from edgefleet.controller.api.openapi import build_document
 from edgefleet.controller.api.routing import AUDITOR, PRINCIPAL, REQUEST_ID, SOURCE
 from edgefleet.controller.api.schemas import Health
+from edgefleet.controller.bulk_import import DeviceImport
 from edgefleet.controller.commands import CommandService
 from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
@@ -222,11 +224,13 @@ def create_app(
         auth_settings.principal_cache_ttl,
     )
     rounds = settings.bcrypt_rounds
+    mirror = mirror or NoMirror()
     app[CONTEXT] = ApiContext(
         store=store,
         settings=settings,
         link=link,
-        writes=FleetWrites(store, mirror or NoMirror(), link, ids, rounds, auditor),
+        writes=FleetWrites(store, mirror, link, ids, rounds, auditor),
+        imports=DeviceImport(store, mirror, ids, rounds, auditor),
         commands=CommandService(store, link, command_timeout, auditor),
         files=file_store or LocalFileStore(DataSettings.files_dir),
         classify=classifications,

@@ -13,6 +13,7 @@ from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.access.sign_in import SignIn
 from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api.routing import CALLER, SCOPE
+from edgefleet.controller.bulk_import import DeviceImport
 from edgefleet.controller.commands import CommandService
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.settings import ApiSettings
@@ -30,6 +31,7 @@ class ApiContext:
     link: DeviceLink
     """Live status of the device sessions."""
     writes: FleetWrites
+    imports: DeviceImport
     commands: CommandService
     files: FileStore
     """Devices' files, for downloads."""

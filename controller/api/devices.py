@@ -17,8 +17,13 @@ from edgefleet.controller.api.schemas import (
     RegisteredDevice,
 )
 from edgefleet.controller.store import DeviceFilter
+from edgefleet.controller.store.selectors import parse_selector
 
 TAG = "devices"
+# Anything but the bulk routes' own words, so that /devices/import and
+# /devices/export are never taken for a device id (nor listed as allowing the
+# methods of /devices/{device_id}); other non-ids still reach the 400 that names them.
+DEVICE = r"/devices/{device_id:(?!import$|export$)[^/]+}"
 
 
 @endpoints.post(
@@ -46,6 +51,7 @@ async def list_devices(request: web.Request, query: DeviceListQuery) -> Page[Dev
         type=query.type,
         group_id=query.group,
         text=query.q,
+        selector=parse_selector(query.selector) if query.selector is not None else None,
         scope=scope(request),
     )
     rows, total = await context(request).store.devices.list(where, query.page, query.per_page)
@@ -53,7 +59,7 @@ async def list_devices(request: web.Request, query: DeviceListQuery) -> Page[Dev
 
 
 @endpoints.get(
-    "/devices/{device_id}",
+    DEVICE,
     summary="Get a device",
     tag=TAG,
     errors=(404,),
@@ -64,7 +70,7 @@ async def get_device(request: web.Request, path: DevicePath) -> Device:
 
 
 @endpoints.patch(
-    "/devices/{device_id}",
+    DEVICE,
     summary="Change a device",
     tag=TAG,
     errors=(404, 409),
@@ -78,7 +84,7 @@ async def update_device(request: web.Request, path: DevicePath, body: DeviceUpda
 
 
 @endpoints.delete(
-    "/devices/{device_id}",
+    DEVICE,
     summary="Delete a device and end its session",
     tag=TAG,
     errors=(404,),

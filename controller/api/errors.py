@@ -89,6 +89,14 @@ def from_store_error(exc: store.StoreError) -> ApiError:
                 ErrorType.RELATIONOP_ERROR,
                 f"device {device_id} is not a member of group {group_id}",
             )
+        case store.DynamicMembership():
+            group_id, device_id = exc.args
+            return ApiError(
+                409,
+                ErrorType.RELATIONOP_ERROR,
+                f"device {device_id} matches the selector of group {group_id}: that "
+                "membership follows the device's labels and cannot be changed by hand",
+            )
         case store.UserNotFound():
             return ApiError(404, ErrorType.USEROP_ERROR, f"user {exc.args[0]} not found")
         case store.UserConflict() | store.LastAdmin():

@@ -115,7 +115,7 @@ async def get_membership(request: web.Request, path: MemberPath) -> Membership:
     "/groups/{group_id}/devices/{device_id}",
     summary="Put the device in the group",
     tag=TAG,
-    errors=(404,),
+    errors=(404, 409),
     permission="groups:write",
 )
 async def add_membership(request: web.Request, path: MemberPath) -> Membership:
@@ -127,7 +127,7 @@ async def add_membership(request: web.Request, path: MemberPath) -> Membership:
     "/groups/{group_id}/devices/{device_id}",
     summary="Take the device out of the group",
     tag=TAG,
-    errors=(404,),
+    errors=(404, 409),
     permission="groups:write",
 )
 async def remove_membership(request: web.Request, path: MemberPath) -> Membership:

@@ -84,7 +84,10 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
         elif endpoint.body_media:
             operation["requestBody"] = {
                 "required": True,
-                "content": {media: {"schema": _raw_body(media)} for media in endpoint.body_media},
+                "content": {
+                    media: {"schema": endpoint.body_schemas.get(media) or _raw_body(media)}
+                    for media in endpoint.body_media
+                },
             }
         if endpoint.public:
             operation["security"] = []
@@ -121,11 +124,12 @@ def _success_response(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any
             "description": "a Server-Sent Events stream: `id`, `event` (the type) and "
             "`data` (JSON: event_id, type, device_id, at, data) per event; a comment "
             "every keep-alive interval",
-            "content": {endpoint.media: {"schema": {"type": "string"}}},
+            "content": {media: {"schema": {"type": "string"}} for media in endpoint.media},
         }
     if endpoint.response_model is None:
         binary = {"type": "string", "format": "binary"}
-        return {"description": "success", "content": {endpoint.media: {"schema": binary}}}
+        content = {media: {"schema": binary} for media in endpoint.media}
+        return {"description": "success", "content": content}
     schema = _success(refs[(endpoint.response_model, "serialization")])
     return {"description": "success", "content": {"application/json": {"schema": schema}}}
 

@@ -12,10 +12,11 @@ response model. The same ``Endpoint`` record then feeds the aiohttp router and t
 OpenAPI document, so the two cannot drift apart.
 
 A handler that answers by itself — a file download, the event stream — returns a
-``web.StreamResponse`` and names its media type (``media="application/octet-stream"``,
-``media="text/event-stream"``); one that reads a raw body itself (an uploaded image)
-names the media types it takes (``body_media=("image/*", "multipart/form-data")``).
-Both are documented as such.
+``web.StreamResponse`` and names its media types (``media="application/octet-stream"``,
+``media="text/event-stream"``, or several: ``media=("text/csv", "application/x-ndjson")``);
+one that reads a raw body itself (an uploaded image) names the media types it
+takes (``body_media=("image/*", "multipart/form-data")``), or maps each to the
+schema of its text (``body_media={"text/csv": {...}}``). Both are documented as such.
 
 Authorisation happens here, once for every route: each declares the permission it
 needs (or ``public=True``, or ``permission=AUTHENTICATED``). Before the handler
@@ -28,8 +29,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, get_type_hints
 
 from aiohttp import web
@@ -78,9 +79,12 @@ class Endpoint:
     body_model: type[BaseModel] | None
     response_model: type[BaseModel] | None
     """None: the handler answers itself, with ``media``."""
-    media: str = "application/json"
+    media: tuple[str, ...] = ("application/json",)
+    """Media types of the answer (a handler answering itself may offer several)."""
     body_media: tuple[str, ...] = ()
     """Media types of a raw request body the handler reads itself."""
+    body_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+    """The documented schema of such a body, by media type (default: any bytes)."""
 
     @property
     def operation_id(self) -> str:
@@ -95,7 +99,7 @@ class Endpoint:
     @property
     def streams(self) -> bool:
         """An event stream (Server-Sent Events), not one answer."""
-        return self.media == EVENT_STREAM
+        return EVENT_STREAM in self.media
 
 
 class Endpoints:
@@ -116,8 +120,8 @@ class Endpoints:
         errors: tuple[int, ...] = (),
         public: bool = False,
         permission: str | None = None,
-        media: str = "application/json",
-        body_media: tuple[str, ...] = (),
+        media: str | tuple[str, ...] = "application/json",
+        body_media: tuple[str, ...] | Mapping[str, dict[str, Any]] = (),
     ) -> Callable[[Handler], Handler]:
         if public == (permission is not None):
             raise TypeError(f"{method} {path}: declare public=True or a permission, not both")
@@ -148,8 +152,9 @@ class Endpoints:
                     query_model=hints.get("query"),
                     body_model=body,
                     response_model=None if raw else returns,
-                    media=media,
-                    body_media=body_media,
+                    media=(media,) if isinstance(media, str) else media,
+                    body_media=tuple(body_media),
+                    body_schemas=dict(body_media) if isinstance(body_media, Mapping) else {},
                 )
             )
             return handler

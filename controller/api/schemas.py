@@ -28,6 +28,19 @@ from edgefleet.agent import protocol
 from edgefleet.controller.access.permissions import PERMISSIONS
 from edgefleet.controller.ids import MAX_ID
 from edgefleet.controller.passwords import MAX_BYTES, MIN_LENGTH
+from edgefleet.controller.store.selectors import (
+    LABEL_KEY_MAX,
+    LABEL_KEY_PATTERN,
+    LABEL_VALUE_MAX,
+    LABEL_VALUE_PATTERN,
+    LABELS_MAX,
+    NONEMPTY_SELECTOR_PATTERN,
+    SELECTOR_MAX,
+    SELECTOR_PATTERN,
+    InvalidSelector,
+    check_labels,
+    parse_selector,
+)
 from edgefleet.controller.stream import STREAM_TYPES
 
 
@@ -111,6 +124,75 @@ Password = Annotated[str, StringConstraints(pattern=rf"^[\x20-\x7e]{{{MIN_LENGTH
 SearchText = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 
 
+def _selector_text(value: str) -> str:
+    """The selector's canonical text; ``ValueError`` says where it is wrong."""
+    try:
+        return str(parse_selector(value))
+    except InvalidSelector as exc:
+        raise ValueError(f"invalid selector: {exc}") from exc
+
+
+def _group_selector(value: str) -> str:
+    text = _selector_text(value)
+    if not text:
+        raise ValueError("an empty selector would match every device; use null for none")
+    return text
+
+
+Labels = Annotated[
+    dict[str, str],
+    AfterValidator(check_labels),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": LABELS_MAX,
+            "propertyNames": {"maxLength": LABEL_KEY_MAX, "pattern": LABEL_KEY_PATTERN},
+            "additionalProperties": {
+                "type": "string",
+                "maxLength": LABEL_VALUE_MAX,
+                "pattern": LABEL_VALUE_PATTERN,
+            },
+            "description": "Kubernetes label syntax: a key is an optional DNS-subdomain "
+            "prefix and '/', then a name of 1-63 letters, digits, '-', '_' or '.' "
+            "beginning and ending with a letter or digit; a value is empty or such a "
+            "name.",
+            "example": {"site": "chengdu", "tier": "edge"},
+        }
+    ),
+]
+SelectorText = Annotated[
+    str,
+    StringConstraints(max_length=SELECTOR_MAX),
+    AfterValidator(_selector_text),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": SELECTOR_MAX,
+            "pattern": SELECTOR_PATTERN,
+            "description": "Kubernetes label-selector syntax: comma-separated "
+            "requirements, all of which must hold: key=value, key!=value, "
+            "key in (a,b), key notin (a,b), key, !key.",
+            "example": "site=chengdu,tier in (edge,core),!retired",
+        }
+    ),
+]
+GroupSelector = Annotated[
+    str,
+    StringConstraints(max_length=SELECTOR_MAX),
+    AfterValidator(_group_selector),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": SELECTOR_MAX,
+            "pattern": NONEMPTY_SELECTOR_PATTERN,
+            "description": "The group's label selector (Kubernetes syntax): the devices "
+            "it matches are members, besides those added by hand.",
+            "example": "site=chengdu,tier in (edge,core)",
+        }
+    ),
+]
+
+
 class RequestModel(BaseModel):
     """Bodies are strict: unknown fields and wrong JSON types are errors, not guesses."""
 
@@ -149,6 +231,22 @@ class DeviceListQuery(PageQuery):
     type: DeviceType | None = Field(None, description="Only devices of this type.")
     group: IdIn | None = Field(None, description="Only members of this group (its id).")
     q: SearchText | None = Field(None, description="Text contained in the name or serial number.")
+    selector: SelectorText | None = Field(
+        None, description="Only devices whose labels match this Kubernetes label selector."
+    )
+
+
+class ExportQuery(ParamsModel):
+    format: Literal["csv", "jsonl"] = Field(
+        "csv", description="CSV with a header row, or JSON lines."
+    )
+    state: State | None = Field(None, description="Only devices in this state.")
+    type: DeviceType | None = Field(None, description="Only devices of this type.")
+    group: IdIn | None = Field(None, description="Only members of this group (its id).")
+    q: SearchText | None = Field(None, description="Text contained in the name or serial number.")
+    selector: SelectorText | None = Field(
+        None, description="Only devices whose labels match this Kubernetes label selector."
+    )
 
 
 class GroupListQuery(PageQuery):
@@ -191,6 +289,7 @@ class DeviceCreate(DeviceDetails):
     hardware_sn: HardwareKey
     hardware_model: HardwareKey
     disabled: bool = False
+    labels: Labels = Field(default_factory=dict)
     password: Password | None = Field(
         None,
         description="The device's password (12 to 72 printable ASCII characters). Leave "
@@ -208,6 +307,10 @@ class DeviceUpdate(DeviceDetails):
     hardware_sn: HardwareKey = None  # type: ignore[assignment]
     hardware_model: HardwareKey = None  # type: ignore[assignment]
     disabled: bool = None  # type: ignore[assignment]
+    labels: Labels = Field(
+        None,  # type: ignore[arg-type]
+        description="The device's labels, all of them: the map replaces the old one.",
+    )
     password: Password = Field(
         None,  # type: ignore[arg-type]
         description="A new password; sessions logged in with the old one stay, "
@@ -233,6 +336,7 @@ class Device(BaseModel):
     business_state: str | None
     state: State
     disabled: bool
+    labels: Annotated[dict[str, str], BeforeValidator(lambda v: v or {})]
     k8s_namespace: str | None
     k8s_name: str | None
     created_at: Instant
@@ -243,24 +347,48 @@ class RegisteredDevice(Device):
     password: str = Field(description="Shown once: store it on the device now.")
 
 
+class ImportRowResult(BaseModel):
+    row: int = Field(description="1-based, counting the file's records (not its header).")
+    status: Literal["registered", "failed"]
+    device_id: IdOut | None = Field(None, description="The new device's id, when registered.")
+    password: str | None = Field(
+        None, description="Shown once: the device's password, when registered."
+    )
+    message: str | None = Field(None, description="Why the row was not registered.")
+
+
+class ImportResult(BaseModel):
+    rows: int
+    registered: int
+    failed: int
+    results: list[ImportRowResult]
+
+
 # --- groups and memberships ---------------------------------------------------
 
 
 class GroupCreate(RequestModel):
     name: Name
     description: Description = ""
+    selector: GroupSelector | None = None
 
 
 class GroupUpdate(RequestModel):
     name: Name = None  # type: ignore[assignment]
     description: Description = None  # type: ignore[assignment]
+    selector: GroupSelector | None = Field(
+        None, description="A new selector; null makes the group static again."
+    )
 
 
 class Group(BaseModel):
     group_id: IdOut
     name: str
     description: str
-    device_count: int
+    selector: str | None = Field(
+        description="Devices matching it are members too (a dynamic group); null: none."
+    )
+    device_count: int = Field(description="Members, by hand and by the selector.")
     k8s_namespace: str | None
     k8s_name: str | None
     created_at: Instant

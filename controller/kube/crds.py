@@ -27,6 +27,7 @@ from edgefleet.controller.api.schemas import (
     VERSION_MAX,
 )
 from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES, GROUP, VERSION
+from edgefleet.controller.store.selectors import SELECTOR_MAX
 
 # A Device's name also names its Secret (<name>-credentials) and is used as a
 # label value, so it is held to a DNS label: 63 characters.
@@ -150,6 +151,12 @@ GROUP_SCHEMA: dict[str, Any] = {
             "properties": {
                 "displayName": _text(NAME_MAX, 1),
                 "description": _text(DESCRIPTION_MAX),
+                "selector": _text(
+                    SELECTOR_MAX,
+                    description="A label selector (kubectl -l syntax, e.g. "
+                    "'site=chengdu,tier in (edge,core)'): the Devices whose labels match "
+                    "are members too, besides those naming the group in spec.groups.",
+                ),
             },
         },
         "status": {
@@ -159,7 +166,8 @@ GROUP_SCHEMA: dict[str, Any] = {
                 "deviceCount": {
                     "type": "integer",
                     "minimum": 0,
-                    "description": "Devices that name this group (written by the operator).",
+                    "description": "Devices that name this group or match its selector "
+                    "(written by the operator).",
                 },
                 "conditions": CONDITIONS,
             },

@@ -19,6 +19,7 @@ from edgefleet.controller.kube.resources import (
     credentials_secret,
     device_spec,
     group_spec,
+    labels_patch,
     owner_reference,
     resource_name,
 )
@@ -47,14 +48,17 @@ class KubeMirror:
             await self._call(self.kube.create_secret(secret_name, secret, labels=labels))
         except DeviceConflict as exc:
             raise DeviceConflict(f"a Secret named {secret_name!r} already exists") from exc
+        metadata = {
+            "name": name,
+            "namespace": self.kube.namespace,
+            "annotations": {DEVICE_ID_ANNOTATION: str(values["device_id"])},
+        }
+        if values.get("labels"):
+            metadata["labels"] = values["labels"]
         body = {
             "apiVersion": API_VERSION,
             "kind": "Device",
-            "metadata": {
-                "name": name,
-                "namespace": self.kube.namespace,
-                "annotations": {DEVICE_ID_ANNOTATION: str(values["device_id"])},
-            },
+            "metadata": metadata,
             "spec": {**_without_none(device_spec(values)), "groups": []},
         }
         try:
@@ -72,12 +76,19 @@ class KubeMirror:
     async def device_changed(
         self, device_id: int, changes: dict[str, Any], password: str | None
     ) -> None:
-        name = (await self.store.devices.get(device_id)).get("k8s_name")
+        current = await self.store.devices.get(device_id)
+        name = current.get("k8s_name")
         if not name:
             return  # registered before Kubernetes mode: the database alone holds it
+        patch: dict[str, Any] = {}
         spec = device_spec(changes)
         if spec:
-            await self._call(self.kube.patch(DEVICES, name, {"spec": spec}))
+            patch["spec"] = spec
+        if "labels" in changes:
+            labels = labels_patch(current.get("labels") or {}, changes["labels"])
+            patch["metadata"] = {"labels": labels}
+        if patch:
+            await self._call(self.kube.patch(DEVICES, name, patch))
         if password is not None:
             await self._call(
                 self.kube.patch_secret(
@@ -115,7 +126,7 @@ class KubeMirror:
                 "namespace": self.kube.namespace,
                 "annotations": {GROUP_ID_ANNOTATION: str(values["group_id"])},
             },
-            "spec": group_spec(values),
+            "spec": _without_none(group_spec(values)),
         }
         try:
             await self._call(self.kube.create(DEVICE_GROUPS, body))
@@ -133,14 +144,14 @@ class KubeMirror:
         """Members drop the group from ``spec.groups`` first, or they would point at a
         group that no longer exists."""
         name = (await self.store.groups.get(group_id)).get("k8s_name")
-        for device_id in await self.store.groups.member_ids(group_id):
+        for device_id in await self.store.groups.by_hand_ids(group_id):
             await self.leave(device_id, group_id)
         if name:
             await self._delete(DEVICE_GROUPS, name)
 
     async def member_added(self, group_id: int, device_id: int) -> None:
         await self.store.groups.get(group_id)  # 404 before anything is written
-        current = [g["group_id"] for g in await self.store.groups.of_device(device_id)]
+        current = await self.store.groups.by_hand_of_device(device_id)
         if group_id not in current:
             await self.device_groups_changed(device_id, [*current, group_id])
 
@@ -148,14 +159,17 @@ class KubeMirror:
         await self.leave(device_id, group_id)
 
     async def group_cleared(self, group_id: int, delete_devices: bool) -> None:
-        for device_id in await self.store.groups.member_ids(group_id):
-            if delete_devices:
+        if delete_devices:
+            for device_id in await self.store.groups.member_ids(group_id):
                 await self.device_deleted(device_id)
-            else:
-                await self.leave(device_id, group_id)
+            return
+        for device_id in await self.store.groups.by_hand_ids(group_id):
+            await self.leave(device_id, group_id)
 
     async def leave(self, device_id: int, group_id: int) -> None:
-        current = [g["group_id"] for g in await self.store.groups.of_device(device_id)]
+        """Drop the group from the Device's ``spec.groups`` (the memberships made by
+        hand; those of a selector follow the labels)."""
+        current = await self.store.groups.by_hand_of_device(device_id)
         if group_id in current:
             await self.device_groups_changed(device_id, [g for g in current if g != group_id])
 

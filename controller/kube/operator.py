@@ -65,6 +65,7 @@ from edgefleet.controller.store.errors import (
     GroupConflict,
     GroupNotFound,
 )
+from edgefleet.controller.store.selectors import InvalidSelector, parse_selector
 
 GROUP_ID_ANNOTATION = f"{GROUP}/group-id"
 MISSING_GROUP_RETRY = 10.0
@@ -182,12 +183,15 @@ class Reconciler:
         current = dict(body.get("status") or {})
         secret_name = credentials_secret(name)
         device_id, password, new_secret = await self._credentials(body, secret_name)
+        before = await self._groups_of(device_id)
         try:
             await self._upsert_device(device_id, device_row(body), password, new_secret)
         except DeviceConflict as exc:
             _set_status(patch, current, {status.DEVICE_ID: str(device_id)}, synced=str(exc))
             raise kopf.PermanentError(str(exc)) from exc
         missing = await self._sync_groups(device_id, namespace, body.spec.get("groups") or [])
+        # Memberships change with spec.groups and, for dynamic groups, with the labels.
+        self.counts.changed(before ^ await self._groups_of(device_id))
         wanted = {status.DEVICE_ID: str(device_id), status.CREDENTIALS_SECRET: secret_name}
         if missing:
             message = f"groups not found: {', '.join(missing)}"
@@ -258,12 +262,18 @@ class Reconciler:
     async def _sync_groups(self, device_id: int, namespace: str, names: list[str]) -> list[str]:
         """Make the device's memberships ``names``; return the names with no group yet."""
         found = await self.store.groups.by_resource(namespace, names)
-        current = {g["group_id"] for g in await self.store.groups.of_device(device_id)}
+        current = set(await self.store.groups.by_hand_of_device(device_id))
         wanted = {group["group_id"] for group in found.values()}
         if wanted != current:
             await self.store.groups.replace_of_device(device_id, sorted(wanted))
-            self.counts.changed(wanted ^ current)
         return sorted(set(names) - found.keys())
+
+    async def _groups_of(self, device_id: int) -> set[int]:
+        """Every group the device is in (none before its row exists)."""
+        try:
+            return {g["group_id"] for g in await self.store.groups.of_device(device_id)}
+        except DeviceNotFound:
+            return set()
 
     async def device_deleted(self, body: kopf.Body, name: str, **_: Any) -> None:
         device_id = _device_id(body)
@@ -305,6 +315,13 @@ class Reconciler:
     ) -> None:
         current = dict(body.get("status") or {})
         row = group_row(body)
+        if row["selector"] is not None:
+            try:
+                row["selector"] = str(parse_selector(row["selector"])) or None
+            except InvalidSelector as exc:
+                message = f"spec.selector: {exc}"
+                _set_status(patch, current, {}, synced=message)
+                raise kopf.PermanentError(message) from exc
         existing = (await self.store.groups.by_resource(namespace, [name])).get(name)
         try:
             if existing is None:

@@ -54,6 +54,7 @@ def device_row(body: dict[str, Any]) -> dict[str, Any]:
         "disabled": bool(spec.get("disabled", False)),
         **{column: hardware.get(key) for key, column in _HARDWARE.items()},
         **{column: software.get(key) for key, column in _SOFTWARE.items()},
+        "labels": dict(metadata.get("labels") or {}),
         "k8s_name": metadata["name"],
         "k8s_namespace": metadata.get("namespace"),
     }
@@ -76,16 +77,24 @@ def device_spec(values: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def labels_patch(old: dict[str, Any], new: dict[str, str]) -> dict[str, str | None]:
+    """A merge patch of ``metadata.labels`` that leaves exactly ``new``: the labels
+    that go are set to null."""
+    return {**dict.fromkeys(old.keys() - new.keys()), **new}
+
+
 def group_row(body: dict[str, Any]) -> dict[str, Any]:
+    """The group's columns; ``selector`` as written (the operator checks it)."""
     spec = body.get("spec") or {}
     return {
         "name": spec.get("displayName") or body["metadata"]["name"],
         "description": spec.get("description") or "",
+        "selector": spec.get("selector") or None,
     }
 
 
 def group_spec(values: dict[str, Any]) -> dict[str, Any]:
-    keys = {"name": "displayName", "description": "description"}
+    keys = {"name": "displayName", "description": "description", "selector": "selector"}
     return {key: values[column] for column, key in keys.items() if column in values}
 
 

@@ -6,6 +6,7 @@ disagrees with the table.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +28,20 @@ from edgefleet.controller.store.audit import AuditEntry, write_audit
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.errors import DeviceConflict, DeviceNotFound
 from edgefleet.controller.store.events import record_events
-from edgefleet.controller.store.schema import device_group_members, devices
+from edgefleet.controller.store.labels import (
+    chunks,
+    refresh_devices,
+    selector_condition,
+    write_labels,
+)
+from edgefleet.controller.store.schema import (
+    audit_log,
+    device_events,
+    device_group_members,
+    devices,
+)
 from edgefleet.controller.store.scope import Scope, in_scope
+from edgefleet.controller.store.selectors import Selector
 
 # Never leaves the store through a read: the bcrypt hash stays in the database.
 PUBLIC_COLUMNS = [c for c in devices.c if c.name != "secret"]
@@ -43,6 +56,7 @@ class DeviceFilter:
     type: str | None = None
     group_id: int | None = None
     text: str | None = None
+    selector: Selector | None = None
     scope: Scope = None
 
 
@@ -68,6 +82,8 @@ def _filtered(query: Select[Any], where: DeviceFilter) -> Select[Any]:
                 devices.c.hardware_sn.like(pattern, escape="\\"),
             )
         )
+    if where.selector is not None:
+        query = query.where(selector_condition(where.selector))
     if where.scope is not None:
         query = query.where(in_scope(devices.c.device_id, where.scope))
     return query
@@ -113,6 +129,7 @@ class DeviceStore:
             "state": "offline",
             "disabled": False,
             "credential_version": 1,
+            "labels": {},
             **values,
             "created_at": now,
             "updated_at": now,
@@ -120,6 +137,9 @@ class DeviceStore:
         try:
             async with self._db.begin() as connection:
                 await connection.execute(insert(devices), row)
+                await write_labels(connection, {row["device_id"]: row["labels"]})
+                # Even without labels: "!retired" or "tier notin (core)" matches them.
+                await refresh_devices(connection, {row["device_id"]: row["labels"]})
                 await record_events(
                     connection,
                     [row["device_id"]],
@@ -133,6 +153,87 @@ class DeviceStore:
                 f"a device with hardware_sn {values['hardware_sn']!r} and "
                 f"hardware_model {values['hardware_model']!r} already exists"
             ) from exc
+
+    async def create_many(
+        self, rows: list[dict[str, Any]], audits: list[AuditEntry]
+    ) -> dict[int, str]:
+        """Insert many devices in one transaction (a batch of an import): rows as for
+        ``create``, each with its audit entry. A row whose hardware keys another
+        device has already is left out; returns those, by position, with why.
+        A conflict that only shows at insert time (a concurrent registration)
+        rolls the batch back and falls back to one row at a time."""
+        now = utcnow()
+        full = [
+            {"description": "", "state": "offline", "disabled": False, "credential_version": 1,
+             "labels": {}, **values, "created_at": now, "updated_at": now}
+            for values in rows
+        ]  # fmt: skip
+        taken = await self._taken_hardware(full)
+        refused = {
+            i: f"a device with hardware_sn {r['hardware_sn']!r} and hardware_model "
+            f"{r['hardware_model']!r} already exists"
+            for i, r in enumerate(full)
+            if (r["hardware_sn"], r["hardware_model"]) in taken
+        }
+        chosen = [i for i in range(len(full)) if i not in refused]
+        if not chosen:
+            return refused
+        try:
+            async with self._db.begin() as connection:
+                await connection.execute(insert(devices), [full[i] for i in chosen])
+                labelled = {full[i]["device_id"]: full[i]["labels"] for i in chosen}
+                await write_labels(connection, labelled)
+                await refresh_devices(connection, labelled)
+                await connection.execute(
+                    insert(device_events),
+                    [
+                        {"device_id": full[i]["device_id"], "at": now, "event": "registered",
+                         "detail": {"name": full[i]["name"], "type": full[i]["type"]}}
+                        for i in chosen
+                    ],
+                )  # fmt: skip
+                await connection.execute(insert(audit_log), [audits[i].row() for i in chosen])
+        except IntegrityError:
+            for i in chosen:
+                try:
+                    await self.create(rows[i], audits[i])
+                except DeviceConflict as conflict:
+                    refused[i] = str(conflict)
+        return refused
+
+    async def _taken_hardware(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+        serials = sorted({row["hardware_sn"] for row in rows})
+        taken: set[tuple[str, str]] = set()
+        async with self._db.read() as connection:
+            for part in chunks(serials):
+                result = await connection.execute(
+                    select(devices.c.hardware_sn, devices.c.hardware_model).where(
+                        devices.c.hardware_sn.in_(part)
+                    )
+                )
+                taken |= {(row.hardware_sn, row.hardware_model) for row in result}
+        return taken
+
+    async def pages(self, where: DeviceFilter, size: int) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every matching device, ``size`` at a time in id order, each page read on
+        its own (keyset: ``device_id > last``), so a long export holds no
+        connection while its client reads and never the whole fleet in memory."""
+        last = 0
+        while True:
+            async with self._db.read() as connection:
+                rows = await connection.execute(
+                    _filtered(select(*PUBLIC_COLUMNS), where)
+                    .where(devices.c.device_id > last)
+                    .order_by(devices.c.device_id)
+                    .limit(size)
+                )
+                page = [dict(row) for row in rows.mappings()]
+            if not page:
+                return
+            yield page
+            if len(page) < size:
+                return
+            last = page[-1]["device_id"]
 
     async def get(self, device_id: int, scope: Scope = None) -> dict[str, Any]:
         async with self._db.read() as connection:
@@ -187,6 +288,9 @@ class DeviceStore:
                         raise DeviceNotFound(device_id)
                     changed = sorted("password" if name == "secret" else name for name in changes)
                     await record_events(connection, [device_id], "updated", {"fields": changed})
+                    if "labels" in values:  # after "updated": the log tells cause, then effect
+                        await write_labels(connection, {device_id: values["labels"]})
+                        await refresh_devices(connection, {device_id: values["labels"]})
                 await write_audit(connection, audit)
                 return await fetch_device(connection, device_id)
         except IntegrityError as exc:

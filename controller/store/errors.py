@@ -41,6 +41,10 @@ class MembershipNotFound(NotFound):
     pass
 
 
+class DynamicMembership(Conflict):
+    """A membership that the group's selector decides, changed by hand."""
+
+
 class UserNotFound(NotFound):
     pass
 

@@ -2,6 +2,12 @@
 
 Joining and leaving a group are device events (``group_joined`` / ``group_left``)
 so a device's log tells its whole story.
+
+A group with a ``selector`` is dynamic: the devices it matches are members as well
+as those put there by hand (``controller.store.labels`` keeps those rows). The
+matched memberships are read-only here: adding or removing one by hand is a
+``DynamicMembership`` conflict, and the calls that replace or clear memberships
+change the ones made by hand only.
 """
 
 from __future__ import annotations
@@ -9,15 +15,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, false, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.audit import AuditEntry, write_audit
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.devices import delete_devices, fetch_device, like_pattern
-from edgefleet.controller.store.errors import GroupConflict, GroupNotFound, MembershipNotFound
-from edgefleet.controller.store.events import record_events
+from edgefleet.controller.store.errors import (
+    DynamicMembership,
+    GroupConflict,
+    GroupNotFound,
+    MembershipNotFound,
+)
+from edgefleet.controller.store.labels import log_membership, refresh_group
 from edgefleet.controller.store.schema import device_group_members, device_groups
 from edgefleet.controller.store.scope import Scope
 
@@ -58,8 +69,9 @@ async def _member_ids(connection: AsyncConnection, group_id: int) -> list[int]:
 
 
 async def _groups_of(
-    connection: AsyncConnection, device_id: int, scope: Scope = None
+    connection: AsyncConnection, device_id: int, scope: Scope = None, by_hand: bool = False
 ) -> list[dict[str, Any]]:
+    """The device's groups; ``by_hand``: only those it was put in by hand."""
     query = (
         select(*GROUP_COLUMNS)
         .join(device_group_members, device_group_members.c.group_id == device_groups.c.group_id)
@@ -68,15 +80,51 @@ async def _groups_of(
     )
     if scope is not None:
         query = query.where(device_groups.c.group_id.in_(scope))
+    if by_hand:
+        query = query.where(device_group_members.c.static)
     rows = await connection.execute(query)
     return [dict(row) for row in rows.mappings()]
 
 
-async def _log_membership(
-    connection: AsyncConnection, event: str, device_ids: Iterable[int], group: dict[str, Any]
-) -> None:
-    detail = {"group_id": str(group["group_id"]), "group": group["name"]}
-    await record_events(connection, device_ids, event, detail)
+async def _membership(connection: AsyncConnection, group_id: int, device_id: int) -> Any:
+    """The membership row (``static``, ``matched``), or None."""
+    result = await connection.execute(
+        select(device_group_members.c.static, device_group_members.c.matched).where(
+            device_group_members.c.group_id == group_id,
+            device_group_members.c.device_id == device_id,
+        )
+    )
+    return result.first()
+
+
+async def _drop_by_hand(
+    connection: AsyncConnection, group_id: int, device_ids: Iterable[int] | None = None
+) -> list[int]:
+    """End the memberships made by hand (of ``device_ids``, or all); a device the
+    selector also matches stays a member. Returns the devices that left."""
+    where = [device_group_members.c.group_id == group_id]
+    if device_ids is not None:
+        where.append(device_group_members.c.device_id.in_(list(device_ids)))
+    await connection.execute(
+        update(device_group_members)
+        .where(*where, device_group_members.c.matched)
+        .values(static=False)
+    )
+    leaving = list(
+        await connection.scalars(
+            select(device_group_members.c.device_id).where(
+                *where, device_group_members.c.matched == false()
+            )
+        )
+    )
+    if leaving:
+        await connection.execute(
+            delete(device_group_members).where(
+                device_group_members.c.group_id == group_id,
+                device_group_members.c.device_id.in_(leaving),
+            )
+        )
+    return leaving
 
 
 class GroupStore:
@@ -91,6 +139,8 @@ class GroupStore:
         try:
             async with self._db.begin() as connection:
                 await connection.execute(insert(device_groups), row)
+                if row.get("selector") is not None:
+                    await refresh_group(connection, row)
                 await write_audit(connection, audit)
                 return await _fetch_group(connection, row["group_id"])
         except IntegrityError as exc:
@@ -124,15 +174,21 @@ class GroupStore:
     async def update(
         self, group_id: int, changes: dict[str, Any], audit: AuditEntry | None = None
     ) -> dict[str, Any]:
+        """A changed ``selector`` re-matches the fleet in the same transaction. The row
+        is updated before anything is read (see ``controller.store.labels``)."""
         try:
             async with self._db.begin() as connection:
-                group = await _fetch_group(connection, group_id)
                 if changes:
-                    await connection.execute(
+                    result = await connection.execute(
                         update(device_groups)
                         .where(device_groups.c.group_id == group_id)
                         .values(**changes, updated_at=utcnow())
                     )
+                    if result.rowcount == 0:
+                        raise GroupNotFound(group_id)
+                group = await _fetch_group(connection, group_id)
+                if "selector" in changes:
+                    await refresh_group(connection, group)
                     group = await _fetch_group(connection, group_id)
                 await write_audit(connection, audit)
                 return group
@@ -143,7 +199,7 @@ class GroupStore:
         """Delete the group; its devices stay, each logging that it left."""
         async with self._db.begin() as connection:
             group = await _fetch_group(connection, group_id)
-            await _log_membership(
+            await log_membership(
                 connection, "group_left", await _member_ids(connection, group_id), group
             )
             await connection.execute(
@@ -169,9 +225,35 @@ class GroupStore:
             return {row["k8s_name"]: dict(row) for row in rows.mappings()}
 
     async def member_ids(self, group_id: int) -> list[int]:
+        """Every member: put there by hand or matched by the selector."""
         async with self._db.read() as connection:
             await _fetch_group(connection, group_id)
             return await _member_ids(connection, group_id)
+
+    async def by_hand_ids(self, group_id: int) -> list[int]:
+        """The members put there by hand (in Kubernetes mode: the Devices that name
+        the group in ``spec.groups``)."""
+        async with self._db.read() as connection:
+            await _fetch_group(connection, group_id)
+            rows = await connection.scalars(
+                select(device_group_members.c.device_id).where(
+                    device_group_members.c.group_id == group_id, device_group_members.c.static
+                )
+            )
+            return list(rows)
+
+    async def refuse_if_matched(self, group_id: int, device_id: int) -> None:
+        """``DynamicMembership`` if the group's selector matches the device: asked
+        before a change by hand reaches the resources (Kubernetes mode)."""
+        async with self._db.read() as connection:
+            membership = await _membership(connection, group_id, device_id)
+        if membership is not None and membership.matched:
+            raise DynamicMembership(group_id, device_id)
+
+    async def by_hand_of_device(self, device_id: int) -> list[int]:
+        """The groups the device was put in by hand, by id."""
+        async with self._db.read() as connection:
+            return [g["group_id"] for g in await _groups_of(connection, device_id, by_hand=True)]
 
     async def is_member(self, group_id: int, device_id: int, scope: Scope = None) -> bool:
         async with self._db.read() as connection:
@@ -188,23 +270,21 @@ class GroupStore:
     async def add_member(
         self, group_id: int, device_id: int, audit: AuditEntry | None = None
     ) -> bool:
-        """Put the device in the group; ``False`` when it already was (nothing changes)."""
+        """Put the device in the group; ``False`` when it already was (nothing changes).
+        A device the group's selector matches is a member by its labels: 409."""
         try:
             async with self._db.begin() as connection:
                 group = await _fetch_group(connection, group_id)
                 await fetch_device(connection, device_id)
-                already = await connection.scalar(
-                    select(func.count()).where(
-                        device_group_members.c.group_id == group_id,
-                        device_group_members.c.device_id == device_id,
-                    )
-                )
+                already = await _membership(connection, group_id, device_id)
+                if already is not None and already.matched:
+                    raise DynamicMembership(group_id, device_id)
                 if not already:
                     await connection.execute(
                         insert(device_group_members),
                         {"group_id": group_id, "device_id": device_id, "created_at": utcnow()},
                     )
-                    await _log_membership(connection, "group_joined", [device_id], group)
+                    await log_membership(connection, "group_joined", [device_id], group)
                 await write_audit(connection, audit)
                 return not already
         except IntegrityError:
@@ -213,40 +293,42 @@ class GroupStore:
     async def remove_member(
         self, group_id: int, device_id: int, audit: AuditEntry | None = None
     ) -> None:
+        """Take the device out; one the group's selector matches stays: 409."""
         async with self._db.begin() as connection:
             group = await _fetch_group(connection, group_id)
             await fetch_device(connection, device_id)
-            result = await connection.execute(
+            membership = await _membership(connection, group_id, device_id)
+            if membership is None:
+                raise MembershipNotFound(group_id, device_id)
+            if membership.matched:
+                raise DynamicMembership(group_id, device_id)
+            await connection.execute(
                 delete(device_group_members).where(
                     device_group_members.c.group_id == group_id,
                     device_group_members.c.device_id == device_id,
                 )
             )
-            if result.rowcount == 0:
-                raise MembershipNotFound(group_id, device_id)
-            await _log_membership(connection, "group_left", [device_id], group)
+            await log_membership(connection, "group_left", [device_id], group)
             await write_audit(connection, audit)
 
     async def clear(
         self, group_id: int, delete_members: bool, audit: AuditEntry | None = None
     ) -> tuple[int, int]:
-        """Empty the group; with ``delete_members`` its devices are deleted too.
+        """End the memberships made by hand (the selector's stay: they follow the
+        labels); with ``delete_members`` every member, matched ones too, is deleted.
 
         Returns (memberships removed, devices deleted)."""
         async with self._db.begin() as connection:
             group = await _fetch_group(connection, group_id)
-            members = await _member_ids(connection, group_id)
             await write_audit(connection, audit)
-            if not members:
-                return 0, 0
             if delete_members:
-                await delete_devices(connection, members)
+                members = await _member_ids(connection, group_id)
+                if members:
+                    await delete_devices(connection, members)
                 return len(members), len(members)
-            await connection.execute(
-                delete(device_group_members).where(device_group_members.c.group_id == group_id)
-            )
-            await _log_membership(connection, "group_left", members, group)
-            return len(members), 0
+            leaving = await _drop_by_hand(connection, group_id)
+            await log_membership(connection, "group_left", leaving, group)
+            return len(leaving), 0
 
     async def of_device(self, device_id: int, scope: Scope = None) -> list[dict[str, Any]]:
         """The device's groups; with a scope, only those in it."""
@@ -261,50 +343,58 @@ class GroupStore:
         scope: Scope = None,
         audit: AuditEntry | None = None,
     ) -> list[dict[str, Any]]:
-        """Make the device's groups in ``scope`` exactly ``group_ids``; its groups
-        outside the scope stay. Unknown groups change nothing."""
+        """Make the device's groups in ``scope`` that it was put in by hand exactly
+        ``group_ids``; its groups outside the scope stay, and so do those its labels
+        put it in (a group it matches and is named here is one it stays in by hand
+        when its labels change). Unknown groups change nothing."""
         wanted = set(group_ids)
         async with self._db.begin() as connection:
             await fetch_device(connection, device_id, scope)
             groups = {gid: await _fetch_group(connection, gid, scope) for gid in wanted}
-            current = {g["group_id"]: g for g in await _groups_of(connection, device_id, scope)}
-            leaving = current.keys() - wanted
-            if leaving:
-                await connection.execute(
-                    delete(device_group_members).where(
-                        device_group_members.c.device_id == device_id,
-                        device_group_members.c.group_id.in_(leaving),
-                    )
-                )
+            current = {
+                g["group_id"]: g
+                for g in await _groups_of(connection, device_id, scope, by_hand=True)
+            }
+            left = []
+            for gid in sorted(current.keys() - wanted):
+                if await _drop_by_hand(connection, gid, [device_id]):
+                    left.append(gid)
             now = utcnow()
-            joining = sorted(wanted - current.keys())
-            if joining:
-                await connection.execute(
-                    insert(device_group_members),
-                    [{"device_id": device_id, "group_id": g, "created_at": now} for g in joining],
-                )
-            for gid in sorted(leaving):
-                await _log_membership(connection, "group_left", [device_id], current[gid])
-            for gid in joining:
-                await _log_membership(connection, "group_joined", [device_id], groups[gid])
+            joined = []
+            for gid in sorted(wanted - current.keys()):
+                if await _membership(connection, gid, device_id) is None:
+                    joined.append(gid)
+                    await connection.execute(
+                        insert(device_group_members),
+                        {"device_id": device_id, "group_id": gid, "created_at": now},
+                    )
+                else:  # matched by the selector already: now by hand too
+                    await connection.execute(
+                        update(device_group_members)
+                        .where(
+                            device_group_members.c.device_id == device_id,
+                            device_group_members.c.group_id == gid,
+                        )
+                        .values(static=True)
+                    )
+            for gid in left:
+                await log_membership(connection, "group_left", [device_id], current[gid])
+            for gid in joined:
+                await log_membership(connection, "group_joined", [device_id], groups[gid])
             await write_audit(connection, audit)
             return await _groups_of(connection, device_id, scope)
 
     async def remove_all_of_device(
         self, device_id: int, scope: Scope = None, audit: AuditEntry | None = None
     ) -> int:
-        """Take the device out of all its groups (with a scope: of those in it)."""
+        """Take the device out of all the groups it was put in by hand (with a scope:
+        of those in it); the groups whose selector it matches keep it. Returns how
+        many memberships by hand ended."""
         async with self._db.begin() as connection:
             await fetch_device(connection, device_id, scope)
-            groups = await _groups_of(connection, device_id, scope)
-            if groups:
-                await connection.execute(
-                    delete(device_group_members).where(
-                        device_group_members.c.device_id == device_id,
-                        device_group_members.c.group_id.in_([g["group_id"] for g in groups]),
-                    )
-                )
+            groups = await _groups_of(connection, device_id, scope, by_hand=True)
             for group in groups:
-                await _log_membership(connection, "group_left", [device_id], group)
+                if await _drop_by_hand(connection, group["group_id"], [device_id]):
+                    await log_membership(connection, "group_left", [device_id], group)
             await write_audit(connection, audit)
             return len(groups)

@@ -20,8 +20,12 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.dialects import mysql
+
+from edgefleet.controller.store.selectors import LABEL_KEY_MAX, LABEL_VALUE_MAX, SELECTOR_MAX
 
 Timestamp = DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 # SQLite only auto-increments an INTEGER PRIMARY KEY (the rowid).
@@ -64,6 +68,9 @@ devices = Table(
     Column("disabled", Boolean, nullable=False, default=False),
     Column("k8s_namespace", String(253)),
     Column("k8s_name", String(253)),
+    # The labels as the API shows them; ``device_labels`` holds the same pairs for
+    # the selector queries. Both are written in one transaction.
+    Column("labels", JSON),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     UniqueConstraint("hardware_sn", "hardware_model"),
@@ -81,6 +88,9 @@ device_groups = Table(
     Column("description", String(1024), nullable=False, default=""),
     Column("k8s_namespace", String(253)),
     Column("k8s_name", String(253)),
+    # A label selector (Kubernetes syntax, canonical form): the devices it matches
+    # are members too, kept in ``device_group_members`` with ``matched`` set.
+    Column("selector", String(SELECTOR_MAX)),
     Column("created_at", Timestamp, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
     UniqueConstraint("k8s_namespace", "k8s_name"),
@@ -102,7 +112,36 @@ device_group_members = Table(
         primary_key=True,
     ),
     Column("created_at", Timestamp, nullable=False),
+    # Why the device is a member: put there by hand (``static``), matched by the
+    # group's selector (``matched``), or both. A row with neither is deleted, so
+    # every query that asks "is it a member" reads the row alone.
+    Column("static", Boolean, nullable=False, default=True, server_default=true()),
+    Column("matched", Boolean, nullable=False, default=False, server_default=false()),
     Index(None, "group_id", "device_id"),
+)
+
+# Label keys and values are case-sensitive ASCII: MySQL's default collation would
+# take "Site" and "site" for one key.
+LabelKey = String(LABEL_KEY_MAX).with_variant(
+    mysql.VARCHAR(LABEL_KEY_MAX, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+)
+LabelValue = String(LABEL_VALUE_MAX).with_variant(
+    mysql.VARCHAR(LABEL_VALUE_MAX, charset="ascii", collation="ascii_bin"), "mysql", "mariadb"
+)
+
+# One row per label of a device: what selectors are evaluated against, in SQL.
+device_labels = Table(
+    "device_labels",
+    metadata,
+    Column(
+        "device_id",
+        BigInteger,
+        ForeignKey("devices.device_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("key", LabelKey, primary_key=True),
+    Column("value", LabelValue, nullable=False),
+    Index(None, "key", "value"),
 )
 
 # No foreign key to devices: a device's history, ending with "deleted", outlives it.

@@ -12,7 +12,9 @@ device or group outside is answered as if it did not exist."""
 
 
 def in_scope(device_id: ColumnElement[int], scope: frozenset[int]) -> ColumnElement[bool]:
-    """``device_id`` is a member of one of the ``scope`` groups."""
+    """``device_id`` is a member of one of the ``scope`` groups — by hand or by a
+    group's selector: the matched memberships are rows of the same table, kept up
+    to date as labels change (``controller.store.labels``)."""
     return device_id.in_(
         select(device_group_members.c.device_id).where(device_group_members.c.group_id.in_(scope))
     )

@@ -127,6 +127,10 @@ class World:
         caller = caller or self.api
         body = self.body(operation)
         kwargs: dict[str, Any] = {"headers": headers or {}}
-        if body is not None or operation.method in ("POST", "PUT", "PATCH"):
+        if operation.operation_id == "import_devices":  # a file, not JSON
+            kwargs["headers"] = {**kwargs["headers"], "Content-Type": "text/csv"}
+            row = f"x,SN-{uuid.uuid4().hex[:8]},M"
+            kwargs["data"] = f"name,hardware_sn,hardware_model\n{row}\n".encode()
+        elif body is not None or operation.method in ("POST", "PUT", "PATCH"):
             kwargs["json"] = body if body is not None else {}
         return await caller.request(operation.method, self.path(operation, **ids), **kwargs)

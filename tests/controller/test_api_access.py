@@ -25,6 +25,8 @@ WITHOUT_PATH_IDS = {
     "register_device": "test_registering_and_creating_groups_need_the_permission_everywhere",
     "create_group": "test_registering_and_creating_groups_need_the_permission_everywhere",
     "list_devices": "test_lists_and_counts_hold_only_the_callers_devices",
+    "import_devices": "tests/controller/test_api_bulk.py",
+    "export_devices": "tests/controller/test_api_bulk.py",
     "list_groups": "test_lists_and_counts_hold_only_the_callers_devices",
     "fleet_stats": "test_lists_and_counts_hold_only_the_callers_devices",
     "event_stream": "tests/controller/test_api_stream.py",

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from edgefleet.controller.kube.crds import definitions, render
+from edgefleet.controller.store.selectors import parse_selector
 from scripts.helm import CHART, MANIFESTS, helm, kubectl_binary, render_manifests
 
 DB = "database.url=mysql+aiomysql://edgefleet:secret@rm-test.mysql.rds.aliyuncs.com:3306/edgefleet"
@@ -473,11 +474,24 @@ def crd_schema(plural: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("example", "plural"), [("device", "devices"), ("devicegroup", "devicegroups")]
+    ("example", "plural"),
+    [
+        ("device", "devices"),
+        ("devicegroup", "devicegroups"),
+        ("devicegroup-dynamic", "devicegroups"),
+    ],
 )
 def test_examples_match_the_crd_schemas(example: str, plural: str) -> None:
     body = yaml.safe_load((MANIFESTS / "examples" / f"{example}.yaml").read_text())
     jsonschema.validate(body, crd_schema(plural))
+
+
+def test_the_example_device_is_a_member_of_the_example_dynamic_group() -> None:
+    group = yaml.safe_load((MANIFESTS / "examples" / "devicegroup-dynamic.yaml").read_text())
+    device = yaml.safe_load((MANIFESTS / "examples" / "device.yaml").read_text())
+    selector = parse_selector(group["spec"]["selector"])
+    assert selector.matches(device["metadata"]["labels"])
+    assert not selector.matches({**device["metadata"]["labels"], "retired": "yes"})
 
 
 @pytest.mark.parametrize(

@@ -14,9 +14,11 @@ from edgefleet.controller.device_link import NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.kube.client import KubeClient
 from edgefleet.controller.kube.group_counts import GroupCounts
+from edgefleet.controller.kube.mirror import KubeMirror
 from edgefleet.controller.kube.operator import Reconciler, running_operator
 from edgefleet.controller.kube.resources import API_VERSION
 from edgefleet.controller.store import Store
+from tests.api_client import ApiClient, running_api
 from tests.kube.emulator import (  # noqa: F401 — re-exported for the tests here
     DEVICE,
     DEVICE_GROUP,
@@ -75,6 +77,15 @@ async def operator(
     finally:
         counting.cancel()
         await asyncio.gather(counting, return_exceptions=True)
+
+
+@pytest.fixture
+async def api(
+    kube: KubeClient, operator: Reconciler, sqlite_store: Store
+) -> AsyncIterator[ApiClient]:
+    """The REST API in Kubernetes mode: writes go to the resources first."""
+    async with running_api(sqlite_store, "t", mirror=KubeMirror(kube, sqlite_store)) as client:
+        yield client
 
 
 def device_body(name: str, groups: list[str] | None = None, **spec: Any) -> dict[str, Any]:

@@ -3,16 +3,13 @@ database; reads come from the database. The operator runs too, as in the pod."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import bcrypt
 import kmock
-import pytest
 
 from edgefleet.controller.kube.client import KubeClient, KubeNotFound
 from edgefleet.controller.kube.mirror import KubeMirror
-from edgefleet.controller.kube.operator import Reconciler
 from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES
 from edgefleet.controller.store import DeviceFilter, Store
 from tests.api_client import ApiClient, running_api
@@ -27,15 +24,6 @@ from tests.kube.conftest import (
 )
 from tests.kube.emulator import write_kubeconfig
 from tests.kube.test_operator import stored_secret, synced
-
-
-@pytest.fixture
-async def api(
-    kube: KubeClient, operator: Reconciler, sqlite_store: Store
-) -> AsyncIterator[ApiClient]:
-    async with running_api(sqlite_store, "t", mirror=KubeMirror(kube, sqlite_store)) as client:
-        yield client
-
 
 REGISTRATION = {"name": "gate-cam-17", "hardware_sn": "SN17", "hardware_model": "ModelB",
                 "type": "camera", "eth_mac": "00:1A:2B:3C:4D:5E"}  # fmt: skip

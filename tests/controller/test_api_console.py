@@ -205,6 +205,7 @@ def test_the_device_page_sends_a_custom_command_and_shows_its_result_or_error(
     camera = fleet.cameras["a"]
     with console(browser, fleet) as tab:
         tab.sign_in("admin", ADMIN_PASSWORD)
+        expect(tab.page.get_by_test_id("tiles")).to_contain_text("Connected now")
         tab.page.screenshot(path=tmp_path / "console-overview.png")
         tab.open(f"devices/{camera['device_id']}")
         page = tab.page

@@ -16,9 +16,12 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
+import sys
 import urllib.error
 import urllib.request
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -73,24 +76,57 @@ class Fleet:
         self.api("PUT", f"/devices/{device['device_id']}/groups", {"group_ids": [group_id]})
         return device
 
-    def start_agent(self, device: dict[str, Any]) -> subprocess.Popen[bytes]:
+    def start_agent(self, device: dict[str, Any], *extra: str) -> subprocess.Popen[bytes]:
         """The device's agent, with the custom command ``set_exposure``, once its
         status has arrived."""
         folder = self.tmp / device["name"]
-        folder.mkdir()
+        folder.mkdir(exist_ok=True)
         (folder / "camera_commands.py").write_text(COMMANDS)
-        agent = agent_cli(self.server, device, folder, "--commands", "camera_commands")
+        agent = agent_cli(self.server, device, folder, "--commands", "camera_commands", *extra)
         self.agents.append(agent)
         path = f"/devices/{device['device_id']}"
         wait_for(lambda: self.api("GET", path + "/status").get("cpu_percent") is not None)
         return agent
 
 
+def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
+    """A real PNG of one colour, for the browser to draw as a thumbnail."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+
+
+def publish_snapshot(folder: Path) -> Path:
+    """A record with an image, waiting in the agent's spool folder (as a device's
+    own program puts it there): the agent uploads it once connected."""
+    folder.mkdir(parents=True)
+    (folder / "snapshot.png").write_bytes(png(64, 48, (29, 78, 216)))
+    spool = folder / "spool"
+    published = subprocess.run(
+        [sys.executable, "-m", "edgefleet.agent.cli", "publish", "--spool-dir", str(spool),
+         "--kind", "snapshot", "--payload", '{"lane": 2}', "--file", str(folder / "snapshot.png")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr
+    return spool
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("console")
     env = {"EDGEFLEET_API_TOKEN": "t", "EDGEFLEET_ADMIN_PASSWORD": ADMIN_PASSWORD}
-    with edgefleet_serve(tmp, *FAST_PROTOCOL, "--log-level", "WARNING", env=env) as server:
+    files = ["--files-dir", str(tmp / "files")]
+    with edgefleet_serve(tmp, *FAST_PROTOCOL, *files, "--log-level", "WARNING", env=env) as server:
         fleet = Fleet(server, tmp, {})
         north = fleet.api("POST", "/groups", {"name": "north"})
         south = fleet.api("POST", "/groups", {"name": "south"})
@@ -101,7 +137,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         fleet.api("POST", "/users", {"username": "vendor", "password": PASSWORD,
                                      "roles": [{"role": "operator",
                                                 "group_id": south["group_id"]}]})  # fmt: skip
-        fleet.start_agent(fleet.cameras["a"])
+        spool = publish_snapshot(tmp / "cam-north")
+        fleet.start_agent(fleet.cameras["a"], "--spool-dir", str(spool))
+        wait_for(lambda: fleet.api("GET", "/records?kind=snapshot")["items"])
         try:
             yield fleet
         finally:
@@ -220,6 +258,9 @@ def test_the_device_page_sends_a_custom_command_and_shows_its_result_or_error(
         expect(result).to_contain_text("Succeeded")
         expect(result).to_contain_text('"exposure": 7')
         expect(page.get_by_role("table", name="Event log")).to_contain_text("command result")
+        thumbnail = page.get_by_role("img", name="Image of a snapshot record")
+        expect(thumbnail).to_be_visible()
+        assert thumbnail.evaluate("img => img.complete && img.naturalWidth") == 64
         page.screenshot(path=tmp_path / "console-device.png", full_page=True)
 
         page.get_by_label("Command", exact=True).fill("set_exposure")
@@ -234,6 +275,25 @@ def test_the_device_page_sends_a_custom_command_and_shows_its_result_or_error(
         assert (tmp_path / name).read_bytes().startswith(b"\x89PNG")
         if os.environ.get("EDGEFLEET_UPDATE_SCREENSHOTS") == "1":
             shutil.copy(tmp_path / name, SCREENSHOTS / name)
+
+
+def test_the_records_and_the_overview_show_what_a_device_uploaded(
+    browser: Browser, fleet: Fleet
+) -> None:
+    with console(browser, fleet) as tab:
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        uploads = tab.page.get_by_role("img", name="Records received per hour, last 24 hours")
+        expect(uploads.locator("rect.column[height='0']")).to_have_count(23)  # one hour had it
+        expect(tab.page.get_by_test_id("tiles")).to_contain_text("Records, last hour")
+        tab.page.get_by_role("navigation", name="Main").get_by_role("link", name="Records").click()
+        table = tab.page.get_by_role("table", name="Records")
+        expect(table).to_contain_text("snapshot")
+        table.get_by_role("link").first.click()
+        expect(tab.page.get_by_role("heading", level=1)).to_have_text("Record: snapshot")
+        expect(tab.page.locator("pre.json")).to_contain_text('"lane": 2')
+        image = tab.page.get_by_role("img", name="Image from the device")
+        expect(image).to_be_visible()
+        assert image.evaluate("img => img.naturalHeight") == 48
 
 
 def test_a_viewer_sees_the_device_but_no_command_form_and_no_admin_pages(

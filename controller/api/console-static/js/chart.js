@@ -44,3 +44,24 @@ export function percentChart(title, series, now = Date.now()) {
     h("figcaption", {}, h("ul", { class: "legend" }, latest)),
   );
 }
+
+/** Columns of counts, one per [label, count] pair in order; every step-th labelled. */
+export function columnChart(title, pairs, step = 6) {
+  const width = Math.round(Math.min(760, Math.max(300, window.innerWidth - 64)));
+  const height = 140;
+  const top = Math.max(1, ...pairs.map(([, n]) => n));
+  const slot = (width - PAD.left - PAD.right) / Math.max(1, pairs.length);
+  const y = (n) => PAD.top + (1 - n / top) * (height - PAD.top - PAD.bottom);
+  const columns = pairs.map(([label, n], i) => {
+    const x = PAD.left + i * slot;
+    return [
+      s("rect", { class: "column", x: x + 1, y: y(n), width: Math.max(1, slot - 2), height: y(0) - y(n) }, s("title", {}, `${label}: ${number(n)}`)),
+      i % step === 0 ? s("text", { class: "tick", x, y: height - 6 }, label) : null,
+    ];
+  });
+  const axis = [
+    s("line", { class: "grid", x1: PAD.left, x2: width - PAD.right, y1: y(0), y2: y(0) }),
+    s("text", { class: "tick", x: PAD.left - 4, y: y(top) + 4, "text-anchor": "end" }, number(top)),
+  ];
+  return h("figure", { class: "chart" }, s("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": title }, axis, columns));
+}

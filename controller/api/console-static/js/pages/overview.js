@@ -4,7 +4,8 @@
 
 import { can, get, query } from "../api.js";
 import { debounce, h, put } from "../dom.js";
-import { number, t, term } from "../i18n.js";
+import { columnChart } from "../chart.js";
+import { language, number, t, term } from "../i18n.js";
 import { link, problem, section } from "../ui.js";
 
 const REFRESH_MS = 60_000;
@@ -38,14 +39,28 @@ function bars(title, counts, prefix) {
   );
 }
 
+const HOUR_MS = 3600_000;
+
+/** The last 24 UTC hours, oldest first, as the API names them, with a local label. */
+function lastDay(byHour) {
+  const now = Math.floor(Date.now() / HOUR_MS) * HOUR_MS;
+  return Array.from({ length: 24 }, (_, i) => {
+    const at = new Date(now - (23 - i) * HOUR_MS);
+    const key = at.toISOString().slice(0, 13);
+    const label = at.toLocaleTimeString(language(), { hour: "2-digit", minute: "2-digit" });
+    return [label, byHour[key] ?? 0];
+  });
+}
+
 async function fleet() {
-  const hourAgo = new Date(Date.now() - 3600_000).toISOString();
-  const [stats, records, classification] = await Promise.all([
+  const since = (hours) => query({ since: new Date(Date.now() - hours * HOUR_MS).toISOString() });
+  const readsRecords = can("records:read");
+  const [stats, records, day, classification] = await Promise.all([
     get("/stats"),
-    can("records:read") ? get(`/records/stats${query({ since: hourAgo })}`) : null,
-    can("records:read") ? get("/classify/stats") : null,
+    readsRecords ? get(`/records/stats${since(1)}`) : null,
+    readsRecords ? get(`/records/stats${since(24)}`) : null,
+    readsRecords ? get("/classify/stats") : null,
   ]);
-  const days = records ? await get("/records/stats") : null;
   const tiles = [
     tile(t("overview.devices"), stats.devices, "devices"),
     ...["online", "unknown", "offline"].map((state) => tile(term("state", state), stats.by_state[state], `devices?state=${state}`)),
@@ -54,7 +69,7 @@ async function fleet() {
   ];
   if (records) tiles.push(tile(t("overview.records_hour"), records.records, "records"));
   const parts = [h("div", { class: "tiles", "data-testid": "tiles" }, tiles), bars(t("overview.by_type"), stats.by_type)];
-  if (days) parts.push(bars(t("overview.records_by_day"), Object.fromEntries(Object.entries(days.by_day).sort().reverse().slice(0, 7))));
+  if (day) parts.push(section(t("overview.uploads_per_hour"), columnChart(t("overview.uploads_per_hour"), lastDay(day.by_hour))));
   if (classification) {
     parts.push(
       section(

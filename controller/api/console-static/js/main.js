@@ -154,10 +154,11 @@ onSignedOut(() => {
 window.addEventListener("hashchange", draw);
 
 (async () => {
-  await load(preferred());
+  const messages = load(preferred());
   try {
-    await restore();
+    await Promise.all([messages, restore()]);
   } catch (error) {
+    await messages;
     put(app, problem(error));
     return;
   }

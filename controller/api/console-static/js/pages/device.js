@@ -134,8 +134,7 @@ function eventLog(events) {
   return table(t("event.title"), columns, events);
 }
 
-async function thumbnails(deviceId) {
-  const page = await get(`/records${query({ device_id: deviceId, per_page: RECORDS })}`);
+function thumbnails(page) {
   const items = page.items.map((r) => {
     const figure = h("figure", { class: "thumb" }, h("figcaption", {}, link(`records/${r.id}`, `${r.kind} · ${when(r.received_at)}`)));
     if (r.files.length) {
@@ -153,11 +152,12 @@ async function thumbnails(deviceId) {
 export async function device(ctx) {
   const id = ctx.params.id;
   const since = new Date(Date.now() - HOUR_MS).toISOString();
-  const [d, groups, events, history] = await Promise.all([
+  const [d, groups, events, history, records] = await Promise.all([
     get(`/devices/${id}`),
     get(`/devices/${id}/groups`),
     get(`/devices/${id}/events${query({ per_page: EVENTS })}`),
     get(`/devices/${id}/events${query({ event: "status_uploaded", since, per_page: 500 })}`),
+    can("records:read") ? get(`/records${query({ device_id: id, per_page: RECORDS })}`) : null,
   ]);
   const groupIds = groups.items.map((g) => g.group_id);
   const state = h("span", { "data-testid": "state" }, badge(d.state));
@@ -197,6 +197,6 @@ export async function device(ctx) {
     ),
     section(t("event.title"), log),
   );
-  if (can("records:read", groupIds)) parts.push(section(t("records.recent"), await thumbnails(id)));
+  if (records) parts.push(section(t("records.recent"), thumbnails(records)));
   return h("div", { class: "device" }, parts);
 }

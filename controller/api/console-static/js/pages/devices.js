@@ -13,19 +13,17 @@ const STATES = ["online", "unknown", "offline"];
 
 export async function devices(ctx) {
   const filters = Object.fromEntries(ctx.query);
-  const [stats, groupPage] = await Promise.all([
-    get("/stats"),
-    can("groups:read") ? get("/groups?per_page=500") : null,
-  ]);
   const results = h("div", { class: "results", "data-testid": "device-results" });
   const rows = new Map();
 
+  let asked = 0;
   const apply = async () => {
     const shown = Object.fromEntries(Object.entries(filters).filter(([, v]) => v));
     history.replaceState(null, "", `#/devices${query(shown)}`);
+    const turn = ++asked; // typing asks again and again: only the last answer is drawn
     try {
       const page = await get(`/devices${query({ per_page: PER_PAGE, ...shown })}`);
-      if (!ctx.stale()) draw(page);
+      if (turn === asked && !ctx.stale()) draw(page);
     } catch (error) {
       put(results, problem(error));
     }
@@ -56,6 +54,13 @@ export async function devices(ctx) {
     if (row) row.cells[1].replaceChildren(badge(event.data.state));
   });
 
+  // The list and what the filters offer are read at once.
+  const listed = apply();
+  const [stats, groupPage] = await Promise.all([
+    get("/stats"),
+    can("groups:read") ? get("/groups?per_page=500") : null,
+  ]);
+
   const change = (name) => (event) => {
     filters[name] = event.target.value;
     delete filters.page;
@@ -74,6 +79,6 @@ export async function devices(ctx) {
   const search = h("input", { name: "q", type: "search", value: filters.q ?? "", oninput: debounce(change("q"), 300) });
   controls.push(field(t("filter.text"), search));
   const form = h("form", { class: "filters", role: "search", onsubmit: (e) => e.preventDefault() }, controls);
-  await apply();
+  await listed;
   return h("div", {}, h("h1", {}, t("nav.devices")), form, results);
 }

@@ -219,6 +219,36 @@ def test_sign_in_shows_a_device_online_and_it_goes_offline_without_reloading(
         assert tab.page.evaluate("window.notReloaded") is True
 
 
+def test_the_device_list_is_filtered_and_paged_by_the_server(
+    browser: Browser, fleet: Fleet
+) -> None:
+    with console(browser, fleet) as tab:
+        tab.sign_in("viewer")
+        tab.open("devices")
+        rows = tab.page.locator("tr[data-device]")
+        expect(tab.device_row("cam-north")).to_be_visible()
+        tab.page.get_by_label("Name or serial number").fill("SN-cam-south")
+        expect(rows).to_have_count(1)
+        expect(rows).to_contain_text("cam-south")
+        assert tab.page.evaluate("location.hash") == "#/devices?q=SN-cam-south"
+        tab.page.get_by_label("Name or serial number").fill("")
+        tab.page.get_by_label("State").select_option("online")
+        expect(rows.locator("[data-state=offline]")).to_have_count(0)
+        expect(tab.device_row("cam-north")).to_be_visible()
+        tab.page.get_by_label("State").select_option("")
+        tab.page.get_by_label("Group").select_option(label="south")
+        expect(rows).to_have_count(1)
+        expect(rows).to_contain_text("cam-south")
+        # Every filter in the address goes to the API as it is: a page of one.
+        tab.open("devices?per_page=1")
+        total = fleet.api("GET", "/devices")["total"]
+        pages = tab.page.get_by_role("navigation", name="Pages")
+        expect(pages).to_contain_text(f"Page 1 of {total}")
+        pages.get_by_role("button", name="Next").click()
+        expect(pages).to_contain_text(f"Page 2 of {total}")
+        expect(rows).to_have_count(1)
+
+
 def test_a_reload_keeps_the_sign_in_and_sign_out_revokes_the_refresh_token(
     browser: Browser, fleet: Fleet
 ) -> None:

@@ -67,8 +67,8 @@ class Fleet:
     def console(self) -> str:
         return self.server.base_url + "/console/"
 
-    def api(self, method: str, path: str, body: Any = None) -> Any:
-        return call(self.server.base_url, method, path, body)
+    def api(self, method: str, path: str, body: Any = None, token: str = "t") -> Any:
+        return call(self.server.base_url, method, path, body, token)
 
     def register(self, name: str, group_id: str) -> dict[str, Any]:
         body = {"name": name, "hardware_sn": f"SN-{name}", "hardware_model": "M1", "type": "camera"}
@@ -324,6 +324,32 @@ def test_the_records_and_the_overview_show_what_a_device_uploaded(
         image = tab.page.get_by_role("img", name="Image from the device")
         expect(image).to_be_visible()
         assert image.evaluate("img => img.naturalHeight") == 48
+
+
+def test_an_administrator_makes_a_user_and_a_key_and_finds_both_in_the_audit_log(
+    browser: Browser, fleet: Fleet
+) -> None:
+    with console(browser, fleet) as tab:
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        nav = tab.page.get_by_role("navigation", name="Main")
+        nav.get_by_role("link", name="Users").click()
+        form = tab.page.locator("form", has=tab.page.get_by_role("button", name="Create"))
+        form.get_by_label("User name").fill("night-shift")
+        form.get_by_label("Password (leave empty for a service account)").fill(PASSWORD)
+        form.get_by_label("Role").select_option("operator")
+        form.get_by_role("button", name="Create").click()
+        users = tab.page.get_by_role("table", name="Users")
+        expect(users.get_by_role("row", name=re.compile("night-shift"))).to_contain_text("operator")
+        nav.get_by_role("link", name="API keys").click()
+        tab.page.get_by_label("Name", exact=True).fill("dashboard")
+        tab.page.get_by_role("button", name="Create").click()
+        expect(tab.page.get_by_test_id("new-key")).to_have_text(re.compile(r"^efk_"))
+        key = tab.page.get_by_test_id("new-key").text_content()
+        assert fleet.api("GET", "/auth/me", token=key)["key"]["name"] == "dashboard"  # it works
+        nav.get_by_role("link", name="Audit log").click()
+        log = tab.page.get_by_role("table", name="Audit log")
+        expect(log.get_by_role("row", name=re.compile(r"admin create_user user:"))).to_have_count(1)
+        expect(log.get_by_role("row", name=re.compile("create_api_key"))).to_have_count(1)
 
 
 def test_a_viewer_sees_the_device_but_no_command_form_and_no_admin_pages(

@@ -441,6 +441,7 @@ def test_the_page_has_a_strict_policy_and_no_inline_script(fleet: Fleet) -> None
     policy = headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "script-src 'self'" in policy
     assert "style-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "require-trusted-types-for 'script'" in policy
     assert "unsafe-inline" not in policy and "unsafe-eval" not in policy
     page = body.decode()
     scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)

@@ -10,15 +10,18 @@ error, a refused Content-Security-Policy or a failed request fails the test.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import os
+import queue
 import re
 import shutil
 import signal
 import struct
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 import zlib
@@ -42,6 +45,7 @@ from tests.server_process import (
     edgefleet_serve,
     wait_for,
 )
+from tests.vision_server import VisionServer, vision_server
 
 ROOT = Path(__file__).parents[2]
 PASSWORD = "console-pass-1234"
@@ -121,12 +125,39 @@ def publish_snapshot(folder: Path) -> Path:
     return spool
 
 
+@contextmanager
+def vision_in_a_thread() -> Iterator[VisionServer]:
+    """The stand-in vision endpoint on its own event loop, beside the browser's
+    synchronous driver, for the whole module."""
+    loop = asyncio.new_event_loop()
+    started: queue.Queue[VisionServer] = queue.Queue()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with vision_server() as server:
+            started.put(server)
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(serve(),), daemon=True)
+    thread.start()
+    try:
+        yield started.get(timeout=10)
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+        loop.close()
+
+
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     tmp = tmp_path_factory.mktemp("console")
     env = {"EDGEFLEET_API_TOKEN": "t", "EDGEFLEET_ADMIN_PASSWORD": ADMIN_PASSWORD}
-    files = ["--files-dir", str(tmp / "files")]
-    with edgefleet_serve(tmp, *FAST_PROTOCOL, *files, "--log-level", "WARNING", env=env) as server:
+    flags = [*FAST_PROTOCOL, "--files-dir", str(tmp / "files"), "--analyse-kinds", "snapshot",
+             "--log-level", "WARNING"]  # fmt: skip
+    with (
+        vision_in_a_thread() as vision,
+        edgefleet_serve(tmp, *flags, "--classifier-url", vision.url, env=env) as server,
+    ):
         fleet = Fleet(server, tmp, {})
         north = fleet.api("POST", "/groups", {"name": "north"})
         south = fleet.api("POST", "/groups", {"name": "south"})
@@ -139,7 +170,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
                                                 "group_id": south["group_id"]}]})  # fmt: skip
         spool = publish_snapshot(tmp / "cam-north")
         fleet.start_agent(fleet.cameras["a"], "--spool-dir", str(spool))
-        wait_for(lambda: fleet.api("GET", "/records?kind=snapshot")["items"])
+        wait_for(lambda: fleet.api("GET", "/records?kind=snapshot&status=analysed")["items"])
         try:
             yield fleet
         finally:
@@ -323,6 +354,7 @@ def test_the_records_and_the_overview_show_what_a_device_uploaded(
         expect(tab.page.locator("pre.json")).to_contain_text('"lane": 2')
         image = tab.page.get_by_role("img", name="Image from the device")
         expect(image).to_be_visible()
+        expect(tab.page.locator("figure.file")).to_contain_text("pets (91%)")  # analysed
         assert image.evaluate("img => img.naturalHeight") == 48
 
 
@@ -350,6 +382,36 @@ def test_an_administrator_makes_a_user_and_a_key_and_finds_both_in_the_audit_log
         log = tab.page.get_by_role("table", name="Audit log")
         expect(log.get_by_role("row", name=re.compile(r"admin create_user user:"))).to_have_count(1)
         expect(log.get_by_role("row", name=re.compile("create_api_key"))).to_have_count(1)
+
+
+def test_the_classification_page_shows_the_category_of_a_dropped_image(
+    browser: Browser, fleet: Fleet
+) -> None:
+    image = png(32, 32, (200, 40, 40))
+    with console(browser, fleet) as tab:
+        tab.sign_in("viewer")
+        tab.page.get_by_role("link", name="Classification test").click()
+        # Dropped, as a person drags a file from their desktop.
+        tab.page.evaluate(
+            """bytes => {
+                const file = new File([new Uint8Array(bytes)], "red.png", {type: "image/png"});
+                const data = new DataTransfer();
+                data.items.add(file);
+                const zone = document.querySelector(".drop");
+                zone.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));
+            }""",
+            list(image),
+        )
+        result = tab.page.get_by_test_id("classify-result")
+        expect(result).to_contain_text("pets")
+        expect(result).to_contain_text("91%")
+        expect(tab.page.get_by_role("img", name="red.png")).to_be_visible()
+        # Chosen with the keyboard's file dialog instead: the same image is cached.
+        tab.page.get_by_label(re.compile("Drop an image here")).set_input_files(
+            files=[{"name": "again.png", "mimeType": "image/png", "buffer": image}]
+        )
+        expect(result.get_by_text("From the cache")).to_be_visible()
+        expect(result.locator("dd").nth(2)).to_have_text("yes")
 
 
 def test_a_viewer_sees_the_device_but_no_command_form_and_no_admin_pages(

@@ -39,20 +39,24 @@ function allowed([, , permission]) {
   return permission === null || can(permission);
 }
 
+/** The route whose pattern fits the path, with its :parameters. */
 function match(path) {
+  const parts = path.split("/");
   for (const route of ROUTES) {
     const names = route[0].split("/");
-    const parts = path.split("/");
     if (names.length !== parts.length) continue;
     const params = {};
-    if (names.every((name, i) => (name.startsWith(":") ? (params[name.slice(1)] = decodeURIComponent(parts[i])) : name === parts[i]))) {
-      return { route, params };
-    }
+    const fits = names.every((name, i) => {
+      if (!name.startsWith(":")) return name === parts[i];
+      params[name.slice(1)] = decodeURIComponent(parts[i]);
+      return true;
+    });
+    if (fits) return { route, params };
   }
   return null;
 }
 
-function location() {
+function address() {
   const [path, search] = window.location.hash.replace(/^#\/?/, "").split("?");
   return { path, query: new URLSearchParams(search || "") };
 }
@@ -71,7 +75,7 @@ async function changeLanguage(code) {
 function shell() {
   const user = currentUser();
   const main = h("main", { id: "main", tabindex: "-1" });
-  const here = location().path.split("/")[0];
+  const here = address().path.split("/")[0];
   const menu = ROUTES.filter((route) => route[3] && allowed(route)).map(([path, , , label]) =>
     h("li", {}, h("a", { href: `#/${path}`, "aria-current": here === path ? "page" : false }, t(label))),
   );
@@ -112,7 +116,7 @@ async function draw() {
     put(app, h("main", { id: "main", class: "sign-in" }, signInForm(languageSwitch, start)));
     return;
   }
-  const { path, query } = location();
+  const { path, query } = address();
   let found = match(path);
   if (!found || !allowed(found.route)) {
     const first = ROUTES.find((route) => route[3] && allowed(route));

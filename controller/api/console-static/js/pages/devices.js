@@ -54,31 +54,37 @@ export async function devices(ctx) {
     if (row) row.cells[1].replaceChildren(badge(event.data.state));
   });
 
-  // The list and what the filters offer are read at once.
-  const listed = apply();
-  const [stats, groupPage] = await Promise.all([
-    get("/stats"),
-    can("groups:read") ? get("/groups?per_page=500") : null,
-  ]);
-
   const change = (name) => (event) => {
     filters[name] = event.target.value;
     delete filters.page;
     apply();
   };
   const stateOptions = [["", t("filter.any_state")], ...STATES.map((s) => [s, term("state", s)])];
-  const typeOptions = [["", t("filter.any_type")], ...Object.keys(stats.by_type).sort().map((k) => [k, k])];
+  const typeSelect = select({ name: "type", onchange: change("type") }, [["", t("filter.any_type")]], "");
   const controls = [
     field(t("filter.state"), select({ name: "state", onchange: change("state") }, stateOptions, filters.state)),
-    field(t("filter.type"), select({ name: "type", onchange: change("type") }, typeOptions, filters.type)),
+    field(t("filter.type"), typeSelect),
   ];
-  if (groupPage) {
-    const groupOptions = [["", t("filter.any_group")], ...groupPage.items.map((g) => [g.group_id, g.name])];
-    controls.push(field(t("filter.group"), select({ name: "group", onchange: change("group") }, groupOptions, filters.group)));
-  }
+  const groupSelect = select({ name: "group", onchange: change("group") }, [["", t("filter.any_group")]], "");
+  if (can("groups:read")) controls.push(field(t("filter.group"), groupSelect));
   const search = h("input", { name: "q", type: "search", value: filters.q ?? "", oninput: debounce(change("q"), 300) });
   controls.push(field(t("filter.text"), search));
   const form = h("form", { class: "filters", role: "search", onsubmit: (e) => e.preventDefault() }, controls);
-  await listed;
+
+  // The list first; what the filters offer fills in when it comes (the fleet's
+  // counts take longest to read).
+  const offer = (control, options, value) => {
+    control.append(...options.map(([v, label]) => h("option", { value: v }, label)));
+    control.value = value ?? "";
+  };
+  get("/stats")
+    .then((stats) => offer(typeSelect, Object.keys(stats.by_type).sort().map((k) => [k, k]), filters.type))
+    .catch((error) => put(results, problem(error)));
+  if (can("groups:read")) {
+    get("/groups?per_page=500")
+      .then((page) => offer(groupSelect, page.items.map((g) => [g.group_id, g.name]), filters.group))
+      .catch((error) => put(results, problem(error)));
+  }
+  await apply();
   return h("div", {}, h("h1", {}, t("nav.devices")), form, results);
 }

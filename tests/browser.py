@@ -17,6 +17,9 @@ import pytest
 from playwright.sync_api import Browser, sync_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_PACKAGE = "chromium"
+CHINESE_FONT = Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc")
+CHINESE_FONT_PACKAGE = "fonts-wqy-microhei"
 # Headless, and quiet: no update checks, sync, or first-run pages calling out.
 ARGS = [
     "--no-sandbox",
@@ -30,9 +33,13 @@ ARGS = [
 
 
 def chromium() -> Path:
-    """The browser, installed with apt when missing and we may; else fail or skip."""
-    if not CHROMIUM.exists() and os.geteuid() == 0:
-        _apt_install("chromium")
+    """The browser, installed with apt when missing and we may; else fail or skip.
+    A Chinese font comes with it: without one, the console's Chinese pages render
+    as empty boxes in screenshots (the text itself is right either way)."""
+    if os.geteuid() == 0:
+        for package, path in ((CHROMIUM_PACKAGE, CHROMIUM), (CHINESE_FONT_PACKAGE, CHINESE_FONT)):
+            if not path.exists():
+                _apt_install(package)
     if CHROMIUM.exists():
         return CHROMIUM
     message = f"{CHROMIUM} is missing and could not be installed (apt-get install chromium)"

@@ -113,6 +113,29 @@ def wait_for(check: Callable[[], Any], timeout: float = 15.0) -> None:
         time.sleep(0.1)
 
 
+FAST_PROTOCOL = ["--heartbeat-interval", "0.3", "--status-interval", "0.5", "--heartbeat-tolerance",
+                 "0.6", "--heartbeat-tolerance-after-failure", "0.45"]  # fmt: skip
+"""``edgefleet serve`` flags that scale the device protocol's timings down."""
+
+
+def agent_cli(
+    server: ServerProcess, device: dict[str, Any], folder: Path, *extra: str
+) -> subprocess.Popen[bytes]:
+    """``edgefleet-agent`` for ``device`` (as registered: with its password) against
+    ``server``, keeping its files in ``folder`` and run from it (``--commands``
+    modules are imported from there)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "password").write_text(device["password"])
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgefleet.agent.cli",
+         "--server", f"ws://127.0.0.1:{server.ws_port}/ws",
+         "--device-id", device["device_id"], "--password-file", str(folder / "password"),
+         "--state-dir", str(folder / "state"), "--log-dir", str(folder / "log"),
+         "--answer-timeout", "0.5", *extra],
+        cwd=folder, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
 BIN = Path(sys.executable).parent
 
 

@@ -50,6 +50,7 @@ from edgefleet.controller.api import (  # noqa: F401
     stream,
     users,
 )
+from edgefleet.controller.api.console import add_console, is_console_path
 from edgefleet.controller.api.context import CONTEXT, ApiContext, context
 from edgefleet.controller.api.docs import add_docs, is_docs_path
 from edgefleet.controller.api.endpoints import endpoints
@@ -166,7 +167,7 @@ async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse
 
 
 def _is_public(path: str, public_paths: frozenset[str]) -> bool:
-    return path in public_paths or is_docs_path(path)
+    return path in public_paths or is_docs_path(path) or is_console_path(path)
 
 
 def _source(request: web.Request) -> str:
@@ -247,6 +248,7 @@ def create_app(
     app[BACKGROUND] = []
     endpoints.add_to(app)
     add_docs(app, openapi_document())
+    add_console(app)
     app.router.add_get("/metrics", app[METRICS].handle_scrape)
     app.on_startup.append(_start_background(auth_settings))
     app.on_shutdown.append(_end_streams)

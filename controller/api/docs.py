@@ -14,23 +14,19 @@ any other path is 404.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from edgefleet.controller.api.endpoints import API_PREFIX
+from edgefleet.controller.api.static_files import StaticFiles
 
 DOCS_PATH = "/api/docs"
 OPENAPI_PATH = f"{API_PREFIX}/openapi.json"
 STATIC_PATH = f"{DOCS_PATH}/static"
 STATIC_DIR = Path(__file__).with_name("docs-static")
-
-CONTENT_TYPES = {
-    ".js": "text/javascript; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".png": "image/png",
-}
 
 # Swagger UI draws its icons as data: images; "Try it out" calls this server.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -65,17 +61,18 @@ def is_docs_path(path: str) -> bool:
 
 def static_files() -> dict[str, Path]:
     """Every file served under ``STATIC_PATH``, by its path there."""
-    return {
-        path.relative_to(STATIC_DIR).as_posix(): path
-        for path in sorted(STATIC_DIR.rglob("*"))
-        if path.suffix in CONTENT_TYPES and path.is_file()
-    }
+    return {name: found.path for name, found in _served().files.items()}
+
+
+@functools.cache
+def _served() -> StaticFiles:
+    return StaticFiles(STATIC_DIR, {"Cache-Control": "public, max-age=3600"})
 
 
 def add_docs(app: web.Application, document: dict[str, Any]) -> None:
     """``OPENAPI_PATH`` (the document), ``DOCS_PATH`` (the page) and its static files."""
     page = PAGE.format(static=STATIC_PATH, openapi=OPENAPI_PATH)
-    files = static_files()
+    files = _served()
     page_headers = {
         "Content-Security-Policy": CONTENT_SECURITY_POLICY,
         "X-Content-Type-Options": "nosniff",
@@ -88,18 +85,8 @@ def add_docs(app: web.Application, document: dict[str, Any]) -> None:
     async def docs_page(_request: web.Request) -> web.Response:
         return web.Response(text=page, content_type="text/html", headers=page_headers)
 
-    async def static(request: web.Request) -> web.FileResponse:
-        path = files.get(request.match_info["name"])
-        if path is None:
-            raise web.HTTPNotFound(reason="no such documentation file")
-        return web.FileResponse(
-            path,
-            headers={
-                "Content-Type": CONTENT_TYPES[path.suffix],
-                "X-Content-Type-Options": "nosniff",
-                "Cache-Control": "public, max-age=3600",
-            },
-        )
+    async def static(request: web.Request) -> web.Response:
+        return files.response(request, request.match_info["name"], "no such documentation file")
 
     app.router.add_get(OPENAPI_PATH, openapi_json)
     app.router.add_get(DOCS_PATH, docs_page)

@@ -593,6 +593,9 @@ class RecordStats(BaseModel):
     by_kind: dict[str, int]
     by_status: dict[str, int]
     by_day: dict[str, int] = Field(description="Records received per UTC day (YYYY-MM-DD).")
+    by_hour: dict[str, int] = Field(
+        description="Records received per UTC hour (YYYY-MM-DDTHH): uploads per hour."
+    )
     bytes: int = Field(description="Bytes of the records' payloads.")
     files: int = Field(description="Distinct files the records name that the cloud has.")
     file_bytes: int = Field(description="Bytes of those files, each counted once.")

@@ -62,11 +62,13 @@ class EventStore:
                 connection, device_events, conditions, order, page, per_page
             )
             if not items and total == 0:
-                exists = scope is None and (
-                    await connection.scalar(
-                        select(devices.c.device_id).where(devices.c.device_id == device_id)
-                    )
-                    or await connection.scalar(
+                # Nothing matched the filters: the device may still be there.
+                device = select(devices.c.device_id).where(devices.c.device_id == device_id)
+                if scope is not None:
+                    device = device.where(in_scope(devices.c.device_id, scope))
+                exists = await connection.scalar(device) or (
+                    scope is None
+                    and await connection.scalar(
                         select(device_events.c.event_id)
                         .where(device_events.c.device_id == device_id)
                         .limit(1)

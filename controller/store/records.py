@@ -125,6 +125,13 @@ def _insert_ignoring_duplicates(connection: AsyncConnection, table: Any) -> Any:
     return statement.on_duplicate_key_update({first_key.name: statement.inserted[first_key.name]})
 
 
+def _hour(connection: AsyncConnection, column: Any) -> Any:
+    """The UTC hour of a time, ``YYYY-MM-DDTHH``, in the dialect's words."""
+    if connection.dialect.name == "sqlite":
+        return func.strftime("%Y-%m-%dT%H", column)
+    return func.date_format(column, "%Y-%m-%dT%H")
+
+
 def _log_row(attempt: Attempt, at: datetime, **counts: Any) -> dict[str, Any]:
     row = {
         "device_id": attempt.device_id,
@@ -427,6 +434,7 @@ class RecordStore:
             by_kind = await grouped(records.c.kind)
             by_status = await grouped(records.c.status)
             by_day = await grouped(func.date(records.c.received_at))
+            by_hour = await grouped(_hour(connection, records.c.received_at))
             total, size, devices = (
                 await connection.execute(
                     select(
@@ -478,6 +486,7 @@ class RecordStore:
             "by_kind": by_kind,
             "by_status": by_status,
             "by_day": dict(sorted(by_day.items())),
+            "by_hour": dict(sorted(by_hour.items())),
             "bytes": int(size),
             "file_bytes": int(file_bytes),
             "files": file_count,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +15,7 @@ from tests.agent.conftest import (
     online,
 )
 from tests.conftest import eventually
-from tests.server_process import call, edgefleet_serve, wait_for
+from tests.server_process import FAST_PROTOCOL, agent_cli, call, edgefleet_serve, wait_for
 from tests.southbound.conftest import Fleet
 
 
@@ -83,20 +81,10 @@ def test_the_cli_against_edgefleet_serve(tmp_path: Path) -> None:
         "def set_exposure(value: int) -> dict:\n"
         "    return {'exposure': value}\n"
     )
-    fast = ["--heartbeat-interval", "0.3", "--status-interval", "0.5", "--heartbeat-tolerance",
-            "0.6", "--heartbeat-tolerance-after-failure", "0.45"]  # fmt: skip
-    with edgefleet_serve(tmp_path, *fast, env={"EDGEFLEET_API_TOKEN": "t"}) as server:
+    with edgefleet_serve(tmp_path, *FAST_PROTOCOL, env={"EDGEFLEET_API_TOKEN": "t"}) as server:
         device = call(server.base_url, "POST", "/devices",
                       {"name": "cam", "hardware_sn": "SN1", "hardware_model": "M1"})  # fmt: skip
-        (tmp_path / "password").write_text(device["password"])
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "edgefleet.agent.cli",
-             "--server", f"ws://127.0.0.1:{server.ws_port}/ws",
-             "--device-id", device["device_id"], "--password-file", str(tmp_path / "password"),
-             "--state-dir", str(tmp_path / "state"), "--log-dir", str(tmp_path / "log"),
-             "--answer-timeout", "0.5", "--commands", "camera_commands"],
-            cwd=tmp_path, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
+        agent = agent_cli(server, device, tmp_path, "--commands", "camera_commands")
         try:
             path = f"/devices/{device['device_id']}"
             wait_for(lambda: call(server.base_url, "GET", path + "/status").get("cpu_percent"))

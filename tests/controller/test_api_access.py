@@ -156,6 +156,20 @@ async def test_lists_and_counts_hold_only_the_callers_devices(api: ApiClient) ->
     assert (await api.get("/api/v1/stats")).data["devices"] == 2
 
 
+async def test_an_event_filter_matching_nothing_is_an_empty_page_for_a_limited_user(
+    api: ApiClient,
+) -> None:
+    """The console asks a device's log for the last hour's status uploads: none yet
+    is an empty page, as for an administrator; a device outside is still 404."""
+    world = await World.build(api)
+    limited = await api.user("limited", [{"role": "viewer", "group_id": world.group_a}])
+    params = {"event": "status_uploaded"}
+    mine = await limited.get(f"/api/v1/devices/{world.device_a}/events", params=params)
+    assert (mine.data["items"], mine.data["total"]) == ([], 0)
+    other = await limited.get(f"/api/v1/devices/{world.device_b}/events", params=params)
+    other.failure(404, "DEVICEOP_ERROR")
+
+
 async def test_a_device_in_two_groups_shows_only_the_callers_group(api: ApiClient) -> None:
     world = await World.build(api)
     await api.put(f"/api/v1/groups/{world.group_b}/devices/{world.device_a}")

@@ -15,6 +15,7 @@ from playwright.sync_api import ConsoleMessage, Error, Route
 
 from edgefleet.controller.api import docs
 from edgefleet.controller.api.app import openapi_document
+from edgefleet.controller.api.console import console_files
 from tests.api_client import ApiClient
 from tests.browser import headless_chromium
 from tests.server_process import edgefleet_serve
@@ -131,8 +132,9 @@ def test_the_page_renders_every_operation_in_a_browser_offline(tmp_path: Path) -
     assert base_url + "/api/v1/openapi.json" in requests
 
 
-def test_a_built_wheel_carries_the_docs_files(tmp_path: Path) -> None:
-    """The images install a wheel, not the checkout: the page's files must be in it."""
+def test_a_built_wheel_carries_the_docs_and_console_files(tmp_path: Path) -> None:
+    """The images install a wheel, not the checkout: the pages' files must be in it
+    (one wheel built for both: it takes a while)."""
     source = tmp_path / "source"
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
@@ -150,3 +152,5 @@ def test_a_built_wheel_carries_the_docs_files(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for relative in docs.static_files():
         assert f"edgefleet/controller/api/docs-static/{relative}" in names, relative
+    for relative in console_files().files:
+        assert f"edgefleet/controller/api/console-static/{relative}" in names, relative

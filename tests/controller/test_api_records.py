@@ -121,6 +121,8 @@ async def test_stats_count_by_kind_status_and_day_and_what_deduplication_saved(
     assert stats["by_kind"] == {"alert": 3, "count": 1}
     assert stats["by_status"] == {"received": 4}
     assert list(stats["by_day"].values()) == [4]
+    [(hour, count)] = stats["by_hour"].items()
+    assert count == 4 and hour.startswith(next(iter(stats["by_day"])) + "T") and len(hour) == 13
     assert stats["devices"] == 2
     assert stats["duplicates_avoided"] == 1  # a-2, sent twice
     assert (stats["files"], stats["file_bytes"]) == (1, len(IMAGE))

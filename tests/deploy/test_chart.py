@@ -146,9 +146,12 @@ def test_services_ingress_and_pod_dns_for_commands() -> None:
         "/records": "edgefleet-devices",
         "/api/v1/data/upload": "edgefleet-devices",  # Exact: it wins over /api
         "/api": "edgefleet-api",
+        "/console": "edgefleet-api",  # the web console
+        "/": "edgefleet-api",  # Exact: the redirect to /console/
     }
     kinds = {p["path"]: p["pathType"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
     assert kinds["/api/v1/data/upload"] == "Exact" and kinds["/files"] == "Prefix"
+    assert kinds["/"] == "Exact"
     annotations = ingress["metadata"]["annotations"]
     assert annotations["nginx.ingress.kubernetes.io/proxy-body-size"] == "10485760"
     assert annotations["nginx.ingress.kubernetes.io/proxy-request-buffering"] == "off"

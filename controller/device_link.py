@@ -40,6 +40,10 @@ class DeviceLink(Protocol):
     async def disconnect(self, device_id: int, reason: str) -> None:
         """End the device's session, if it has one (it was disabled or deleted)."""
 
+    async def push_config(self, device_ids: list[int]) -> None:
+        """Have the connected ones among these devices sent their effective
+        configuration (soon, spread over time); the others get it at login."""
+
 
 class NoDeviceLink:
     """No southbound attached: no device holds a session."""
@@ -53,4 +57,7 @@ class NoDeviceLink:
         raise CommandRefused("offline")
 
     async def disconnect(self, device_id: int, reason: str) -> None:
+        return None
+
+    async def push_config(self, device_ids: list[int]) -> None:
         return None

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from edgefleet.agent.protocol import CommandResult, Record
+from edgefleet.agent.protocol import CommandResult, ConfigReport, Record
 from edgefleet.southbound.utilisation import Utilisation
 
 log = logging.getLogger("edgefleet.southbound.events")
@@ -207,6 +207,18 @@ class CommandNotSent:
     order: str
     refusal: str
     """``offline``, ``unknown`` or ``busy``."""
+
+
+# --- desired configuration (section 8) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigReported:
+    """A logged-in device said what configuration it runs (``config_report``)."""
+
+    device_id: int
+    report: ConfigReport
+    at: float
 
 
 # --- data (section 7) --------------------------------------------------------------------

@@ -21,7 +21,8 @@ to the session table (``sessions.py``); everything that happens is announced on
 the session events (``events.py``), to which each feature listens — the live
 status (``live.py``), the metrics (``metrics.py``), the database recorder
 (``recorder.py``), the activity log (``activity.py``), data ingest
-(``ingest.py``) and, in Kubernetes mode, the status writer (``status_writer.py``).
+(``ingest.py``), configuration push and reports (``config_push.py``) and, in
+Kubernetes mode, the status writer (``status_writer.py``).
 The instance beats in the database (``liveness.py``), which also sets its share of
 the installation's status-write budget (``controller/kube/budget.py``); its
 background tasks are owned by ``tasks.py``.
@@ -46,6 +47,7 @@ from edgefleet.controller.kube.status import StatusApi
 from edgefleet.controller.store import Store, StoreError
 from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 from edgefleet.southbound.activity import ActivityLog
+from edgefleet.southbound.config_push import ConfigPush
 from edgefleet.southbound.connection import DeviceConnection
 from edgefleet.southbound.device_auth import DeviceAuth
 from edgefleet.southbound.device_http import DeviceHttp
@@ -132,6 +134,7 @@ class Southbound:
             )
         self.files = files or LocalFileStore("./edgefleet-files")
         self.ingest = Ingest(store, self.events)
+        self.config_push = ConfigPush(store, self.sessions)
         self.device_http = DeviceHttp(
             store, self.files, DeviceAuth(self.gate), self.ingest, self.events, max_file_bytes
         )
@@ -141,6 +144,7 @@ class Southbound:
             self.recorder,
             ActivityLog(),
             self.ingest,
+            self.config_push,
             self.status_writer,
         ]
         for listener in listeners:
@@ -175,6 +179,7 @@ class Southbound:
         await self.liveness.beat()
         self._tasks.start(self.liveness.run(), "liveness")
         self._tasks.start(self.recorder.run(), "recorder")
+        self._tasks.start(self.config_push.run(), "config-push")
         if self.status_writer is not None:
             self._tasks.start(self.status_writer.run(), "status-writer")
         if self.settings.internal_token:
@@ -344,6 +349,10 @@ class Southbound:
     async def disconnect(self, device_id: int, reason: str) -> None:
         """End a device's session because the device was disabled or deleted."""
         await self.sessions.disconnect(device_id, reason)
+
+    def push_config(self, device_ids: list[int]) -> None:
+        """Send these devices (those connected here) their effective configuration."""
+        self.config_push.push(device_ids)
 
     async def holds(self, device_id: int) -> bool:
         """Whether the device's session is this instance's, or nobody's: another

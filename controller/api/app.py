@@ -37,6 +37,7 @@ from edgefleet.controller.api import (  # noqa: F401
     auth,
     classify,
     commands,
+    configs,
     devices,
     events,
     files,
@@ -64,6 +65,7 @@ from edgefleet.controller.api.openapi import build_document
 from edgefleet.controller.api.routing import AUDITOR, PRINCIPAL, REQUEST_ID, SOURCE
 from edgefleet.controller.api.schemas import Health
 from edgefleet.controller.commands import CommandService
+from edgefleet.controller.configuration import ConfigService
 from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.mirror import NoMirror, ResourceMirror
@@ -228,6 +230,7 @@ def create_app(
         link=link,
         writes=FleetWrites(store, mirror or NoMirror(), link, ids, rounds, auditor),
         commands=CommandService(store, link, command_timeout, auditor),
+        configs=ConfigService(store, link, auditor),
         files=file_store or LocalFileStore(DataSettings.files_dir),
         classify=classifications,
         max_file_bytes=max_file_bytes,

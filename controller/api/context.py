@@ -14,6 +14,7 @@ from edgefleet.controller.access.sign_in import SignIn
 from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api.routing import CALLER, SCOPE
 from edgefleet.controller.commands import CommandService
+from edgefleet.controller.configuration import ConfigService
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.settings import ApiSettings
 from edgefleet.controller.store import Scope, Store
@@ -31,6 +32,7 @@ class ApiContext:
     """Live status of the device sessions."""
     writes: FleetWrites
     commands: CommandService
+    configs: ConfigService
     files: FileStore
     """Devices' files, for downloads."""
     classify: ClassificationCache | None

@@ -32,6 +32,8 @@ ERROR_DESCRIPTIONS = {
     "RELATIONOP_ERROR, RECORD_ERROR, USEROP_ERROR, ROLEOP_ERROR, KEYOP_ERROR)",
     409: "conflict (DEVICEOP_ERROR, GROUPOP_ERROR, USEROP_ERROR, ROLEOP_ERROR), "
     "DEVICE_OFFLINE / DEVICE_BUSY, or ANALYSIS_OFF (no classifier is configured)",
+    412: "CONFIG_ERROR: If-Match names a version that is no longer current (the message "
+    "says which is)",
     413: "GENERAL_ERROR: the body is over the size limit",
     416: "RECORD_ERROR: the Range cannot be satisfied",
     429: "AUTH_ERROR: too many failed sign-ins; retry after Retry-After seconds",

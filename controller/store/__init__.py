@@ -9,6 +9,7 @@ from edgefleet.controller.settings import DatabaseSettings
 from edgefleet.controller.store.analysis import AnalysisStore
 from edgefleet.controller.store.api_keys import ApiKeyStore
 from edgefleet.controller.store.audit import AuditEntry, AuditFilter, AuditStore
+from edgefleet.controller.store.configs import ConfigStore
 from edgefleet.controller.store.database import Database, create_engine
 from edgefleet.controller.store.devices import DeviceFilter, DeviceStore
 from edgefleet.controller.store.errors import (
@@ -17,6 +18,7 @@ from edgefleet.controller.store.errors import (
     DatabaseUnavailable,
     DeviceConflict,
     DeviceNotFound,
+    DocumentTooBig,
     GroupConflict,
     GroupNotFound,
     KubernetesUnavailable,
@@ -28,6 +30,7 @@ from edgefleet.controller.store.errors import (
     StoreError,
     UserConflict,
     UserNotFound,
+    VersionMismatch,
 )
 from edgefleet.controller.store.events import EventFilter, EventStore
 from edgefleet.controller.store.groups import GroupStore
@@ -62,6 +65,7 @@ __all__ = [
     "DeviceConflict",
     "DeviceFilter",
     "DeviceNotFound",
+    "DocumentTooBig",
     "EventFilter",
     "FileNotFound",
     "GroupConflict",
@@ -81,6 +85,7 @@ __all__ = [
     "StoreError",
     "UserConflict",
     "UserNotFound",
+    "VersionMismatch",
 ]
 
 
@@ -101,6 +106,7 @@ class Store:
         self.api_keys = ApiKeyStore(db)
         self.refresh_tokens = RefreshTokenStore(db)
         self.audit = AuditStore(db)
+        self.configs = ConfigStore(db, self.groups)
 
     @classmethod
     def from_url(

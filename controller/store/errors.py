@@ -63,3 +63,16 @@ class ApiKeyNotFound(NotFound):
 
 class LastAdmin(Conflict):
     """The change would leave no active administrator."""
+
+
+class DocumentTooBig(StoreError):
+    """A configuration document over the size limit once written."""
+
+
+class VersionMismatch(StoreError):
+    """A conditional write (``If-Match``) named a version that is no longer current."""
+
+    def __init__(self, current: int, given: int) -> None:
+        super().__init__(f"version {given} is stale: the current version is {current}")
+        self.current = current
+        self.given = given

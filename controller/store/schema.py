@@ -376,3 +376,46 @@ audit_log = Table(
     Index(None, "action", "at"),
     Index(None, "target_type", "target_id", "at"),
 )
+
+# Desired configuration (FLEET.md, "Desired configuration"). ``version`` counts the
+# device's own document (what ``If-Match`` compares); ``effective_version`` counts
+# every change of what the device should run — its own document or one of its
+# groups' — and is the version ``config_update`` carries. ``reported*`` is the
+# device's last ``config_report`` as it sent it; ``supported`` is whether it listed
+# the ``config`` extension at its last login (null: not logged in since).
+device_configs = Table(
+    "device_configs",
+    metadata,
+    Column(
+        "device_id",
+        BigInteger,
+        ForeignKey("devices.device_id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("desired", JSON, nullable=False),
+    Column("version", Integer, nullable=False, default=0),
+    Column("effective_version", Integer, nullable=False, default=0),
+    Column("updated_at", Timestamp),
+    Column("reported", JSON),
+    Column("reported_version", Integer),
+    Column("report_status", String(16)),
+    Column("report_message", String(1024)),
+    Column("reported_at", Timestamp),
+    Column("supported", Boolean),
+)
+
+group_configs = Table(
+    "group_configs",
+    metadata,
+    Column(
+        "group_id",
+        BigInteger,
+        ForeignKey("device_groups.group_id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("config", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)

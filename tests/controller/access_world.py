@@ -114,6 +114,10 @@ class World:
             "create_role": {"code": f"c-{tag}", "name": "C", "permissions": ["groups:read"]},
             "update_role": {"description": "changed"},
             "create_api_key": {"name": f"k-{tag}"},
+            "put_device_config": {"config": {"exposure": 30}},
+            "patch_device_config": {"config": {"exposure": 31}},
+            "put_group_config": {"config": {"upload": {"images": True}}},
+            "patch_group_config": {"config": {"upload": {"images": False}}},
         }
         return bodies.get(operation.operation_id)
 

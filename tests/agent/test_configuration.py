@@ -7,12 +7,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from edgefleet.agent.runner import Agent
+from edgefleet.agent.settings import AgentSettings
 from edgefleet.controller.store import Store
 from tests.agent.conftest import SOUTHBOUND, agent_process, agent_settings, online, running_agent
 from tests.conftest import eventually
@@ -45,14 +47,28 @@ def applying(seen: list[dict[str, Any]]) -> Any:
     return setup
 
 
+async def refused(fleet: Fleet, device: dict[str, Any]) -> dict[str, Any] | None:
+    answer = (await fleet.api.get(config_path(device))).data
+    return answer if answer["report_status"] == "fail" else None
+
+
+@asynccontextmanager
+async def synced_agent(
+    fleet: Fleet, device: dict[str, Any], tmp_path: Path, seen: list[dict[str, Any]]
+) -> AsyncIterator[AgentSettings]:
+    """An agent whose first configuration, set while it was offline, is in sync."""
+    await fleet.api.put(config_path(device), {"config": {"exposure": 30}})
+    settings = agent_settings(fleet, device, tmp_path)
+    async with running_agent(settings, applying(seen)):
+        await eventually(lambda: synced(fleet, device, 1))
+        yield settings
+
+
 async def test_the_handler_applies_it_and_the_state_dir_keeps_it(
     fleet: Fleet, device: dict[str, Any], tmp_path: Path
 ) -> None:
-    await fleet.api.put(config_path(device), {"config": {"exposure": 30}})
-    settings = agent_settings(fleet, device, tmp_path)
     seen: list[dict[str, Any]] = []
-    async with running_agent(settings, applying(seen)):
-        await eventually(lambda: synced(fleet, device, 1))
+    async with synced_agent(fleet, device, tmp_path, seen) as settings:
         await fleet.api.patch(config_path(device), {"config": {"mode": "night"}})
         answer = await eventually(lambda: synced(fleet, device, 2))
     assert seen == [{"exposure": 30}, {"exposure": 30, "mode": "night"}]
@@ -72,18 +88,10 @@ async def test_the_handler_applies_it_and_the_state_dir_keeps_it(
 async def test_a_refused_configuration_is_reported_and_resent_at_the_next_login(
     fleet: Fleet, device: dict[str, Any], tmp_path: Path
 ) -> None:
-    await fleet.api.put(config_path(device), {"config": {"exposure": 30}})
-    settings = agent_settings(fleet, device, tmp_path)
     seen: list[dict[str, Any]] = []
-    async with running_agent(settings, applying(seen)):
-        await eventually(lambda: synced(fleet, device, 1))
+    async with synced_agent(fleet, device, tmp_path, seen) as settings:
         await fleet.api.put(config_path(device), {"config": {"exposure": 500}})
-
-        async def refused() -> dict[str, Any] | None:
-            answer = (await fleet.api.get(config_path(device))).data
-            return answer if answer["report_status"] == "fail" else None
-
-        answer = await eventually(refused)
+        answer = await eventually(lambda: refused(fleet, device))
     assert answer["in_sync"] is False and "exposure out of range" in answer["reason"]
     assert answer["reported"] == {"exposure": 30} and answer["desired_version"] == 2
 
@@ -130,12 +138,7 @@ async def test_the_cli_agent_hands_the_configuration_to_its_hook_on_stdin(
         await eventually(lambda: synced(fleet, device, 1))
         assert json.loads(written.read_text()) == {"fps": 15}
         await fleet.api.patch(config_path(device), {"config": {"fail": True}})
-
-        async def refused() -> dict[str, Any] | None:
-            answer = (await fleet.api.get(config_path(device))).data
-            return answer if answer["report_status"] == "fail" else None
-
-        answer = await eventually(refused)
+        answer = await eventually(lambda: refused(fleet, device))
         assert answer["report_message"] == "the camera said no"
         assert json.loads(written.read_text()) == {"fps": 15}
     finally:

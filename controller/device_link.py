@@ -44,6 +44,10 @@ class DeviceLink(Protocol):
         """Have the connected ones among these devices sent their effective
         configuration (soon, spread over time); the others get it at login."""
 
+    async def deliver_queued(self, device_id: int) -> None:
+        """Have the device's queued commands delivered now, if it is connected;
+        else they wait for its next login."""
+
 
 class NoDeviceLink:
     """No southbound attached: no device holds a session."""
@@ -60,4 +64,7 @@ class NoDeviceLink:
         return None
 
     async def push_config(self, device_ids: list[int]) -> None:
+        return None
+
+    async def deliver_queued(self, device_id: int) -> None:
         return None

@@ -82,6 +82,12 @@ class HttpDeviceLink:
             except (aiohttp.ClientError, TimeoutError):
                 log.warning("configuration push not taken", extra={"address": address})
 
+    async def deliver_queued(self, device_id: int) -> None:
+        try:
+            await self._call("POST", device_id, "queue", NETWORK_GRACE, {})
+        except CommandRefused:
+            pass  # not connected: its queue waits for its next login
+
     async def disconnect(self, device_id: int, reason: str) -> None:
         try:
             await self._call("POST", device_id, "disconnect", NETWORK_GRACE, {"reason": reason})

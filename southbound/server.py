@@ -21,8 +21,8 @@ to the session table (``sessions.py``); everything that happens is announced on
 the session events (``events.py``), to which each feature listens — the live
 status (``live.py``), the metrics (``metrics.py``), the database recorder
 (``recorder.py``), the activity log (``activity.py``), data ingest
-(``ingest.py``), configuration push and reports (``config_push.py``) and, in
-Kubernetes mode, the status writer (``status_writer.py``).
+(``ingest.py``), configuration push and reports (``config_push.py``), queued
+commands (``queued_commands.py``) and, in Kubernetes mode, the status writer (``status_writer.py``).
 The instance beats in the database (``liveness.py``), which also sets its share of
 the installation's status-write budget (``controller/kube/budget.py``); its
 background tasks are owned by ``tasks.py``.
@@ -58,6 +58,7 @@ from edgefleet.southbound.live import LiveStatusBook
 from edgefleet.southbound.liveness import Liveness
 from edgefleet.southbound.login import LoginGate
 from edgefleet.southbound.metrics import SouthboundMetrics
+from edgefleet.southbound.queued_commands import QueuedDelivery
 from edgefleet.southbound.recorder import Recorder
 from edgefleet.southbound.session import CLOSE_GOING_AWAY, Timings
 from edgefleet.southbound.sessions import SessionTable
@@ -135,6 +136,7 @@ class Southbound:
         self.files = files or LocalFileStore("./edgefleet-files")
         self.ingest = Ingest(store, self.events)
         self.config_push = ConfigPush(store, self.sessions)
+        self.queued = QueuedDelivery(store, self.sessions, self.instance)
         self.device_http = DeviceHttp(
             store, self.files, DeviceAuth(self.gate), self.ingest, self.events, max_file_bytes
         )
@@ -145,6 +147,7 @@ class Southbound:
             ActivityLog(),
             self.ingest,
             self.config_push,
+            self.queued,
             self.status_writer,
         ]
         for listener in listeners:
@@ -164,6 +167,7 @@ class Southbound:
         self._device_port: tuple[web.AppRunner, web.TCPSite] | None = None
         self._runners: list[web.AppRunner] = []
         self._stopping = False
+        self._delivering: asyncio.Task[None] | None = None
         self.metrics_port = settings.metrics_port
 
     # --- lifecycle -------------------------------------------------------------------
@@ -176,10 +180,17 @@ class Southbound:
                 "released sessions of a previous run",
                 extra={"instance": self.instance, "devices": len(released)},
             )
+        abandoned = await self.store.commands.abandon(self.instance)
+        if abandoned:
+            log.warning(
+                "commands sent by a previous run ended without a result",
+                extra={"instance": self.instance, "commands": abandoned},
+            )
         await self.liveness.beat()
         self._tasks.start(self.liveness.run(), "liveness")
         self._tasks.start(self.recorder.run(), "recorder")
         self._tasks.start(self.config_push.run(), "config-push")
+        self._delivering = self._tasks.start(self.queued.run(), "queued-commands")
         if self.status_writer is not None:
             self._tasks.start(self.status_writer.run(), "status-writer")
         if self.settings.internal_token:
@@ -226,6 +237,10 @@ class Southbound:
         await site.stop()  # no new connections
         checks = self.gate.credentials.checks
         checks.refuse_waiting()
+        # Deliveries stop before the sessions end: a command sent and not answered
+        # stays ``sent``, to be ended (never resent) when this instance starts again.
+        if self._delivering is not None:
+            await self._tasks.cancel(self._delivering)
         await self.sessions.end_all("server_shutdown", CLOSE_GOING_AWAY, "server shutting down")
         # Logins whose bcrypt check was running finish now, are refused (no session
         # is attached any more) and close while the connections are still read.
@@ -353,6 +368,10 @@ class Southbound:
     def push_config(self, device_ids: list[int]) -> None:
         """Send these devices (those connected here) their effective configuration."""
         self.config_push.push(device_ids)
+
+    def deliver_queued(self, device_id: int) -> None:
+        """Deliver the device's queued commands, if its session is here."""
+        self.queued.deliver(device_id)
 
     async def holds(self, device_id: int) -> bool:
         """Whether the device's session is this instance's, or nobody's: another

@@ -229,7 +229,7 @@ def create_app(
         settings=settings,
         link=link,
         writes=FleetWrites(store, mirror or NoMirror(), link, ids, rounds, auditor),
-        commands=CommandService(store, link, command_timeout, auditor),
+        commands=CommandService(store, link, command_timeout, auditor, ids),
         configs=ConfigService(store, link, auditor),
         files=file_store or LocalFileStore(DataSettings.files_dir),
         classify=classifications,

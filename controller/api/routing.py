@@ -81,6 +81,9 @@ class Endpoint:
     media: str = "application/json"
     body_media: tuple[str, ...] = ()
     """Media types of a raw request body the handler reads itself."""
+    accepted: str | None = None
+    """The handler may also answer 202 with the same model (``accept(request)``):
+    what that means, for the document."""
 
     @property
     def operation_id(self) -> str:
@@ -118,6 +121,7 @@ class Endpoints:
         permission: str | None = None,
         media: str = "application/json",
         body_media: tuple[str, ...] = (),
+        accepted: str | None = None,
     ) -> Callable[[Handler], Handler]:
         if public == (permission is not None):
             raise TypeError(f"{method} {path}: declare public=True or a permission, not both")
@@ -150,6 +154,7 @@ class Endpoints:
                     response_model=None if raw else returns,
                     media=media,
                     body_media=body_media,
+                    accepted=accepted,
                 )
             )
             return handler
@@ -174,6 +179,11 @@ class Endpoints:
     def add_to(self, app: web.Application) -> None:
         for endpoint in self.table:
             app.router.add_route(endpoint.method, endpoint.path, _adapter(endpoint))
+
+
+def accept(request: web.Request) -> None:
+    """Answer 202 instead of the route's status: taken, to be done later."""
+    request[RESPONSE_HOOKS].append(lambda response: response.set_status(202))
 
 
 def strict_json(value: Any) -> str:

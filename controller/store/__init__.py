@@ -9,11 +9,14 @@ from edgefleet.controller.settings import DatabaseSettings
 from edgefleet.controller.store.analysis import AnalysisStore
 from edgefleet.controller.store.api_keys import ApiKeyStore
 from edgefleet.controller.store.audit import AuditEntry, AuditFilter, AuditStore
+from edgefleet.controller.store.commands import CommandStore
 from edgefleet.controller.store.configs import ConfigStore
 from edgefleet.controller.store.database import Database, create_engine
 from edgefleet.controller.store.devices import DeviceFilter, DeviceStore
 from edgefleet.controller.store.errors import (
     ApiKeyNotFound,
+    CommandNotFound,
+    CommandNotQueued,
     Conflict,
     DatabaseUnavailable,
     DeviceConflict,
@@ -60,6 +63,8 @@ __all__ = [
     "AuditEntry",
     "AuditFilter",
     "Binding",
+    "CommandNotFound",
+    "CommandNotQueued",
     "Conflict",
     "DatabaseUnavailable",
     "DeviceConflict",
@@ -107,6 +112,7 @@ class Store:
         self.refresh_tokens = RefreshTokenStore(db)
         self.audit = AuditStore(db)
         self.configs = ConfigStore(db, self.groups)
+        self.commands = CommandStore(db)
 
     @classmethod
     def from_url(

@@ -25,6 +25,7 @@ from edgefleet.controller.store.errors import GroupNotFound, VersionMismatch
 from edgefleet.controller.store.events import record_events
 from edgefleet.controller.store.groups import GroupStore
 from edgefleet.controller.store.groups import _fetch_group as fetch_group
+from edgefleet.controller.store.pages import first_row
 from edgefleet.controller.store.schema import device_configs, device_groups, group_configs
 from edgefleet.controller.store.scope import Scope
 
@@ -48,18 +49,13 @@ EMPTY_DEVICE: dict[str, Any] = {
 """A device whose configuration was never set nor reported."""
 
 
-async def _one(connection: AsyncConnection, query: Any) -> dict[str, Any] | None:
-    row = (await connection.execute(query)).mappings().first()
-    return dict(row) if row is not None else None
-
-
 def _check(version: int, if_match: int | None) -> None:
     if if_match is not None and if_match != version:
         raise VersionMismatch(version, if_match)
 
 
 async def _device_row(connection: AsyncConnection, device_id: int) -> dict[str, Any] | None:
-    return await _one(
+    return await first_row(
         connection,
         select(device_configs).where(device_configs.c.device_id == device_id).with_for_update(),
     )
@@ -117,7 +113,7 @@ class ConfigStore:
         """The device's row (empty when never set); ``DeviceNotFound`` outside ``scope``."""
         async with self._db.read() as connection:
             await fetch_device(connection, device_id, scope)
-            row = await _one(
+            row = await first_row(
                 connection, select(device_configs).where(device_configs.c.device_id == device_id)
             )
             return {**EMPTY_DEVICE, "device_id": device_id, **(row or {})}
@@ -214,7 +210,7 @@ class ConfigStore:
     async def group(self, group_id: int, scope: Scope = None) -> dict[str, Any]:
         async with self._db.read() as connection:
             await fetch_group(connection, group_id, scope)
-            row = await _one(
+            row = await first_row(
                 connection, select(group_configs).where(group_configs.c.group_id == group_id)
             )
             empty = {"config": {}, "version": 0, "updated_at": None}
@@ -231,7 +227,7 @@ class ConfigStore:
         ``if_match``. Its members are then ``bump``-ed by the caller."""
         async with self._db.begin() as connection:
             await fetch_group(connection, group_id)
-            row = await _one(
+            row = await first_row(
                 connection,
                 select(group_configs).where(group_configs.c.group_id == group_id).with_for_update(),
             )

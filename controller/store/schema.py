@@ -419,3 +419,35 @@ group_configs = Table(
     Column("version", Integer, nullable=False),
     Column("updated_at", Timestamp, nullable=False),
 )
+
+# Every command sent to a device, queued or not (FLEET.md, "Commands that wait for
+# the device"). No foreign key: a device's command history is kept like its log.
+# ``state``: queued, sent, succeeded, failed, timed_out, expired, canceled. A queued
+# command is claimed for delivery by moving it to ``sent`` in one conditional
+# UPDATE, so it is handed to a device at most once; ``deadline`` is when a sent
+# command whose deliverer vanished counts as timed out.
+commands = Table(
+    "commands",
+    metadata,
+    Column("command_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("device_id", BigInteger, nullable=False),
+    Column("order", String(64), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("timeout", Float, nullable=False),
+    Column("queued", Boolean, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    # The southbound instance that claimed a queued command: if it restarts before
+    # the result, the command ends there (``timed_out``), never sent again.
+    Column("deliverer", String(128)),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp),
+    Column("sent_at", Timestamp),
+    Column("deadline", Timestamp),
+    Column("finished_at", Timestamp),
+    Column("result_status", String(16)),
+    Column("result_message", String(1024)),
+    Column("result_data", JSON),
+    Index(None, "device_id", "command_id"),
+    Index(None, "device_id", "state", "command_id"),
+)

@@ -5,37 +5,21 @@ login, version-1 devices reported unsupported; on SQLite and MariaDB."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection
 
 from edgefleet.agent import protocol
-from edgefleet.controller.store import Store
 from tests.conftest import eventually
-from tests.southbound.conftest import FAST, Fleet, recv_json, running_fleet
-
-PATIENT = dataclasses.replace(
-    FAST, heartbeat_tolerance=30.0, heartbeat_tolerance_after_failure=30.0
-)
-"""These clients send no heartbeats: the sessions must outlive the test."""
+from tests.southbound.conftest import Fleet, nothing_comes
 
 
 @pytest.fixture
-async def fleet(store: Store) -> AsyncIterator[Fleet]:
-    async with running_fleet(store, PATIENT) as running:
-        yield running
-
-
-async def nothing_comes(ws: ClientConnection) -> bool:
-    try:
-        await recv_json(ws, timeout=0.3)
-    except TimeoutError:
-        return True
-    return False
+def fleet(patient_fleet: Fleet) -> Fleet:
+    """These clients send no heartbeats."""
+    return patient_fleet
 
 
 async def config_device(fleet: Fleet, device: dict[str, Any]) -> ClientConnection:

@@ -1,5 +1,5 @@
-"""Desired configuration: a document per device and per group, and what each device
-last reported.
+"""Desired configuration (a document per device and per group, and what each device
+last reported) and the command history, where queued commands wait for their device.
 
 Revision ID: 0008
 Revises: 0006 (re-chained onto 0007 when merged beside the labels migration)
@@ -54,8 +54,38 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("group_id", name=op.f("pk_group_configs")),
     )
+    op.create_table(
+        "commands",
+        sa.Column("command_id", sa.BigInteger(), autoincrement=False, nullable=False),
+        sa.Column("device_id", sa.BigInteger(), nullable=False),
+        sa.Column("order", sa.String(length=64), nullable=False),
+        sa.Column("params", sa.JSON(), nullable=False),
+        sa.Column("timeout", sa.Float(), nullable=False),
+        sa.Column("queued", sa.Boolean(), nullable=False),
+        sa.Column("state", sa.String(length=16), nullable=False),
+        sa.Column("actor", sa.String(length=128), nullable=False),
+        sa.Column("deliverer", sa.String(length=128), nullable=True),
+        sa.Column("created_at", Timestamp, nullable=False),
+        sa.Column("expires_at", Timestamp, nullable=True),
+        sa.Column("sent_at", Timestamp, nullable=True),
+        sa.Column("deadline", Timestamp, nullable=True),
+        sa.Column("finished_at", Timestamp, nullable=True),
+        sa.Column("result_status", sa.String(length=16), nullable=True),
+        sa.Column("result_message", sa.String(length=1024), nullable=True),
+        sa.Column("result_data", sa.JSON(), nullable=True),
+        sa.PrimaryKeyConstraint("command_id", name=op.f("pk_commands")),
+    )
+    op.create_index(
+        op.f("ix_commands_device_id_command_id"), "commands", ["device_id", "command_id"]
+    )
+    op.create_index(
+        op.f("ix_commands_device_id_state_command_id"),
+        "commands",
+        ["device_id", "state", "command_id"],
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("commands")
     op.drop_table("group_configs")
     op.drop_table("device_configs")

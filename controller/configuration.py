@@ -16,18 +16,21 @@ from typing import Any
 
 from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.device_link import DeviceLink
-from edgefleet.controller.store import DocumentTooBig, GroupNotFound, Scope, Store
-from edgefleet.controller.store.configs import Change, merge_patch
+from edgefleet.controller.mirror import ResourceMirror
+from edgefleet.controller.store import (
+    DocumentTooBig,
+    GroupNotFound,
+    Scope,
+    Store,
+    VersionMismatch,
+)
+from edgefleet.controller.store.configs import Change, in_sync, merge_patch
 from edgefleet.controller.writes import Auditor
 
 log = logging.getLogger("edgefleet.configuration")
 
 PERMISSION = "config:write"
 MAX_DOCUMENT_BYTES = 32 * 1024
-UNSUPPORTED = (
-    "the device did not list the config extension at its last login "
-    "(a version-1 device): it cannot be sent a configuration"
-)
 
 
 def checked(change: Change) -> Change:
@@ -53,24 +56,50 @@ def patching(patch: dict[str, Any]) -> Change:
     return checked(lambda current: merge_patch(current, patch))
 
 
-def in_sync(row: dict[str, Any], effective: dict[str, Any]) -> tuple[bool | None, str | None]:
-    """Whether the device runs what it should, and when that cannot be known, why."""
-    if row["supported"] is False:
-        return None, UNSUPPORTED
-    if row["report_status"] == "fail":
-        return False, f"the device could not apply it: {row['report_message'] or 'no reason'}"
-    if row["reported"] is None:
-        return False, "the device has not reported its configuration yet"
-    if row["reported"] != effective:
-        return False, "the device runs another configuration"
-    return True, None
+class ConfigChanges:
+    """What follows a written document: the effective versions of the devices it
+    reaches go up, and the connected ones are sent their new configuration."""
+
+    def __init__(self, store: Store, link: DeviceLink) -> None:
+        self._store = store
+        self._link = link
+
+    async def group_changed(self, group_id: int) -> None:
+        """Every member's effective configuration changed: bump and push it."""
+        row = await self._store.configs.group(group_id)
+        members = await self._store.groups.member_ids(group_id)
+        detail = {"group_id": str(group_id), "group_version": row["version"]}
+        await self._store.configs.bump(members, detail)
+        await self.push(members)
+
+    async def adopt(self, kind: str, target_id: int, config: dict[str, Any]) -> None:
+        """Kubernetes mode: ``spec.config`` of a Device or DeviceGroup, as the operator
+        reads it, becomes the desired document when it differs (a change made with
+        kubectl; one made through the API is found equal)."""
+        if kind == "device":
+            row = await self._store.configs.device(target_id)
+            if row["desired"] != config:
+                await self._store.configs.set_device(target_id, lambda _: config, None)
+                await self.push([target_id])
+        else:
+            row = await self._store.configs.group(target_id)
+            if row["config"] != config:
+                await self._store.configs.set_group(target_id, lambda _: config, None)
+                await self.group_changed(target_id)
+
+    async def push(self, device_ids: list[int]) -> None:
+        if device_ids:
+            await self._link.push_config(device_ids)
 
 
 class ConfigService:
-    def __init__(self, store: Store, link: DeviceLink, auditor: Auditor) -> None:
+    def __init__(
+        self, store: Store, link: DeviceLink, auditor: Auditor, mirror: ResourceMirror
+    ) -> None:
         self._store = store
-        self._link = link
         self._audit = auditor
+        self._mirror = mirror
+        self._changes = ConfigChanges(store, link)
 
     async def device(self, device_id: int, scope: Scope) -> dict[str, Any]:
         """The device's row, its effective configuration, and whether it is in sync."""
@@ -86,9 +115,22 @@ class ConfigService:
             scope = caller.principal.scope(PERMISSION)
             if scope is not None:
                 await self._store.devices.get(device_id, scope)
-            await self._store.configs.set_device(device_id, change, if_match, entry)
-        await self._push([device_id])
+            current = await self._store.configs.device(device_id)
+            new = self._mirrored_change(current["desired"], current["version"], change, if_match)
+            await self._mirror.config_changed("device", device_id, current["desired"], new)
+            await self._store.configs.set_device(device_id, lambda _: new, if_match, entry)
+        await self._changes.push([device_id])
         return await self.device(device_id, None)
+
+    @staticmethod
+    def _mirrored_change(
+        current: dict[str, Any], version: int, change: Change, if_match: int | None
+    ) -> dict[str, Any]:
+        """The new document, computed before the resource is written (Kubernetes mode:
+        the resource first); the store checks ``if_match`` again as it writes."""
+        if if_match is not None and if_match != version:
+            raise VersionMismatch(version, if_match)
+        return change(current)
 
     async def group(self, group_id: int, scope: Scope) -> dict[str, Any]:
         return await self._store.configs.group(group_id, scope)
@@ -100,13 +142,9 @@ class ConfigService:
             scope = caller.principal.scope(PERMISSION)
             if scope is not None and group_id not in scope:
                 raise GroupNotFound(group_id)
-            row = await self._store.configs.set_group(group_id, change, if_match, entry)
-        members = await self._store.groups.member_ids(group_id)
-        detail = {"group_id": str(group_id), "group_version": row["version"]}
-        await self._store.configs.bump(members, detail)
-        await self._push(members)
+            current = await self._store.configs.group(group_id)
+            new = self._mirrored_change(current["config"], current["version"], change, if_match)
+            await self._mirror.config_changed("group", group_id, current["config"], new)
+            await self._store.configs.set_group(group_id, lambda _: new, if_match, entry)
+        await self._changes.group_changed(group_id)
         return await self._store.configs.group(group_id)
-
-    async def _push(self, device_ids: list[int]) -> None:
-        if device_ids:
-            await self._link.push_config(device_ids)

@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 
 from edgefleet.agent.protocol import ConfigReport
 from edgefleet.controller.store import DatabaseUnavailable, Store
-from edgefleet.southbound.events import ConfigReported, LoggedIn, SessionEvents
+from edgefleet.controller.store.configs import in_sync
+from edgefleet.southbound.events import ConfigReported, ConfigSynced, LoggedIn, SessionEvents
 from edgefleet.southbound.sessions import SessionTable
 
 log = logging.getLogger("edgefleet.southbound.config")
@@ -52,7 +53,12 @@ class ConfigPush:
         batch: int = BATCH,
         pause: float = PAUSE,
         retry_delay: float = 1.0,
+        events: SessionEvents | None = None,
     ) -> None:
+        """``events``: where to announce ``ConfigSynced`` after each stored report
+        (Kubernetes mode, for the status writer); none: nobody needs it, and the
+        comparison with the desired configuration is not made."""
+        self._events = events
         self._store = store
         self._sessions = sessions
         self._batch = batch
@@ -122,8 +128,24 @@ class ConfigPush:
                 await self._store.configs.set_supported(device_ids, supported)
                 for device_id in device_ids:
                     flags.pop(device_id, None)
+                    if not supported and self._events is not None:
+                        self._events.publish(ConfigSynced(device_id, None, None))
 
     async def _store_reports(self) -> None:
+        stored = [report.device_id for report in self._reports]
+        await self._store_each_report()
+        if self._events is not None and stored:
+            await self._announce(list(dict.fromkeys(stored)))
+
+    async def _announce(self, device_ids: list[int]) -> None:
+        rows = await self._store.configs.devices(device_ids)
+        effective = await self._store.configs.effective(device_ids)
+        for device_id, row in rows.items():
+            synced, _ = in_sync(row, effective[device_id].config)
+            assert self._events is not None
+            self._events.publish(ConfigSynced(device_id, row["reported_version"], synced))
+
+    async def _store_each_report(self) -> None:
         while self._reports:
             item = self._reports[0]
             report = item.report

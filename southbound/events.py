@@ -221,6 +221,17 @@ class ConfigReported:
     at: float
 
 
+@dataclass(frozen=True)
+class ConfigSynced:
+    """A device's report was stored: the version it runs, and whether that is its
+    desired configuration (None: it cannot take one). Announced in Kubernetes mode,
+    for the Device's status."""
+
+    device_id: int
+    version: int | None
+    in_sync: bool | None
+
+
 # --- data (section 7) --------------------------------------------------------------------
 
 

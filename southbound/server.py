@@ -135,7 +135,9 @@ class Southbound:
             )
         self.files = files or LocalFileStore("./edgefleet-files")
         self.ingest = Ingest(store, self.events)
-        self.config_push = ConfigPush(store, self.sessions)
+        self.config_push = ConfigPush(
+            store, self.sessions, events=self.events if kube is not None else None
+        )
         self.queued = QueuedDelivery(store, self.sessions, self.instance)
         self.device_http = DeviceHttp(
             store, self.files, DeviceAuth(self.gate), self.ingest, self.events, max_file_bytes

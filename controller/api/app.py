@@ -230,7 +230,7 @@ def create_app(
         link=link,
         writes=FleetWrites(store, mirror or NoMirror(), link, ids, rounds, auditor),
         commands=CommandService(store, link, command_timeout, auditor, ids),
-        configs=ConfigService(store, link, auditor),
+        configs=ConfigService(store, link, auditor, mirror or NoMirror()),
         files=file_store or LocalFileStore(DataSettings.files_dir),
         classify=classifications,
         max_file_bytes=max_file_bytes,

@@ -74,6 +74,13 @@ METADATA = {
     },
 }
 
+CONFIG: dict[str, Any] = {
+    "type": "object",
+    "x-kubernetes-preserve-unknown-fields": True,
+    "description": "The desired configuration (any JSON object, at most 32 KiB): a "
+    "Device's own goes on top of its groups' (merged in group name order).",
+}
+
 DEVICE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["spec"],
@@ -113,6 +120,7 @@ DEVICE_SCHEMA: dict[str, Any] = {
                     "x-kubernetes-list-type": "set",
                 },
                 "disabled": {"type": "boolean", "default": False},
+                "config": CONFIG,
             },
         },
         "status": {
@@ -133,6 +141,16 @@ DEVICE_SCHEMA: dict[str, Any] = {
                         "updatedAt": _instant(),
                     },
                 },
+                "configVersion": {
+                    "type": "integer",
+                    "description": "The configuration version the device last reported.",
+                },
+                "configInSync": {
+                    "type": "boolean",
+                    "nullable": True,
+                    "description": "Whether the device runs its desired configuration; "
+                    "null: it cannot take one (a version-1 device).",
+                },
                 "conditions": CONDITIONS,
             },
         },
@@ -150,6 +168,7 @@ GROUP_SCHEMA: dict[str, Any] = {
             "properties": {
                 "displayName": _text(NAME_MAX, 1),
                 "description": _text(DESCRIPTION_MAX),
+                "config": CONFIG,
             },
         },
         "status": {

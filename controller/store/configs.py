@@ -91,6 +91,40 @@ def merge_patch(target: Any, patch: Any) -> Any:
     return merged
 
 
+def merge_diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch that turns ``old`` into ``new`` (``merge_patch(old, diff) == new``
+    for documents without nulls)."""
+    diff: dict[str, Any] = {key: None for key in old if key not in new}
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(before, dict) and isinstance(value, dict):
+            if before != value:
+                diff[key] = merge_diff(before, value)
+        elif key not in old or before != value:
+            diff[key] = value
+    return diff
+
+
+def in_sync(row: dict[str, Any], effective: dict[str, Any]) -> tuple[bool | None, str | None]:
+    """Whether the device runs what it should, and when it does not (or that cannot
+    be known), why."""
+    if row["supported"] is False:
+        return None, UNSUPPORTED
+    if row["report_status"] == "fail":
+        return False, f"the device could not apply it: {row['report_message'] or 'no reason'}"
+    if row["reported"] is None:
+        return False, "the device has not reported its configuration yet"
+    if row["reported"] != effective:
+        return False, "the device runs another configuration"
+    return True, None
+
+
+UNSUPPORTED = (
+    "the device did not list the config extension at its last login "
+    "(a version-1 device): it cannot be sent a configuration"
+)
+
+
 @dataclass(frozen=True)
 class Effective:
     """What a device should run: its groups' documents merged in group name order,

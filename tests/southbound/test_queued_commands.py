@@ -4,6 +4,7 @@ time to live, canceled, and never sent twice across a southbound restart."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -143,3 +144,24 @@ async def test_a_southbound_restart_in_the_middle_of_a_delivery_never_sends_it_t
         assert "restarted; not sent again" in ended["result"]["message"]
         assert await nothing_comes(again)
         await again.close()
+
+
+async def test_a_queued_command_waits_while_a_version_1_device_is_busy(fleet: Fleet) -> None:
+    """A version-1 device takes one command at a time: the queued one is refused as
+    busy before anything is sent, stays queued, and goes once the device is free."""
+    device = await fleet.register()
+    ws, _ = await fleet.login(device)
+    live = asyncio.create_task(
+        fleet.api.post(commands_path(device), {"order": "slow", "timeout": 5})
+    )
+    slow = await next_order(ws)
+    command_id = await queue(fleet, device, "after")
+    assert await nothing_comes(ws)  # busy: not sent
+    assert (await command(fleet, command_id))["state"] == "queued"
+    await answer(ws, slow, None)
+    assert (await live).data["status"] == "success"
+    after = await next_order(ws)
+    assert after["Headers"]["order_type"] == "after"
+    await answer(ws, after, None)
+    await eventually(lambda: in_state(fleet, command_id, "succeeded"))
+    await ws.close()

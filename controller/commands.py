@@ -17,6 +17,7 @@ link is told at once, so a device online now gets it now.
 from __future__ import annotations
 
 import asyncio
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +30,8 @@ from edgefleet.controller.store.database import utcnow
 from edgefleet.controller.writes import Auditor
 
 PERMISSION = "commands:send"
+
+log = logging.getLogger("edgefleet.commands")
 
 
 class CommandService:
@@ -53,11 +56,11 @@ class CommandService:
         order: str,
         params: dict[str, Any],
         timeout: float | None = None,
-    ) -> tuple[int, CommandResult]:
+    ) -> tuple[int | None, CommandResult]:
         """Send and wait for the result (``timeout`` seconds at most, else the
-        default): its ``command_id`` and result. Raises ``CommandRefused`` (the
-        history says so too), and ``DeviceNotFound`` for no such device or one
-        outside the caller's scope.
+        default): its ``command_id`` (None: sent without the database) and result.
+        Raises ``CommandRefused`` (the history says so too), and ``DeviceNotFound``
+        for no such device or one outside the caller's scope.
 
         With the database away, a device whose session is held where the link
         reaches it without the database (``edgefleet serve``) still gets its
@@ -66,7 +69,7 @@ class CommandService:
         which alone can say whether the device is theirs. Such a command has no
         history row: the database was away."""
         seconds = timeout or self.default_timeout
-        command_id = self._ids.next_id()
+        command_id: int | None = None
         fields = [f"order:{order}"]
         async with self._audit.change(
             caller, "send_device_command", "device", device_id, fields
@@ -84,6 +87,7 @@ class CommandService:
                         raise outage from None
                     raise
             else:
+                command_id = self._ids.next_id()
                 row = self._row(caller, command_id, device_id, order, params, seconds, "sent")
                 await self._store.commands.create([row])
                 result = await self._sent(command_id, device_id, order, params, seconds)
@@ -97,10 +101,21 @@ class CommandService:
         try:
             result = await self._link.command(device_id, order, params, seconds)
         except CommandRefused as refused:
-            await self._store.commands.finish(command_id, "fail", str(refused), None)
+            await self._finish(command_id, CommandResult("fail", str(refused)))
             raise
-        await self._store.commands.finish(command_id, result.status, result.message, result.data)
+        await self._finish(command_id, result)
         return result
+
+    async def _finish(self, command_id: int, result: CommandResult) -> None:
+        """The caller gets the device's answer even when the database went away
+        meanwhile: the history then shows the command timed out, once its deadline
+        passed."""
+        try:
+            await self._store.commands.finish(
+                command_id, result.status, result.message, result.data
+            )
+        except DatabaseUnavailable:
+            log.warning("command result not recorded", extra={"command_id": command_id})
 
     async def queue(
         self,

@@ -176,7 +176,7 @@ class ConfigPush:
         sends = [
             self._sessions.send_config(device_id, state.version, state.config)
             for device_id, state in effective.items()
-            if state.version > 0  # never configured: nothing to send
+            if state.version > 0 or state.config  # never configured: nothing to send
         ]
         results = await asyncio.gather(*sends, return_exceptions=True)
         for result in results:

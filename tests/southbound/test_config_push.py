@@ -13,6 +13,7 @@ from websockets.asyncio.client import ClientConnection
 
 from edgefleet.agent import protocol
 from tests.conftest import eventually
+from tests.controller.test_api_stream import stream
 from tests.southbound.conftest import Fleet, nothing_comes
 
 
@@ -106,11 +107,20 @@ async def test_a_failed_apply_keeps_the_desired_version_and_is_resent_at_the_nex
     await fleet.api.put(config_path(device), {"config": {"exposure": 999}})
     ws = await config_device(fleet, device)
     update = await next_update(ws)
-    await ws.send(
-        protocol.config_report(
-            None, {"exposure": 30}, "exposure out of range", update["Headers"]["request_id"]
+    filters = {"device_id": device["device_id"], "types": "config.reported"}
+    async with stream(fleet.api, filters) as events:
+        await ws.send(
+            protocol.config_report(
+                None, {"exposure": 30}, "exposure out of range", update["Headers"]["request_id"]
+            )
         )
-    )
+        seen = await events.next()
+    assert seen["event"] == "config.reported"
+    assert seen["data"]["data"] == {
+        "version": None,
+        "status": "fail",
+        "message": "exposure out of range",
+    }
 
     async def failed() -> dict[str, Any] | None:
         answer = await config_of(fleet, device)

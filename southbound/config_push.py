@@ -70,8 +70,6 @@ class ConfigPush:
         self._supported: dict[int, None] = {}
         self._reports: list[_Report] = []
         self._wake = asyncio.Event()
-        self.pushed = 0
-        """``config_update`` frames sent (for the metrics and the benchmark)."""
 
     def subscribe(self, events: SessionEvents) -> None:
         events.on(LoggedIn, self._logged_in)
@@ -84,10 +82,6 @@ class ConfigPush:
             if device_id in self._sessions:
                 self._due[device_id] = None
         self._wake.set()
-
-    @property
-    def backlog(self) -> int:
-        return len(self._due) + len(self._reports)
 
     # --- events ----------------------------------------------------------------------------
 
@@ -182,5 +176,3 @@ class ConfigPush:
         for result in results:
             if isinstance(result, BaseException):
                 log.warning("configuration not sent", exc_info=result)
-            elif result:
-                self.pushed += 1

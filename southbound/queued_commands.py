@@ -52,8 +52,6 @@ class QueuedDelivery:
         self._deliveries: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
         """Devices noted while their delivery ran: looked at again when it ends."""
-        self.delivered = 0
-        """Queued commands sent to their device (for the metrics and the benchmark)."""
 
     def subscribe(self, events: SessionEvents) -> None:
         events.on(LoggedIn, lambda event: self.deliver(event.device.device_id))
@@ -124,7 +122,6 @@ class QueuedDelivery:
                     return  # it left: the rest waits for its next login
                 await asyncio.sleep(self._busy_retry)
                 continue
-            self.delivered += 1
             await self._store.commands.finish(
                 command_id, result.status, result.message, result.data
             )

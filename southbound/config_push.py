@@ -114,6 +114,10 @@ class ConfigPush:
                 log.warning("database unavailable; configuration work waits")
                 await asyncio.sleep(self._retry_delay)
                 self._wake.set()
+            except Exception:  # e.g. a row inserted meanwhile by the controller: again
+                log.exception("configuration work failed; trying again")
+                await asyncio.sleep(self._retry_delay)
+                self._wake.set()
 
     async def _support(self) -> None:
         for flags, supported in ((self._supported, True), (self._unsupported, False)):

@@ -72,8 +72,8 @@ class QueuedDelivery:
                     waiting = []
                     for start in range(0, len(noted), CHUNK):
                         waiting += await self._store.commands.waiting(noted[start : start + CHUNK])
-                except DatabaseUnavailable:
-                    log.warning("database unavailable; queued commands wait")
+                except Exception as exc:  # the database is away, or the query failed
+                    log.warning("queued commands wait", extra={"error": type(exc).__name__})
                     for device_id in noted:
                         self._noted[device_id] = None
                     await asyncio.sleep(self._retry_delay)

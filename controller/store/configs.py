@@ -61,20 +61,21 @@ async def _device_row(connection: AsyncConnection, device_id: int) -> dict[str, 
     )
 
 
+INSERT_MISSING = (
+    insert(device_configs)
+    .prefix_with("OR IGNORE", dialect="sqlite")
+    .prefix_with("IGNORE", dialect="mysql")
+    .prefix_with("IGNORE", dialect="mariadb")
+)
+"""Rows that exist already are left as they are, whoever inserted them meanwhile
+(the controller writing a document, the southbound storing a report)."""
+
+
 async def _ensure_rows(connection: AsyncConnection, device_ids: Sequence[int]) -> None:
     """Give every device of ``device_ids`` a row (those that have none get an empty one)."""
-    present = set(
-        await connection.scalars(
-            select(device_configs.c.device_id).where(device_configs.c.device_id.in_(device_ids))
-        )
-    )
-    missing = [
-        {**EMPTY_DEVICE, "device_id": device_id}
-        for device_id in device_ids
-        if device_id not in present
-    ]
-    if missing:
-        await connection.execute(insert(device_configs), missing)
+    if device_ids:
+        rows = [{**EMPTY_DEVICE, "device_id": device_id} for device_id in device_ids]
+        await connection.execute(INSERT_MISSING, rows)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:

@@ -136,6 +136,16 @@ class DataAnswered:
 
 
 @dataclass(frozen=True)
+class ConfigReceived:
+    """A ``config_update`` (section 8): apply it and hand the outcome to
+    ``config_applied``."""
+
+    version: int
+    config: dict[str, Any]
+    request_id: str | None
+
+
+@dataclass(frozen=True)
 class Closed:
     reason: str  # login_failed | login_timeout | heartbeat_failed | connection_lost | local
 
@@ -149,6 +159,7 @@ Event = (
     | HeartbeatMissed
     | FrameIgnored
     | DataAnswered
+    | ConfigReceived
     | Closed
 )
 
@@ -282,6 +293,20 @@ class AgentSession(Outbox[Event]):
         self._send(protocol.upload_data(records, request_id), now)
         return True
 
+    def config_applied(
+        self,
+        version: int | None,
+        reported: Any,
+        message: str | None,
+        request_id: str | None,
+        now: float,
+    ) -> None:
+        """Report what the device runs (section 8): after an update (``message``: it
+        could not be applied), or by itself (no ``request_id``). Only to a cloud the
+        device told it speaks ``config``."""
+        if self.phase is Phase.RUNNING and "config" in self.login.extensions:
+            self._send(protocol.config_report(version, reported, message, request_id), now)
+
     def connection_lost(self) -> None:
         if self.phase is not Phase.CLOSED:
             self._close("connection_lost")
@@ -372,6 +397,13 @@ class AgentSession(Outbox[Event]):
                     data,
                 )
             )
+        elif frame.type == protocol.CONFIG_UPDATE and "config" in self.login.extensions:
+            data = frame.data if isinstance(frame.data, dict) else {}
+            version, config = data.get("version"), data.get("config")
+            if isinstance(version, int) and isinstance(config, dict):
+                self._events.append(ConfigReceived(version, config, frame.request_id))
+            else:
+                self._events.append(FrameIgnored("bad_config_update"))
         elif frame.type == protocol.RESTART_CONFIRM and self._restart_deadline is not None:
             self._restart_deadline = None
             self._events.append(RestartNow(confirmed=True))

@@ -999,12 +999,112 @@ def upload_data_result(
     answer: dict[str, Any], request_id: str | None = None, message: str | None = None
 ) -> str:
     """``message`` set: the batch failed as a whole (``server busy``)."""
+    return _answer(UPLOAD_DATA_RESULT, answer, request_id, message)
+
+
+def _answer(kind: str, data: Any, request_id: str | None, message: str | None) -> str:
+    """An answer frame with a ``status``: ``fail`` when it carries a ``message``."""
     headers: dict[str, Any] = {}
     if request_id is not None:
         headers["request_id"] = request_id
     if message is not None:
         headers["message"] = message
     status = "fail" if message is not None else "success"
-    return encode(
-        {"type": UPLOAD_DATA_RESULT, "Headers": headers, "status": status, "data": answer}
-    )
+    return encode({"type": kind, "Headers": headers, "status": status, "data": data})
+
+
+# --- desired configuration (section 8, extension ``config``) ------------------------------
+
+CONFIG_UPDATE = "config_update"
+CONFIG_REPORT = "config_report"
+
+
+class ConfigUpdateData(TypedDict):
+    version: int
+    """Names this configuration; the device echoes it in its report."""
+    config: dict[str, Any]
+    """The whole configuration the device should run (not a patch)."""
+
+
+@wire_frame("config_update", CLOUD)
+class ConfigUpdate(TypedDict):
+    """Extension ``config``: the configuration the device should run, sent at login
+    and whenever it changes."""
+
+    type: Literal[CONFIG_UPDATE]
+    Headers: RequestHeaders
+    data: ConfigUpdateData
+
+
+class ConfigReportData(TypedDict):
+    version: NotRequired[int]
+    """The version the device now runs (of the update it answers, or its last applied)."""
+    reported: Any
+    """What the device now runs, as it sees it (any JSON)."""
+
+
+class ConfigReportHeaders(TypedDict):
+    request_id: NotRequired[str]
+    """The update's ``request_id``; absent from a report the device sends by itself."""
+    message: NotRequired[str]
+    """With ``status: fail``: why the configuration could not be applied."""
+
+
+@wire_frame("config_report", DEVICE)
+class ConfigReportFrame(TypedDict):
+    """Extension ``config``: what the device runs, after an update (``fail``: it could
+    not apply it, and runs what it ran before) or whenever it changed by itself."""
+
+    type: Literal[CONFIG_REPORT]
+    Headers: ConfigReportHeaders
+    status: Literal["success", "fail"]
+    data: ConfigReportData
+
+
+MAX_CONFIG_MESSAGE = 1024
+
+
+@dataclass(frozen=True)
+class ConfigReport:
+    """A ``config_report`` as the cloud reads it; anything malformed is made safe,
+    never refused: the report is the device's word about itself."""
+
+    version: int | None
+    reported: Any
+    status: str
+    """``success`` or ``fail``."""
+    message: str | None
+    request_id: str | None
+
+    @classmethod
+    def read(cls, frame: Frame) -> ConfigReport:
+        data = frame.data if isinstance(frame.data, dict) else {}
+        version = data.get("version")
+        if not isinstance(version, int) or isinstance(version, bool) or not 0 <= version < 2**31:
+            version = None
+        message = frame.headers.get("message")
+        return cls(
+            version=version,
+            reported=data.get("reported"),
+            status="success" if frame.status == "success" else "fail",
+            message=message[:MAX_CONFIG_MESSAGE] if isinstance(message, str) else None,
+            request_id=frame.request_id,
+        )
+
+
+def config_update(version: int, config: dict[str, Any], request_id: str | None = None) -> str:
+    headers = {"request_id": request_id} if request_id is not None else {}
+    return _frame(CONFIG_UPDATE, {"version": version, "config": config}, headers)
+
+
+def config_report(
+    version: int | None,
+    reported: Any,
+    message: str | None = None,
+    request_id: str | None = None,
+) -> str:
+    """``message`` set: the update failed, and ``reported`` is what still runs."""
+    data: dict[str, Any] = {"reported": reported}
+    if version is not None:
+        data["version"] = version
+    return _answer(CONFIG_REPORT, data, request_id, message)

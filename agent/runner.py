@@ -35,6 +35,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from edgefleet.agent import core, protocol, status
 from edgefleet.agent.commands import Command, CommandRegistry, Outcome
+from edgefleet.agent.configuration import ConfigHandler, DeviceConfig
 from edgefleet.agent.file_upload import FileUploader, basic
 from edgefleet.agent.oplog import OperationLog, logger
 from edgefleet.agent.record_queue import RecordQueue
@@ -93,6 +94,7 @@ class Agent:
         self._stopping = asyncio.Event()  # binds to a loop on first use, not here
         self._inbox: asyncio.Queue[tuple[str, Any]] | None = None
         state_dir = Path(settings.state_dir).expanduser()
+        self.config = DeviceConfig(state_dir, settings.config_hook)
         self.queue = RecordQueue(state_dir / "queue", int(settings.queue_max_mb * 1024 * 1024))
         self.uplink = Uplink(
             self.queue,
@@ -119,7 +121,8 @@ class Agent:
     def extensions(self) -> frozenset[str]:
         """What this agent tells the server it speaks (section 6)."""
         metered = {"metered"} if self.settings.metered else set()
-        return frozenset({"token", "request_id", "data", *metered})
+        config = {"config"} if self.config.wanted else set()
+        return frozenset({"token", "request_id", "data", *metered, *config})
 
     def command(self, name: str) -> Callable[[Command], Command]:
         """Decorator registering a custom command: ``@agent.command("set_exposure")``."""
@@ -153,6 +156,13 @@ class Agent:
         device_id = self._saved.device_id or self.settings.device_id or ""
         return basic(device_id, self.settings.secret() or "")
 
+    def on_config(self, handler: ConfigHandler) -> ConfigHandler:
+        """Decorator registering the function that applies the desired configuration
+        (section 8): it takes the whole configuration, may return what the device now
+        runs, and raises to refuse it. The agent then lists ``config`` at login."""
+        self.config.handler = handler
+        return handler
+
     def status(self, hook: StatusHook) -> StatusHook:
         """Decorator registering a function whose dict goes into each upload as ``extra``."""
         self.status_hook = hook
@@ -182,6 +192,7 @@ class Agent:
         self.oplog.hide(self.settings.password)
         try:
             self._saved = await asyncio.to_thread(self._state.load)
+            await asyncio.to_thread(self.config.load)
             self.oplog.hide(self._saved.token)
             logger.info("agent started, server %s", self.settings.server)
             async with asyncio.TaskGroup() as tasks:
@@ -436,6 +447,11 @@ class _Conversation:
                 waiting = self._batches.get(request_id)
                 if waiting is not None and not waiting.done():
                     waiting.set_exception(ConnectionError("not logged in"))
+        elif kind == "config":
+            outcome, request_id = payload
+            self.session.config_applied(
+                outcome.version, outcome.reported, outcome.message, request_id, now
+            )
         elif kind == "lost":
             self.session.connection_lost()
         elif kind == "stop":
@@ -462,6 +478,8 @@ class _Conversation:
                 self.logged_in = True
                 await agent.logged_in(event)
                 agent.uplink.attach(self.upload)
+                if (current := agent.config.current()) is not None:
+                    self.inbox.put_nowait(("config", (current, None)))
             case core.DataAnswered():
                 waiting = self._batches.get(event.request_id or "")
                 if waiting is not None and not waiting.done():
@@ -475,6 +493,8 @@ class _Conversation:
                 self._spawn(self._status())
             case core.CommandReceived():
                 self._spawn(self._command(event))
+            case core.ConfigReceived():
+                self._spawn(self._config(event))
             case core.RestartNow():
                 logger.info("restart %s", "confirmed" if event.confirmed else "not confirmed")
                 self.outcome = RESTART
@@ -509,6 +529,10 @@ class _Conversation:
         self.inbox.put_nowait(
             ("result", (outcome.status, outcome.message, outcome.data, command.request_id))
         )
+
+    async def _config(self, update: core.ConfigReceived) -> None:
+        outcome = await self.agent.config.apply(update.version, update.config)
+        self.inbox.put_nowait(("config", (outcome, update.request_id)))
 
 
 def _expired(expires_at: str | None) -> bool:

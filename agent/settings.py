@@ -71,6 +71,11 @@ class AgentSettings:
     commands: str | None = setting(
         None, "Python module whose @command functions become custom commands."
     )
+    config_hook: str | None = setting(
+        None,
+        "Command run with each new desired configuration as JSON on its standard input "
+        "(exit status 0: applied); unset: only an @agent.on_config handler applies it.",
+    )
     reconnect_delay: float = setting(
         protocol.RECONNECT_DELAY, "Seconds before the first reconnect attempt."
     )

@@ -1,5 +1,6 @@
 """What the agent keeps between runs: the session token and the device id it was
-given. One small JSON file, mode 0600, replaced atomically so that a power cut in
+given (and, in ``configuration.py``, the configuration it last applied). One small
+JSON file, mode 0600, replaced atomically so that a power cut in
 the middle of a write leaves the old file rather than half a new one."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 STATE_FILE = "state.json"
 
@@ -40,12 +42,17 @@ class StateFile:
         await asyncio.to_thread(self._write, state)
 
     def _write(self, state: SavedState) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        temporary = self.path.with_suffix(".tmp")
-        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-            json.dump(asdict(state), out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, 0o600)  # O_CREAT's mode does not apply to an existing file
-        os.replace(temporary, self.path)
+        write_json(self.path, asdict(state))
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Replace ``path`` with ``value`` as JSON, atomically, mode 0600 (blocking)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temporary = path.with_suffix(".tmp")
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        json.dump(value, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.chmod(temporary, 0o600)  # O_CREAT's mode does not apply to an existing file
+    os.replace(temporary, path)

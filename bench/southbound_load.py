@@ -84,6 +84,8 @@ class Device:
         self.rtts: list[float] = []
         self.ping_sent: float | None = None
         self.record = False
+        self.extensions: list[str] = []
+        """Listed at login (section 6); none: a version-1 device."""
 
     async def login(self, use_token: bool) -> str | None:
         """Log in; None on success, else why not."""
@@ -91,6 +93,8 @@ class Device:
 
         frame = {"device_id": self.device_id}
         frame |= {"token": self.token} if use_token and self.token else {"password": PASSWORD}
+        if self.extensions:
+            frame["extensions"] = self.extensions
         try:
             self.ws = await websockets.connect(
                 self.url,
@@ -163,6 +167,11 @@ class Device:
                         }
                     )
                 )
+            else:
+                await self.on_frame(frame)
+
+    async def on_frame(self, frame: dict[str, Any]) -> None:
+        """Any other frame: what an extension device does with it (nothing here)."""
 
     async def drop(self) -> None:
         if self.ws is not None:

@@ -4,32 +4,50 @@ A command to one device goes to its session through the device link and comes
 back as a ``CommandResult`` (or ``CommandRefused`` when the device cannot take
 it now). A command to a group fans out to every member the caller may command,
 at once; a member that cannot take it is one more result, not a failure of the
-whole. Every command is audited: who sent which order where, and how it ended.
-Queued commands and jobs will start from here too.
+whole. Every command is audited: who sent which order where, and how it ended;
+and every one gets a ``command_id`` and a row in the command history, written
+before it is sent and finished with its result.
+
+A queued command (``queue``) is only written, ``queued``: the southbound that
+holds (or next holds) the device's session claims and delivers it through the
+same session path as a live command (``controller/store/commands.py``). The
+link is told at once, so a device online now gets it now.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from datetime import timedelta
 from typing import Any
 
 from edgefleet.agent.protocol import CommandRefused, CommandResult
 from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.device_link import DeviceLink
+from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.store import AuditEntry, DatabaseUnavailable, DeviceFilter, Store
+from edgefleet.controller.store.database import utcnow
 from edgefleet.controller.writes import Auditor
 
 PERMISSION = "commands:send"
 
+log = logging.getLogger("edgefleet.commands")
+
 
 class CommandService:
     def __init__(
-        self, store: Store, link: DeviceLink, default_timeout: float, auditor: Auditor
+        self,
+        store: Store,
+        link: DeviceLink,
+        default_timeout: float,
+        auditor: Auditor,
+        ids: SnowflakeGenerator,
     ) -> None:
         self._store = store
         self._link = link
         self.default_timeout = default_timeout
         self._audit = auditor
+        self._ids = ids
 
     async def send(
         self,
@@ -38,17 +56,20 @@ class CommandService:
         order: str,
         params: dict[str, Any],
         timeout: float | None = None,
-    ) -> CommandResult:
+    ) -> tuple[int | None, CommandResult]:
         """Send and wait for the result (``timeout`` seconds at most, else the
-        default); raises ``CommandRefused``, and ``DeviceNotFound`` for no such
-        device or one outside the caller's scope.
+        default): its ``command_id`` (None: sent without the database) and result.
+        Raises ``CommandRefused`` (the history says so too), and ``DeviceNotFound``
+        for no such device or one outside the caller's scope.
 
         With the database away, a device whose session is held where the link
         reaches it without the database (``edgefleet serve``) still gets its
         command from a caller who may command every device: its session is proof
         enough that it exists. A caller limited to groups waits for the database,
-        which alone can say whether the device is theirs."""
+        which alone can say whether the device is theirs. Such a command has no
+        history row: the database was away."""
         seconds = timeout or self.default_timeout
+        command_id: int | None = None
         fields = [f"order:{order}"]
         async with self._audit.change(
             caller, "send_device_command", "device", device_id, fields
@@ -66,9 +87,87 @@ class CommandService:
                         raise outage from None
                     raise
             else:
-                result = await self._link.command(device_id, order, params, seconds)
+                command_id = self._ids.next_id()
+                row = self._row(caller, command_id, device_id, order, params, seconds, "sent")
+                await self._store.commands.create([row])
+                result = await self._sent(command_id, device_id, order, params, seconds)
         await self._audit.append(self._ended(entry, result))
+        return command_id, result
+
+    async def _sent(
+        self, command_id: int, device_id: int, order: str, params: dict[str, Any], seconds: float
+    ) -> CommandResult:
+        """Send a command whose row is written, and finish the row with the result."""
+        try:
+            result = await self._link.command(device_id, order, params, seconds)
+        except CommandRefused as refused:
+            await self._finish(command_id, CommandResult("fail", str(refused)))
+            raise
+        await self._finish(command_id, result)
         return result
+
+    async def _finish(self, command_id: int, result: CommandResult) -> None:
+        """The caller gets the device's answer even when the database went away
+        meanwhile: the history then shows the command timed out, once its deadline
+        passed."""
+        try:
+            await self._store.commands.finish(
+                command_id, result.status, result.message, result.data
+            )
+        except DatabaseUnavailable:
+            log.warning("command result not recorded", extra={"command_id": command_id})
+
+    async def queue(
+        self,
+        caller: Caller,
+        device_id: int,
+        order: str,
+        params: dict[str, Any],
+        timeout: float | None,
+        ttl: float,
+    ) -> dict[str, Any]:
+        """Queue a command for the device's next session (or this one), kept ``ttl``
+        seconds; returns its history row. Raises ``DeviceNotFound``."""
+        seconds = timeout or self.default_timeout
+        command_id = self._ids.next_id()
+        fields = [f"order:{order}", "queue"]
+        async with self._audit.change(
+            caller, "queue_device_command", "device", device_id, fields
+        ) as entry:
+            await self._store.devices.get(device_id, caller.principal.scope(PERMISSION))
+            row = self._row(caller, command_id, device_id, order, params, seconds, "queued")
+            row["expires_at"] = utcnow() + timedelta(seconds=ttl)
+            await self._store.commands.create([row], entry)
+        await self._link.deliver_queued(device_id)
+        return await self._store.commands.get(command_id)
+
+    async def cancel(self, caller: Caller, command_id: int) -> dict[str, Any]:
+        """Cancel a queued command; raises ``CommandNotFound`` (outside the caller's
+        scope too) and ``CommandNotQueued``."""
+        async with self._audit.change(caller, "cancel_command", "command", command_id) as entry:
+            scope = caller.principal.scope(PERMISSION)
+            return await self._store.commands.cancel(command_id, scope, entry)
+
+    @staticmethod
+    def _row(
+        caller: Caller,
+        command_id: int,
+        device_id: int,
+        order: str,
+        params: dict[str, Any],
+        seconds: float,
+        state: str,
+    ) -> dict[str, Any]:
+        return {
+            "command_id": command_id,
+            "device_id": device_id,
+            "order": order,
+            "params": params,
+            "timeout": seconds,
+            "queued": state == "queued",
+            "state": state,
+            "actor": caller.principal.name[:128],
+        }
 
     async def send_to_group(
         self,
@@ -77,10 +176,10 @@ class CommandService:
         order: str,
         params: dict[str, Any],
         timeout: float | None = None,
-    ) -> list[tuple[int, CommandResult]]:
-        """Every member's result, all sent at once; raises ``GroupNotFound`` (a group
-        outside the caller's scope too). Only the members the caller may command
-        are sent it."""
+    ) -> list[tuple[int, int, CommandResult]]:
+        """(device id, command id, result) of every member, all sent at once; raises
+        ``GroupNotFound`` (a group outside the caller's scope too). Only the members
+        the caller may command are sent it."""
         fields = [f"order:{order}"]
         async with self._audit.change(
             caller, "send_group_command", "group", group_id, fields
@@ -92,15 +191,25 @@ class CommandService:
                 page=1,
                 per_page=max(1, group["device_count"]),
             )
-        seconds = timeout or self.default_timeout
+            seconds = timeout or self.default_timeout
+            sent = {
+                row["device_id"]: self._row(
+                    caller, self._ids.next_id(), row["device_id"], order, params, seconds, "sent"
+                )
+                for row in rows
+            }
+            await self._store.commands.create(list(sent.values()))
 
-        async def one(device_id: int) -> tuple[int, CommandResult]:
+        async def one(device_id: int, command_id: int) -> tuple[int, int, CommandResult]:
             try:
-                return device_id, await self._link.command(device_id, order, params, seconds)
+                result = await self._sent(command_id, device_id, order, params, seconds)
             except CommandRefused as refused:
-                return device_id, CommandResult("fail", str(refused))
+                result = CommandResult("fail", str(refused))
+            return device_id, command_id, result
 
-        results = list(await asyncio.gather(*(one(row["device_id"]) for row in rows)))
+        results = list(
+            await asyncio.gather(*(one(d, row["command_id"]) for d, row in sent.items()))
+        )
         await self._audit.append(entry)
         return results
 

@@ -40,6 +40,14 @@ class DeviceLink(Protocol):
     async def disconnect(self, device_id: int, reason: str) -> None:
         """End the device's session, if it has one (it was disabled or deleted)."""
 
+    async def push_config(self, device_ids: list[int]) -> None:
+        """Have the connected ones among these devices sent their effective
+        configuration (soon, spread over time); the others get it at login."""
+
+    async def deliver_queued(self, device_id: int) -> None:
+        """Have the device's queued commands delivered now, if it is connected;
+        else they wait for its next login."""
+
 
 class NoDeviceLink:
     """No southbound attached: no device holds a session."""
@@ -53,4 +61,10 @@ class NoDeviceLink:
         raise CommandRefused("offline")
 
     async def disconnect(self, device_id: int, reason: str) -> None:
+        return None
+
+    async def push_config(self, device_ids: list[int]) -> None:
+        return None
+
+    async def deliver_queued(self, device_id: int) -> None:
         return None

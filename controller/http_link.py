@@ -7,6 +7,7 @@ means the device is offline as far as the caller can tell.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,8 @@ import aiohttp
 from edgefleet.agent.protocol import CommandRefused, CommandResult
 from edgefleet.controller.device_link import LiveView
 from edgefleet.controller.store import Store
+
+log = logging.getLogger("edgefleet.http_link")
 
 NETWORK_GRACE = 2.0  # seconds on top of a command's own timeout
 
@@ -63,6 +66,27 @@ class HttpDeviceLink:
         body = {"order": order, "params": params, "timeout": timeout}
         answer = await self._call("POST", device_id, "commands", timeout + NETWORK_GRACE, body)
         return CommandResult(answer["status"], answer["message"], answer.get("data"))
+
+    async def push_config(self, device_ids: list[int]) -> None:
+        """One call per instance holding some of the devices; an instance that does
+        not answer is skipped (its devices get the configuration at their next login)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers=self._headers)
+        for address, held in (await self._store.sessions.holders(device_ids)).items():
+            url = f"http://{address}/internal/v1/config/push"
+            try:
+                timeout = aiohttp.ClientTimeout(total=NETWORK_GRACE)
+                body = {"device_ids": held}
+                async with self._session.post(url, json=body, timeout=timeout) as response:
+                    response.raise_for_status()
+            except (aiohttp.ClientError, TimeoutError):
+                log.warning("configuration push not taken", extra={"address": address})
+
+    async def deliver_queued(self, device_id: int) -> None:
+        try:
+            await self._call("POST", device_id, "queue", NETWORK_GRACE, {})
+        except CommandRefused:
+            pass  # not connected: its queue waits for its next login
 
     async def disconnect(self, device_id: int, reason: str) -> None:
         try:

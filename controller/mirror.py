@@ -42,6 +42,13 @@ class ResourceMirror(Protocol):
 
     async def group_deleted(self, group_id: int) -> None: ...
 
+    async def config_changed(
+        self, kind: str, target_id: int, old: dict[str, Any], new: dict[str, Any]
+    ) -> None:
+        """A device's or group's (``kind``) desired configuration goes from ``old``
+        to ``new``."""
+        ...
+
 
 class NoMirror:
     """Standalone mode: the database is all there is."""
@@ -76,4 +83,9 @@ class NoMirror:
         return None
 
     async def group_deleted(self, group_id: int) -> None:
+        return None
+
+    async def config_changed(
+        self, kind: str, target_id: int, old: dict[str, Any], new: dict[str, Any]
+    ) -> None:
         return None

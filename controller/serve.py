@@ -58,6 +58,12 @@ class InProcessLink:
     async def disconnect(self, device_id: int, reason: str) -> None:
         await self._southbound.disconnect(device_id, reason)
 
+    async def push_config(self, device_ids: list[int]) -> None:
+        self._southbound.push_config(device_ids)
+
+    async def deliver_queued(self, device_id: int) -> None:
+        self._southbound.deliver_queued(device_id)
+
 
 def api_token(settings: Settings) -> str:
     """The configured token, or in standalone mode a new one, printed once for the user."""

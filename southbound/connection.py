@@ -34,6 +34,7 @@ from edgefleet.southbound.session import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_TRY_AGAIN_LATER,
     CommandFinished,
+    ConfigReported,
     DataReceived,
     DeviceSession,
     Event,
@@ -188,6 +189,14 @@ class DeviceConnection:
             self.session.data_stored(request_id, answer, message)
             await self._flush()
 
+    async def send_config(self, version: int, config: dict[str, Any]) -> bool:
+        """Send a ``config_update`` through the session, in turn with the other
+        frames; False when the device cannot take one."""
+        async with self._lock:
+            sent = self.session.send_config(version, config)
+            await self._flush()
+        return sent
+
     async def _result(self, result: asyncio.Future[CommandResult], timeout: float) -> CommandResult:
         try:
             return await asyncio.wait_for(asyncio.shield(result), timeout)
@@ -275,6 +284,8 @@ class DeviceConnection:
                 self._events.publish(announce.StatusRejected(device_id, reason))
             case FrameIgnored(reason=reason):
                 self._events.publish(announce.FrameIgnored(device_id, reason))
+            case ConfigReported(report=report):
+                self._events.publish(announce.ConfigReported(device_id, report, time.time()))
             case DataReceived(request_id=request_id, records=records, rejected=rejected):
                 answer = functools.partial(self.answer_data, request_id)
                 self._events.publish(

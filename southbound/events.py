@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from edgefleet.agent.protocol import CommandResult, Record
+from edgefleet.agent.protocol import CommandResult, ConfigReport, Record
 from edgefleet.southbound.utilisation import Utilisation
 
 log = logging.getLogger("edgefleet.southbound.events")
@@ -207,6 +207,29 @@ class CommandNotSent:
     order: str
     refusal: str
     """``offline``, ``unknown`` or ``busy``."""
+
+
+# --- desired configuration (section 8) ---------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigReported:
+    """A logged-in device said what configuration it runs (``config_report``)."""
+
+    device_id: int
+    report: ConfigReport
+    at: float
+
+
+@dataclass(frozen=True)
+class ConfigSynced:
+    """A device's report was stored: the version it runs, and whether that is its
+    desired configuration (None: it cannot take one). Announced in Kubernetes mode,
+    for the Device's status."""
+
+    device_id: int
+    version: int | None
+    in_sync: bool | None
 
 
 # --- data (section 7) --------------------------------------------------------------------

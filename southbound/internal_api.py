@@ -32,6 +32,12 @@ class Devices(Protocol):
 
     async def disconnect(self, device_id: int, reason: str) -> None: ...
 
+    def push_config(self, device_ids: list[int]) -> None:
+        """Queue the configuration push to those of the devices held here."""
+
+    def deliver_queued(self, device_id: int) -> None:
+        """Deliver the device's queued commands, if its session is here."""
+
 
 DEVICES = web.AppKey("devices", Devices)
 
@@ -88,6 +94,21 @@ async def disconnect(request: web.Request) -> web.Response:
     return web.json_response({"disconnected": True})
 
 
+async def deliver_queued(request: web.Request) -> web.Response:
+    request.app[DEVICES].deliver_queued(_device_id(request))
+    return web.json_response({"queued": True})
+
+
+async def push_config(request: web.Request) -> web.Response:
+    device_ids = (await _body(request)).get("device_ids")
+    if not isinstance(device_ids, list) or not all(
+        isinstance(d, int) and not isinstance(d, bool) for d in device_ids
+    ):
+        return web.json_response({"error": "device_ids must be a list of integers"}, status=400)
+    request.app[DEVICES].push_config(device_ids)
+    return web.json_response({"queued": len(device_ids)})
+
+
 def create_internal_app(devices: Devices, token: str) -> web.Application:
     @web.middleware
     async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -101,4 +122,6 @@ def create_internal_app(devices: Devices, token: str) -> web.Application:
     app.router.add_get(PREFIX + "/status", status)
     app.router.add_post(PREFIX + "/commands", command)
     app.router.add_post(PREFIX + "/disconnect", disconnect)
+    app.router.add_post(PREFIX + "/queue", deliver_queued)
+    app.router.add_post("/internal/v1/config/push", push_config)
     return app

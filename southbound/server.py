@@ -21,7 +21,8 @@ to the session table (``sessions.py``); everything that happens is announced on
 the session events (``events.py``), to which each feature listens — the live
 status (``live.py``), the metrics (``metrics.py``), the database recorder
 (``recorder.py``), the activity log (``activity.py``), data ingest
-(``ingest.py``) and, in Kubernetes mode, the status writer (``status_writer.py``).
+(``ingest.py``), configuration push and reports (``config_push.py``), queued
+commands (``queued_commands.py``) and, in Kubernetes mode, the status writer (``status_writer.py``).
 The instance beats in the database (``liveness.py``), which also sets its share of
 the installation's status-write budget (``controller/kube/budget.py``); its
 background tasks are owned by ``tasks.py``.
@@ -46,6 +47,7 @@ from edgefleet.controller.kube.status import StatusApi
 from edgefleet.controller.store import Store, StoreError
 from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 from edgefleet.southbound.activity import ActivityLog
+from edgefleet.southbound.config_push import ConfigPush
 from edgefleet.southbound.connection import DeviceConnection
 from edgefleet.southbound.device_auth import DeviceAuth
 from edgefleet.southbound.device_http import DeviceHttp
@@ -56,6 +58,7 @@ from edgefleet.southbound.live import LiveStatusBook
 from edgefleet.southbound.liveness import Liveness
 from edgefleet.southbound.login import LoginGate
 from edgefleet.southbound.metrics import SouthboundMetrics
+from edgefleet.southbound.queued_commands import QueuedDelivery
 from edgefleet.southbound.recorder import Recorder
 from edgefleet.southbound.session import CLOSE_GOING_AWAY, Timings
 from edgefleet.southbound.sessions import SessionTable
@@ -132,6 +135,10 @@ class Southbound:
             )
         self.files = files or LocalFileStore("./edgefleet-files")
         self.ingest = Ingest(store, self.events)
+        self.config_push = ConfigPush(
+            store, self.sessions, events=self.events if kube is not None else None
+        )
+        self.queued = QueuedDelivery(store, self.sessions, self.instance)
         self.device_http = DeviceHttp(
             store, self.files, DeviceAuth(self.gate), self.ingest, self.events, max_file_bytes
         )
@@ -141,6 +148,8 @@ class Southbound:
             self.recorder,
             ActivityLog(),
             self.ingest,
+            self.config_push,
+            self.queued,
             self.status_writer,
         ]
         for listener in listeners:
@@ -160,6 +169,7 @@ class Southbound:
         self._device_port: tuple[web.AppRunner, web.TCPSite] | None = None
         self._runners: list[web.AppRunner] = []
         self._stopping = False
+        self._delivering: asyncio.Task[None] | None = None
         self.metrics_port = settings.metrics_port
 
     # --- lifecycle -------------------------------------------------------------------
@@ -172,9 +182,17 @@ class Southbound:
                 "released sessions of a previous run",
                 extra={"instance": self.instance, "devices": len(released)},
             )
+        abandoned = await self.store.commands.abandon(self.instance)
+        if abandoned:
+            log.warning(
+                "commands sent by a previous run ended without a result",
+                extra={"instance": self.instance, "commands": abandoned},
+            )
         await self.liveness.beat()
         self._tasks.start(self.liveness.run(), "liveness")
         self._tasks.start(self.recorder.run(), "recorder")
+        self._tasks.start(self.config_push.run(), "config-push")
+        self._delivering = self._tasks.start(self.queued.run(), "queued-commands")
         if self.status_writer is not None:
             self._tasks.start(self.status_writer.run(), "status-writer")
         if self.settings.internal_token:
@@ -221,6 +239,10 @@ class Southbound:
         await site.stop()  # no new connections
         checks = self.gate.credentials.checks
         checks.refuse_waiting()
+        # Deliveries stop before the sessions end: a command sent and not answered
+        # stays ``sent``, to be ended (never resent) when this instance starts again.
+        if self._delivering is not None:
+            await self._tasks.cancel(self._delivering)
         await self.sessions.end_all("server_shutdown", CLOSE_GOING_AWAY, "server shutting down")
         # Logins whose bcrypt check was running finish now, are refused (no session
         # is attached any more) and close while the connections are still read.
@@ -344,6 +366,14 @@ class Southbound:
     async def disconnect(self, device_id: int, reason: str) -> None:
         """End a device's session because the device was disabled or deleted."""
         await self.sessions.disconnect(device_id, reason)
+
+    def push_config(self, device_ids: list[int]) -> None:
+        """Send these devices (those connected here) their effective configuration."""
+        self.config_push.push(device_ids)
+
+    def deliver_queued(self, device_id: int) -> None:
+        """Deliver the device's queued commands, if its session is here."""
+        self.queued.deliver(device_id)
 
     async def holds(self, device_id: int) -> bool:
         """Whether the device's session is this instance's, or nobody's: another

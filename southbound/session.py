@@ -144,6 +144,13 @@ class DataReceived:
 
 
 @dataclass(frozen=True)
+class ConfigReported:
+    """A ``config_report`` (section 8) from a device that listed ``config``."""
+
+    report: protocol.ConfigReport
+
+
+@dataclass(frozen=True)
 class SessionClosed:
     cause: str
     code: int
@@ -161,6 +168,7 @@ Event = (
     | FrameIgnored
     | CommandFinished
     | DataReceived
+    | ConfigReported
     | SessionClosed
 )
 
@@ -195,6 +203,7 @@ class DeviceSession(Outbox[Event]):
     _login_deadline: float = 0.0
     _commands: deque[_Outstanding] = field(default_factory=deque)
     _next_command_id: int = 1
+    _next_config_id: int = 1
     _window_start: float = 0.0
     _window_frames: int = 0
     _utilisation: UtilisationMeter = field(default_factory=UtilisationMeter)
@@ -303,6 +312,16 @@ class DeviceSession(Outbox[Event]):
         if self.state in LOGGED_IN:
             self._outgoing.append(protocol.upload_data_result(answer, request_id, message))
 
+    def send_config(self, version: int, config: dict[str, Any]) -> bool:
+        """Queue a ``config_update``; False (nothing sent) when the device did not
+        list ``config`` or the session is not logged in."""
+        if self.state not in LOGGED_IN or "config" not in self.extensions:
+            return False
+        request_id = f"c-{self._next_config_id}"
+        self._next_config_id += 1
+        self._outgoing.append(protocol.config_update(version, config, request_id))
+        return True
+
     def peer_closed(self) -> None:
         """The device (or the network) closed the connection."""
         if self.state is not State.CLOSED:
@@ -364,6 +383,8 @@ class DeviceSession(Outbox[Event]):
             self._receive_result(frame)
         elif frame.type == protocol.UPLOAD_DATA and "data" in self.extensions:
             self._receive_data(frame)
+        elif frame.type == protocol.CONFIG_REPORT and "config" in self.extensions:
+            self._events.append(ConfigReported(protocol.ConfigReport.read(frame)))
         else:
             self._events.append(FrameIgnored("unknown_type"))
 

@@ -43,6 +43,9 @@ class Held(Protocol):
     ) -> Awaitable[CommandResult]:
         """Send the command (raises ``CommandRefused``) and return its result to come."""
 
+    async def send_config(self, version: int, config: dict[str, Any]) -> bool:
+        """Send a ``config_update``; False when the device cannot take one."""
+
 
 class SessionTable:
     def __init__(self, events: SessionEvents) -> None:
@@ -105,6 +108,11 @@ class SessionTable:
             CommandFinished(device_id, order, outcome, time.perf_counter() - started)
         )
         return outcome
+
+    async def send_config(self, device_id: int, version: int, config: dict[str, Any]) -> bool:
+        """Send the device its configuration; False when no session here can take it."""
+        held = self._held.get(device_id)
+        return held is not None and await held.send_config(version, config)
 
     async def disconnect(self, device_id: int, reason: str) -> None:
         """End a device's session because the device was disabled or deleted."""

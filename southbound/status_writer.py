@@ -10,6 +10,8 @@ the status it last *wrote*, and two queues of devices whose two differ.
 
 - A login, a state change, a disconnect or a release marks the device in the
   *state* queue at once: state reaches the resource within seconds.
+- A configuration report (``configVersion``, ``configInSync``) waits in the
+  *metrics* queue: a group change makes as many reports as members.
 - A status upload only updates the wanted metrics summary; it marks the device in
   the *metrics* queue when its last metrics write is ``metrics_interval`` (60 s)
   old, and otherwise waits for that moment. ``lastSeen`` rides along with the
@@ -51,6 +53,7 @@ from edgefleet.controller.kube import status
 from edgefleet.controller.kube.budget import StatusBudget
 from edgefleet.controller.kube.status import ResourceGone, StatusApi
 from edgefleet.southbound.events import (
+    ConfigSynced,
     Left,
     LoggedIn,
     Reattached,
@@ -117,6 +120,7 @@ class StatusWriter:
         events.on(StatusReceived, self._status_received)
         events.on(Left, lambda e: self.disconnected(e.device_id, e.at))
         events.on(Released, self._released)
+        events.on(ConfigSynced, self._config_synced)
 
     def _logged_in(self, event: LoggedIn) -> None:
         device = event.device
@@ -137,6 +141,13 @@ class StatusWriter:
             u.cpu_percent, u.memory_used_percent, u.disk_used_percent, event.at
         )
         self.status_received(event.device_id, summary, event.at)
+
+    def _config_synced(self, event: ConfigSynced) -> None:
+        """Configuration reports are as many as devices after a group change: they wait
+        behind every state change, like metrics."""
+        if device := self._devices.get(event.device_id):
+            device.wanted.update(status.config_sync(event.version, event.in_sync))
+            self._mark(event.device_id, METRICS)
 
     def _released(self, event: Released) -> None:
         if event.resource:

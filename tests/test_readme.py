@@ -55,7 +55,8 @@ def test_the_device_example_logs_in_and_gets_a_pong(tmp_path: Path) -> None:
 def test_the_data_example_publishes_a_snapshot_that_reaches_the_api(tmp_path: Path) -> None:
     """The Python block of "Data from devices" as a device maker saves it, run as a
     program against ``edgefleet serve``: a command publishes a record with an image,
-    which arrives over the data extension with its file."""
+    which arrives over the data extension with its file; the configuration set
+    before the device came online is applied by its handler."""
     (tmp_path / "camera_agent.py").write_text(code_block("Data from devices", "python"))
     image = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 64
     (tmp_path / "snapshot.jpg").write_bytes(image)
@@ -66,6 +67,8 @@ def test_the_data_example_publishes_a_snapshot_that_reaches_the_api(tmp_path: Pa
         device = call(server.base_url, "POST", "/devices",
                       {"name": "cam", "hardware_sn": "SN1", "hardware_model": "M1"})  # fmt: skip
         (tmp_path / "password").write_text(device["password"])
+        config_path = f"/devices/{device['device_id']}/config"
+        call(server.base_url, "PUT", config_path, {"config": {"exposure": 30}})
         agent = subprocess.Popen(
             [sys.executable, "camera_agent.py",
              "--server", f"ws://127.0.0.1:{server.ws_port}/ws",
@@ -95,6 +98,8 @@ def test_the_data_example_publishes_a_snapshot_that_reaches_the_api(tmp_path: Pa
 
             wait_for(lambda: detail()["files"][0]["present"])
             assert detail()["files"][0]["sha256"] == hashlib.sha256(image).hexdigest()
+            wait_for(lambda: call(server.base_url, "GET", config_path)["in_sync"])
+            assert json.loads((tmp_path / "camera.json").read_text()) == {"exposure": 30}
         finally:
             agent.terminate()
             agent.wait(10)

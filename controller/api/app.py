@@ -38,6 +38,7 @@ from edgefleet.controller.api import (  # noqa: F401
     bulk,
     classify,
     commands,
+    configs,
     devices,
     events,
     files,
@@ -67,6 +68,7 @@ from edgefleet.controller.api.routing import AUDITOR, PRINCIPAL, REQUEST_ID, SOU
 from edgefleet.controller.api.schemas import Health
 from edgefleet.controller.bulk_import import DeviceImport
 from edgefleet.controller.commands import CommandService
+from edgefleet.controller.configuration import ConfigService
 from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.mirror import NoMirror, ResourceMirror
@@ -232,7 +234,8 @@ def create_app(
         link=link,
         writes=FleetWrites(store, mirror, link, ids, rounds, auditor),
         imports=DeviceImport(store, mirror, ids, rounds, auditor),
-        commands=CommandService(store, link, command_timeout, auditor),
+        commands=CommandService(store, link, command_timeout, auditor, ids),
+        configs=ConfigService(store, link, auditor, mirror),
         files=file_store or LocalFileStore(DataSettings.files_dir),
         classify=classifications,
         max_file_bytes=max_file_bytes,

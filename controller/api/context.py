@@ -15,6 +15,7 @@ from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api.routing import CALLER, SCOPE
 from edgefleet.controller.bulk_import import DeviceImport
 from edgefleet.controller.commands import CommandService
+from edgefleet.controller.configuration import ConfigService
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.settings import ApiSettings
 from edgefleet.controller.store import Scope, Store
@@ -33,6 +34,7 @@ class ApiContext:
     writes: FleetWrites
     imports: DeviceImport
     commands: CommandService
+    configs: ConfigService
     files: FileStore
     """Devices' files, for downloads."""
     classify: ClassificationCache | None

@@ -28,6 +28,8 @@ class ErrorType(StrEnum):
     DEVICE_OFFLINE = "DEVICE_OFFLINE"
     DEVICE_BUSY = "DEVICE_BUSY"
     COMMAND_TIMEOUT = "COMMAND_TIMEOUT"
+    COMMAND_ERROR = "COMMAND_ERROR"
+    CONFIG_ERROR = "CONFIG_ERROR"
     RECORD_ERROR = "RECORD_ERROR"
     CLASSIFIER_ERROR = "CLASSIFIER_ERROR"
     ANALYSIS_OFF = "ANALYSIS_OFF"
@@ -105,6 +107,14 @@ def from_store_error(exc: store.StoreError) -> ApiError:
             return ApiError(404, ErrorType.ROLEOP_ERROR, f"role {exc.args[0]} not found")
         case store.RoleConflict():
             return ApiError(409, ErrorType.ROLEOP_ERROR, str(exc))
+        case store.CommandNotFound():
+            return ApiError(404, ErrorType.COMMAND_ERROR, f"command {exc.args[0]} not found")
+        case store.CommandNotQueued():
+            return ApiError(409, ErrorType.COMMAND_ERROR, str(exc))
+        case store.VersionMismatch():
+            return ApiError(412, ErrorType.CONFIG_ERROR, f"If-Match: {exc}")
+        case store.DocumentTooBig():
+            return bad_request(f"body field 'config': {exc}")
         case store.ApiKeyNotFound():
             return ApiError(404, ErrorType.KEYOP_ERROR, f"API key {exc.args[0]} not found")
     return ApiError(500, ErrorType.INNER_ERROR, "internal error")

@@ -29,9 +29,13 @@ ERROR_DESCRIPTIONS = {
     401: "AUTH_ERROR: missing, wrong, expired or revoked token or key",
     403: "AUTH_ERROR: the caller lacks the permission (the message names it)",
     404: "not found, or outside the caller's groups (DEVICEOP_ERROR, GROUPOP_ERROR, "
+    "COMMAND_ERROR, "
     "RELATIONOP_ERROR, RECORD_ERROR, USEROP_ERROR, ROLEOP_ERROR, KEYOP_ERROR)",
-    409: "conflict (DEVICEOP_ERROR, GROUPOP_ERROR, USEROP_ERROR, ROLEOP_ERROR), "
+    409: "conflict (DEVICEOP_ERROR, GROUPOP_ERROR, USEROP_ERROR, ROLEOP_ERROR; COMMAND_ERROR: "
+    "not queued any more), "
     "DEVICE_OFFLINE / DEVICE_BUSY, or ANALYSIS_OFF (no classifier is configured)",
+    412: "CONFIG_ERROR: If-Match names a version that is no longer current (the message "
+    "says which is)",
     413: "GENERAL_ERROR: the body is over the size limit",
     416: "RECORD_ERROR: the Range cannot be satisfied",
     429: "AUTH_ERROR: too many failed sign-ins; retry after Retry-After seconds",
@@ -63,6 +67,11 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
             + _parameters(endpoint.query_model, "query"),
             "responses": {
                 str(endpoint.status): _success_response(endpoint, refs),
+                **(
+                    {"202": {**_success_response(endpoint, refs), "description": endpoint.accepted}}
+                    if endpoint.accepted
+                    else {}
+                ),
                 **{
                     str(code): {
                         "description": ERROR_DESCRIPTIONS[code],

@@ -85,6 +85,9 @@ class Endpoint:
     """Media types of a raw request body the handler reads itself."""
     body_schemas: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     """The documented schema of such a body, by media type (default: any bytes)."""
+    accepted: str | None = None
+    """The handler may also answer 202 with the same model (``accept(request)``):
+    what that means, for the document."""
 
     @property
     def operation_id(self) -> str:
@@ -122,6 +125,7 @@ class Endpoints:
         permission: str | None = None,
         media: str | tuple[str, ...] = "application/json",
         body_media: tuple[str, ...] | Mapping[str, dict[str, Any]] = (),
+        accepted: str | None = None,
     ) -> Callable[[Handler], Handler]:
         if public == (permission is not None):
             raise TypeError(f"{method} {path}: declare public=True or a permission, not both")
@@ -155,6 +159,7 @@ class Endpoints:
                     media=(media,) if isinstance(media, str) else media,
                     body_media=tuple(body_media),
                     body_schemas=dict(body_media) if isinstance(body_media, Mapping) else {},
+                    accepted=accepted,
                 )
             )
             return handler
@@ -179,6 +184,11 @@ class Endpoints:
     def add_to(self, app: web.Application) -> None:
         for endpoint in self.table:
             app.router.add_route(endpoint.method, endpoint.path, _adapter(endpoint))
+
+
+def accept(request: web.Request) -> None:
+    """Answer 202 instead of the route's status: taken, to be done later."""
+    request[RESPONSE_HOOKS].append(lambda response: response.set_status(202))
 
 
 def strict_json(value: Any) -> str:

@@ -483,14 +483,24 @@ class CommandRequest(RequestModel):
 
 class DeviceCommandResult(BaseModel):
     device_id: IdOut
-    status: Literal["success", "fail", "timeout"]
+    command_id: IdOut | None = Field(
+        description="The command in the history (`GET /commands/{command_id}`); null only "
+        "when the database was away and the device was reached without it."
+    )
+    status: Literal["success", "fail", "timeout", "queued"]
     message: str
     data: Any = None
 
     @classmethod
-    def of(cls, device_id: int, result: protocol.CommandResult) -> DeviceCommandResult:
+    def of(
+        cls, device_id: int, command_id: int | None, result: protocol.CommandResult
+    ) -> DeviceCommandResult:
         return cls(
-            device_id=device_id, status=result.status, message=result.message, data=result.data
+            device_id=device_id,
+            command_id=command_id,
+            status=result.status,
+            message=result.message,
+            data=result.data,
         )
 
 

@@ -75,6 +75,13 @@ METADATA = {
     },
 }
 
+CONFIG: dict[str, Any] = {
+    "type": "object",
+    "x-kubernetes-preserve-unknown-fields": True,
+    "description": "The desired configuration (any JSON object, at most 32 KiB): a "
+    "Device's own goes on top of its groups' (merged in group name order).",
+}
+
 DEVICE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["spec"],
@@ -114,6 +121,7 @@ DEVICE_SCHEMA: dict[str, Any] = {
                     "x-kubernetes-list-type": "set",
                 },
                 "disabled": {"type": "boolean", "default": False},
+                "config": CONFIG,
             },
         },
         "status": {
@@ -133,6 +141,16 @@ DEVICE_SCHEMA: dict[str, Any] = {
                         "diskUsedPercent": {"type": "number", "nullable": True},
                         "updatedAt": _instant(),
                     },
+                },
+                "configVersion": {
+                    "type": "integer",
+                    "description": "The configuration version the device last reported.",
+                },
+                "configInSync": {
+                    "type": "boolean",
+                    "nullable": True,
+                    "description": "Whether the device runs its desired configuration; "
+                    "null: it cannot take one (a version-1 device).",
                 },
                 "conditions": CONDITIONS,
             },
@@ -157,6 +175,7 @@ GROUP_SCHEMA: dict[str, Any] = {
                     "'site=chengdu,tier in (edge,core)'): the Devices whose labels match "
                     "are members too, besides those naming the group in spec.groups.",
                 ),
+                "config": CONFIG,
             },
         },
         "status": {

@@ -24,6 +24,7 @@ from edgefleet.controller.kube.resources import (
     resource_name,
 )
 from edgefleet.controller.store import Store
+from edgefleet.controller.store.configs import merge_diff
 from edgefleet.controller.store.errors import (
     DeviceConflict,
     GroupConflict,
@@ -139,6 +140,19 @@ class KubeMirror:
         spec = group_spec(changes)
         if name and spec:
             await self._call(self.kube.patch(DEVICE_GROUPS, name, {"spec": spec}))
+
+    async def config_changed(
+        self, kind: str, target_id: int, old: dict[str, Any], new: dict[str, Any]
+    ) -> None:
+        """``spec.config`` of the Device or DeviceGroup becomes ``new``: a merge patch
+        that also removes what ``old`` had and ``new`` has not."""
+        if kind == "device":
+            name, plural = (await self.store.devices.get(target_id)).get("k8s_name"), DEVICES
+        else:
+            name, plural = (await self.store.groups.get(target_id)).get("k8s_name"), DEVICE_GROUPS
+        if name:
+            patch = {"spec": {"config": merge_diff(old, new) if old else new}}
+            await self._call(self.kube.patch(plural, name, patch))
 
     async def group_deleted(self, group_id: int) -> None:
         """Members drop the group from ``spec.groups`` first, or they would point at a

@@ -12,11 +12,13 @@ wrote to the database changes nothing.
   annotation the REST API sets, or a new snowflake); make sure its Secret
   ``<name>-credentials`` exists (owned by the Device, so it goes with it); insert
   the row (the bcrypt hash of the Secret's password) or update the fields that
-  differ; set its memberships from ``spec.groups``; write ``status`` only where
-  it differs.
+  differ; set its memberships from ``spec.groups``; take ``spec.config`` as its
+  desired configuration when it differs (and have it pushed); write ``status``
+  only where it differs.
 - Device deleted (finalizer): delete the row (which logs ``deleted``), ask the
   southbound to close the session, and let kopf remove the finalizer.
-- DeviceGroup likewise, by its resource name.
+- DeviceGroup likewise, by its resource name (its ``spec.config`` reaching every
+  member).
 
 kopf keeps its own progress and last-handled state in annotations under
 ``edgefleet.io/`` so that ``status`` holds only our fields, and no handler
@@ -38,6 +40,7 @@ from typing import Any
 import kopf
 
 from edgefleet.controller.api.metrics import ApiMetrics
+from edgefleet.controller.configuration import ConfigChanges
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.kube import status
@@ -114,6 +117,7 @@ class Reconciler:
         self.link = link
         self.ids = ids
         self.bcrypt_rounds = bcrypt_rounds
+        self.configs = ConfigChanges(store, link)
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self.runs: collections.Counter[tuple[str, str, bool]] = collections.Counter()
         """Handler runs that ended, by (kind, cause, whether they patched the status):
@@ -189,6 +193,8 @@ class Reconciler:
         except DeviceConflict as exc:
             _set_status(patch, current, {status.DEVICE_ID: str(device_id)}, synced=str(exc))
             raise kopf.PermanentError(str(exc)) from exc
+        if isinstance(config := body.spec.get("config"), dict):
+            await self.configs.adopt("device", device_id, config)
         missing = await self._sync_groups(device_id, namespace, body.spec.get("groups") or [])
         # Memberships change with spec.groups and, for dynamic groups, with the labels.
         self.counts.changed(before ^ await self._groups_of(device_id))
@@ -336,6 +342,8 @@ class Reconciler:
         except GroupConflict as exc:
             _set_status(patch, current, {}, synced=str(exc))
             raise kopf.PermanentError(str(exc)) from exc
+        if isinstance(config := body.spec.get("config"), dict):
+            await self.configs.adopt("group", group_id, config)
         _set_status(patch, current, {status.GROUP_ID: str(group_id)}, synced=None)
         self.counts.changed([group_id])
 

@@ -34,6 +34,8 @@ GROUP_ID = "groupId"
 DEVICE_COUNT = "deviceCount"
 CREDENTIALS_SECRET = "credentialsSecret"
 CONDITIONS = "conditions"
+CONFIG_VERSION = "configVersion"
+CONFIG_IN_SYNC = "configInSync"
 
 CLAIMS_SESSION = ("online", "unknown")
 """States that say some southbound holds the device's session."""
@@ -92,6 +94,11 @@ def metrics_summary(
         "diskUsedPercent": disk_used_percent,
         "updatedAt": instant(at),
     }
+
+
+def config_sync(version: int | None, in_sync: bool | None) -> dict[str, Any]:
+    """The configuration fields of a Device's status, from its last report."""
+    return {CONFIG_VERSION: version, CONFIG_IN_SYNC: in_sync}
 
 
 def claims_session(status: dict[str, Any]) -> bool:

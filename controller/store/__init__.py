@@ -9,14 +9,19 @@ from edgefleet.controller.settings import DatabaseSettings
 from edgefleet.controller.store.analysis import AnalysisStore
 from edgefleet.controller.store.api_keys import ApiKeyStore
 from edgefleet.controller.store.audit import AuditEntry, AuditFilter, AuditStore
+from edgefleet.controller.store.commands import CommandStore
+from edgefleet.controller.store.configs import ConfigStore
 from edgefleet.controller.store.database import Database, create_engine
 from edgefleet.controller.store.devices import DeviceFilter, DeviceStore
 from edgefleet.controller.store.errors import (
     ApiKeyNotFound,
+    CommandNotFound,
+    CommandNotQueued,
     Conflict,
     DatabaseUnavailable,
     DeviceConflict,
     DeviceNotFound,
+    DocumentTooBig,
     DynamicMembership,
     GroupConflict,
     GroupNotFound,
@@ -29,6 +34,7 @@ from edgefleet.controller.store.errors import (
     StoreError,
     UserConflict,
     UserNotFound,
+    VersionMismatch,
 )
 from edgefleet.controller.store.events import EventFilter, EventStore
 from edgefleet.controller.store.groups import GroupStore
@@ -58,11 +64,14 @@ __all__ = [
     "AuditEntry",
     "AuditFilter",
     "Binding",
+    "CommandNotFound",
+    "CommandNotQueued",
     "Conflict",
     "DatabaseUnavailable",
     "DeviceConflict",
     "DeviceFilter",
     "DeviceNotFound",
+    "DocumentTooBig",
     "DynamicMembership",
     "EventFilter",
     "FileNotFound",
@@ -83,6 +92,7 @@ __all__ = [
     "StoreError",
     "UserConflict",
     "UserNotFound",
+    "VersionMismatch",
 ]
 
 
@@ -103,6 +113,8 @@ class Store:
         self.api_keys = ApiKeyStore(db)
         self.refresh_tokens = RefreshTokenStore(db)
         self.audit = AuditStore(db)
+        self.configs = ConfigStore(db, self.groups)
+        self.commands = CommandStore(db)
 
     @classmethod
     def from_url(

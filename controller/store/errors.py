@@ -67,3 +67,28 @@ class ApiKeyNotFound(NotFound):
 
 class LastAdmin(Conflict):
     """The change would leave no active administrator."""
+
+
+class CommandNotFound(NotFound):
+    pass
+
+
+class CommandNotQueued(Conflict):
+    """Only a queued command can be canceled."""
+
+    def __init__(self, command_id: int, state: str) -> None:
+        super().__init__(f"command {command_id} is {state}, not queued: it cannot be canceled")
+        self.state = state
+
+
+class DocumentTooBig(StoreError):
+    """A configuration document over the size limit once written."""
+
+
+class VersionMismatch(StoreError):
+    """A conditional write (``If-Match``) named a version that is no longer current."""
+
+    def __init__(self, current: int, given: int) -> None:
+        super().__init__(f"version {given} is stale: the current version is {current}")
+        self.current = current
+        self.given = given

@@ -42,7 +42,7 @@ _member_count = (
 GROUP_COLUMNS = [*device_groups.c, _member_count]
 
 
-async def _fetch_group(
+async def fetch_group(
     connection: AsyncConnection, group_id: int, scope: Scope = None
 ) -> dict[str, Any]:
     if scope is not None and group_id not in scope:
@@ -142,13 +142,13 @@ class GroupStore:
                 if row.get("selector") is not None:
                     await refresh_group(connection, row)
                 await write_audit(connection, audit)
-                return await _fetch_group(connection, row["group_id"])
+                return await fetch_group(connection, row["group_id"])
         except IntegrityError as exc:
             raise GroupConflict(f"a group named {values['name']!r} already exists") from exc
 
     async def get(self, group_id: int, scope: Scope = None) -> dict[str, Any]:
         async with self._db.read() as connection:
-            return await _fetch_group(connection, group_id, scope)
+            return await fetch_group(connection, group_id, scope)
 
     async def list(
         self, text: str | None, page: int, per_page: int, scope: Scope = None
@@ -186,10 +186,10 @@ class GroupStore:
                     )
                     if result.rowcount == 0:
                         raise GroupNotFound(group_id)
-                group = await _fetch_group(connection, group_id)
+                group = await fetch_group(connection, group_id)
                 if "selector" in changes:
                     await refresh_group(connection, group)
-                    group = await _fetch_group(connection, group_id)
+                    group = await fetch_group(connection, group_id)
                 await write_audit(connection, audit)
                 return group
         except IntegrityError as exc:
@@ -198,7 +198,7 @@ class GroupStore:
     async def delete(self, group_id: int, audit: AuditEntry | None = None) -> None:
         """Delete the group; its devices stay, each logging that it left."""
         async with self._db.begin() as connection:
-            group = await _fetch_group(connection, group_id)
+            group = await fetch_group(connection, group_id)
             await log_membership(
                 connection, "group_left", await _member_ids(connection, group_id), group
             )
@@ -227,14 +227,14 @@ class GroupStore:
     async def member_ids(self, group_id: int) -> list[int]:
         """Every member: put there by hand or matched by the selector."""
         async with self._db.read() as connection:
-            await _fetch_group(connection, group_id)
+            await fetch_group(connection, group_id)
             return await _member_ids(connection, group_id)
 
     async def by_hand_ids(self, group_id: int) -> list[int]:
         """The members put there by hand (in Kubernetes mode: the Devices that name
         the group in ``spec.groups``)."""
         async with self._db.read() as connection:
-            await _fetch_group(connection, group_id)
+            await fetch_group(connection, group_id)
             rows = await connection.scalars(
                 select(device_group_members.c.device_id).where(
                     device_group_members.c.group_id == group_id, device_group_members.c.static
@@ -257,7 +257,7 @@ class GroupStore:
 
     async def is_member(self, group_id: int, device_id: int, scope: Scope = None) -> bool:
         async with self._db.read() as connection:
-            await _fetch_group(connection, group_id, scope)
+            await fetch_group(connection, group_id, scope)
             await fetch_device(connection, device_id, scope)
             found = await connection.scalar(
                 select(func.count()).where(
@@ -274,7 +274,7 @@ class GroupStore:
         A device the group's selector matches is a member by its labels: 409."""
         try:
             async with self._db.begin() as connection:
-                group = await _fetch_group(connection, group_id)
+                group = await fetch_group(connection, group_id)
                 await fetch_device(connection, device_id)
                 already = await _membership(connection, group_id, device_id)
                 if already is not None and already.matched:
@@ -295,7 +295,7 @@ class GroupStore:
     ) -> None:
         """Take the device out; one the group's selector matches stays: 409."""
         async with self._db.begin() as connection:
-            group = await _fetch_group(connection, group_id)
+            group = await fetch_group(connection, group_id)
             await fetch_device(connection, device_id)
             membership = await _membership(connection, group_id, device_id)
             if membership is None:
@@ -319,7 +319,7 @@ class GroupStore:
 
         Returns (memberships removed, devices deleted)."""
         async with self._db.begin() as connection:
-            group = await _fetch_group(connection, group_id)
+            group = await fetch_group(connection, group_id)
             await write_audit(connection, audit)
             if delete_members:
                 members = await _member_ids(connection, group_id)
@@ -350,7 +350,7 @@ class GroupStore:
         wanted = set(group_ids)
         async with self._db.begin() as connection:
             await fetch_device(connection, device_id, scope)
-            groups = {gid: await _fetch_group(connection, gid, scope) for gid in wanted}
+            groups = {gid: await fetch_group(connection, gid, scope) for gid in wanted}
             current = {
                 g["group_id"]: g
                 for g in await _groups_of(connection, device_id, scope, by_hand=True)

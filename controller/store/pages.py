@@ -31,6 +31,12 @@ async def page_of(
     return [dict(row) for row in rows.mappings()], total or 0
 
 
+async def first_row(connection: AsyncConnection, query: Any) -> dict[str, Any] | None:
+    """The first row ``query`` finds, or None."""
+    row = (await connection.execute(query)).mappings().first()
+    return dict(row) if row is not None else None
+
+
 def window(column: ColumnElement[Any], since: Any, until: Any) -> list[ColumnElement[bool]]:
     """``since <= column < until``, each bound only when given."""
     conditions = []

@@ -415,3 +415,78 @@ audit_log = Table(
     Index(None, "action", "at"),
     Index(None, "target_type", "target_id", "at"),
 )
+
+# Desired configuration (FLEET.md, "Desired configuration"). ``version`` counts the
+# device's own document (what ``If-Match`` compares); ``effective_version`` counts
+# every change of what the device should run — its own document or one of its
+# groups' — and is the version ``config_update`` carries. ``reported*`` is the
+# device's last ``config_report`` as it sent it; ``supported`` is whether it listed
+# the ``config`` extension at its last login (null: not logged in since).
+device_configs = Table(
+    "device_configs",
+    metadata,
+    Column(
+        "device_id",
+        BigInteger,
+        ForeignKey("devices.device_id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("desired", JSON, nullable=False),
+    Column("version", Integer, nullable=False, default=0),
+    Column("effective_version", Integer, nullable=False, default=0),
+    Column("updated_at", Timestamp),
+    Column("reported", JSON),
+    Column("reported_version", Integer),
+    Column("report_status", String(16)),
+    Column("report_message", String(1024)),
+    Column("reported_at", Timestamp),
+    Column("supported", Boolean),
+)
+
+group_configs = Table(
+    "group_configs",
+    metadata,
+    Column(
+        "group_id",
+        BigInteger,
+        ForeignKey("device_groups.group_id", ondelete="CASCADE"),
+        primary_key=True,
+        autoincrement=False,
+    ),
+    Column("config", JSON, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Timestamp, nullable=False),
+)
+
+# Every command sent to a device, queued or not (FLEET.md, "Commands that wait for
+# the device"). No foreign key: a device's command history is kept like its log.
+# ``state``: queued, sent, succeeded, failed, timed_out, expired, canceled. A queued
+# command is claimed for delivery by moving it to ``sent`` in one conditional
+# UPDATE, so it is handed to a device at most once; ``deadline`` is when a sent
+# command whose deliverer vanished counts as timed out.
+commands = Table(
+    "commands",
+    metadata,
+    Column("command_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("device_id", BigInteger, nullable=False),
+    Column("order", String(64), nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("timeout", Float, nullable=False),
+    Column("queued", Boolean, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("actor", String(128), nullable=False),
+    # The southbound instance that claimed a queued command: if it restarts before
+    # the result, the command ends there (``timed_out``), never sent again.
+    Column("deliverer", String(128)),
+    Column("created_at", Timestamp, nullable=False),
+    Column("expires_at", Timestamp),
+    Column("sent_at", Timestamp),
+    Column("deadline", Timestamp),
+    Column("finished_at", Timestamp),
+    Column("result_status", String(16)),
+    Column("result_message", String(1024)),
+    Column("result_data", JSON),
+    Index(None, "device_id", "command_id"),
+    Index(None, "device_id", "state", "command_id"),
+)

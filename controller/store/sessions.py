@@ -27,6 +27,9 @@ from edgefleet.controller.store.schema import (
     southbound_instances,
 )
 
+HOLDERS_CHUNK = 1000
+"""Device ids per query when looking up who holds many sessions."""
+
 CREDENTIAL_COLUMNS = [
     devices.c.device_id,
     devices.c.secret,
@@ -111,6 +114,21 @@ class SessionStore:
             return await connection.scalar(
                 select(device_sessions.c.address).where(device_sessions.c.device_id == device_id)
             )
+
+    async def holders(self, device_ids: Sequence[int]) -> dict[str, list[int]]:
+        """The devices of ``device_ids`` that have a session, by the address of the
+        instance holding it."""
+        held: dict[str, list[int]] = {}
+        async with self._db.read() as connection:
+            for start in range(0, len(device_ids), HOLDERS_CHUNK):
+                rows = await connection.execute(
+                    select(device_sessions.c.address, device_sessions.c.device_id).where(
+                        device_sessions.c.device_id.in_(device_ids[start : start + HOLDERS_CHUNK])
+                    )
+                )
+                for address, device_id in rows:
+                    held.setdefault(address, []).append(device_id)
+        return held
 
     async def apply(self, instance: str, changes: Iterable[SessionChange]) -> None:
         """Write a batch of changes made by ``instance``, in one transaction.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -14,6 +15,7 @@ from edgefleet.agent.core import (
     Backoff,
     Closed,
     CommandReceived,
+    ConfigReceived,
     DataAnswered,
     FrameIgnored,
     HeartbeatMissed,
@@ -453,3 +455,30 @@ def test_a_batch_of_records_replaces_a_heartbeat_and_its_answer_is_reported() ->
 def test_no_batch_goes_before_login() -> None:
     device = Device()
     assert not device.session.send_data([], "d-1", device.now)
+
+
+# --- desired configuration (section 8) ----------------------------------------------
+
+
+def test_a_configuration_update_is_handed_over_and_its_report_sent() -> None:
+    device = Device(replace(PASSWORD_LOGIN, extensions=frozenset({"config"})))
+    device.log_in()
+    device.take_sent(), device.take_events()
+    device.receive(protocol.config_update(7, {"fps": 15}, "c-3"))
+    assert device.take_events() == [ConfigReceived(7, {"fps": 15}, "c-3")]
+    device.session.config_applied(7, {"fps": 15}, None, "c-3", device.now)
+    device._drain()
+    assert device.take_sent() == [json.loads(protocol.config_report(7, {"fps": 15}, None, "c-3"))]
+    device.receive(json.dumps({"type": "config_update", "Headers": {}, "data": {"version": "7"}}))
+    assert device.take_events() == [FrameIgnored("bad_config_update")]
+
+
+def test_a_device_that_did_not_list_config_ignores_updates_and_sends_no_report() -> None:
+    device = Device()
+    device.log_in()
+    device.take_sent(), device.take_events()
+    device.receive(protocol.config_update(7, {"fps": 15}, "c-3"))
+    assert device.take_events() == [FrameIgnored("unexpected:config_update")]
+    device.session.config_applied(7, {"fps": 15}, None, None, device.now)
+    device._drain()
+    assert device.take_sent() == []

@@ -102,6 +102,10 @@ def built_frames() -> list[tuple[str, str]]:
             "upload_data_result",
             protocol.upload_data_result(protocol.data_answer(), None, protocol.DATA_BUSY_MESSAGE),
         ),
+        ("config_update", protocol.config_update(7, {"exposure": 30}, "c-3")),
+        ("config_report", protocol.config_report(7, {"exposure": 30}, None, "c-3")),
+        ("config_report", protocol.config_report(6, {"exposure": 20}, "exposure out of range")),
+        ("config_report", protocol.config_report(None, {})),
     ]
 
 

@@ -46,6 +46,8 @@ class World:
     user_id: str = ""
     role_id: str = ""
     key_id: str = ""
+    command_a: str = ""
+    command_b: str = ""
     refresh_token: str = ""
     ids: dict[str, str] = field(default_factory=dict)
 
@@ -59,6 +61,15 @@ class World:
         world.device_b = (await api.register(name="b"))["device_id"]
         await api.put(f"/api/v1/groups/{world.group_a}/devices/{world.device_a}")
         await api.put(f"/api/v1/groups/{world.group_b}/devices/{world.device_b}")
+        world.command_a, world.command_b = [
+            (
+                await api.post(
+                    f"/api/v1/devices/{device}/commands",
+                    {"order": "reboot_camera", "queue": {"ttl": 3600}},
+                )
+            ).data["command_id"]
+            for device in (world.device_a, world.device_b)
+        ]
         made = await api.post(
             "/api/v1/users",
             {"username": f"someone-{tag}", "password": USER_PASSWORD, "roles": []},
@@ -86,6 +97,7 @@ class World:
             "user_id": self.user_id,
             "role_id": self.role_id,
             "key_id": self.key_id,
+            "command_id": self.command_a,
             "id": "1",  # a record's id
             "sha256": "0" * 64,  # a file's digest
             **ids,
@@ -114,6 +126,10 @@ class World:
             "create_role": {"code": f"c-{tag}", "name": "C", "permissions": ["groups:read"]},
             "update_role": {"description": "changed"},
             "create_api_key": {"name": f"k-{tag}"},
+            "put_device_config": {"config": {"exposure": 30}},
+            "patch_device_config": {"config": {"exposure": 31}},
+            "put_group_config": {"config": {"upload": {"images": True}}},
+            "patch_group_config": {"config": {"upload": {"images": False}}},
         }
         return bodies.get(operation.operation_id)
 

@@ -116,7 +116,9 @@ async def test_no_route_leaks_a_device_or_group_outside_the_callers_groups(
                 f"{operation}: say which test shows it leaks nothing"
             )
             continue
-        outside = [{"device_id": world.device_b, "group_id": world.group_b}]
+        outside = [
+            {"device_id": world.device_b, "group_id": world.group_b, "command_id": world.command_b}
+        ]
         if names == {"group_id", "device_id"}:
             outside += [
                 {"group_id": world.group_a, "device_id": world.device_b},
@@ -127,16 +129,21 @@ async def test_no_route_leaks_a_device_or_group_outside_the_callers_groups(
                 operation, limited, **{k: v for k, v in ids.items() if k in names}
             )
             assert answer.status == 404, (operation, ids, answer.body)
-            assert answer.body["type"] in ("DEVICEOP_ERROR", "GROUPOP_ERROR"), answer.body
+            assert answer.body["type"] in ("DEVICEOP_ERROR", "GROUPOP_ERROR", "COMMAND_ERROR"), (
+                answer.body
+            )
         covered.add(operation.operation_id)
     must = {"get_device", "list_device_events", "device_status", "send_device_command"}
     must |= {"send_group_command", "list_group_devices", "list_device_groups"}
+    must |= {"get_command", "cancel_command", "list_device_commands", "put_device_config"}
+    must |= {"put_group_config", "get_device_config"}
     assert must <= covered
     after = [
         (await api.get(f"/api/v1/devices/{world.device_b}")).data,
         (await api.get(f"/api/v1/groups/{world.group_b}")).data,
     ]
     assert after == before
+    assert (await api.get(f"/api/v1/commands/{world.command_b}")).data["state"] == "queued"
     groups_of_b = await api.get(f"/api/v1/devices/{world.device_b}/groups")
     assert [g["group_id"] for g in groups_of_b.data["items"]] == [world.group_b]
 

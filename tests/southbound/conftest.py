@@ -4,6 +4,7 @@ protocol's timings scaled down so a 7.5 s tolerance takes 0.3 s."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import tempfile
 from collections.abc import AsyncIterator
@@ -33,6 +34,11 @@ FAST = SouthboundSettings(
     instance="test-instance",
     token_key="test-key",
 )
+
+PATIENT = dataclasses.replace(
+    FAST, heartbeat_tolerance=30.0, heartbeat_tolerance_after_failure=30.0
+)
+"""For raw clients that send no heartbeats: their sessions outlive the test."""
 
 
 @dataclass
@@ -113,6 +119,21 @@ async def running_fleet(
 async def fleet(store: Store) -> AsyncIterator[Fleet]:
     async with running_fleet(store, FAST) as running:
         yield running
+
+
+@pytest.fixture
+async def patient_fleet(store: Store) -> AsyncIterator[Fleet]:
+    async with running_fleet(store, PATIENT) as running:
+        yield running
+
+
+async def nothing_comes(ws: ClientConnection, timeout: float = 0.3) -> bool:
+    """True when no frame arrives within ``timeout`` seconds."""
+    try:
+        await recv_json(ws, timeout)
+    except TimeoutError:
+        return True
+    return False
 
 
 async def recv_json(ws: ClientConnection, timeout: float = 2.0) -> dict[str, Any]:

@@ -70,3 +70,51 @@ async def test_internal_api_requires_the_internal_token(
         async with session.get(url, headers={"Authorization": "Bearer inside"}) as response:
             assert response.status == 409
             assert await response.json() == {"refused": "offline"}
+
+
+async def test_configuration_and_queued_commands_cross_to_the_instance_too(
+    split: tuple[ApiClient, Southbound],
+) -> None:
+    """A group's configuration change and a queued command for a connected device
+    reach it through its instance's internal API, as in Kubernetes mode."""
+    api, southbound = split
+    device = await api.register()
+    group = await api.create_group("kube-cameras")
+    await api.put(f"/api/v1/groups/{group['group_id']}/devices/{device['device_id']}")
+    ws = await websockets.connect(f"ws://127.0.0.1:{southbound.port}/ws")
+    login = protocol.Login(
+        device_id=device["device_id"],
+        password=device["password"],
+        extensions=frozenset({"config", "request_id"}),
+    )
+    await ws.send(login.encode())
+    await recv_json(ws)
+    await southbound.recorder.drained()  # the session's address is in the database
+
+    await api.put(f"/api/v1/groups/{group['group_id']}/config", {"config": {"fps": 15}})
+    update = await recv_json(ws)
+    assert update["type"] == "config_update"
+    assert update["data"] == {"version": 1, "config": {"fps": 15}}
+
+    queued = await api.post(
+        f"/api/v1/devices/{device['device_id']}/commands",
+        {"order": "snapshot", "queue": {"ttl": 60}},
+    )
+    assert queued.status == 202
+    order = await recv_json(ws)
+    assert order["Headers"]["order_type"] == "snapshot"
+    await ws.close()
+
+
+async def test_the_internal_push_refuses_what_is_not_a_list_of_ids(
+    split: tuple[ApiClient, Southbound],
+) -> None:
+    _, southbound = split
+    url = f"http://{southbound.internal_address}/internal/v1/config/push"
+    headers = {"Authorization": "Bearer inside"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.post(url, json={"device_ids": ["1"]}) as response:
+            assert response.status == 400
+            assert "device_ids" in (await response.json())["error"]
+        async with session.post(url, json={"device_ids": [1]}) as response:
+            assert await response.json() == {"queued": 1}

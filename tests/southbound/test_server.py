@@ -234,12 +234,18 @@ async def test_custom_command_reaches_the_device_and_returns_its_result(fleet: F
         f"/api/v1/devices/{device['device_id']}/commands",
         {"order": "set_exposure", "params": {"value": 3}},
     )
+    command_id = answer.data["command_id"]
     assert answer.data == {
         "device_id": device["device_id"],
+        "command_id": command_id,
         "status": "success",
         "message": "successfully exec order.",
         "data": {"set": 3},
     }
+    history = (await fleet.api.get(f"/api/v1/commands/{command_id}")).data
+    assert history["state"] == "succeeded" and history["queued"] is False
+    assert history["result"] == {"status": "success", "message": answer.data["message"],
+                                 "data": {"set": 3}}  # fmt: skip
     assert seen[0]["Headers"]["isInner"] is False
     assert seen[0]["Headers"]["order_type"] == "set_exposure"
     names = [e["event"] for e in await fleet.events(device)]
@@ -314,12 +320,17 @@ async def test_group_command_fans_out_and_answers_per_device(fleet: Fleet) -> No
     results = {r["device_id"]: r for r in answer.data["results"]}
     for device in online:
         assert results[device["device_id"]]["status"] == "success"
-    assert results[devices[3]["device_id"]] == {
+    offline = results[devices[3]["device_id"]]
+    assert offline == {
         "device_id": devices[3]["device_id"],
+        "command_id": offline["command_id"],
         "status": "fail",
         "message": "Device is offline!",
         "data": None,
     }
+    history = await fleet.api.get(f"/api/v1/commands/{offline['command_id']}")
+    assert history.data["state"] == "failed"
+    assert history.data["result"]["message"] == "Device is offline!"
     for ws in sockets:
         await ws.close()
 

@@ -14,6 +14,7 @@ from edgefleet.southbound.session import (
     CLOSE_POLICY,
     CLOSE_SUPERSEDED,
     CommandFinished,
+    ConfigReported,
     DataReceived,
     DeviceSession,
     FrameIgnored,
@@ -430,3 +431,35 @@ def test_a_batch_from_a_device_that_did_not_list_data_is_ignored() -> None:
     session.receive(upload([GOOD]), 1.0)
     assert session.events_received() == [FrameIgnored("unknown_type")]
     assert session.state is State.ONLINE
+
+
+def test_configuration_goes_only_to_a_device_that_listed_config() -> None:
+    session = DeviceSession(Timings(), 0.0)
+    session.receive(json.dumps({"device_id": DEVICE, "password": "pw"}), 0.0)
+    session.login_accepted(DEVICE, 0.0, frozenset({"config"}))
+    session.data_to_send(), session.events_received()
+    assert session.send_config(3, {"fps": 15})
+    assert session.send_config(4, {"fps": 10})
+    first, second = sent(session)
+    assert first == {"type": "config_update", "Headers": {"request_id": "c-1"},
+                     "data": {"version": 3, "config": {"fps": 15}}}  # fmt: skip
+    assert second["Headers"] == {"request_id": "c-2"}
+    session.receive(protocol.config_report(4, {"fps": 10}, None, "c-2"), 1.0)
+    (event,) = session.events_received()
+    assert isinstance(event, ConfigReported)
+    assert event.report == protocol.ConfigReport(4, {"fps": 10}, "success", None, "c-2")
+
+    version_1 = online_session()
+    assert not version_1.send_config(3, {"fps": 15})
+    assert sent(version_1) == []
+    version_1.receive(protocol.config_report(3, {}), 1.0)
+    assert version_1.events_received() == [FrameIgnored("unknown_type")]
+
+
+def test_a_malformed_configuration_report_is_read_safely() -> None:
+    frame = protocol.parse_frame(
+        json.dumps({"type": "config_report", "status": "weird", "Headers": {"message": 5},
+                    "data": {"version": True}})
+    )  # fmt: skip
+    report = protocol.ConfigReport.read(frame)
+    assert report == protocol.ConfigReport(None, None, "fail", None, None)

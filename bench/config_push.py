@@ -1,0 +1,235 @@
+"""Desired configuration to a whole group: time until every member reported it.
+
+    python bench/config_push.py [--devices 10000]
+    python bench/config_push.py --devices 200 --settle 5     # a smoke run
+
+1. Recreates the MariaDB database ``edgefleet_config_bench``, seeds the devices
+   (``southbound_load.seed``) and puts them all in one group.
+2. Starts ``edgefleet serve`` pinned to CPU 0, and ``--load-processes`` load
+   processes pinned to CPU 1: each device lists the ``config`` extension, pings
+   every 5 s (round trips recorded) and answers every ``config_update`` with a
+   ``config_report`` of what it was sent.
+3. Once every device is online and has settled, the parent sets the group's
+   configuration (``PUT /api/v1/groups/{id}/config``) and polls the database until
+   every member's report names the new version; the devices report when each got
+   it, and their heartbeat round trips from that moment until the last report.
+4. Prints a summary and writes ``bench/results/config_push.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.harness import percentiles, recreate_database  # noqa: E402
+from bench.southbound_load import TOKEN, Device, raise_fd_limit, seed, storm  # noqa: E402
+
+DATABASE = "edgefleet_config_bench"
+GROUP_ID = 1
+
+
+class ConfigDevice(Device):
+    """A device that applies whatever configuration it is sent and reports it."""
+
+    def __init__(self, device_id: str, source: str, url: str) -> None:
+        super().__init__(device_id, source, url)
+        self.extensions = ["config", "request_id"]
+        self.got: dict[int, float] = {}
+        """Version -> wall time it arrived."""
+
+    async def on_frame(self, frame: dict[str, Any]) -> None:
+        if frame.get("type") != "config_update":
+            return
+        data = frame["data"]
+        self.got[data["version"]] = time.time()
+        report = {
+            "type": "config_report",
+            "Headers": {"request_id": frame["Headers"].get("request_id")},
+            "status": "success",
+            "data": {"version": data["version"], "reported": data["config"]},
+        }
+        await self.ws.send(json.dumps(report))
+
+
+async def load_main(plan: dict[str, Any]) -> dict[str, Any]:
+    raise_fd_limit()
+    devices = [
+        ConfigDevice(device_id, f"127.0.0.{2 + (i % 50)}", plan["url"])
+        for i, device_id in enumerate(plan["device_ids"])
+    ]
+    login, talking = await storm(devices, False, plan["login_at"], plan["stop_at"])
+    await asyncio.sleep(max(0.0, plan["change_at"] - time.time()))
+    for device in devices:
+        device.record = True
+    await asyncio.gather(*talking)
+    return {
+        "login": login,
+        "rtts": [r for d in devices for r in d.rtts],
+        "received": [d.got[1] for d in devices if 1 in d.got],
+    }
+
+
+async def put_members(url: str, device_ids: list[int]) -> None:
+    from sqlalchemy import insert
+
+    from edgefleet.controller.store import Store
+    from edgefleet.controller.store.database import utcnow
+    from edgefleet.controller.store.schema import device_group_members, device_groups
+
+    store = Store.from_url(url, timeout=60)
+    now = utcnow()
+    async with store.db.begin() as connection:
+        await connection.execute(
+            insert(device_groups),
+            {"group_id": GROUP_ID, "name": "everyone", "description": "",
+             "created_at": now, "updated_at": now},
+        )  # fmt: skip
+        for start in range(0, len(device_ids), 5000):
+            await connection.execute(
+                insert(device_group_members),
+                [
+                    {"device_id": d, "group_id": GROUP_ID, "created_at": now}
+                    for d in device_ids[start : start + 5000]
+                ],
+            )
+    await store.close()
+
+
+async def reported(url: str, version: int) -> int:
+    """Members whose last successful report names ``version``."""
+    from sqlalchemy import func, select
+
+    from edgefleet.controller.store import Store
+    from edgefleet.controller.store.schema import device_configs
+
+    store = Store.from_url(url, timeout=60)
+    try:
+        async with store.db.read() as connection:
+            return int(
+                await connection.scalar(
+                    select(func.count()).where(
+                        device_configs.c.reported_version == version,
+                        device_configs.c.report_status == "success",
+                    )
+                )
+                or 0
+            )
+    finally:
+        await store.close()
+
+
+def call(api: str, method: str, path: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        f"{api}/api/v1{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as answer:
+        return json.load(answer)["data"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--devices", type=int, default=10_000)
+    parser.add_argument("--load-processes", type=int, default=2)
+    parser.add_argument("--settle", type=float, default=60, help="seconds for the logins")
+    parser.add_argument("--max-seconds", type=float, default=120, help="give up after this")
+    parser.add_argument("--bcrypt-rounds", type=int, default=4)
+    parser.add_argument("--api-port", type=int, default=18280)
+    parser.add_argument("--ws-port", type=int, default=19290)
+    parser.add_argument("--metrics-port", type=int, default=19292)
+    parser.add_argument("--output", type=Path, default=ROOT / "bench/results/config_push.json")
+    parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.load:
+        print(json.dumps(asyncio.run(load_main(json.load(sys.stdin)))))
+        return
+
+    raise_fd_limit()
+    url = recreate_database(DATABASE)
+    ids = asyncio.run(seed(url, args.devices, args.bcrypt_rounds))
+    asyncio.run(put_members(url, ids))
+    api = f"http://127.0.0.1:{args.api_port}"
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "edgefleet.controller.cli", "serve",
+         "--db-url", url, "--api-port", str(args.api_port), "--ws-port", str(args.ws_port),
+         "--metrics-port", str(args.metrics_port), "--api-token", TOKEN,
+         "--bcrypt-rounds", str(args.bcrypt_rounds), "--login-attempts-per-device", "1000",
+         "--log-level", "WARNING"],
+        cwd=ROOT, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(f"{api}/api/v1/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.2)
+        login_at = time.time() + 3
+        change_at = login_at + args.settle
+        stop_at = change_at + args.max_seconds
+        loads = []
+        share = (len(ids) + args.load_processes - 1) // args.load_processes
+        for n in range(args.load_processes):
+            plan = {
+                "url": f"ws://127.0.0.1:{args.ws_port}/ws",
+                "device_ids": [str(i) for i in ids[n * share : (n + 1) * share]],
+                "login_at": login_at,
+                "change_at": change_at,
+                "stop_at": stop_at,
+            }
+            process = subprocess.Popen(
+                ["taskset", "-c", "1", sys.executable, __file__, "--load"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+            )  # fmt: skip
+            assert process.stdin is not None
+            process.stdin.write(json.dumps(plan))
+            process.stdin.close()
+            loads.append(process)
+        time.sleep(max(0.0, change_at - time.time()))
+        online = call(api, "GET", "/stats")["connected"]
+        changed = time.time()
+        call(api, "PUT", f"/groups/{GROUP_ID}/config", {"config": {"exposure": 30, "fps": 15}})
+        answered = time.time() - changed
+        all_reported = None
+        while time.time() < stop_at:
+            if asyncio.run(reported(url, 1)) >= len(ids):
+                all_reported = time.time() - changed
+                break
+            time.sleep(0.5)
+        outputs = [json.loads(p.stdout.read()) for p in loads if p.stdout]
+    finally:
+        server.terminate()
+        server.wait(60)
+
+    received = sorted(t - changed for o in outputs for t in o["received"])
+    rtts = [r for o in outputs for r in o["rtts"]]
+    report = {
+        "devices": len(ids),
+        "online_before_change": online,
+        "put_answered_seconds": round(answered, 3),
+        "all_reported_seconds": None if all_reported is None else round(all_reported, 2),
+        "received": len(received),
+        "last_received_seconds": round(received[-1], 2) if received else None,
+        "median_received_seconds": round(received[len(received) // 2], 2) if received else None,
+        "heartbeat_round_trip_during": percentiles(rtts),
+        "login_failures": {k: v for o in outputs for k, v in o["login"]["failures"].items()},
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""Desired configuration: the one path for reading and changing it (FLEET.md).
+
+A write checks the caller's scope, writes the document with its audit entry in
+one transaction (``If-Match`` checked there), then tells whoever holds the
+sessions of the devices it reaches to send them their new effective
+configuration: one device for a device's document, every member for a group's.
+The push is fire-and-forget: a device that is not connected gets it at its next
+login, and one whose southbound is away gets it when it logs in elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from edgefleet.controller.access.principal import Caller
+from edgefleet.controller.device_link import DeviceLink
+from edgefleet.controller.mirror import ResourceMirror
+from edgefleet.controller.store import (
+    DocumentTooBig,
+    GroupNotFound,
+    Scope,
+    Store,
+    VersionMismatch,
+)
+from edgefleet.controller.store.configs import Change, in_sync, merge_patch
+from edgefleet.controller.writes import Auditor
+
+log = logging.getLogger("edgefleet.configuration")
+
+PERMISSION = "config:write"
+MAX_DOCUMENT_BYTES = 32 * 1024
+
+
+def checked(change: Change) -> Change:
+    """``change`` with the size limit applied to what it produces."""
+
+    def apply(current: dict[str, Any]) -> dict[str, Any]:
+        document = change(current)
+        size = len(json.dumps(document, separators=(",", ":")).encode())
+        if size > MAX_DOCUMENT_BYTES:
+            raise DocumentTooBig(
+                f"the configuration would be {size} bytes, over the {MAX_DOCUMENT_BYTES}-byte limit"
+            )
+        return document
+
+    return apply
+
+
+def replacing(document: dict[str, Any]) -> Change:
+    return checked(lambda _current: document)
+
+
+def patching(patch: dict[str, Any]) -> Change:
+    return checked(lambda current: merge_patch(current, patch))
+
+
+class ConfigChanges:
+    """What follows a written document: the effective versions of the devices it
+    reaches go up, and the connected ones are sent their new configuration."""
+
+    def __init__(self, store: Store, link: DeviceLink) -> None:
+        self._store = store
+        self._link = link
+
+    async def group_changed(self, group_id: int) -> None:
+        """Every member's effective configuration changed: bump and push it."""
+        row = await self._store.configs.group(group_id)
+        members = await self._store.groups.member_ids(group_id)
+        detail = {"group_id": str(group_id), "group_version": row["version"]}
+        await self._store.configs.bump(members, detail)
+        await self.push(members)
+
+    async def adopt(self, kind: str, target_id: int, config: dict[str, Any]) -> None:
+        """Kubernetes mode: ``spec.config`` of a Device or DeviceGroup, as the operator
+        reads it, becomes the desired document when it differs (a change made with
+        kubectl; one made through the API is found equal)."""
+        if kind == "device":
+            row = await self._store.configs.device(target_id)
+            if row["desired"] != config:
+                await self._store.configs.set_device(target_id, lambda _: config, None)
+                await self.push([target_id])
+        else:
+            row = await self._store.configs.group(target_id)
+            if row["config"] != config:
+                await self._store.configs.set_group(target_id, lambda _: config, None)
+                await self.group_changed(target_id)
+
+    async def push(self, device_ids: list[int]) -> None:
+        if device_ids:
+            await self._link.push_config(device_ids)
+
+
+class ConfigService:
+    def __init__(
+        self, store: Store, link: DeviceLink, auditor: Auditor, mirror: ResourceMirror
+    ) -> None:
+        self._store = store
+        self._audit = auditor
+        self._mirror = mirror
+        self._changes = ConfigChanges(store, link)
+
+    async def device(self, device_id: int, scope: Scope) -> dict[str, Any]:
+        """The device's row, its effective configuration, and whether it is in sync."""
+        row = await self._store.configs.device(device_id, scope)
+        effective = (await self._store.configs.effective([device_id]))[device_id]
+        sync, reason = in_sync(row, effective.config)
+        return {**row, "effective": effective, "in_sync": sync, "reason": reason}
+
+    async def set_device(
+        self, caller: Caller, device_id: int, change: Change, if_match: int | None, action: str
+    ) -> dict[str, Any]:
+        async with self._audit.change(caller, action, "device", device_id, ["config"]) as entry:
+            scope = caller.principal.scope(PERMISSION)
+            if scope is not None:
+                await self._store.devices.get(device_id, scope)
+            current = await self._store.configs.device(device_id)
+            new = self._mirrored_change(current["desired"], current["version"], change, if_match)
+            await self._mirror.config_changed("device", device_id, current["desired"], new)
+            await self._store.configs.set_device(device_id, lambda _: new, if_match, entry)
+        await self._changes.push([device_id])
+        return await self.device(device_id, None)
+
+    @staticmethod
+    def _mirrored_change(
+        current: dict[str, Any], version: int, change: Change, if_match: int | None
+    ) -> dict[str, Any]:
+        """The new document, computed before the resource is written (Kubernetes mode:
+        the resource first); the store checks ``if_match`` again as it writes."""
+        if if_match is not None and if_match != version:
+            raise VersionMismatch(version, if_match)
+        return change(current)
+
+    async def group(self, group_id: int, scope: Scope) -> dict[str, Any]:
+        return await self._store.configs.group(group_id, scope)
+
+    async def set_group(
+        self, caller: Caller, group_id: int, change: Change, if_match: int | None, action: str
+    ) -> dict[str, Any]:
+        async with self._audit.change(caller, action, "group", group_id, ["config"]) as entry:
+            scope = caller.principal.scope(PERMISSION)
+            if scope is not None and group_id not in scope:
+                raise GroupNotFound(group_id)
+            current = await self._store.configs.group(group_id)
+            new = self._mirrored_change(current["config"], current["version"], change, if_match)
+            await self._mirror.config_changed("group", group_id, current["config"], new)
+            await self._store.configs.set_group(group_id, lambda _: new, if_match, entry)
+        await self._changes.group_changed(group_id)
+        return await self._store.configs.group(group_id)

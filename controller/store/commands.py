@@ -1,0 +1,225 @@
+"""The command history, and the queue of commands waiting for their device.
+
+Theory of operation
+-------------------
+Every command gets a row when it is made. A live command is born ``sent`` and ends
+with its result. A queued one is born ``queued`` with an expiry; the southbound
+holding the device's session claims it (``claim``: a conditional UPDATE from
+``queued`` to ``sent``, so of two claimants only one wins, whatever the process)
+and sends it on the live path, then writes its result (``finish``, only over a
+``sent`` row). A command is therefore handed to a device at most once: a
+southbound that dies after the claim leaves it ``sent``, and once its ``deadline``
+(the command's timeout plus a grace) has passed it reads as ``timed_out``.
+
+Time-driven states are settled where they are read: every read, list and claim
+first moves the rows it concerns that are past their time (``queued`` past
+``expires_at`` → ``expired``, ``sent`` past ``deadline`` → ``timed_out``), so no
+sweeper is needed and no reader ever sees a stale state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from edgefleet.controller.store.audit import AuditEntry, write_audit
+from edgefleet.controller.store.database import Database, utcnow
+from edgefleet.controller.store.errors import CommandNotFound, CommandNotQueued
+from edgefleet.controller.store.pages import first_row, page_of
+from edgefleet.controller.store.schema import commands
+from edgefleet.controller.store.scope import Scope, in_scope
+
+FINAL = {"success": "succeeded", "fail": "failed", "timeout": "timed_out"}
+"""A result's status, as the state it leaves the command in."""
+DELIVERY_GRACE = 10.0
+"""Seconds past a sent command's timeout before it counts as timed out without a result
+(its deliverer is gone); longer than any network delay between the processes."""
+LOST_MESSAGE = "no result: the southbound delivering it stopped"
+RESTARTED_MESSAGE = "no result: the southbound delivering it restarted; not sent again"
+MAX_MESSAGE = 1024
+
+
+async def _settle(connection: AsyncConnection, where: ColumnElement[bool]) -> None:
+    """Move the rows matching ``where`` that are past their time to their final state."""
+    now = utcnow()
+    await connection.execute(
+        update(commands)
+        .where(where, commands.c.state == "queued", commands.c.expires_at <= now)
+        .values(state="expired", finished_at=now)
+    )
+    await connection.execute(
+        update(commands)
+        .where(where, commands.c.state == "sent", commands.c.deadline <= now)
+        .values(
+            state="timed_out", finished_at=now, result_status="timeout", result_message=LOST_MESSAGE
+        )
+    )
+
+
+def _visible(command_id: int, scope: Scope) -> ColumnElement[bool]:
+    condition = commands.c.command_id == command_id
+    if scope is not None:
+        condition = and_(condition, in_scope(commands.c.device_id, scope))
+    return condition
+
+
+class CommandStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(self, rows: Sequence[dict[str, Any]], audit: AuditEntry | None = None) -> None:
+        """Insert commands (``sent`` live ones, or ``queued`` ones with ``expires_at``)."""
+        now = utcnow()
+        values = []
+        for row in rows:
+            sent = row["state"] == "sent"
+            values.append(
+                {
+                    "expires_at": None,
+                    **row,
+                    "created_at": now,
+                    "sent_at": now if sent else None,
+                    "deadline": self.deadline(now, row["timeout"]) if sent else None,
+                }
+            )
+        async with self._db.begin() as connection:
+            if values:
+                await connection.execute(commands.insert(), values)
+            await write_audit(connection, audit)
+
+    @staticmethod
+    def deadline(sent_at: datetime, timeout: float) -> datetime:
+        return sent_at + timedelta(seconds=timeout + DELIVERY_GRACE)
+
+    async def finish(self, command_id: int, status: str, message: str, data: Any) -> bool:
+        """Write a sent command's result; False when it is no longer ``sent`` (it was
+        taken for lost meanwhile)."""
+        async with self._db.begin() as connection:
+            done = await connection.execute(
+                update(commands)
+                .where(commands.c.command_id == command_id, commands.c.state == "sent")
+                .values(
+                    state=FINAL.get(status, "failed"),
+                    finished_at=utcnow(),
+                    result_status=status,
+                    result_message=message[:MAX_MESSAGE],
+                    result_data=data,
+                )
+            )
+            return done.rowcount == 1
+
+    async def get(self, command_id: int, scope: Scope = None) -> dict[str, Any]:
+        async with self._db.begin() as connection:
+            await _settle(connection, commands.c.command_id == command_id)
+            row = await first_row(connection, select(commands).where(_visible(command_id, scope)))
+        if row is None:
+            raise CommandNotFound(command_id)
+        return row
+
+    async def of_device(
+        self, device_id: int, page: int, per_page: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The device's commands, newest first (the caller checked the device's scope)."""
+        async with self._db.begin() as connection:
+            await _settle(connection, commands.c.device_id == device_id)
+            return await page_of(
+                connection,
+                commands,
+                [commands.c.device_id == device_id],
+                [commands.c.command_id.desc()],
+                page,
+                per_page,
+            )
+
+    async def cancel(
+        self, command_id: int, scope: Scope = None, audit: AuditEntry | None = None
+    ) -> dict[str, Any]:
+        """Cancel a queued command; ``CommandNotQueued`` once it was sent or ended."""
+        async with self._db.begin() as connection:
+            await _settle(connection, commands.c.command_id == command_id)
+            canceled = await connection.execute(
+                update(commands)
+                .where(_visible(command_id, scope), commands.c.state == "queued")
+                .values(state="canceled", finished_at=utcnow())
+            )
+            row = await first_row(connection, select(commands).where(_visible(command_id, scope)))
+            if row is None:
+                raise CommandNotFound(command_id)
+            if canceled.rowcount != 1:
+                raise CommandNotQueued(command_id, row["state"])
+            await write_audit(connection, audit)
+            return row
+
+    # --- delivery (the southbound) -----------------------------------------------------------
+
+    async def waiting(self, device_ids: Sequence[int]) -> list[int]:
+        """Those of ``device_ids`` that have queued commands (any, expired or not)."""
+        if not device_ids:
+            return []
+        async with self._db.read() as connection:
+            rows = await connection.scalars(
+                select(commands.c.device_id)
+                .where(commands.c.device_id.in_(device_ids), commands.c.state == "queued")
+                .distinct()
+            )
+            return list(rows)
+
+    async def claim(self, device_id: int, deliverer: str) -> dict[str, Any] | None:
+        """Take the device's oldest queued command for delivery by the southbound
+        instance ``deliverer`` (it becomes ``sent``); None when nothing is left.
+        Expired ones are settled first, never sent."""
+        while True:
+            async with self._db.begin() as connection:
+                await _settle(connection, commands.c.device_id == device_id)
+                row = await first_row(
+                    connection,
+                    select(commands)
+                    .where(commands.c.device_id == device_id, commands.c.state == "queued")
+                    .order_by(commands.c.command_id)
+                    .limit(1),
+                )
+                if row is None:
+                    return None
+                now = utcnow()
+                deadline = self.deadline(now, row["timeout"])
+                sent = {"state": "sent", "sent_at": now, "deadline": deadline}
+                sent["deliverer"] = deliverer
+                taken = await connection.execute(
+                    update(commands)
+                    .where(commands.c.command_id == row["command_id"], commands.c.state == "queued")
+                    .values(**sent)
+                )
+                if taken.rowcount == 1:
+                    return {**row, **sent}
+            # Another deliverer took it (or it was canceled) between the read and the
+            # update: look for the next one.
+
+    async def unclaim(self, command_id: int) -> None:
+        """A claimed command that could not be sent (the device left, or was busy
+        with another command): back in the queue, at its place, never sent."""
+        async with self._db.begin() as connection:
+            await connection.execute(
+                update(commands)
+                .where(commands.c.command_id == command_id, commands.c.state == "sent")
+                .values(state="queued", sent_at=None, deadline=None, deliverer=None)
+            )
+
+    async def abandon(self, deliverer: str) -> int:
+        """A southbound instance starts: the commands it had sent without a result
+        before it stopped end now (the device may have run them: never again)."""
+        async with self._db.begin() as connection:
+            ended = await connection.execute(
+                update(commands)
+                .where(commands.c.deliverer == deliverer, commands.c.state == "sent")
+                .values(
+                    state="timed_out",
+                    finished_at=utcnow(),
+                    result_status="timeout",
+                    result_message=RESTARTED_MESSAGE,
+                )
+            )
+            return ended.rowcount

@@ -1,0 +1,127 @@
+"""Queued commands delivered to their device after it logs in (FLEET.md).
+
+A listener of the session events, with one task of its own. A device that logs in
+here (or whose queue the controller says grew, ``deliver``) is noted; the task
+asks the database, for all the devices noted since its last round in one query,
+which of them have anything queued, and starts one delivery per such device.
+
+A delivery takes the device's commands one at a time, oldest first: it claims one
+(``CommandStore.claim``: queued → sent, atomically, so no other instance or
+restart can send it again), sends it through the session table exactly like a
+live command (``request_id``, busy, timeouts), and writes its result. A command
+refused before anything was sent (the device left, or is busy with another one)
+goes back to the queue unsent: at its next login for a device that left, after
+``busy_retry`` seconds for a busy one. A southbound stopped in the middle of a
+delivery leaves the command ``sent``: it is never sent again, and ends
+``timed_out`` when the instance starts again (``abandon``) or, should it never
+come back, once its deadline passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from edgefleet.agent.protocol import CommandRefused
+from edgefleet.controller.store import DatabaseUnavailable, Store
+from edgefleet.southbound.events import LoggedIn, SessionEvents
+from edgefleet.southbound.sessions import SessionTable
+
+log = logging.getLogger("edgefleet.southbound.queue")
+
+BUSY_RETRY = 1.0
+CHUNK = 1000
+
+
+class QueuedDelivery:
+    def __init__(
+        self,
+        store: Store,
+        sessions: SessionTable,
+        instance: str,
+        busy_retry: float = BUSY_RETRY,
+        retry_delay: float = 1.0,
+    ) -> None:
+        self._store = store
+        self._sessions = sessions
+        self._instance = instance
+        self._busy_retry = busy_retry
+        self._retry_delay = retry_delay
+        self._noted: dict[int, None] = {}
+        self._wake = asyncio.Event()
+        self._deliveries: dict[int, asyncio.Task[None]] = {}
+        self._again: set[int] = set()
+        """Devices noted while their delivery ran: looked at again when it ends."""
+
+    def subscribe(self, events: SessionEvents) -> None:
+        events.on(LoggedIn, lambda event: self.deliver(event.device.device_id))
+
+    def deliver(self, device_id: int) -> None:
+        """Deliver the device's queue if its session is here (now, or after its login)."""
+        self._noted[device_id] = None
+        self._wake.set()
+
+    async def run(self) -> None:
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                noted = [d for d in self._noted if d in self._sessions]
+                self._noted.clear()
+                try:
+                    waiting = []
+                    for start in range(0, len(noted), CHUNK):
+                        waiting += await self._store.commands.waiting(noted[start : start + CHUNK])
+                except Exception as exc:  # the database is away, or the query failed
+                    log.warning("queued commands wait", extra={"error": type(exc).__name__})
+                    for device_id in noted:
+                        self._noted[device_id] = None
+                    await asyncio.sleep(self._retry_delay)
+                    self._wake.set()
+                    continue
+                for device_id in waiting:
+                    if device_id in self._deliveries:
+                        self._again.add(device_id)
+                    else:
+                        task = asyncio.create_task(
+                            self._deliver(device_id), name=f"queued-{device_id}"
+                        )
+                        self._deliveries[device_id] = task
+                        task.add_done_callback(lambda _t, d=device_id: self._ended(d))
+        finally:
+            deliveries = list(self._deliveries.values())
+            for task in deliveries:
+                task.cancel()
+            await asyncio.gather(*deliveries, return_exceptions=True)
+
+    def _ended(self, device_id: int) -> None:
+        task = self._deliveries.pop(device_id, None)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            log.error("queued delivery failed", exc_info=task.exception())
+        if device_id in self._again:
+            self._again.discard(device_id)
+            self.deliver(device_id)
+
+    async def _deliver(self, device_id: int) -> None:
+        while device_id in self._sessions:
+            try:
+                command = await self._store.commands.claim(device_id, self._instance)
+            except DatabaseUnavailable:
+                self.deliver(device_id)  # once the database is back
+                return
+            if command is None:
+                return
+            command_id = command["command_id"]
+            try:
+                result = await self._sessions.command(
+                    device_id, command["order"], command["params"], command["timeout"]
+                )
+            except CommandRefused as refused:
+                await self._store.commands.unclaim(command_id)
+                if refused.kind != "busy":
+                    return  # it left: the rest waits for its next login
+                await asyncio.sleep(self._busy_retry)
+                continue
+            await self._store.commands.finish(
+                command_id, result.status, result.message, result.data
+            )

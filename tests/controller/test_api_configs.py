@@ -1,0 +1,108 @@
+"""Desired configuration over the REST API: versions, merge patches, If-Match, the
+size limit, groups merged in name order, scope, audit and the device log."""
+
+from __future__ import annotations
+
+from tests.api_client import ApiClient
+
+
+def config_path(device: dict) -> str:
+    return f"/api/v1/devices/{device['device_id']}/config"
+
+
+def group_config_path(group: dict) -> str:
+    return f"/api/v1/groups/{group['group_id']}/config"
+
+
+async def test_put_patch_and_read_a_devices_configuration(api: ApiClient) -> None:
+    device = await api.register()
+    path = config_path(device)
+    empty = (await api.get(path)).data
+    assert empty["desired"] == {} and empty["desired_version"] == 0
+    assert empty["in_sync"] is False and empty["reported"] is None
+
+    put = (await api.put(path, {"config": {"exposure": 30, "upload": {"images": True}}})).data
+    assert put["desired_version"] == 1
+    patched = await api.patch(path, {"config": {"upload": {"images": None, "video": True}}})
+    assert patched.data["desired"] == {"exposure": 30, "upload": {"video": True}}
+    assert patched.data["desired_version"] == 2
+    read = (await api.get(path)).data
+    assert read["desired"] == {"exposure": 30, "upload": {"video": True}}
+    assert read["updated_at"].endswith("Z")
+
+    events = (await api.get(f"/api/v1/devices/{device['device_id']}/events")).data["items"]
+    assert [e["event"] for e in events][:2] == ["config_changed", "config_changed"]
+    audit = (await api.get("/api/v1/audit?action=patch_device_config")).data["items"]
+    assert audit[0]["target_id"] == device["device_id"] and audit[0]["result"] == "success"
+
+
+async def test_stale_if_match_is_412_and_changes_nothing(api: ApiClient) -> None:
+    device = await api.register()
+    path = config_path(device)
+    await api.put(path, {"config": {"a": 1}})
+    stale = await api.put(path, {"config": {"a": 2}}, headers={"If-Match": "0"})
+    assert "current version is 1" in stale.failure(412, "CONFIG_ERROR")
+    assert (await api.get(path)).data["desired"] == {"a": 1}
+    fresh = await api.patch(path, {"config": {"b": 2}}, headers={"If-Match": '"1"'})
+    assert fresh.data["desired"] == {"a": 1, "b": 2}
+    bad = await api.put(path, {"config": {}}, headers={"If-Match": "soon"})
+    assert "If-Match" in bad.failure(400, "GENERAL_ERROR")
+
+
+async def test_a_document_over_32_kib_is_refused(api: ApiClient) -> None:
+    device = await api.register()
+    big = await api.put(config_path(device), {"config": {"blob": "x" * 33_000}})
+    assert "'config'" in big.failure(400, "GENERAL_ERROR")
+    assert (await api.get(config_path(device))).data["desired_version"] == 0
+    not_object = await api.put(config_path(device), {"config": [1]})
+    assert "'config'" in not_object.failure(400, "GENERAL_ERROR")
+
+
+async def test_effective_configuration_merges_groups_by_name_then_the_device(
+    api: ApiClient,
+) -> None:
+    device = await api.register()
+    zeta, alpha = await api.create_group("zeta"), await api.create_group("alpha")
+    for group in (zeta, alpha):
+        await api.put(f"/api/v1/groups/{group['group_id']}/devices/{device['device_id']}")
+    await api.put(group_config_path(zeta), {"config": {"exposure": 10, "site": "z"}})
+    await api.put(group_config_path(alpha), {"config": {"exposure": 20, "mode": "a"}})
+    await api.put(config_path(device), {"config": {"mode": "mine"}})
+
+    effective = (await api.get(config_path(device) + "?effective=true")).data
+    assert effective["desired"] == {"exposure": 10, "site": "z", "mode": "mine"}
+    assert effective["groups"] == ["alpha", "zeta"]
+    assert effective["desired_version"] == effective["effective_version"] == 3
+    own = (await api.get(config_path(device))).data
+    assert own["desired"] == {"mode": "mine"} and own["desired_version"] == 1
+
+    group = (await api.patch(group_config_path(zeta), {"config": {"site": None}})).data
+    assert group == {**group, "config": {"exposure": 10}, "version": 2}
+    assert (await api.get(group_config_path(zeta))).data["config"] == {"exposure": 10}
+    stale = await api.put(group_config_path(zeta), {"config": {}}, headers={"If-Match": "1"})
+    stale.failure(412, "CONFIG_ERROR")
+    effective = (await api.get(config_path(device) + "?effective=true")).data
+    assert effective["desired"] == {"exposure": 10, "mode": "mine"}
+
+
+async def test_unknown_targets_are_404(api: ApiClient) -> None:
+    (await api.get("/api/v1/devices/7/config")).failure(404, "DEVICEOP_ERROR")
+    (await api.put("/api/v1/devices/7/config", {"config": {}})).failure(404, "DEVICEOP_ERROR")
+    (await api.put("/api/v1/groups/7/config", {"config": {}})).failure(404, "GROUPOP_ERROR")
+    (await api.get("/api/v1/groups/7/config")).failure(404, "GROUPOP_ERROR")
+
+
+async def test_a_caller_limited_to_a_group_configures_only_its_devices(api: ApiClient) -> None:
+    mine, other = await api.create_group("mine"), await api.create_group("other")
+    inside, outside = await api.register(name="in"), await api.register(name="out")
+    await api.put(f"/api/v1/groups/{mine['group_id']}/devices/{inside['device_id']}")
+    operator = await api.user(
+        "scoped-operator", [{"role": "operator", "group_id": mine["group_id"]}]
+    )
+    assert (await operator.put(config_path(inside), {"config": {"a": 1}})).status == 200
+    refused = await operator.put(config_path(outside), {"config": {"a": 1}})
+    refused.failure(404, "DEVICEOP_ERROR")
+    (await operator.put(group_config_path(other), {"config": {}})).failure(404, "GROUPOP_ERROR")
+    viewer = await api.user("viewer-1", [{"role": "viewer", "group_id": None}])
+    (await viewer.put(config_path(inside), {"config": {}})).failure(403, "AUTH_ERROR")
+    assert (await viewer.get(config_path(inside))).data["desired"] == {"a": 1}

@@ -1,0 +1,104 @@
+"""Desired configuration in Kubernetes mode, against the emulated API server: REST
+writes land in ``spec.config`` first, a ``spec.config`` set with kubectl becomes
+the desired document, and a device's report shows in its status as
+``configVersion`` and ``configInSync``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import kmock
+import pytest
+import websockets
+
+from edgefleet.agent import protocol
+from edgefleet.controller.kube.client import KubeClient, KubeStatusApi
+from edgefleet.controller.kube.mirror import KubeMirror
+from edgefleet.controller.kube.operator import Reconciler
+from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES
+from edgefleet.controller.store import Store
+from edgefleet.southbound.server import KubeStatus, Southbound
+from tests.agent.conftest import SOUTHBOUND
+from tests.api_client import ApiClient, running_api
+from tests.conftest import eventually
+from tests.kube.conftest import DEVICE, NAMESPACE, device_body, group_body
+from tests.kube.test_operator import synced
+from tests.kube.test_processes import seed_device
+
+
+@pytest.fixture
+async def api(
+    kube: KubeClient, operator: Reconciler, sqlite_store: Store
+) -> AsyncIterator[ApiClient]:
+    async with running_api(sqlite_store, "t", mirror=KubeMirror(kube, sqlite_store)) as client:
+        yield client
+
+
+async def test_a_rest_configuration_write_is_the_resources_spec_config(
+    api: ApiClient, kube: KubeClient
+) -> None:
+    device = (await api.post("/api/v1/devices", {"name": "cam-9", "hardware_sn": "SN9",
+                                                 "hardware_model": "M"})).data  # fmt: skip
+    await synced(kube, device["k8s_name"])
+    path = f"/api/v1/devices/{device['device_id']}/config"
+    await api.put(path, {"config": {"exposure": 30, "upload": {"images": True, "video": True}}})
+    await api.put(path, {"config": {"upload": {"images": False}}})
+    body = await kube.get(DEVICES, device["k8s_name"])
+    assert body["spec"]["config"] == {"upload": {"images": False}}
+    assert (await api.get(path)).data["desired"] == {"upload": {"images": False}}
+
+    group = (await api.post("/api/v1/groups", {"name": "night-cams"})).data
+    await api.put(f"/api/v1/groups/{group['group_id']}/config", {"config": {"fps": 5}})
+    assert (await kube.get(DEVICE_GROUPS, group["k8s_name"]))["spec"]["config"] == {"fps": 5}
+
+
+async def test_spec_config_set_with_kubectl_becomes_the_desired_configuration(
+    api: ApiClient, kube: KubeClient
+) -> None:
+    night = group_body("night", displayName="night", config={"fps": 5, "mode": "night"})
+    await kube.create(DEVICE_GROUPS, night)
+    await synced(kube, "night", DEVICE_GROUPS)
+    await kube.create(DEVICES, device_body("cam-3", groups=["night"], config={"mode": "day"}))
+    body = await synced(kube, "cam-3")
+    path = f"/api/v1/devices/{body['status']['deviceId']}/config"
+
+    async def desired() -> dict[str, Any] | None:
+        answer = (await api.get(path + "?effective=true")).data
+        return answer if answer["desired"] == {"fps": 5, "mode": "day"} else None
+
+    answer = await eventually(desired)
+    assert answer["groups"] == ["night"]
+    assert (await api.get(path)).data["desired"] == {"mode": "day"}
+
+
+async def test_a_devices_report_shows_in_its_status(
+    cluster: kmock.KubernetesEmulator, kube: KubeClient, sqlite_store: Store
+) -> None:
+    cluster.objects[DEVICE, NAMESPACE, "cam-1"] = device_body("cam-1")
+    await seed_device(sqlite_store, 42, "cam-1")
+    await sqlite_store.configs.set_device(42, lambda _: {"exposure": 30}, None)
+    southbound = Southbound(
+        SOUTHBOUND, sqlite_store, 4, KubeStatus(KubeStatusApi(kube), 50, metrics_interval=60)
+    )
+    await southbound.start()
+    try:
+        async with websockets.connect(f"ws://127.0.0.1:{southbound.port}/ws") as ws:
+            login = {"device_id": "42", "password": "a-long-password", "extensions": ["config"]}
+            await ws.send(json.dumps(login))
+            assert json.loads(await ws.recv())["status"] == "success"
+            update = json.loads(await ws.recv())
+            assert update["type"] == "config_update"
+            await ws.send(
+                protocol.config_report(1, {"exposure": 30}, None, update["Headers"]["request_id"])
+            )
+
+            async def reported() -> dict[str, Any] | None:
+                status = (await kube.get(DEVICES, "cam-1")).get("status") or {}
+                return status if status.get("configInSync") is True else None
+
+            status = await eventually(reported)
+            assert status["configVersion"] == 1
+    finally:
+        await southbound.stop()

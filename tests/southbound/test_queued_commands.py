@@ -1,0 +1,167 @@
+"""Commands that wait for their device, over real sockets with raw clients, on SQLite
+and MariaDB: delivered once and in order after the next login, expired after their
+time to live, canceled, and never sent twice across a southbound restart."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+
+from edgefleet.agent import protocol
+from edgefleet.controller.store import Store
+from tests.conftest import eventually
+from tests.southbound.conftest import PATIENT, Fleet, nothing_comes, recv_json, running_fleet
+
+
+@pytest.fixture
+def fleet(patient_fleet: Fleet) -> Fleet:
+    """These clients send no heartbeats."""
+    return patient_fleet
+
+
+def commands_path(device: dict[str, Any]) -> str:
+    return f"/api/v1/devices/{device['device_id']}/commands"
+
+
+async def queue(fleet: Fleet, device: dict[str, Any], order: str, ttl: float = 3600) -> str:
+    answer = await fleet.api.post(
+        commands_path(device), {"order": order, "params": {"n": 1}, "queue": {"ttl": ttl}}
+    )
+    assert answer.status == 202, answer.body
+    assert answer.data["status"] == "queued"
+    return answer.data["command_id"]
+
+
+async def command(fleet: Fleet, command_id: str) -> dict[str, Any]:
+    return (await fleet.api.get(f"/api/v1/commands/{command_id}")).data
+
+
+async def in_state(fleet: Fleet, command_id: str, state: str) -> dict[str, Any] | None:
+    row = await command(fleet, command_id)
+    return row if row["state"] == state else None
+
+
+async def next_order(ws: ClientConnection) -> dict[str, Any]:
+    order = await recv_json(ws, timeout=5)
+    assert order["type"] == protocol.ORDER, order
+    return order
+
+
+async def answer(ws: ClientConnection, order: dict[str, Any], value: Any) -> None:
+    request_id = order["Headers"]["request_id"]
+    await ws.send(protocol.command_result("success", "done", value, request_id))
+
+
+async def test_queued_commands_are_delivered_once_in_order_after_the_next_login(
+    fleet: Fleet,
+) -> None:
+    device = await fleet.register()
+    first = await queue(fleet, device, "first")
+    second = await queue(fleet, device, "second")
+    assert (await command(fleet, first))["state"] == "queued"
+
+    ws, _ = await fleet.login(device)  # a version-1 device: one command at a time
+    order = await next_order(ws)
+    assert order["Headers"]["order_type"] == "first"
+    assert order["data"]["params"] == {"n": 1}
+    assert (await command(fleet, second))["state"] == "queued"  # in order: one at a time
+    await answer(ws, order, {"took": 1})
+    order = await next_order(ws)
+    assert order["Headers"]["order_type"] == "second"
+    await answer(ws, order, {"took": 2})
+    done = await eventually(lambda: in_state(fleet, second, "succeeded"))
+    assert done["result"] == {"status": "success", "message": "done", "data": {"took": 2}}
+    assert done["queued"] is True and done["sent_at"] is not None
+    assert await nothing_comes(ws)
+    await ws.close()
+
+    again, _ = await fleet.login(device)
+    assert await nothing_comes(again)  # delivered once: a new login brings nothing
+    live = await fleet.api.post(commands_path(device), {"order": "restart", "timeout": 0.3})
+    live.failure(504, "COMMAND_TIMEOUT")
+    history = (await fleet.api.get(commands_path(device))).data["items"]
+    assert [c["order"] for c in history] == ["restart", "second", "first"]
+    assert [c["state"] for c in history] == ["timed_out", "succeeded", "succeeded"]
+    await again.close()
+
+
+async def test_a_queued_command_to_an_online_device_goes_at_once(fleet: Fleet) -> None:
+    device = await fleet.register()
+    ws, _ = await fleet.login(device)
+    command_id = await queue(fleet, device, "snapshot")
+    order = await next_order(ws)
+    await answer(ws, order, None)
+    assert (await eventually(lambda: in_state(fleet, command_id, "succeeded")))["result"]
+    await ws.close()
+
+
+async def test_a_queued_command_expires_after_its_time_to_live(fleet: Fleet) -> None:
+    device = await fleet.register()
+    command_id = await queue(fleet, device, "late", ttl=0.2)
+    expired = await eventually(lambda: in_state(fleet, command_id, "expired"))
+    assert expired["result"] is None and expired["finished_at"] is not None
+    ws, _ = await fleet.login(device)
+    assert await nothing_comes(ws)
+    await ws.close()
+
+
+async def test_a_canceled_command_is_never_sent(fleet: Fleet) -> None:
+    device = await fleet.register()
+    command_id = await queue(fleet, device, "never")
+    canceled = await fleet.api.delete(f"/api/v1/commands/{command_id}")
+    assert canceled.data["state"] == "canceled"
+    again = await fleet.api.delete(f"/api/v1/commands/{command_id}")
+    assert "canceled, not queued" in again.failure(409, "COMMAND_ERROR")
+    ws, _ = await fleet.login(device)
+    assert await nothing_comes(ws)
+    (await fleet.api.get("/api/v1/commands/42")).failure(404, "COMMAND_ERROR")
+    bad = await fleet.api.post(commands_path(device), {"order": "x", "queue": {"ttl": 0}})
+    assert "'queue.ttl'" in bad.failure(400, "GENERAL_ERROR")
+    await ws.close()
+
+
+async def test_a_southbound_restart_in_the_middle_of_a_delivery_never_sends_it_twice(
+    store: Store,
+) -> None:
+    async with running_fleet(store, PATIENT) as fleet:
+        device = await fleet.register()
+        command_id = await queue(fleet, device, "calibrate")
+        ws, _ = await fleet.login(device)
+        order = await next_order(ws)  # the device has it, and does not answer yet
+        assert (await command(fleet, command_id))["state"] == "sent"
+    # The southbound that was delivering it is gone; a new one serves the device.
+    async with running_fleet(store, PATIENT) as restarted:
+        again, _ = await restarted.login(device)
+        assert await nothing_comes(again)
+        await again.send(
+            protocol.command_result("success", "done", None, order["Headers"]["request_id"])
+        )
+        ended = await command(restarted, command_id)
+        assert ended["state"] == "timed_out"
+        assert "restarted; not sent again" in ended["result"]["message"]
+        assert await nothing_comes(again)
+        await again.close()
+
+
+async def test_a_queued_command_waits_while_a_version_1_device_is_busy(fleet: Fleet) -> None:
+    """A version-1 device takes one command at a time: the queued one is refused as
+    busy before anything is sent, stays queued, and goes once the device is free."""
+    device = await fleet.register()
+    ws, _ = await fleet.login(device)
+    live = asyncio.create_task(
+        fleet.api.post(commands_path(device), {"order": "slow", "timeout": 5})
+    )
+    slow = await next_order(ws)
+    command_id = await queue(fleet, device, "after")
+    assert await nothing_comes(ws)  # busy: not sent
+    assert (await command(fleet, command_id))["state"] == "queued"
+    await answer(ws, slow, None)
+    assert (await live).data["status"] == "success"
+    after = await next_order(ws)
+    assert after["Headers"]["order_type"] == "after"
+    await answer(ws, after, None)
+    await eventually(lambda: in_state(fleet, command_id, "succeeded"))
+    await ws.close()

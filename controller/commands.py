@@ -6,6 +6,13 @@ it now). A command to a group fans out to every member the caller may command,
 at once; a member that cannot take it is one more result, not a failure of the
 whole. Every command is audited: who sent which order where, and how it ended.
 Queued commands and jobs will start from here too.
+
+``update`` (protocol section 9) is a built-in order whose ``params`` name an
+artifact (``{"artifact_id": …}``): it is looked up here and sent as the artifact's
+name, version, digest, size and download path; a device whose type the artifact
+is not for is refused before anything is sent. The southbound sends it only to a
+session that listed the ``update`` extension, and records the version the device
+answers with as its ``business_version``.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from edgefleet.agent import protocol
 from edgefleet.agent.protocol import CommandRefused, CommandResult
 from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.device_link import DeviceLink
@@ -20,6 +28,35 @@ from edgefleet.controller.store import AuditEntry, DatabaseUnavailable, DeviceFi
 from edgefleet.controller.writes import Auditor
 
 PERMISSION = "commands:send"
+
+
+class BadCommand(Exception):
+    """A command the request got wrong (``status`` 400), or one that does not fit
+    the device (409); ``str(exc)`` says what."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _artifact_id(params: dict[str, Any]) -> int:
+    value = params.get("artifact_id")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise BadCommand("body field 'params.artifact_id': an update needs an artifact id")
+    if set(params) != {"artifact_id"}:
+        raise BadCommand("body field 'params': an update takes only artifact_id")
+    return value
+
+
+def _misfit(artifact: dict[str, Any], device_type: str | None) -> str | None:
+    """Why the artifact is not for a device of this type, or None if it is."""
+    types = artifact["types"]
+    if not types or device_type is None or device_type in types:
+        return None
+    listed = ", ".join(types)
+    return f"artifact {artifact['artifact_id']} is for device types {listed}, not {device_type}"
 
 
 class CommandService:
@@ -55,9 +92,12 @@ class CommandService:
         ) as entry:
             scope = caller.principal.scope(PERMISSION)
             try:
-                await self._store.devices.get(device_id, scope)
+                device = await self._store.devices.get(device_id, scope)
+                artifact, params = await self._wire_params(order, params)
+                if artifact is not None and (why := _misfit(artifact, device["type"])):
+                    raise BadCommand(why, 409)
             except DatabaseUnavailable as outage:
-                if scope is not None:
+                if scope is not None or order == protocol.UPDATE:
                     raise
                 try:
                     result = await self._link.command(device_id, order, params, seconds)
@@ -92,17 +132,39 @@ class CommandService:
                 page=1,
                 per_page=max(1, group["device_count"]),
             )
+            artifact, params = await self._wire_params(order, params)
         seconds = timeout or self.default_timeout
 
-        async def one(device_id: int) -> tuple[int, CommandResult]:
+        async def one(row: dict[str, Any]) -> tuple[int, CommandResult]:
+            device_id = row["device_id"]
+            if artifact is not None and (why := _misfit(artifact, row["type"])):
+                return device_id, CommandResult("fail", why)
             try:
                 return device_id, await self._link.command(device_id, order, params, seconds)
             except CommandRefused as refused:
                 return device_id, CommandResult("fail", str(refused))
 
-        results = list(await asyncio.gather(*(one(row["device_id"]) for row in rows)))
+        results = list(await asyncio.gather(*(one(row) for row in rows)))
         await self._audit.append(entry)
         return results
+
+    async def _wire_params(
+        self, order: str, params: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """(the artifact, the params to send): an ``update`` names its artifact by
+        id; the device is sent what it needs to fetch and check it. Raises
+        ``BadCommand`` and ``ArtifactNotFound``."""
+        if order != protocol.UPDATE:
+            return None, params
+        artifact = await self._store.artifacts.get(_artifact_id(params))
+        wire = {
+            "name": artifact["name"],
+            "version": artifact["version"],
+            "sha256": artifact["sha256"],
+            "size": artifact["size"],
+            "url": protocol.artifact_url(artifact["sha256"]),
+        }
+        return artifact, {"artifact": wire}
 
     @staticmethod
     def _ended(entry: AuditEntry, result: CommandResult) -> AuditEntry:

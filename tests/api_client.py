@@ -16,7 +16,7 @@ from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api.app import create_app
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.mirror import ResourceMirror
-from edgefleet.controller.settings import ApiSettings, AuthSettings, StreamSettings
+from edgefleet.controller.settings import ApiSettings, AuthSettings, DataSettings, StreamSettings
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 
@@ -138,6 +138,7 @@ async def running_api(
     classifications: ClassificationCache | None = None,
     auth: AuthSettings | None = None,
     stream: StreamSettings | None = None,
+    max_artifact_bytes: int = DataSettings.max_artifact_bytes,
 ) -> AsyncIterator[ApiClient]:
     files_dir = tempfile.TemporaryDirectory(prefix="edgefleet-api-files-")
     app = create_app(
@@ -151,6 +152,7 @@ async def running_api(
         classifications=classifications,
         auth_settings=auth or TEST_AUTH,
         stream_settings=stream or TEST_STREAM,
+        max_artifact_bytes=max_artifact_bytes,
     )
     if customise:
         customise(app)

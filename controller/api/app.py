@@ -33,6 +33,7 @@ from edgefleet.controller.access.tokens import JwtKeys
 from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api import (  # noqa: F401
     api_keys,
+    artifacts,
     audit,
     auth,
     classify,
@@ -63,6 +64,7 @@ from edgefleet.controller.api.metrics import METRICS, ApiMetrics
 from edgefleet.controller.api.openapi import build_document
 from edgefleet.controller.api.routing import AUDITOR, PRINCIPAL, REQUEST_ID, SOURCE
 from edgefleet.controller.api.schemas import Health
+from edgefleet.controller.artifacts import ArtifactWrites
 from edgefleet.controller.commands import CommandService
 from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
@@ -202,6 +204,7 @@ def create_app(
     file_store: FileStore | None = None,
     classifications: ClassificationCache | None = None,
     max_file_bytes: int = DataSettings.max_file_bytes,
+    max_artifact_bytes: int = DataSettings.max_artifact_bytes,
     auth_settings: AuthSettings | None = None,
     stream_settings: StreamSettings | None = None,
 ) -> web.Application:
@@ -222,13 +225,15 @@ def create_app(
         auth_settings.principal_cache_ttl,
     )
     rounds = settings.bcrypt_rounds
+    file_store = file_store or LocalFileStore(DataSettings.files_dir)
     app[CONTEXT] = ApiContext(
         store=store,
         settings=settings,
         link=link,
         writes=FleetWrites(store, mirror or NoMirror(), link, ids, rounds, auditor),
         commands=CommandService(store, link, command_timeout, auditor),
-        files=file_store or LocalFileStore(DataSettings.files_dir),
+        files=file_store,
+        artifacts=ArtifactWrites(store, file_store, ids, auditor, max_artifact_bytes),
         classify=classifications,
         max_file_bytes=max_file_bytes,
         authenticator=authenticator,

@@ -84,7 +84,10 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
         elif endpoint.body_media:
             operation["requestBody"] = {
                 "required": True,
-                "content": {media: {"schema": _raw_body(media)} for media in endpoint.body_media},
+                "content": {
+                    media: {"schema": _raw_body(media, endpoint.file_field)}
+                    for media in endpoint.body_media
+                },
             }
         if endpoint.public:
             operation["security"] = []
@@ -130,10 +133,15 @@ def _success_response(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any
     return {"description": "success", "content": {"application/json": {"schema": schema}}}
 
 
-def _raw_body(media: str) -> dict[str, Any]:
+def _raw_body(media: str, file_field: str) -> dict[str, Any]:
     binary = {"type": "string", "format": "binary"}
     if media == "multipart/form-data":
-        return {"type": "object", "required": ["image"], "properties": {"image": binary}}
+        return {
+            "type": "object",
+            "required": [file_field],
+            "properties": {file_field: binary},
+            "additionalProperties": False,
+        }
     return binary
 
 

@@ -58,7 +58,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 AUDITOR = web.AppKey("auditor", Auditor)
 """Writes the entry of a change refused here, before any write service saw it."""
 TARGETS = {"device_id": "device", "group_id": "group", "user_id": "user", "role_id": "role",
-           "key_id": "api_key"}  # fmt: skip
+           "key_id": "api_key", "artifact_id": "artifact"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,8 @@ class Endpoint:
     media: str = "application/json"
     body_media: tuple[str, ...] = ()
     """Media types of a raw request body the handler reads itself."""
+    file_field: str = "image"
+    """The multipart field that carries the file, when ``body_media`` takes multipart."""
 
     @property
     def operation_id(self) -> str:
@@ -118,6 +120,7 @@ class Endpoints:
         permission: str | None = None,
         media: str = "application/json",
         body_media: tuple[str, ...] = (),
+        file_field: str = "image",
     ) -> Callable[[Handler], Handler]:
         if public == (permission is not None):
             raise TypeError(f"{method} {path}: declare public=True or a permission, not both")
@@ -150,6 +153,7 @@ class Endpoints:
                     response_model=None if raw else returns,
                     media=media,
                     body_media=body_media,
+                    file_field=file_field,
                 )
             )
             return handler

@@ -8,6 +8,7 @@ import logging
 from edgefleet.controller.settings import DatabaseSettings
 from edgefleet.controller.store.analysis import AnalysisStore
 from edgefleet.controller.store.api_keys import ApiKeyStore
+from edgefleet.controller.store.artifacts import ArtifactConflict, ArtifactNotFound, ArtifactStore
 from edgefleet.controller.store.audit import AuditEntry, AuditFilter, AuditStore
 from edgefleet.controller.store.database import Database, create_engine
 from edgefleet.controller.store.devices import DeviceFilter, DeviceStore
@@ -53,6 +54,8 @@ DEFAULTS = DatabaseSettings()
 
 __all__ = [
     "ApiKeyNotFound",
+    "ArtifactConflict",
+    "ArtifactNotFound",
     "Attempt",
     "AuditEntry",
     "AuditFilter",
@@ -101,6 +104,7 @@ class Store:
         self.api_keys = ApiKeyStore(db)
         self.refresh_tokens = RefreshTokenStore(db)
         self.audit = AuditStore(db)
+        self.artifacts = ArtifactStore(db)
 
     @classmethod
     def from_url(

@@ -47,6 +47,7 @@ class World:
     role_id: str = ""
     key_id: str = ""
     refresh_token: str = ""
+    artifact_id: str = ""
     ids: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -76,6 +77,12 @@ class World:
             token=None,
         )
         world.refresh_token = login.data["refresh_token"]
+        artifact = await api.post(
+            f"/api/v1/artifacts?name=fw-{tag}&version=1.0",
+            data=b"firmware",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        world.artifact_id = artifact.data["artifact_id"]
         return world
 
     def path(self, operation: Operation, **ids: str) -> str:
@@ -86,11 +93,15 @@ class World:
             "user_id": self.user_id,
             "role_id": self.role_id,
             "key_id": self.key_id,
+            "artifact_id": self.artifact_id,
             "id": "1",  # a record's id
             "sha256": "0" * 64,  # a file's digest
             **ids,
         }
-        return re.sub(r"\{(\w+)\}", lambda m: values[m[1]], operation.path)
+        path = re.sub(r"\{(\w+)\}", lambda m: values[m[1]], operation.path)
+        if operation.operation_id == "upload_artifact":
+            path += f"?name=fw-{uuid.uuid4().hex[:8]}&version=2.0"
+        return path
 
     def body(self, operation: Operation) -> Any:
         """A valid body for the operation (None: it takes none)."""
@@ -127,6 +138,9 @@ class World:
         caller = caller or self.api
         body = self.body(operation)
         kwargs: dict[str, Any] = {"headers": headers or {}}
-        if body is not None or operation.method in ("POST", "PUT", "PATCH"):
+        if operation.operation_id == "upload_artifact":  # a raw body
+            kwargs["headers"] = {**kwargs["headers"], "Content-Type": "application/octet-stream"}
+            kwargs["data"] = b"firmware 2"
+        elif body is not None or operation.method in ("POST", "PUT", "PATCH"):
             kwargs["json"] = body if body is not None else {}
         return await caller.request(operation.method, self.path(operation, **ids), **kwargs)

@@ -103,6 +103,19 @@ class ApiClient:
         assert answer.status == 201, answer.body
         return answer.data
 
+    async def upload_artifact(
+        self, name: str, version: str, body: bytes, **params: str
+    ) -> dict[str, Any]:
+        """Upload a software artifact as a raw body."""
+        answer = await self.post(
+            "/api/v1/artifacts",
+            params={"name": name, "version": version, **params},
+            data=body,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert answer.status == 201, answer.body
+        return answer.data
+
     def as_(self, token: str) -> ApiClient:
         """The same server, another caller."""
         return ApiClient(self.base_url, self.session, token)

@@ -64,15 +64,8 @@ def installed(installer: str) -> bytes:
     return (Path(installer.split()[-1]).parent / "installed.bin").read_bytes()
 
 
-async def upload(fleet: Fleet, version: str, body: bytes = PACKAGE, **params: str) -> dict:
-    answer = await fleet.api.post(
-        "/api/v1/artifacts",
-        params={"name": "detector", "version": version, **params},
-        data=body,
-        headers={"Content-Type": "application/octet-stream"},
-    )
-    assert answer.status == 201, answer.body
-    return answer.data
+async def upload(fleet: Fleet, version: str, body: bytes = PACKAGE) -> dict:
+    return await fleet.api.upload_artifact("detector", version, body)
 
 
 async def update(fleet: Fleet, device: dict[str, Any], artifact: dict) -> Any:

@@ -40,11 +40,7 @@ async def artifacts_api(store: Store, file_store: LocalFileStore) -> AsyncIterat
 async def upload(
     api: ApiClient, name: str, version: str, body: bytes = PACKAGE, **params: str
 ) -> dict:
-    answer = await api.post(
-        ARTIFACTS, params={"name": name, "version": version, **params}, data=body, headers=RAW
-    )
-    assert answer.status == 201, answer.body
-    return answer.data
+    return await api.upload_artifact(name, version, body, **params)
 
 
 async def test_an_uploaded_artifact_is_stored_by_digest_listed_read_and_deleted(

@@ -30,14 +30,7 @@ def basic(device: dict[str, Any], password: str | None = None) -> dict[str, str]
 
 
 async def upload(fleet: Fleet, version: str, body: bytes = PACKAGE, **params: str) -> dict:
-    answer = await fleet.api.post(
-        "/api/v1/artifacts",
-        params={"name": "detector", "version": version, **params},
-        data=body,
-        headers={"Content-Type": "application/octet-stream"},
-    )
-    assert answer.status == 201, answer.body
-    return answer.data
+    return await fleet.api.upload_artifact("detector", version, body, **params)
 
 
 async def fetch(fleet: Fleet, headers: dict[str, str], digest: str = DIGEST) -> tuple:

@@ -339,11 +339,12 @@ class LiveStatus(BaseModel):
 
 class CommandRequest(RequestModel):
     order: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
-        description="`restart`, `upload_log`, or the name of a custom command."
+        description="`restart`, `upload_log`, `update`, or the name of a custom command."
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
-        description="Keyword arguments of a custom command; `remote_dir` for `upload_log`.",
+        description="Keyword arguments of a custom command; `remote_dir` for `upload_log`; "
+        "`artifact_id` for `update`.",
     )
     timeout: float | None = Field(
         None,

@@ -431,6 +431,14 @@ class AgentSession(Outbox[Event]):
                 remote_dir = protocol.DEFAULT_REMOTE_DIR
             self._events.append(CommandReceived(name, True, {}, request_id, remote_dir))
             return
+        if builtin and name == protocol.UPDATE:
+            try:
+                artifact = protocol.read_artifact(data.get("artifact"))
+            except ValueError as exc:
+                self._refuse(str(exc), request_id, now)
+                return
+            self._events.append(CommandReceived(name, True, {"artifact": artifact}, request_id))
+            return
         if builtin:
             self._refuse(protocol.UNKNOWN_ORDER_MESSAGE, request_id, now)
             return

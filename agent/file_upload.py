@@ -1,5 +1,6 @@
-"""Files to the cloud over HTTP on the device port (section 7): check first with
-``HEAD /files/{sha256}``, send with ``PUT`` only what is missing.
+"""Files to and from the cloud over HTTP on the device port: check first with
+``HEAD /files/{sha256}``, send with ``PUT`` only what is missing (section 7);
+download an update with ``GET``, resuming with ``Range`` (section 9).
 
 The standard library's ``http.client`` (the agent adds no HTTP dependency to a
 device), one connection per call, in a worker thread; the body streams from the
@@ -13,11 +14,13 @@ import base64
 import http.client
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from edgefleet.agent.record_queue import QueuedFile
 
 TIMEOUT = 60.0
+DOWNLOAD_CHUNK = 64 * 1024
 
 
 class FileUploadFailed(Exception):
@@ -61,11 +64,47 @@ class FileUploader:
         if status not in (200, 201):
             raise FileUploadFailed(f"PUT /files/{file.sha256[:12]}…: HTTP {status}")
 
+    def download(self, url: str, target: Path) -> None:
+        """Fetch ``url`` into ``target`` (blocking): the rest of it, with ``Range``,
+        when ``target`` already holds a beginning. Raises ``FileUploadFailed`` when
+        the cloud refuses or the connection breaks (what arrived stays in ``target``)."""
+        status = self._authorised(lambda header: self._fetch(url, target, header))
+        if status not in (200, 206):
+            raise FileUploadFailed(f"GET {url}: HTTP {status}")
+
+    def _fetch(self, url: str, target: Path, authorization: str) -> int:
+        have = target.stat().st_size if target.exists() else 0
+        headers = {"Authorization": authorization, "User-Agent": "edgefleet-agent"}
+        if have:
+            headers["Range"] = f"bytes={have}-"
+        connection = self._connection()
+        try:
+            connection.request("GET", url, headers=headers)
+            response = connection.getresponse()
+            if response.status not in (200, 206):
+                response.read()
+                if response.status == 416:  # what we hold is no beginning of it: start over
+                    target.unlink(missing_ok=True)
+                return response.status
+            # 200: the server sent the whole file (it ignored the range): start over.
+            with target.open("ab" if response.status == 206 else "wb") as out:
+                while chunk := response.read(DOWNLOAD_CHUNK):
+                    out.write(chunk)
+            return response.status
+        except (OSError, http.client.HTTPException) as exc:
+            raise FileUploadFailed(f"GET {url}: {exc}") from exc
+        finally:
+            connection.close()
+
     def _request(self, method: str, sha256: str, file: QueuedFile | None = None) -> int:
+        return self._authorised(lambda header: self._exchange(method, sha256, file, header))
+
+    def _authorised(self, exchange: Callable[[str], int]) -> int:
+        """Run ``exchange`` with the token, and once more with Basic if it was refused."""
         header = self._authorization(False)
-        status = self._exchange(method, sha256, file, header)
+        status = exchange(header)
         if status == 401 and header.startswith("Bearer "):
-            status = self._exchange(method, sha256, file, self._authorization(True))
+            status = exchange(self._authorization(True))
         return status
 
     def _exchange(

@@ -65,7 +65,9 @@ ORDER = "give_order"
 RESULT = "upload_instruction_result"
 RESTART_CONFIRM = "restart_confirm"
 
-BUILTIN_ORDERS = ("restart", "upload_log")
+BUILTIN_ORDERS = ("restart", "upload_log", "update")
+UPDATE = "update"
+"""The built-in order of section 9, sent only to a device that listed ``update``."""
 RESTART_WAIT_MESSAGE = "wait Server Confirm"
 UNKNOWN_ORDER_MESSAGE = "order not in config"
 DEFAULT_REMOTE_DIR = "/var/log/devices_management"
@@ -284,17 +286,35 @@ class StatusResponse(TypedDict):
 
 class OrderHeaders(TypedDict):
     isInner: bool
-    """True for a built-in command (``restart``, ``upload_log``), false for a custom one."""
+    """True for a built-in command (``restart``, ``upload_log``, ``update``), false for
+    a custom one."""
     order_type: str
     """The command's name."""
     request_id: NotRequired[str]
     """Extension: echoed in the result's ``Headers`` by a device that supports it."""
 
 
+class UpdateArtifact(TypedDict):
+    """What an ``update`` installs (section 9)."""
+
+    name: str
+    version: str
+    """The version the device runs once it is installed."""
+    sha256: str
+    """Lower-case hex SHA-256 of the whole file: the device checks it before installing."""
+    size: int
+    """Bytes."""
+    url: str
+    """Where to download it, relative to the ``/ws`` host (``/files/<sha256>``), with
+    the device's credentials of section 7; ``Range`` resumes a broken download."""
+
+
 class OrderData(TypedDict):
     device_id: str
     remote_dir: NotRequired[str]
     """``upload_log`` only: the SFTP folder to upload the log into."""
+    artifact: NotRequired[UpdateArtifact]
+    """``update`` only (extension ``update``): the package to install."""
     params: NotRequired[dict[str, Any]]
     """Custom commands only, and always there (maybe ``{}``): keyword arguments."""
 
@@ -719,9 +739,36 @@ def order(
         data["remote_dir"] = (
             remote_dir if isinstance(remote_dir, str) and remote_dir else (DEFAULT_REMOTE_DIR)
         )
+    if order_type == UPDATE:
+        data["artifact"] = params.get("artifact", {})
     if not inner:
         data["params"] = params
     return _frame(ORDER, data, headers)
+
+
+def read_artifact(raw: Any) -> UpdateArtifact:
+    """The ``artifact`` of an ``update`` order, every field checked; raises
+    ``ValueError`` naming the one that is wrong."""
+    if not isinstance(raw, dict):
+        raise ValueError("artifact must be a JSON object")
+    for name in ("name", "version", "url"):
+        if not isinstance(raw.get(name), str) or not raw[name]:
+            raise ValueError(f"artifact.{name} must be a non-empty string")
+    if not isinstance(raw.get("sha256"), str) or not _SHA256.match(raw["sha256"]):
+        raise ValueError("artifact.sha256 must be a lower-case SHA-256 hex digest")
+    size = raw.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+        raise ValueError("artifact.size must be a whole number of bytes")
+    if not raw["url"].startswith("/"):
+        raise ValueError("artifact.url must be a path on the /ws host")
+    return UpdateArtifact(
+        name=raw["name"], version=raw["version"], sha256=raw["sha256"], size=size, url=raw["url"]
+    )
+
+
+def artifact_url(sha256: str) -> str:
+    """Where a device downloads an artifact on the device port."""
+    return f"/files/{sha256}"
 
 
 # --- the command contract -------------------------------------------------------------
@@ -742,13 +789,15 @@ class CommandResult:
 
 class CommandRefused(Exception):
     """A command that cannot be sent now; ``kind`` is ``offline``, ``unknown`` or
-    ``busy``, and the message is the one docs/protocol.md section 4 gives the caller."""
+    ``busy``, and the message is the one docs/protocol.md section 4 gives the caller;
+    ``unsupported``: an ``update`` to a device that did not list the extension."""
 
     MESSAGES: Mapping[str, str] = MappingProxyType(
         {
             "offline": "Device is offline!",
             "unknown": "Device state is Unknown!",
             "busy": "Device busy!",
+            "unsupported": "Device does not support updates!",
         }
     )
 

@@ -43,6 +43,7 @@ from edgefleet.agent.settings import AgentSettings, SettingsError, read_secret
 from edgefleet.agent.spool import SCAN_INTERVAL, SpoolFolder
 from edgefleet.agent.state import SavedState, StateFile
 from edgefleet.agent.tls import client_context
+from edgefleet.agent.updates import Updater, Updates
 from edgefleet.agent.uplink import Uplink
 from edgefleet.agent.upload import SftpTarget, UploadError, upload_log
 
@@ -96,10 +97,11 @@ class Agent:
         state_dir = Path(settings.state_dir).expanduser()
         self.config = DeviceConfig(state_dir, settings.config_hook)
         self.queue = RecordQueue(state_dir / "queue", int(settings.queue_max_mb * 1024 * 1024))
+        device_port = FileUploader(
+            settings.server, self._authorization, lambda: client_context(settings)
+        )
         self.uplink = Uplink(
-            self.queue,
-            FileUploader(settings.server, self._authorization, lambda: client_context(settings)),
-            core.Backoff(1.0, settings.reconnect_max_delay),
+            self.queue, device_port, core.Backoff(1.0, settings.reconnect_max_delay)
         )
         self.spool = (
             SpoolFolder(Path(settings.spool_dir).expanduser(), self.queue)
@@ -108,6 +110,13 @@ class Agent:
         )
         if settings.commands:
             self.commands.load_module(settings.commands)
+        self._updater: Updater | None = None
+        self.updates = Updates(
+            state_dir / "updates",
+            device_port,
+            settings.download_retries,
+            settings.reconnect_delay,
+        )
 
     @classmethod
     def from_env(cls, argv: list[str] | None = None) -> Agent:
@@ -122,11 +131,21 @@ class Agent:
         """What this agent tells the server it speaks (section 6)."""
         metered = {"metered"} if self.settings.metered else set()
         config = {"config"} if self.config.wanted else set()
-        return frozenset({"token", "request_id", "data", *metered, *config})
+        update = {protocol.UPDATE} if self._updater or self.settings.installer else set()
+        return frozenset({"token", "request_id", "data", *metered, *config, *update})
 
     def command(self, name: str) -> Callable[[Command], Command]:
         """Decorator registering a custom command: ``@agent.command("set_exposure")``."""
         return self.commands.command(name)
+
+    def updater(self, function: Updater) -> Updater:
+        """Decorator registering the device maker's installer of updates (section 9):
+        ``@agent.updater`` over ``def install(path, artifact) -> str | None``. It gets
+        the downloaded file, already checked against its SHA-256, and the artifact
+        (name, version, sha256, size); it returns the version now running (None:
+        the artifact's) or raises to fail. With it the agent takes updates."""
+        self._updater = function
+        return function
 
     async def publish(
         self,
@@ -341,6 +360,10 @@ class Agent:
         logger.info("command %s received (request %s)", command.name, command.request_id)
         if command.name == "upload_log":
             outcome = await self._upload_log(command.remote_dir or "", device_id)
+        elif command.builtin and command.name == protocol.UPDATE:
+            outcome = await self.updates.install(
+                command.params["artifact"], self._updater, self.settings.installer
+            )
         else:
             outcome = await self.commands.run(command.name, command.params)
         logger.info("command %s: %s, %s", command.name, outcome.status, outcome.message)

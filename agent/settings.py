@@ -100,6 +100,14 @@ class AgentSettings:
         "On a metered link (4G): the server's longer heartbeat, and the status sent only "
         "when it moved (checked every --status-interval).",
     )
+    installer: str | None = setting(
+        None,
+        "Command that installs a downloaded update (section 9), run with the file's path "
+        "as its last argument; exit status 0 means installed. Set: the agent takes updates.",
+    )
+    download_retries: int = setting(
+        5, "Times a broken update download is resumed (with Range) before the update fails."
+    )
     queue_max_mb: float = setting(
         512.0,
         "Most megabytes of records and files queued on the device for upload; past it "

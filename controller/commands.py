@@ -12,6 +12,13 @@ A queued command (``queue``) is only written, ``queued``: the southbound that
 holds (or next holds) the device's session claims and delivers it through the
 same session path as a live command (``controller/store/commands.py``). The
 link is told at once, so a device online now gets it now.
+
+``update`` (protocol section 9) is a built-in order whose ``params`` name an
+artifact (``{"artifact_id": …}``): it is looked up here and sent as the artifact's
+name, version, digest, size and download path; a device whose type the artifact
+is not for is refused before anything is sent. The southbound sends it only to a
+session that listed the ``update`` extension, and records the version the device
+answers with as its ``business_version``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from edgefleet.agent import protocol
 from edgefleet.agent.protocol import CommandRefused, CommandResult
 from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.device_link import DeviceLink
@@ -32,6 +40,35 @@ from edgefleet.controller.writes import Auditor
 PERMISSION = "commands:send"
 
 log = logging.getLogger("edgefleet.commands")
+
+
+class BadCommand(Exception):
+    """A command the request got wrong (``status`` 400), or one that does not fit
+    the device (409); ``str(exc)`` says what."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _artifact_id(params: dict[str, Any]) -> int:
+    value = params.get("artifact_id")
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise BadCommand("body field 'params.artifact_id': an update needs an artifact id")
+    if set(params) != {"artifact_id"}:
+        raise BadCommand("body field 'params': an update takes only artifact_id")
+    return value
+
+
+def _misfit(artifact: dict[str, Any], device_type: str | None) -> str | None:
+    """Why the artifact is not for a device of this type, or None if it is."""
+    types = artifact["types"]
+    if not types or device_type is None or device_type in types:
+        return None
+    listed = ", ".join(types)
+    return f"artifact {artifact['artifact_id']} is for device types {listed}, not {device_type}"
 
 
 class CommandService:
@@ -76,9 +113,12 @@ class CommandService:
         ) as entry:
             scope = caller.principal.scope(PERMISSION)
             try:
-                await self._store.devices.get(device_id, scope)
+                device = await self._store.devices.get(device_id, scope)
+                artifact, params = await self._wire_params(order, params)
+                if artifact is not None and (why := _misfit(artifact, device["type"])):
+                    raise BadCommand(why, 409)
             except DatabaseUnavailable as outage:
-                if scope is not None:
+                if scope is not None or order == protocol.UPDATE:
                     raise
                 try:
                     result = await self._link.command(device_id, order, params, seconds)
@@ -134,7 +174,10 @@ class CommandService:
         async with self._audit.change(
             caller, "queue_device_command", "device", device_id, fields
         ) as entry:
-            await self._store.devices.get(device_id, caller.principal.scope(PERMISSION))
+            device = await self._store.devices.get(device_id, caller.principal.scope(PERMISSION))
+            artifact, params = await self._wire_params(order, params)
+            if artifact is not None and (why := _misfit(artifact, device["type"])):
+                raise BadCommand(why, 409)
             row = self._row(caller, command_id, device_id, order, params, seconds, "queued")
             row["expires_at"] = utcnow() + timedelta(seconds=ttl)
             await self._store.commands.create([row], entry)
@@ -191,6 +234,7 @@ class CommandService:
                 page=1,
                 per_page=max(1, group["device_count"]),
             )
+            artifact, params = await self._wire_params(order, params)
             seconds = timeout or self.default_timeout
             sent = {
                 row["device_id"]: self._row(
@@ -199,8 +243,13 @@ class CommandService:
                 for row in rows
             }
             await self._store.commands.create(list(sent.values()))
+        types = {row["device_id"]: row["type"] for row in rows}
 
         async def one(device_id: int, command_id: int) -> tuple[int, int, CommandResult]:
+            if artifact is not None and (why := _misfit(artifact, types[device_id])):
+                result = CommandResult("fail", why)
+                await self._finish(command_id, result)
+                return device_id, command_id, result
             try:
                 result = await self._sent(command_id, device_id, order, params, seconds)
             except CommandRefused as refused:
@@ -212,6 +261,24 @@ class CommandService:
         )
         await self._audit.append(entry)
         return results
+
+    async def _wire_params(
+        self, order: str, params: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """(the artifact, the params to send): an ``update`` names its artifact by
+        id; the device is sent what it needs to fetch and check it. Raises
+        ``BadCommand`` and ``ArtifactNotFound``."""
+        if order != protocol.UPDATE:
+            return None, params
+        artifact = await self._store.artifacts.get(_artifact_id(params))
+        wire = {
+            "name": artifact["name"],
+            "version": artifact["version"],
+            "sha256": artifact["sha256"],
+            "size": artifact["size"],
+            "url": protocol.artifact_url(artifact["sha256"]),
+        }
+        return artifact, {"artifact": wire}
 
     @staticmethod
     def _ended(entry: AuditEntry, result: CommandResult) -> AuditEntry:

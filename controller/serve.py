@@ -319,6 +319,7 @@ async def _api(
         file_store=file_store,
         classifications=classifications,
         max_file_bytes=settings.data.max_file_bytes,
+        max_artifact_bytes=settings.data.max_artifact_bytes,
         auth_settings=settings.auth,
         stream_settings=settings.stream,
     )

@@ -361,6 +361,12 @@ class DataSettings:
         "max-file-bytes",
         "Largest file a device may upload (PUT /files/{sha256}); larger ones get 413.",
     )
+    max_artifact_bytes: int = setting(
+        2 * 1024 * 1024 * 1024,
+        "max-artifact-bytes",
+        "Largest software artifact an operator may upload (POST /api/v1/artifacts); "
+        "larger ones get 413.",
+    )
     record_retention_days: float = setting(
         90.0,
         "record-retention-days",

@@ -4,6 +4,9 @@
 - ``PUT /files/{sha256}``: the bytes as the body, streamed to the file store and
   checked against the digest before the file becomes visible: 201 stored, 200
   already there, 400 wrong digest, 413 over the limit, 401 bad credentials;
+- ``GET /files/{sha256}``: an artifact (section 9), streamed from the store, one
+  ``Range`` answered with 206, 416 when unsatisfiable; 404 for a digest no
+  artifact names: a device never reads another device's uploads;
 - ``POST /records``: the batch of an ``upload_data`` frame, for devices without a
   WebSocket session; the answer is that frame's ``data``;
 - ``POST /api/v1/data/upload``: the railway data server's upload, its exact
@@ -24,7 +27,13 @@ from aiohttp import web
 
 from edgefleet.agent import protocol
 from edgefleet.controller.store import Attempt, Store, StoreError
-from edgefleet.controller.store.blobs import DigestMismatch, FileStore, FileTooLarge
+from edgefleet.controller.store.blobs import (
+    DigestMismatch,
+    FileStore,
+    FileTooLarge,
+    RangeNotSatisfiable,
+)
+from edgefleet.controller.store.downloads import send_file
 from edgefleet.southbound import railway
 from edgefleet.southbound.device_auth import DeviceAuth, Unauthorized
 from edgefleet.southbound.events import FileReceived, SessionEvents
@@ -59,6 +68,7 @@ class DeviceHttp:
 
     def add_routes(self, app: web.Application) -> None:
         app.router.add_route("HEAD", "/files/{sha256}", self.head_file)
+        app.router.add_get("/files/{sha256}", self.get_file, allow_head=False)
         app.router.add_put("/files/{sha256}", self.put_file)
         app.router.add_post("/records", self.post_records)
         app.router.add_post("/api/v1/data/upload", self.railway_upload)
@@ -97,6 +107,22 @@ class DeviceHttp:
             return web.Response(status=404)
         self._events.publish(FileReceived(device_id, "present", row["size"]))
         return web.Response(status=200, headers={"ETag": f'"{sha256}"', "X-Size": str(row["size"])})
+
+    async def get_file(self, request: web.Request) -> web.StreamResponse:
+        sha256 = self._digest(request)
+        await self._authenticated(request, upload=False)
+        try:
+            row = await self._store.artifacts.downloadable(sha256)
+        except StoreError:
+            raise web.HTTPServiceUnavailable(text="server busy\n") from None
+        if row is None:
+            raise web.HTTPNotFound(text="no artifact has this digest\n")
+        try:
+            return await send_file(request, self._files, row)
+        except RangeNotSatisfiable as exc:
+            raise web.HTTPRequestRangeNotSatisfiable(
+                text=f"{exc}\n", headers={"Content-Range": f"bytes */{row['size']}"}
+            ) from None
 
     async def put_file(self, request: web.Request) -> web.StreamResponse:
         sha256 = self._digest(request)

@@ -6,7 +6,8 @@ so a reconnect storm costs a few transactions, not one per device, and a slow or
 absent database delays the records, never a heartbeat.
 
 Status uploads come every 15 s; the device log keeps one in
-``status_event_interval`` seconds per device.
+``status_event_interval`` seconds per device. A successful ``update`` (section 9)
+sets the device's ``business_version`` to the version it answered with.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from edgefleet.agent import protocol
 from edgefleet.controller.store import DatabaseUnavailable, Store
 from edgefleet.controller.store.sessions import SessionChange
 from edgefleet.southbound.events import (
@@ -36,6 +38,8 @@ from edgefleet.southbound.events import (
 log = logging.getLogger("edgefleet.southbound.recorder")
 
 BATCH = 2000
+VERSION_MAX = 64
+"""Longest ``business_version`` the devices table holds."""
 STATUS_EVENT_INTERVAL = 600.0
 
 
@@ -126,6 +130,13 @@ class Recorder:
         result = event.result
         detail = {"order": event.order, "status": result.status, "message": result.message}
         self._event(event.device_id, "command_result", detail)
+        version = _installed_version(event)
+        if version is not None:
+            self.submit(
+                SessionChange(
+                    "software", event.device_id, "software_updated", {"business_version": version}
+                )
+            )
 
     def _verified(self, event: CredentialVerified) -> None:
         detail = {"credential_version": event.credential_version, "digest": event.digest}
@@ -172,6 +183,18 @@ class Recorder:
             except Exception:
                 log.exception("could not record session changes", extra={"changes": len(batch)})
                 return
+
+
+def _installed_version(event: CommandFinished) -> str | None:
+    """The version a successful ``update`` reports (section 9: ``data.version``),
+    when it is one the devices table can hold."""
+    if event.order != protocol.UPDATE or event.result.status != "success":
+        return None
+    data = event.result.data
+    version = data.get("version") if isinstance(data, dict) else None
+    if isinstance(version, str) and 0 < len(version) <= VERSION_MAX and version.isprintable():
+        return version
+    return None
 
 
 def _status_detail(event: StatusReceived) -> dict[str, Any]:

@@ -295,6 +295,8 @@ class DeviceSession(Outbox[Event]):
             raise CommandRefused("unknown")
         if self.state is not State.ONLINE:
             raise CommandRefused("offline")
+        if order == protocol.UPDATE and protocol.UPDATE not in self.extensions:
+            raise CommandRefused("unsupported")  # section 9: only to devices that listed it
         if self._commands and not self.echoes_request_id:
             raise CommandRefused("busy")
         command_id = self._next_command_id

@@ -16,7 +16,7 @@ from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api.app import create_app
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.mirror import ResourceMirror
-from edgefleet.controller.settings import ApiSettings, AuthSettings, StreamSettings
+from edgefleet.controller.settings import ApiSettings, AuthSettings, DataSettings, StreamSettings
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 
@@ -107,6 +107,19 @@ class ApiClient:
         assert answer.status == 201, answer.body
         return answer.data
 
+    async def upload_artifact(
+        self, name: str, version: str, body: bytes, **params: str
+    ) -> dict[str, Any]:
+        """Upload a software artifact as a raw body."""
+        answer = await self.post(
+            "/api/v1/artifacts",
+            params={"name": name, "version": version, **params},
+            data=body,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        assert answer.status == 201, answer.body
+        return answer.data
+
     def as_(self, token: str) -> ApiClient:
         """The same server, another caller."""
         return ApiClient(self.base_url, self.session, token)
@@ -142,6 +155,7 @@ async def running_api(
     classifications: ClassificationCache | None = None,
     auth: AuthSettings | None = None,
     stream: StreamSettings | None = None,
+    max_artifact_bytes: int = DataSettings.max_artifact_bytes,
 ) -> AsyncIterator[ApiClient]:
     files_dir = tempfile.TemporaryDirectory(prefix="edgefleet-api-files-")
     app = create_app(
@@ -155,6 +169,7 @@ async def running_api(
         classifications=classifications,
         auth_settings=auth or TEST_AUTH,
         stream_settings=stream or TEST_STREAM,
+        max_artifact_bytes=max_artifact_bytes,
     )
     if customise:
         customise(app)

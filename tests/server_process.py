@@ -73,6 +73,8 @@ def edgefleet_serve(
         str(free_port()),
         "--db-url",
         f"sqlite+aiosqlite:///{tmp_path}/edgefleet.db",
+        "--files-dir",
+        str(tmp_path / "files"),
         "--bcrypt-rounds",
         "4",
         *args,

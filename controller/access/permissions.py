@@ -28,6 +28,7 @@ PERMISSIONS: dict[str, str] = {
     "records:read": "Read the records devices upload",
     "config:write": "Change the desired configuration of devices",
     "jobs:write": "Start and cancel jobs",
+    "artifacts:write": "Upload and delete software artifacts (installation-wide)",
     "users:admin": "Manage users, roles, bindings and everyone's API keys",
     "audit:read": "Read the audit log",
 }
@@ -56,7 +57,8 @@ BUILTIN_ROLES = (
         2,
         "operator",
         "Operator",
-        "Reads and changes devices, groups, records, configuration, commands and jobs.",
+        "Reads and changes devices, groups, records, configuration, commands, jobs and "
+        "software artifacts.",
         (
             "devices:read",
             "devices:write",
@@ -66,6 +68,7 @@ BUILTIN_ROLES = (
             "records:read",
             "config:write",
             "jobs:write",
+            "artifacts:write",
         ),
     ),
     BuiltinRole(

@@ -33,6 +33,7 @@ from edgefleet.controller.access.tokens import JwtKeys
 from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api import (  # noqa: F401
     api_keys,
+    artifacts,
     audit,
     auth,
     bulk,
@@ -66,6 +67,7 @@ from edgefleet.controller.api.metrics import METRICS, ApiMetrics
 from edgefleet.controller.api.openapi import build_document
 from edgefleet.controller.api.routing import AUDITOR, PRINCIPAL, REQUEST_ID, SOURCE
 from edgefleet.controller.api.schemas import Health
+from edgefleet.controller.artifacts import ArtifactWrites
 from edgefleet.controller.bulk_import import DeviceImport
 from edgefleet.controller.commands import CommandService
 from edgefleet.controller.configuration import ConfigService
@@ -207,6 +209,7 @@ def create_app(
     file_store: FileStore | None = None,
     classifications: ClassificationCache | None = None,
     max_file_bytes: int = DataSettings.max_file_bytes,
+    max_artifact_bytes: int = DataSettings.max_artifact_bytes,
     auth_settings: AuthSettings | None = None,
     stream_settings: StreamSettings | None = None,
 ) -> web.Application:
@@ -228,6 +231,7 @@ def create_app(
     )
     rounds = settings.bcrypt_rounds
     mirror = mirror or NoMirror()
+    file_store = file_store or LocalFileStore(DataSettings.files_dir)
     app[CONTEXT] = ApiContext(
         store=store,
         settings=settings,
@@ -236,7 +240,8 @@ def create_app(
         imports=DeviceImport(store, mirror, ids, rounds, auditor),
         commands=CommandService(store, link, command_timeout, auditor, ids),
         configs=ConfigService(store, link, auditor, mirror),
-        files=file_store or LocalFileStore(DataSettings.files_dir),
+        files=file_store,
+        artifacts=ArtifactWrites(store, file_store, ids, auditor, max_artifact_bytes),
         classify=classifications,
         max_file_bytes=max_file_bytes,
         authenticator=authenticator,

@@ -13,6 +13,7 @@ from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.access.sign_in import SignIn
 from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api.routing import CALLER, SCOPE
+from edgefleet.controller.artifacts import ArtifactWrites
 from edgefleet.controller.bulk_import import DeviceImport
 from edgefleet.controller.commands import CommandService
 from edgefleet.controller.configuration import ConfigService
@@ -37,6 +38,8 @@ class ApiContext:
     configs: ConfigService
     files: FileStore
     """Devices' files, for downloads."""
+    artifacts: ArtifactWrites
+    """Uploading and deleting software artifacts."""
     classify: ClassificationCache | None
     """None: no classifier is configured, analysis is off."""
     max_file_bytes: int

@@ -14,6 +14,7 @@ from edgefleet.controller.access.accounts import WrongPassword
 from edgefleet.controller.access.principal import AccessDenied
 from edgefleet.controller.access.sign_in import RegistrationClosed, SignInThrottled
 from edgefleet.controller.access.tokens import InvalidToken
+from edgefleet.controller.commands import BadCommand
 
 
 class ErrorType(StrEnum):
@@ -27,6 +28,8 @@ class ErrorType(StrEnum):
     KEYOP_ERROR = "KEYOP_ERROR"
     DEVICE_OFFLINE = "DEVICE_OFFLINE"
     DEVICE_BUSY = "DEVICE_BUSY"
+    DEVICE_UNSUPPORTED = "DEVICE_UNSUPPORTED"
+    ARTIFACT_ERROR = "ARTIFACT_ERROR"
     COMMAND_TIMEOUT = "COMMAND_TIMEOUT"
     COMMAND_ERROR = "COMMAND_ERROR"
     CONFIG_ERROR = "CONFIG_ERROR"
@@ -59,7 +62,10 @@ def bad_request(message: str) -> ApiError:
 
 def from_refusal(exc: CommandRefused) -> ApiError:
     """A device that cannot take a command (or has no live status) now: 409."""
-    error_type = ErrorType.DEVICE_BUSY if exc.kind == "busy" else ErrorType.DEVICE_OFFLINE
+    error_type = {
+        "busy": ErrorType.DEVICE_BUSY,
+        "unsupported": ErrorType.DEVICE_UNSUPPORTED,
+    }.get(exc.kind, ErrorType.DEVICE_OFFLINE)
     return ApiError(409, error_type, str(exc))
 
 
@@ -84,6 +90,10 @@ def from_store_error(exc: store.StoreError) -> ApiError:
             return ApiError(404, ErrorType.RECORD_ERROR, f"record {exc.args[0]} not found")
         case store.FileNotFound():
             return ApiError(404, ErrorType.RECORD_ERROR, f"file {exc.args[0]} not found")
+        case store.ArtifactNotFound():
+            return ApiError(404, ErrorType.ARTIFACT_ERROR, f"artifact {exc.args[0]} not found")
+        case store.ArtifactConflict():
+            return ApiError(409, ErrorType.ARTIFACT_ERROR, str(exc))
         case store.MembershipNotFound():
             group_id, device_id = exc.args
             return ApiError(
@@ -132,6 +142,11 @@ def as_api_error(exc: BaseException) -> ApiError:
             return exc
         case CommandRefused():
             return from_refusal(exc)
+        case BadCommand():
+            error_type = (
+                ErrorType.GENERAL_ERROR if exc.status == 400 else ErrorType.DEVICE_UNSUPPORTED
+            )
+            return ApiError(exc.status, error_type, str(exc))
         case store.StoreError():
             return from_store_error(exc)
         case AccessDenied():
@@ -149,6 +164,7 @@ def as_api_error(exc: BaseException) -> ApiError:
 KNOWN = (
     ApiError,
     CommandRefused,
+    BadCommand,
     store.StoreError,
     AccessDenied,
     InvalidToken,

@@ -94,7 +94,10 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
             operation["requestBody"] = {
                 "required": True,
                 "content": {
-                    media: {"schema": endpoint.body_schemas.get(media) or _raw_body(media)}
+                    media: {
+                        "schema": endpoint.body_schemas.get(media)
+                        or _raw_body(media, endpoint.file_field)
+                    }
                     for media in endpoint.body_media
                 },
             }
@@ -143,10 +146,15 @@ def _success_response(endpoint: Endpoint, refs: dict[Any, Any]) -> dict[str, Any
     return {"description": "success", "content": {"application/json": {"schema": schema}}}
 
 
-def _raw_body(media: str) -> dict[str, Any]:
+def _raw_body(media: str, file_field: str) -> dict[str, Any]:
     binary = {"type": "string", "format": "binary"}
     if media == "multipart/form-data":
-        return {"type": "object", "required": ["image"], "properties": {"image": binary}}
+        return {
+            "type": "object",
+            "required": [file_field],
+            "properties": {file_field: binary},
+            "additionalProperties": False,
+        }
     return binary
 
 

@@ -59,7 +59,7 @@ REQUEST_ID = web.RequestKey("request_id", str)
 AUDITOR = web.AppKey("auditor", Auditor)
 """Writes the entry of a change refused here, before any write service saw it."""
 TARGETS = {"device_id": "device", "group_id": "group", "user_id": "user", "role_id": "role",
-           "key_id": "api_key"}  # fmt: skip
+           "key_id": "api_key", "artifact_id": "artifact"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,8 @@ class Endpoint:
     accepted: str | None = None
     """The handler may also answer 202 with the same model (``accept(request)``):
     what that means, for the document."""
+    file_field: str = "image"
+    """The multipart field that carries the file, when ``body_media`` takes multipart."""
 
     @property
     def operation_id(self) -> str:
@@ -126,6 +128,7 @@ class Endpoints:
         media: str | tuple[str, ...] = "application/json",
         body_media: tuple[str, ...] | Mapping[str, dict[str, Any]] = (),
         accepted: str | None = None,
+        file_field: str = "image",
     ) -> Callable[[Handler], Handler]:
         if public == (permission is not None):
             raise TypeError(f"{method} {path}: declare public=True or a permission, not both")
@@ -160,6 +163,7 @@ class Endpoints:
                     body_media=tuple(body_media),
                     body_schemas=dict(body_media) if isinstance(body_media, Mapping) else {},
                     accepted=accepted,
+                    file_field=file_field,
                 )
             )
             return handler

@@ -467,11 +467,12 @@ class LiveStatus(BaseModel):
 
 class CommandRequest(RequestModel):
     order: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
-        description="`restart`, `upload_log`, or the name of a custom command."
+        description="`restart`, `upload_log`, `update`, or the name of a custom command."
     )
     params: dict[str, Any] = Field(
         default_factory=dict,
-        description="Keyword arguments of a custom command; `remote_dir` for `upload_log`.",
+        description="Keyword arguments of a custom command; `remote_dir` for `upload_log`; "
+        "`artifact_id` for `update`.",
     )
     timeout: float | None = Field(
         None,
@@ -941,3 +942,41 @@ class StreamQuery(ParamsModel):
         description="Comma-separated event types: `device.state`, `device.status`, "
         "`command.result`, `record.created`, `config.reported`, `job.progress` (default: all).",
     )
+
+
+# --- software updates ------------------------------------------------------------
+
+TYPES_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}(,[a-z0-9][a-z0-9_.-]{0,63})*$"
+
+
+class ArtifactPath(ParamsModel):
+    artifact_id: IdIn
+
+
+class ArtifactListQuery(PageQuery):
+    name: Name | None = Field(None, description="Only the versions of this artifact.")
+
+
+class ArtifactUploadQuery(ParamsModel):
+    """What the uploaded package is; the body is its bytes (raw, or the multipart
+    field `file`)."""
+
+    name: Name = Field(description="What the package is, e.g. `detector`.")
+    version: Version = Field(description="The version a device runs once it is installed.")
+    types: Annotated[str, StringConstraints(pattern=TYPES_PATTERN)] | None = Field(
+        None, description="Comma-separated device types it is for (none: every type)."
+    )
+
+    def type_list(self) -> list[str]:
+        return self.types.split(",") if self.types else []
+
+
+class Artifact(BaseModel):
+    artifact_id: IdOut
+    name: str
+    version: str
+    sha256: str = Field(description="SHA-256 of the file: devices check it before installing.")
+    size: int = Field(description="Bytes.")
+    content_type: str
+    types: list[str] = Field(description="Device types it is for; empty: every type.")
+    created_at: Instant

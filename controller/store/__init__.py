@@ -8,6 +8,7 @@ import logging
 from edgefleet.controller.settings import DatabaseSettings
 from edgefleet.controller.store.analysis import AnalysisStore
 from edgefleet.controller.store.api_keys import ApiKeyStore
+from edgefleet.controller.store.artifacts import ArtifactConflict, ArtifactNotFound, ArtifactStore
 from edgefleet.controller.store.audit import AuditEntry, AuditFilter, AuditStore
 from edgefleet.controller.store.commands import CommandStore
 from edgefleet.controller.store.configs import ConfigStore
@@ -60,6 +61,8 @@ DEFAULTS = DatabaseSettings()
 
 __all__ = [
     "ApiKeyNotFound",
+    "ArtifactConflict",
+    "ArtifactNotFound",
     "Attempt",
     "AuditEntry",
     "AuditFilter",
@@ -115,6 +118,7 @@ class Store:
         self.audit = AuditStore(db)
         self.configs = ConfigStore(db, self.groups)
         self.commands = CommandStore(db)
+        self.artifacts = ArtifactStore(db)
 
     @classmethod
     def from_url(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
@@ -45,12 +46,44 @@ class BlobMissing(Exception):
     """The store has no file under this digest."""
 
 
+class RangeNotSatisfiable(Exception):
+    """A ``Range`` header this server does not serve (more than one range) or that
+    lies outside the file; ``str(exc)`` says which."""
+
+
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def byte_range(header: str, size: int) -> tuple[int, int]:
+    """The one range (first, last byte) a ``Range: bytes=…`` header asks for within
+    ``size`` bytes (RFC 9110 section 14.1.2: ``a-b``, ``a-``, or the last ``-n``);
+    raises ``RangeNotSatisfiable``."""
+    match = RANGE.match(header.strip())
+    if match is None or match[1] == match[2] == "":
+        raise RangeNotSatisfiable("only one byte range is served: bytes=a-b")
+    if match[1] == "":  # the last n bytes
+        start, end = max(0, size - int(match[2])), size - 1
+    else:
+        start = int(match[1])
+        end = min(int(match[2]), size - 1) if match[2] else size - 1
+    if start > end or start >= size:
+        raise RangeNotSatisfiable(f"range not satisfiable: the file has {size} bytes")
+    return start, end
+
+
 class FileStore(Protocol):
     async def put(
         self, sha256: str, chunks: AsyncIterable[bytes], content_type: str, max_bytes: int
     ) -> int:
         """Store the bytes if they hash to ``sha256``; returns their size. Raises
         ``FileTooLarge`` or ``DigestMismatch`` (and keeps nothing)."""
+
+    async def add(
+        self, chunks: AsyncIterable[bytes], content_type: str, max_bytes: int
+    ) -> tuple[str, int]:
+        """Store bytes whose digest is not known in advance (an artifact uploaded by
+        an operator): hashed while they stream; returns (sha256, size). Raises
+        ``FileTooLarge`` (and keeps nothing)."""
 
     def read(self, sha256: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """The bytes from ``start`` up to and including ``end`` (None: the last)."""
@@ -61,10 +94,11 @@ class FileStore(Protocol):
 
 
 async def spool(
-    chunks: AsyncIterable[bytes], sha256: str, max_bytes: int, directory: Path
-) -> tuple[Path, int]:
+    chunks: AsyncIterable[bytes], sha256: str | None, max_bytes: int, directory: Path
+) -> tuple[Path, int, str]:
     """Write ``chunks`` to a new temporary file in ``directory``, checking size and
-    digest; returns (path, size). On any failure the temporary file is removed."""
+    digest (``sha256`` None: any digest); returns (path, size, digest). On any
+    failure the temporary file is removed."""
     await asyncio.to_thread(directory.mkdir, parents=True, exist_ok=True)
     path = directory / f".incoming-{uuid.uuid4().hex}"
     out = await asyncio.to_thread(path.open, "wb")
@@ -82,13 +116,13 @@ async def spool(
         if pending:
             await asyncio.to_thread(out.write, bytes(pending))
         await asyncio.to_thread(_sync_and_close, out)
-        if digest.hexdigest() != sha256:
+        if sha256 is not None and digest.hexdigest() != sha256:
             raise DigestMismatch(digest.hexdigest())
     except BaseException:
         await asyncio.to_thread(out.close)
         await asyncio.to_thread(path.unlink, missing_ok=True)
         raise
-    return path, size
+    return path, size, digest.hexdigest()
 
 
 def _sync_and_close(out: object) -> None:
@@ -112,7 +146,18 @@ class LocalFileStore:
     ) -> int:
         # The temporary file is in the root, on the same filesystem as its final
         # place, so moving it there is one atomic rename.
-        temporary, size = await spool(chunks, sha256, max_bytes, self.root)
+        temporary, size, _ = await spool(chunks, sha256, max_bytes, self.root)
+        await self._place(temporary, sha256)
+        return size
+
+    async def add(
+        self, chunks: AsyncIterable[bytes], content_type: str, max_bytes: int
+    ) -> tuple[str, int]:
+        temporary, size, sha256 = await spool(chunks, None, max_bytes, self.root)
+        await self._place(temporary, sha256)
+        return sha256, size
+
+    async def _place(self, temporary: Path, sha256: str) -> None:
         final = self.path(sha256)
 
         def move() -> None:
@@ -123,7 +168,6 @@ class LocalFileStore:
             await asyncio.to_thread(move)
         finally:
             await asyncio.to_thread(temporary.unlink, missing_ok=True)
-        return size
 
     async def read(
         self, sha256: str, start: int = 0, end: int | None = None

@@ -14,7 +14,8 @@ matched their digest, so "the cloud has it" is one primary-key lookup. ``refs``
 counts the records that name a file; garbage collection takes files at 0 refs
 whose ``released_at`` (or creation) is older than the retention, and checks
 again that no record names them, so a count that raced an upload never loses a
-file that is still named.
+file that is still named. A file an artifact names (``artifacts.py``) is never
+collected while the artifact exists.
 """
 
 from __future__ import annotations
@@ -26,7 +27,18 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, exists, func, insert, select, tuple_, update
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    delete,
+    exists,
+    func,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -38,6 +50,7 @@ from edgefleet.controller.store.errors import NotFound
 from edgefleet.controller.store.pages import page_of, window
 from edgefleet.controller.store.schema import (
     analysis_jobs,
+    artifacts,
     classifications,
     device_group_members,
     files,
@@ -130,6 +143,35 @@ def _hour(connection: AsyncConnection, column: Any) -> Any:
     if connection.dialect.name == "sqlite":
         return func.strftime("%Y-%m-%dT%H", column)
     return func.date_format(column, "%Y-%m-%dT%H")
+
+
+async def index_file(
+    connection: AsyncConnection, sha256: str, size: int, content_type: str
+) -> bool:
+    """Index a file whose bytes are in the store, in the caller's transaction, its
+    ``refs`` counting the records that already name it; False if it was there."""
+    named = await connection.scalar(
+        select(func.count()).select_from(record_files).where(record_files.c.sha256 == sha256)
+    )
+    result = await connection.execute(
+        _insert_ignoring_duplicates(connection, files).values(
+            sha256=sha256,
+            size=size,
+            content_type=content_type[:255],
+            created_at=utcnow(),
+            refs=named or 0,
+        )
+    )
+    return result.rowcount == 1
+
+
+def unnamed(digest: Any) -> ColumnElement[bool]:
+    """No record and no artifact names the file ``digest``: the one rule for when
+    its bytes may go (retention, an artifact's deletion)."""
+    return and_(
+        ~exists().where(record_files.c.sha256 == digest),
+        ~exists().where(artifacts.c.sha256 == digest),
+    )
 
 
 def _log_row(attempt: Attempt, at: datetime, **counts: Any) -> dict[str, Any]:
@@ -311,21 +353,7 @@ class RecordStore:
     async def add_file(self, sha256: str, size: int, content_type: str) -> bool:
         """Index a file whose bytes are in the store; False if it was there already."""
         async with self._db.begin() as connection:
-            named = await connection.scalar(
-                select(func.count())
-                .select_from(record_files)
-                .where(record_files.c.sha256 == sha256)
-            )
-            result = await connection.execute(
-                _insert_ignoring_duplicates(connection, files).values(
-                    sha256=sha256,
-                    size=size,
-                    content_type=content_type[:255],
-                    created_at=utcnow(),
-                    refs=named or 0,
-                )
-            )
-        return result.rowcount == 1
+            return await index_file(connection, sha256, size, content_type)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -565,7 +593,7 @@ class RecordStore:
                         else_=files.c.released_at,
                     )
                     < before,
-                    ~exists().where(record_files.c.sha256 == files.c.sha256),
+                    unnamed(files.c.sha256),
                 )
                 .limit(limit)
             )
@@ -580,7 +608,7 @@ class RecordStore:
                         and_(
                             files.c.sha256.in_(chunk),
                             files.c.refs <= 0,
-                            ~exists().where(record_files.c.sha256 == files.c.sha256),
+                            unnamed(files.c.sha256),
                         )
                     )
                 )

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
@@ -90,7 +91,19 @@ class S3FileStore:
     async def put(
         self, sha256: str, chunks: AsyncIterable[bytes], content_type: str, max_bytes: int
     ) -> int:
-        temporary, size = await spool(chunks, sha256, max_bytes, spool_directory())
+        temporary, size, _ = await spool(chunks, sha256, max_bytes, spool_directory())
+        await self._send(temporary, sha256, size, content_type)
+        return size
+
+    async def add(
+        self, chunks: AsyncIterable[bytes], content_type: str, max_bytes: int
+    ) -> tuple[str, int]:
+        temporary, size, sha256 = await spool(chunks, None, max_bytes, spool_directory())
+        await self._send(temporary, sha256, size, content_type)
+        return sha256, size
+
+    async def _send(self, temporary: Path, sha256: str, size: int, content_type: str) -> None:
+        """Upload the checked temporary file under its digest's key, then remove it."""
         try:
             s3 = await self._s3()
             body = await asyncio.to_thread(temporary.open, "rb")
@@ -106,7 +119,6 @@ class S3FileStore:
                 await asyncio.to_thread(body.close)
         finally:
             await asyncio.to_thread(temporary.unlink, missing_ok=True)
-        return size
 
     async def read(
         self, sha256: str, start: int = 0, end: int | None = None

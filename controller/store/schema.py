@@ -298,6 +298,26 @@ classify_requests = Table(
     Index(None, "at"),
 )
 
+# --- software updates (FLEET.md "Software updates") -------------------------------------
+
+# A package devices install: its bytes are a file of the store (``files``), named by
+# digest. ``types`` lists the device types it is for (empty: every type). The file
+# stays while an artifact names it, whatever retention does to records.
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("artifact_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", String(128), nullable=False),
+    Column("version", String(64), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content_type", String(255), nullable=False),
+    Column("types", JSON, nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    UniqueConstraint("name", "version"),
+    Index(None, "sha256"),
+)
+
 # --- people and services (controller/access) -------------------------------------------
 
 users = Table(

@@ -65,7 +65,8 @@ class SessionChange:
     (online/unknown), ``disconnected`` (offline, if the session was held here),
     ``event`` (only a log line, e.g. ``login_failed`` or ``command_sent``) or
     ``verified`` (a verified-credential digest to remember, in ``detail``; no log
-    line: the device log must never hold a digest of a password).
+    line: the device log must never hold a digest of a password) or ``software``
+    (the device now runs ``detail["business_version"]``, after an ``update``).
     """
 
     kind: str
@@ -200,6 +201,17 @@ class SessionStore:
                         for c in verified
                     ],
                 )
+            for change in changes:
+                if change.kind == "software":
+                    await connection.execute(
+                        update(devices)
+                        .where(devices.c.device_id == change.device_id)
+                        .values(
+                            business_version=change.detail["business_version"],
+                            business_updated_at=change.at,
+                            updated_at=change.at,
+                        )
+                    )
             rows = [
                 {"device_id": c.device_id, "at": c.at, "event": c.event, "detail": c.detail}
                 for c in changes

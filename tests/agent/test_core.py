@@ -6,6 +6,7 @@ import itertools
 import json
 import random
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -335,6 +336,32 @@ def test_upload_log_carries_its_remote_dir_or_the_default() -> None:
         CommandReceived("upload_log", True, {}, "1", "/srv/logs"),
         CommandReceived("upload_log", True, {}, None, protocol.DEFAULT_REMOTE_DIR),
     ]
+
+
+ARTIFACT = {"name": "detector", "version": "2.1.0", "sha256": "ab" * 32, "size": 10,
+            "url": "/files/" + "ab" * 32}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"sha256": "AB" * 32}, "artifact.sha256 must be a lower-case SHA-256 hex digest"),
+        ({"size": -1}, "artifact.size must be a whole number of bytes"),
+        ({"size": True}, "artifact.size must be a whole number of bytes"),
+        ({"version": ""}, "artifact.version must be a non-empty string"),
+        ({"url": "http://elsewhere/x"}, "artifact.url must be a path on the /ws host"),
+    ],
+)
+def test_an_update_order_is_run_only_with_a_whole_artifact(
+    change: dict[str, Any], message: str
+) -> None:
+    device = logged_in_device()
+    device.receive(protocol.order("42", "update", {"artifact": ARTIFACT}, request_id="1"))
+    assert device.take_events() == [CommandReceived("update", True, {"artifact": ARTIFACT}, "1")]
+    device.receive(protocol.order("42", "update", {"artifact": {**ARTIFACT, **change}}, "2"))
+    [result] = device.take_sent()
+    assert (result["status"], result["Headers"]["message"]) == ("fail", message)
+    assert device.take_events() == []
 
 
 def test_restart_asks_for_confirmation_and_restarts_when_it_comes() -> None:

@@ -76,6 +76,11 @@ def built_frames() -> list[tuple[str, str]]:
         ("order", protocol.order(DEVICE_ID, "upload_log", {"remote_dir": "/logs"}, "r-1")),
         ("order", protocol.order(DEVICE_ID, "set_exposure", {"value": 3}, "r-2")),
         ("order", protocol.order(DEVICE_ID, "reboot_camera")),
+        ("order", protocol.order(DEVICE_ID, "update", {"artifact": ARTIFACT}, "u-9")),
+        (
+            "command_result",
+            protocol.command_result("success", "update installed", {"version": "2.1.0"}, "u-9"),
+        ),
         ("command_result", protocol.command_result("success", protocol.MSG_ORDER_DONE)),
         ("command_result", protocol.command_result("success", protocol.RESTART_WAIT_MESSAGE)),
         (
@@ -109,6 +114,9 @@ def built_frames() -> list[tuple[str, str]]:
     ]
 
 
+ARTIFACT = protocol.UpdateArtifact(
+    name="detector", version="2.1.0", sha256="a" * 64, size=18874368, url="/files/" + "a" * 64
+)
 RECORD = protocol.Record(
     "det-1", "alert", datetime(2025, 12, 1, 9, 47, 24), {"vehicle": "truck"}, ("a" * 64,)
 )

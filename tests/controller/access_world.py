@@ -49,6 +49,7 @@ class World:
     command_a: str = ""
     command_b: str = ""
     refresh_token: str = ""
+    artifact_id: str = ""
     ids: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -87,6 +88,12 @@ class World:
             token=None,
         )
         world.refresh_token = login.data["refresh_token"]
+        artifact = await api.post(
+            f"/api/v1/artifacts?name=fw-{tag}&version=1.0",
+            data=b"firmware",
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        world.artifact_id = artifact.data["artifact_id"]
         return world
 
     def path(self, operation: Operation, **ids: str) -> str:
@@ -98,11 +105,15 @@ class World:
             "role_id": self.role_id,
             "key_id": self.key_id,
             "command_id": self.command_a,
+            "artifact_id": self.artifact_id,
             "id": "1",  # a record's id
             "sha256": "0" * 64,  # a file's digest
             **ids,
         }
-        return re.sub(r"\{(\w+)\}", lambda m: values[m[1]], operation.path)
+        path = re.sub(r"\{(\w+)\}", lambda m: values[m[1]], operation.path)
+        if operation.operation_id == "upload_artifact":
+            path += f"?name=fw-{uuid.uuid4().hex[:8]}&version=2.0"
+        return path
 
     def body(self, operation: Operation) -> Any:
         """A valid body for the operation (None: it takes none)."""
@@ -147,6 +158,9 @@ class World:
             kwargs["headers"] = {**kwargs["headers"], "Content-Type": "text/csv"}
             row = f"x,SN-{uuid.uuid4().hex[:8]},M"
             kwargs["data"] = f"name,hardware_sn,hardware_model\n{row}\n".encode()
+        if operation.operation_id == "upload_artifact":  # a raw body
+            kwargs["headers"] = {**kwargs["headers"], "Content-Type": "application/octet-stream"}
+            kwargs["data"] = b"firmware 2"
         elif body is not None or operation.method in ("POST", "PUT", "PATCH"):
             kwargs["json"] = body if body is not None else {}
         return await caller.request(operation.method, self.path(operation, **ids), **kwargs)

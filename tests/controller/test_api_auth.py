@@ -8,6 +8,7 @@ import time
 import jwt
 import pytest
 
+from edgefleet.controller.access.permissions import PERMISSIONS
 from edgefleet.controller.access.tokens import JwtKeys
 from edgefleet.controller.settings import AuthSettings
 from edgefleet.controller.store import Store
@@ -177,7 +178,7 @@ async def test_the_bootstrap_token_acts_as_an_administrator(api: ApiClient) -> N
     me = (await api.get(ME)).data
     assert me["kind"] == "bootstrap" and me["user"] is None
     assert all(p["everywhere"] for p in me["permissions"])
-    assert len(me["permissions"]) == 10
+    assert {p["permission"] for p in me["permissions"]} == set(PERMISSIONS)
     assert (await api.get("/api/v1/users")).status == 200
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edgefleet.controller.access.permissions import PERMISSIONS
 from tests.api_client import USER_PASSWORD, ApiClient
 
 
@@ -81,7 +82,7 @@ async def test_roles_are_created_changed_and_deleted_unless_built_in_or_bound(
 ) -> None:
     roles = {r["code"]: r for r in (await api.get("/api/v1/roles")).data["items"]}
     assert set(roles) == {"admin", "operator", "viewer"}
-    assert len(roles["admin"]["permissions"]) == 10 and roles["admin"]["builtin"]
+    assert roles["admin"]["permissions"] == list(PERMISSIONS) and roles["admin"]["builtin"]
     made = await api.post(
         "/api/v1/roles",
         {"code": "vendor", "name": "Vendor", "permissions": ["devices:read", "commands:send"]},

@@ -158,7 +158,7 @@ class World:
             kwargs["headers"] = {**kwargs["headers"], "Content-Type": "text/csv"}
             row = f"x,SN-{uuid.uuid4().hex[:8]},M"
             kwargs["data"] = f"name,hardware_sn,hardware_model\n{row}\n".encode()
-        if operation.operation_id == "upload_artifact":  # a raw body
+        elif operation.operation_id == "upload_artifact":  # a raw body
             kwargs["headers"] = {**kwargs["headers"], "Content-Type": "application/octet-stream"}
             kwargs["data"] = b"firmware 2"
         elif body is not None or operation.method in ("POST", "PUT", "PATCH"):

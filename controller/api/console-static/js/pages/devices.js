@@ -1,7 +1,7 @@
-// The device list: paged by the server, filtered by state, type, group and text.
-// The filters live in the URL (#/devices?state=online&q=cam), and every filter
-// there is handed to GET /api/v1/devices as it is, so a new filter of the API
-// (a label selector) needs only its control here. States change live.
+// The device list: paged by the server, filtered by state, type, group, text and
+// a label selector. The filters live in the URL (#/devices?state=online&q=cam),
+// and every filter there is handed to GET /api/v1/devices as it is, so a new
+// filter of the API needs only its control here. States change live.
 
 import { can, get, query } from "../api.js";
 import { debounce, field, h, put, select } from "../dom.js";
@@ -69,6 +69,11 @@ export async function devices(ctx) {
   if (can("groups:read")) controls.push(field(t("filter.group"), groupSelect));
   const search = h("input", { name: "q", type: "search", value: filters.q ?? "", oninput: debounce(change("q"), 300) });
   controls.push(field(t("filter.text"), search));
+  const labels = h("input", {
+    name: "selector", type: "search", value: filters.selector ?? "",
+    oninput: debounce(change("selector"), 500),
+  });
+  controls.push(field(t("filter.labels"), labels));
   const form = h("form", { class: "filters", role: "search", onsubmit: (e) => e.preventDefault() }, controls);
 
   // The list first; what the filters offer fills in when it comes (the fleet's

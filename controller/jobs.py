@@ -58,6 +58,8 @@ from edgefleet.controller.writes import Auditor
 log = logging.getLogger("edgefleet.jobs")
 
 PAGE = 1000
+MAX_RATE = 1e9
+"""Devices per minute at the most, however often the rate was raised."""
 
 
 @dataclass(frozen=True)
@@ -70,8 +72,8 @@ class JobSettings:
 
 def current_rate(rollout: dict[str, Any], succeeded: int) -> float:
     """Devices per minute: the start rate, raised once per ``increase_after`` successes."""
-    steps = succeeded // rollout["increase_after"]
-    return float(rollout["max_per_minute"] * rollout["increase_factor"] ** steps)
+    steps = min(succeeded // rollout["increase_after"], 64)  # 100 ** 64 still fits a float
+    return min(MAX_RATE, float(rollout["max_per_minute"] * rollout["increase_factor"] ** steps))
 
 
 def abort_reason(abort: dict[str, Any] | None, counts: dict[str, int]) -> str | None:

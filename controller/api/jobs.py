@@ -3,10 +3,11 @@ does the work; its docstring says how the scheduler goes)."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import SkipJsonSchema
 
 from edgefleet.controller.api.context import caller, context
 from edgefleet.controller.api.endpoints import endpoints
@@ -29,14 +30,20 @@ ExecutionState = Literal[
 ]
 
 
+ONE_OF = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+"""A choice of one field: the document says so (the fields are not nullable there)."""
+
+
 class JobTarget(RequestModel):
-    group_id: IdIn | None = Field(None, description="Every member of this group.")
-    selector: str | None = Field(
-        None, max_length=1024, description="Every device whose labels match this selector."
+    model_config = ONE_OF
+
+    group_id: IdIn | SkipJsonSchema[None] = Field(None, description="Every member of this group.")
+    selector: Annotated[str, Field(max_length=1024)] | SkipJsonSchema[None] = Field(
+        None, description="Every device whose labels match this selector."
     )
-    device_ids: list[IdIn] | None = Field(
-        None, min_length=1, max_length=100_000, description="These devices."
-    )
+    device_ids: (
+        Annotated[list[IdIn], Field(min_length=1, max_length=100_000)] | SkipJsonSchema[None]
+    ) = Field(None, description="These devices.")
 
 
 class JobCommand(RequestModel):
@@ -49,23 +56,27 @@ class JobUpdate(RequestModel):
 
 
 class JobAction(RequestModel):
-    command: JobCommand | None = Field(
+    model_config = ONE_OF
+
+    command: JobCommand | SkipJsonSchema[None] = Field(
         None, description="A command, queued for each device (an offline one runs it later)."
     )
-    update: JobUpdate | None = Field(None, description="The `update` command with an artifact.")
+    update: JobUpdate | SkipJsonSchema[None] = Field(
+        None, description="The `update` command with an artifact."
+    )
 
 
 class Rollout(RequestModel):
     max_per_minute: float = Field(gt=0, le=1_000_000, description="Devices admitted per minute.")
     increase_factor: float = Field(1.0, ge=1, le=100, description="Rate multiplier per step.")
     increase_after: int = Field(
-        1_000_000_000, ge=1, description="Successes between two rate increases."
+        1_000_000_000, ge=1, strict=False, description="Successes between two rate increases."
     )
 
 
 class AbortRule(RequestModel):
     failure_percent: float = Field(gt=0, le=100)
-    min_executed: int = Field(1, ge=1)
+    min_executed: int = Field(1, ge=1, strict=False)
 
 
 class JobCreate(RequestModel):
@@ -83,7 +94,9 @@ class JobCreate(RequestModel):
         le=300,
         description="Seconds a device has to answer once it was sent the command.",
     )
-    retries: int = Field(0, ge=0, le=10, description="Attempts after a failure or timeout.")
+    retries: int = Field(
+        0, ge=0, le=10, strict=False, description="Attempts after a failure or timeout."
+    )
     deadline: InstantIn | None = Field(
         None, description="Devices not reached by then are skipped (default: 30 days)."
     )

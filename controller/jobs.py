@@ -46,12 +46,13 @@ from typing import Any
 
 from edgefleet.agent import protocol
 from edgefleet.controller.access.principal import Caller
+from edgefleet.controller.api.metrics import ApiMetrics
 from edgefleet.controller.commands import PERMISSION, BadCommand, CommandService
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.store import DatabaseUnavailable, DeviceFilter, Store
 from edgefleet.controller.store.database import utcnow
-from edgefleet.controller.store.jobs import OPEN, Admission, JobStateConflict
+from edgefleet.controller.store.jobs import EXECUTION_STATES, OPEN, Admission, JobStateConflict
 from edgefleet.controller.store.selectors import InvalidSelector, parse_selector
 from edgefleet.controller.writes import Auditor
 
@@ -191,14 +192,13 @@ class JobScheduler:
         link: DeviceLink,
         ids: SnowflakeGenerator,
         settings: JobSettings,
+        metrics: ApiMetrics | None = None,
     ) -> None:
         self._store = store
+        self._metrics = metrics
         self._link = link
         self._ids = ids
         self._settings = settings
-        self.admitted = 0
-        """Devices this process admitted, for the metrics."""
-        self.aborted = 0
 
     async def run(self) -> None:
         while True:
@@ -209,19 +209,29 @@ class JobScheduler:
             await asyncio.sleep(self._settings.tick)
 
     async def tick(self) -> None:
+        totals = dict.fromkeys(EXECUTION_STATES, 0)
+        admitted = aborted = 0
         for job in await self._store.jobs.running():
-            await self._advance(job)
+            counts, done, gone = await self._advance(job)
+            for state, count in counts.items():
+                totals[state] += count
+            admitted += done
+            aborted += gone
+        if self._metrics is not None:
+            self._metrics.job_progress(totals, admitted, aborted)
 
-    async def _advance(self, job: dict[str, Any]) -> None:
+    async def _advance(self, job: dict[str, Any]) -> tuple[dict[str, int], int, int]:
+        """The job's counts by state after the pass, the devices admitted, and
+        whether it aborted (1) or not (0)."""
         jobs = self._store.jobs
         job_id = job["job_id"]
         counts = await jobs.sync(job_id, job["retries"])
         reason = abort_reason(job["abort"], counts)
         if reason is not None:
             if await jobs.stop(job_id, "aborted", reason):
-                self.aborted += 1
                 log.warning("job aborted", extra={"job_id": job_id, "reason": reason})
-            return
+                return counts, 0, 1
+            return counts, 0, 0
         now = utcnow()
         if job["deadline"] is not None and now >= job["deadline"] and counts["pending"]:
             await jobs.skip_pending(job_id)
@@ -229,12 +239,12 @@ class JobScheduler:
             counts["pending"] = 0
         if not any(counts[state] for state in OPEN):
             await jobs.finish(job_id)
-            return
+            return counts, 0, 0
         if job["state"] != "running" or not counts["pending"]:
-            return
-        await self._admit(job, counts, now)
+            return counts, 0, 0
+        return counts, await self._admit(job, counts, now), 0
 
-    async def _admit(self, job: dict[str, Any], counts: dict[str, int], now: datetime) -> None:
+    async def _admit(self, job: dict[str, Any], counts: dict[str, int], now: datetime) -> int:
         rate = current_rate(job["rollout"], counts["succeeded"])
         minute = self._settings.minute
         elapsed = max(0.0, (now - job["credit_at"]).total_seconds())
@@ -243,7 +253,7 @@ class JobScheduler:
         cap = max(1.0, rate * self._settings.tick / minute)
         credit = min(cap, job["credit"] + rate * elapsed / minute)
         if credit < 1.0:
-            return
+            return 0
         action = job["action"]
 
         def command(device_id: int) -> dict[str, Any]:
@@ -259,6 +269,6 @@ class JobScheduler:
             }
 
         admitted = await self._store.jobs.admit(Admission(job, rate, credit, now, command))
-        self.admitted += len(admitted)
         for device_id in admitted:
             await self._link.deliver_queued(device_id)
+        return len(admitted)

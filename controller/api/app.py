@@ -236,6 +236,7 @@ def create_app(
     mirror = mirror or NoMirror()
     file_store = file_store or LocalFileStore(DataSettings.files_dir)
     command_service = CommandService(store, link, command_timeout, auditor, ids)
+    metrics = metrics or ApiMetrics(store.stats.by_state)
     app[CONTEXT] = ApiContext(
         store=store,
         settings=settings,
@@ -245,7 +246,7 @@ def create_app(
         commands=command_service,
         configs=ConfigService(store, link, auditor, mirror),
         jobs=JobService(store, command_service, auditor, ids),
-        scheduler=JobScheduler(store, link, ids, job_settings or JobSettings()),
+        scheduler=JobScheduler(store, link, ids, job_settings or JobSettings(), metrics),
         files=file_store,
         artifacts=ArtifactWrites(store, file_store, ids, auditor, max_artifact_bytes),
         classify=classifications,
@@ -255,7 +256,7 @@ def create_app(
         accounts=AccountWrites(store, authenticator, auditor, ids, rounds),
         events=EventHub(store, stream_settings or StreamSettings()),
     )
-    app[METRICS] = metrics or ApiMetrics(store.stats.by_state)
+    app[METRICS] = metrics
     app[PUBLIC] = frozenset(PUBLIC_PATHS | {e.path for e in endpoints.table if e.public})
     app[TRUST_FORWARDED] = auth_settings.trust_forwarded_for
     app[AUDITOR] = auditor

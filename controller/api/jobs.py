@@ -9,9 +9,9 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import SkipJsonSchema
 
-from edgefleet.controller.api.context import caller, context
+from edgefleet.controller.api.context import caller, context, scope
 from edgefleet.controller.api.endpoints import endpoints
-from edgefleet.controller.api.errors import bad_request
+from edgefleet.controller.api.errors import ApiError, ErrorType, bad_request
 from edgefleet.controller.api.schemas import (
     IdIn,
     IdOut,
@@ -147,6 +147,17 @@ class Execution(BaseModel):
     result_message: str | None
 
 
+def _fleet_wide(request: web.Request, permission: str) -> None:
+    """A job spans groups and lists its devices: a caller holding the permission on
+    some groups only is refused, rather than shown other groups' devices."""
+    if scope(request) is not None:
+        raise ApiError(
+            403,
+            ErrorType.AUTH_ERROR,
+            f"jobs need {permission} on the whole installation, not on some groups",
+        )
+
+
 def _one_of(model: BaseModel, field: str) -> dict[str, Any]:
     given = {key: value for key, value in model.model_dump().items() if value is not None}
     if len(given) != 1:
@@ -164,6 +175,7 @@ def _one_of(model: BaseModel, field: str) -> dict[str, Any]:
     permission="commands:send",
 )
 async def create_job(request: web.Request, body: JobCreate) -> Job:
+    _fleet_wide(request, "commands:send")
     spec = body.model_dump()
     spec["target"] = _one_of(body.target, "target")
     spec["action"] = _one_of(body.action, "action")
@@ -172,6 +184,7 @@ async def create_job(request: web.Request, body: JobCreate) -> Job:
 
 @endpoints.get("/jobs", summary="List jobs, newest first", tag=TAG, permission="devices:read")
 async def list_jobs(request: web.Request, query: PageQuery) -> Page[Job]:
+    _fleet_wide(request, "devices:read")
     rows, total = await context(request).store.jobs.list(query.page, query.per_page)
     return Page[Job](
         items=[Job.of(row) for row in rows], page=query.page, per_page=query.per_page, total=total
@@ -186,6 +199,7 @@ async def list_jobs(request: web.Request, query: PageQuery) -> Page[Job]:
     permission="devices:read",
 )
 async def get_job(request: web.Request, path: JobPath) -> Job:
+    _fleet_wide(request, "devices:read")
     return Job.of(await context(request).store.jobs.get(path.job_id))
 
 
@@ -199,6 +213,7 @@ async def get_job(request: web.Request, path: JobPath) -> Job:
 async def list_job_devices(
     request: web.Request, path: JobPath, query: PageQuery
 ) -> Page[Execution]:
+    _fleet_wide(request, "devices:read")
     rows, total = await context(request).store.jobs.executions(
         path.job_id, query.page, query.per_page
     )
@@ -213,6 +228,7 @@ async def list_job_devices(
     permission="commands:send",
 )
 async def pause_job(request: web.Request, path: JobPath) -> Job:
+    _fleet_wide(request, "commands:send")
     return Job.of(await context(request).jobs.pause(caller(request), path.job_id))
 
 
@@ -224,6 +240,7 @@ async def pause_job(request: web.Request, path: JobPath) -> Job:
     permission="commands:send",
 )
 async def resume_job(request: web.Request, path: JobPath) -> Job:
+    _fleet_wide(request, "commands:send")
     return Job.of(await context(request).jobs.resume(caller(request), path.job_id))
 
 
@@ -235,4 +252,5 @@ async def resume_job(request: web.Request, path: JobPath) -> Job:
     permission="commands:send",
 )
 async def cancel_job(request: web.Request, path: JobPath) -> Job:
+    _fleet_wide(request, "commands:send")
     return Job.of(await context(request).jobs.cancel(caller(request), path.job_id))

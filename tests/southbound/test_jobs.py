@@ -224,3 +224,19 @@ async def test_a_bad_job_is_refused_saying_what_is_wrong(
     assert problem in answer.failure(400, "GENERAL_ERROR")
     (await fleet.api.get("/api/v1/jobs/42")).failure(404, "COMMAND_ERROR")
     assert (await fleet.api.get("/api/v1/jobs")).data["total"] == 0
+
+
+async def test_a_caller_limited_to_groups_is_refused_jobs_which_span_groups(fleet: Fleet) -> None:
+    group = await fleet.api.create_group("night-cams")
+    device = await fleet.register()
+    await fleet.api.put(f"/api/v1/groups/{group['group_id']}/devices/{device['device_id']}")
+    job_id = await start_job(fleet, [device])
+    limited = await fleet.api.user("limited", [{"role": "operator", "group_id": group["group_id"]}])
+    for answer in (
+        await limited.get("/api/v1/jobs"),
+        await limited.get(f"/api/v1/jobs/{job_id}/devices"),
+        await limited.post(f"/api/v1/jobs/{job_id}/cancel", {}),
+    ):
+        assert "on the whole installation" in answer.failure(403, "AUTH_ERROR")
+    entries = (await fleet.api.get("/api/v1/audit?action=create_job")).data["items"]
+    assert [entry["target_id"] for entry in entries] == [job_id]

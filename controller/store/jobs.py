@@ -32,7 +32,7 @@ from edgefleet.controller.store.audit import AuditEntry, write_audit
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.errors import Conflict, NotFound
 from edgefleet.controller.store.pages import first_row, page_of
-from edgefleet.controller.store.schema import commands, job_executions, jobs
+from edgefleet.controller.store.schema import commands, device_events, job_executions, jobs
 
 EXECUTION_STATES = (
     "pending",
@@ -96,6 +96,12 @@ async def _job(connection: AsyncConnection, job_id: int) -> dict[str, Any]:
     if row is None:
         raise JobNotFound(job_id)
     return row
+
+
+def _progress(job_id: int, device_id: int, state: str, at: datetime) -> dict[str, Any]:
+    """A ``job_progress`` device event: the live stream's ``job.progress``."""
+    detail = {"job_id": str(job_id), "state": state}
+    return {"device_id": device_id, "at": at, "event": "job_progress", "detail": detail}
 
 
 async def _counts(connection: AsyncConnection, job_id: int) -> dict[str, int]:
@@ -262,6 +268,7 @@ class JobStore:
                     job_executions.c.state.in_(("queued", "in_progress")),
                 )
             )
+            events = []
             for row in rows.mappings().all():
                 state = COMMAND_TO_EXECUTION[row["command_state"]]
                 if state == row["state"]:
@@ -282,6 +289,9 @@ class JobStore:
                     )
                     .values(**values)
                 )
+                events.append(_progress(job_id, row["device_id"], values["state"], utcnow()))
+            if events:
+                await connection.execute(device_events.insert(), events)
             return await _counts(connection, job_id)
 
     async def skip_pending(self, job_id: int) -> None:
@@ -359,5 +369,8 @@ class JobStore:
                 await connection.execute(
                     commands.insert(),
                     [{**row, "created_at": now, "sent_at": None, "deadline": None} for row in rows],
+                )
+                await connection.execute(
+                    device_events.insert(), [_progress(job_id, d, "queued", now) for d in chosen]
                 )
         return chosen

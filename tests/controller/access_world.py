@@ -99,12 +99,14 @@ class World:
         return world
 
     def job_body(self) -> dict[str, Any]:
-        """A job to device a, one device a minute."""
+        """A job to device a whose deadline is past: it ends without sending anything
+        (the stream tests' events stay theirs)."""
         return {
             "name": "j",
             "target": {"device_ids": [self.device_a]},
             "action": {"command": {"order": "restart"}},
             "rollout": {"max_per_minute": 1},
+            "deadline": "2020-01-01T00:00:00Z",
         }
 
     def path(self, operation: Operation, **ids: str) -> str:

@@ -18,6 +18,7 @@ from edgefleet.agent import protocol
 from edgefleet.controller.jobs import JobSettings
 from edgefleet.controller.store import Store
 from tests.conftest import eventually
+from tests.controller.test_api_stream import stream
 from tests.southbound.conftest import PATIENT, Fleet, nothing_comes, running_fleet
 from tests.southbound.test_queued_commands import next_order
 
@@ -240,3 +241,13 @@ async def test_a_caller_limited_to_groups_is_refused_jobs_which_span_groups(flee
         assert "on the whole installation" in answer.failure(403, "AUTH_ERROR")
     entries = (await fleet.api.get("/api/v1/audit?action=create_job")).data["items"]
     assert [entry["target_id"] for entry in entries] == [job_id]
+
+
+async def test_progress_is_on_the_live_stream(fleet: Fleet) -> None:
+    device = await fleet.register()
+    async with stream(fleet.api, {"types": "job.progress"}) as events:
+        job_id = await start_job(fleet, [device])
+        [event] = await events.take(1)
+    assert event["event"] == "job.progress"
+    assert event["data"]["device_id"] == device["device_id"]
+    assert event["data"]["data"] == {"job_id": job_id, "state": "queued"}

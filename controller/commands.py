@@ -114,7 +114,7 @@ class CommandService:
             scope = caller.principal.scope(PERMISSION)
             try:
                 device = await self._store.devices.get(device_id, scope)
-                artifact, params = await self._wire_params(order, params)
+                artifact, params = await self.wire_params(order, params)
                 if artifact is not None and (why := _misfit(artifact, device["type"])):
                     raise BadCommand(why, 409)
             except DatabaseUnavailable as outage:
@@ -175,7 +175,7 @@ class CommandService:
             caller, "queue_device_command", "device", device_id, fields
         ) as entry:
             device = await self._store.devices.get(device_id, caller.principal.scope(PERMISSION))
-            artifact, params = await self._wire_params(order, params)
+            artifact, params = await self.wire_params(order, params)
             if artifact is not None and (why := _misfit(artifact, device["type"])):
                 raise BadCommand(why, 409)
             row = self._row(caller, command_id, device_id, order, params, seconds, "queued")
@@ -234,7 +234,7 @@ class CommandService:
                 page=1,
                 per_page=max(1, group["device_count"]),
             )
-            artifact, params = await self._wire_params(order, params)
+            artifact, params = await self.wire_params(order, params)
             seconds = timeout or self.default_timeout
             sent = {
                 row["device_id"]: self._row(
@@ -262,7 +262,7 @@ class CommandService:
         await self._audit.append(entry)
         return results
 
-    async def _wire_params(
+    async def wire_params(
         self, order: str, params: dict[str, Any]
     ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
         """(the artifact, the params to send): an ``update`` names its artifact by

@@ -15,6 +15,7 @@ from aiohttp import web
 from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api.app import create_app
 from edgefleet.controller.device_link import DeviceLink
+from edgefleet.controller.jobs import JobSettings
 from edgefleet.controller.mirror import ResourceMirror
 from edgefleet.controller.settings import ApiSettings, AuthSettings, DataSettings, StreamSettings
 from edgefleet.controller.store import Store
@@ -156,6 +157,7 @@ async def running_api(
     auth: AuthSettings | None = None,
     stream: StreamSettings | None = None,
     max_artifact_bytes: int = DataSettings.max_artifact_bytes,
+    jobs: JobSettings | None = None,
 ) -> AsyncIterator[ApiClient]:
     files_dir = tempfile.TemporaryDirectory(prefix="edgefleet-api-files-")
     app = create_app(
@@ -169,6 +171,7 @@ async def running_api(
         classifications=classifications,
         auth_settings=auth or TEST_AUTH,
         stream_settings=stream or TEST_STREAM,
+        job_settings=jobs,
         max_artifact_bytes=max_artifact_bytes,
     )
     if customise:

@@ -44,6 +44,7 @@ from edgefleet.controller.api import (  # noqa: F401
     events,
     files,
     groups,
+    jobs,
     live,
     memberships,
     records,
@@ -73,6 +74,7 @@ from edgefleet.controller.commands import CommandService
 from edgefleet.controller.configuration import ConfigService
 from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.jobs import JobScheduler, JobService, JobSettings
 from edgefleet.controller.mirror import NoMirror, ResourceMirror
 from edgefleet.controller.settings import (
     ApiSettings,
@@ -212,6 +214,7 @@ def create_app(
     max_artifact_bytes: int = DataSettings.max_artifact_bytes,
     auth_settings: AuthSettings | None = None,
     stream_settings: StreamSettings | None = None,
+    job_settings: JobSettings | None = None,
 ) -> web.Application:
     """The API; ``link`` reaches the device sessions (none: every device is offline);
     ``mirror`` takes every write first in Kubernetes mode (none: standalone);
@@ -232,14 +235,18 @@ def create_app(
     rounds = settings.bcrypt_rounds
     mirror = mirror or NoMirror()
     file_store = file_store or LocalFileStore(DataSettings.files_dir)
+    command_service = CommandService(store, link, command_timeout, auditor, ids)
+    metrics = metrics or ApiMetrics(store.stats.by_state)
     app[CONTEXT] = ApiContext(
         store=store,
         settings=settings,
         link=link,
         writes=FleetWrites(store, mirror, link, ids, rounds, auditor),
         imports=DeviceImport(store, mirror, ids, rounds, auditor),
-        commands=CommandService(store, link, command_timeout, auditor, ids),
+        commands=command_service,
         configs=ConfigService(store, link, auditor, mirror),
+        jobs=JobService(store, command_service, auditor, ids),
+        scheduler=JobScheduler(store, link, ids, job_settings or JobSettings(), metrics),
         files=file_store,
         artifacts=ArtifactWrites(store, file_store, ids, auditor, max_artifact_bytes),
         classify=classifications,
@@ -249,7 +256,7 @@ def create_app(
         accounts=AccountWrites(store, authenticator, auditor, ids, rounds),
         events=EventHub(store, stream_settings or StreamSettings()),
     )
-    app[METRICS] = metrics or ApiMetrics(store.stats.by_state)
+    app[METRICS] = metrics
     app[PUBLIC] = frozenset(PUBLIC_PATHS | {e.path for e in endpoints.table if e.public})
     app[TRUST_FORWARDED] = auth_settings.trust_forwarded_for
     app[AUDITOR] = auditor
@@ -266,7 +273,7 @@ def create_app(
 
 def _start_background(settings: AuthSettings) -> Callable[[web.Application], Awaitable[None]]:
     """Built-in roles and the first admin (retried while the database is away),
-    and the event stream's poller."""
+    the event stream's poller and the job scheduler."""
 
     async def start(app: web.Application) -> None:
         ctx = app[CONTEXT]
@@ -281,6 +288,7 @@ def _start_background(settings: AuthSettings) -> Callable[[web.Application], Awa
                 )
             )
         tasks.append(asyncio.create_task(ctx.events.run(), name="event-stream"))
+        tasks.append(asyncio.create_task(ctx.scheduler.run(), name="job-scheduler"))
 
     return start
 

@@ -18,6 +18,7 @@ from edgefleet.controller.bulk_import import DeviceImport
 from edgefleet.controller.commands import CommandService
 from edgefleet.controller.configuration import ConfigService
 from edgefleet.controller.device_link import DeviceLink
+from edgefleet.controller.jobs import JobScheduler, JobService
 from edgefleet.controller.settings import ApiSettings
 from edgefleet.controller.store import Scope, Store
 from edgefleet.controller.store.blobs import FileStore
@@ -36,6 +37,9 @@ class ApiContext:
     imports: DeviceImport
     commands: CommandService
     configs: ConfigService
+    jobs: JobService
+    scheduler: JobScheduler
+    """Rolls the jobs out; runs in the background of every controller process."""
     files: FileStore
     """Devices' files, for downloads."""
     artifacts: ArtifactWrites

@@ -119,6 +119,10 @@ def from_store_error(exc: store.StoreError) -> ApiError:
             return ApiError(409, ErrorType.ROLEOP_ERROR, str(exc))
         case store.CommandNotFound():
             return ApiError(404, ErrorType.COMMAND_ERROR, f"command {exc.args[0]} not found")
+        case store.JobNotFound():
+            return ApiError(404, ErrorType.COMMAND_ERROR, f"job {exc.args[0]} not found")
+        case store.JobStateConflict():
+            return ApiError(409, ErrorType.COMMAND_ERROR, str(exc))
         case store.CommandNotQueued():
             return ApiError(409, ErrorType.COMMAND_ERROR, str(exc))
         case store.VersionMismatch():

@@ -1,6 +1,6 @@
 """Prometheus metrics of the controller: REST requests and latencies by route and
 status, the operator's reconciles and the resync's share of the status-write
-budget (Kubernetes mode), devices by state, and the process.
+budget (Kubernetes mode), devices by state, job rollouts, and the process.
 
 Each application gets its own registry, so several can live in one process (tests,
 ``edgefleet serve``) without clashing in the client library's global registry.
@@ -27,6 +27,7 @@ from prometheus_client import (
 from prometheus_client.exposition import generate_latest
 
 from edgefleet.controller.store import StoreError
+from edgefleet.controller.store.jobs import EXECUTION_STATES
 
 disable_created_metrics()
 
@@ -45,6 +46,24 @@ class ApiMetrics:
             registry=self.registry,
         )
         self.count_devices = count_devices
+        self.job_executions = Gauge(
+            "edgefleet_job_executions",
+            "Devices of the running and paused jobs, by execution state.",
+            ["state"],
+            registry=self.registry,
+        )
+        for state in EXECUTION_STATES:
+            self.job_executions.labels(state).set(0)
+        self.job_admissions = Counter(
+            "edgefleet_job_admissions",
+            "Devices admitted by job rollouts (their rate is the rollout rate).",
+            registry=self.registry,
+        )
+        self.jobs_aborted = Counter(
+            "edgefleet_jobs_aborted",
+            "Jobs that aborted themselves at their failure threshold.",
+            registry=self.registry,
+        )
         self.requests = Counter(
             "edgefleet_api_requests_total",
             "REST requests answered, by route, method and status.",
@@ -92,6 +111,13 @@ class ApiMetrics:
             "installation's budget while it puts statuses right, else 0 (Kubernetes mode).",
             registry=self.registry,
         )
+
+    def job_progress(self, counts: dict[str, int], admitted: int, aborted: int) -> None:
+        """One scheduler pass: executions of the open jobs by state, and what it did."""
+        for state, count in counts.items():
+            self.job_executions.labels(state).set(count)
+        self.job_admissions.inc(admitted)
+        self.jobs_aborted.inc(aborted)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -39,6 +39,7 @@ from edgefleet.controller.store.errors import (
 )
 from edgefleet.controller.store.events import EventFilter, EventStore
 from edgefleet.controller.store.groups import GroupStore
+from edgefleet.controller.store.jobs import JobNotFound, JobStateConflict, JobStore
 from edgefleet.controller.store.migrate import is_current, upgrade
 from edgefleet.controller.store.records import (
     Attempt,
@@ -81,6 +82,8 @@ __all__ = [
     "GroupConflict",
     "GroupNotFound",
     "HeldRole",
+    "JobNotFound",
+    "JobStateConflict",
     "KubernetesUnavailable",
     "LastAdmin",
     "LogFilter",
@@ -119,6 +122,7 @@ class Store:
         self.configs = ConfigStore(db, self.groups)
         self.commands = CommandStore(db)
         self.artifacts = ArtifactStore(db)
+        self.jobs = JobStore(db)
 
     @classmethod
     def from_url(

@@ -43,7 +43,7 @@ RESTARTED_MESSAGE = "no result: the southbound delivering it restarted; not sent
 MAX_MESSAGE = 1024
 
 
-async def _settle(connection: AsyncConnection, where: ColumnElement[bool]) -> None:
+async def settle(connection: AsyncConnection, where: ColumnElement[bool]) -> None:
     """Move the rows matching ``where`` that are past their time to their final state."""
     now = utcnow()
     await connection.execute(
@@ -114,7 +114,7 @@ class CommandStore:
 
     async def get(self, command_id: int, scope: Scope = None) -> dict[str, Any]:
         async with self._db.begin() as connection:
-            await _settle(connection, commands.c.command_id == command_id)
+            await settle(connection, commands.c.command_id == command_id)
             row = await first_row(connection, select(commands).where(_visible(command_id, scope)))
         if row is None:
             raise CommandNotFound(command_id)
@@ -125,7 +125,7 @@ class CommandStore:
     ) -> tuple[list[dict[str, Any]], int]:
         """The device's commands, newest first (the caller checked the device's scope)."""
         async with self._db.begin() as connection:
-            await _settle(connection, commands.c.device_id == device_id)
+            await settle(connection, commands.c.device_id == device_id)
             return await page_of(
                 connection,
                 commands,
@@ -140,7 +140,7 @@ class CommandStore:
     ) -> dict[str, Any]:
         """Cancel a queued command; ``CommandNotQueued`` once it was sent or ended."""
         async with self._db.begin() as connection:
-            await _settle(connection, commands.c.command_id == command_id)
+            await settle(connection, commands.c.command_id == command_id)
             canceled = await connection.execute(
                 update(commands)
                 .where(_visible(command_id, scope), commands.c.state == "queued")
@@ -174,7 +174,7 @@ class CommandStore:
         Expired ones are settled first, never sent."""
         while True:
             async with self._db.begin() as connection:
-                await _settle(connection, commands.c.device_id == device_id)
+                await settle(connection, commands.c.device_id == device_id)
                 row = await first_row(
                     connection,
                     select(commands)

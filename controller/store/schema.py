@@ -510,3 +510,45 @@ commands = Table(
     Index(None, "device_id", "command_id"),
     Index(None, "device_id", "state", "command_id"),
 )
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("job_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("name", String(128), nullable=False),
+    Column("target", JSON, nullable=False),
+    Column("action", JSON, nullable=False),
+    Column("rollout", JSON, nullable=False),
+    Column("abort", JSON, nullable=False),
+    Column("device_timeout", Float, nullable=False),
+    Column("retries", Integer, nullable=False),
+    Column("deadline", Timestamp),
+    # running, paused, finished, aborted, canceled
+    Column("state", String(16), nullable=False),
+    Column("reason", String(1024)),
+    # The admission budget (a token bucket): ``credit`` devices may be admitted as of
+    # ``credit_at``; it fills at ``rate`` devices per (scaled) minute.
+    Column("rate", Float, nullable=False),
+    Column("credit", Float, nullable=False),
+    Column("credit_at", Timestamp, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("created_at", Timestamp, nullable=False),
+    Column("finished_at", Timestamp),
+    Index(None, "state"),
+)
+
+job_executions = Table(
+    "job_executions",
+    metadata,
+    Column("job_id", BigInteger, primary_key=True, autoincrement=False),
+    Column("device_id", BigInteger, primary_key=True, autoincrement=False),
+    # pending, queued, in_progress, succeeded, failed, timed_out, skipped, canceled
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("command_id", BigInteger),
+    Column("queued_at", Timestamp),
+    Column("finished_at", Timestamp),
+    Column("result_status", String(16)),
+    Column("result_message", String(1024)),
+    Index(None, "job_id", "state", "device_id"),
+)

@@ -50,6 +50,7 @@ class World:
     command_b: str = ""
     refresh_token: str = ""
     artifact_id: str = ""
+    job_id: str = ""
     ids: dict[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -94,7 +95,19 @@ class World:
             headers={"Content-Type": "application/octet-stream"},
         )
         world.artifact_id = artifact.data["artifact_id"]
+        world.job_id = (await api.post("/api/v1/jobs", world.job_body())).data["job_id"]
         return world
+
+    def job_body(self) -> dict[str, Any]:
+        """A job to device a whose deadline is past: it ends without sending anything
+        (the stream tests' events stay theirs)."""
+        return {
+            "name": "j",
+            "target": {"device_ids": [self.device_a]},
+            "action": {"command": {"order": "restart"}},
+            "rollout": {"max_per_minute": 1},
+            "deadline": "2020-01-01T00:00:00Z",
+        }
 
     def path(self, operation: Operation, **ids: str) -> str:
         """The operation's path with the world's ids (or those given)."""
@@ -106,6 +119,7 @@ class World:
             "key_id": self.key_id,
             "command_id": self.command_a,
             "artifact_id": self.artifact_id,
+            "job_id": self.job_id,
             "id": "1",  # a record's id
             "sha256": "0" * 64,  # a file's digest
             **ids,
@@ -141,6 +155,7 @@ class World:
             "patch_device_config": {"config": {"exposure": 31}},
             "put_group_config": {"config": {"upload": {"images": True}}},
             "patch_group_config": {"config": {"upload": {"images": False}}},
+            "create_job": self.job_body(),
         }
         return bodies.get(operation.operation_id)
 

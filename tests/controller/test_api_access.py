@@ -44,6 +44,14 @@ WITHOUT_PATH_IDS = {
     "list_artifacts": "tests/controller/test_api_artifacts.py",
     "get_artifact": "tests/controller/test_api_artifacts.py",
     "delete_artifact": "tests/controller/test_api_artifacts.py",
+    # Jobs span groups: a group-limited caller is refused every one of their routes.
+    "create_job": "tests/southbound/test_jobs.py",
+    "list_jobs": "tests/southbound/test_jobs.py",
+    "get_job": "tests/southbound/test_jobs.py",
+    "list_job_devices": "tests/southbound/test_jobs.py",
+    "pause_job": "tests/southbound/test_jobs.py",
+    "resume_job": "tests/southbound/test_jobs.py",
+    "cancel_job": "tests/southbound/test_jobs.py",
 }
 
 
@@ -116,8 +124,9 @@ async def test_no_route_leaks_a_device_or_group_outside_the_callers_groups(
         if operation.permission not in DEVICE_PERMISSIONS:
             continue
         names = {part[1:-1] for part in operation.path.split("/") if part.startswith("{")}
-        # A record's id, a file's digest, an artifact's id: no device or group in the path.
-        if not names or names <= {"id", "sha256", "artifact_id"}:
+        # A record's id, a file's digest, an artifact's or a job's id: no device or
+        # group in the path.
+        if not names or names <= {"id", "sha256", "artifact_id", "job_id"}:
             assert operation.operation_id in WITHOUT_PATH_IDS, (
                 f"{operation}: say which test shows it leaks nothing"
             )

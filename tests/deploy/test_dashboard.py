@@ -76,6 +76,9 @@ FAMILIES: dict[str, Family] = {
     "edgefleet_analysis_backlog": family("gauge", set(), CONTROLLER),
     "edgefleet_analysis_results_total": family("counter", {"result"}, CONTROLLER),
     "edgefleet_classifications_total": family("counter", {"source"}, CONTROLLER),
+    "edgefleet_job_executions": family("gauge", {"state"}, CONTROLLER),
+    "edgefleet_job_admissions_total": family("counter", set(), CONTROLLER),
+    "edgefleet_jobs_aborted_total": family("counter", set(), CONTROLLER),
     # both: prometheus_client's process collector
     "process_cpu_seconds_total": family("counter", set(), *BOTH),
     "process_resident_memory_bytes": family("gauge", set(), *BOTH),

@@ -16,6 +16,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
+from edgefleet.controller.jobs import JobSettings
 from edgefleet.controller.serve import InProcessLink
 from edgefleet.controller.settings import SouthboundSettings
 from edgefleet.controller.store import Store
@@ -95,6 +96,7 @@ async def running_fleet(
     settings: SouthboundSettings,
     files: FileStore | None = None,
     bcrypt_rounds: int = 4,
+    jobs: JobSettings | None = None,
 ) -> AsyncIterator[Fleet]:
     """``bcrypt_rounds``: the cost of the hashes the southbound expects (its dummy)."""
     files_dir = tempfile.TemporaryDirectory(prefix="edgefleet-files-")
@@ -108,6 +110,7 @@ async def running_fleet(
             link=InProcessLink(southbound),
             command_timeout=settings.command_timeout,
             file_store=files,
+            jobs=jobs,
         ) as api:
             yield Fleet(api, southbound, store)
     finally:

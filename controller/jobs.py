@@ -1,0 +1,274 @@
+"""Jobs: one action rolled out to many devices at a safe pace.
+
+A job is created with its target resolved to a list of devices, once: the target
+is **frozen at start**. A group's or a selector's members change while a rollout
+runs (devices join, labels move); re-evaluating them would make the counts, the
+abort percentage ("10 % of the executed devices failed") and "the job finished"
+refer to a moving set, and a device that left and came back could be sent the
+action twice. A frozen list is what an operator approved; a new device gets the
+next job (or the desired configuration, which follows membership on its own).
+
+The scheduler (``JobScheduler``) runs in every controller process, every
+``JobSettings.tick`` seconds. Each pass, for each running or paused job, it
+
+1. copies the state of each admitted device's command onto its execution (the
+   command goes through the queued-command path, so an offline device runs it when
+   it returns, until the job's deadline; its timeout is the job's
+   ``device_timeout``; a failure with retries left is admitted again);
+2. aborts the job, saying why, once failures reach ``failure_percent`` of the
+   executed devices after at least ``min_executed``;
+3. skips the devices not admitted by the deadline; ends the job when nothing is
+   open;
+4. admits pending devices (unless paused) from a token bucket filled at the
+   current rate: ``max_per_minute``, times ``increase_factor`` for every
+   ``increase_after`` successes.
+
+All of it is state in the database, and an admission is one transaction (the
+command queued, the execution moved from ``pending``, the credit spent, only if
+the job's ``credit_at`` is still what this scheduler read): a controller restarted
+mid-rollout goes on where the database says, and several controllers (Kubernetes
+replicas) never admit a device twice nor spend the same credit twice. That
+optimistic lock on the job row is why there is no lease and no kopf peering: at
+most one admission per job wins each instant whoever runs it, and a replica that
+dies leaves nothing to take over.
+
+``JobSettings.minute`` is the length of a rollout minute in seconds (60), so tests
+scale time down instead of sleeping through minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from edgefleet.agent import protocol
+from edgefleet.controller.access.principal import Caller
+from edgefleet.controller.api.metrics import ApiMetrics
+from edgefleet.controller.commands import PERMISSION, BadCommand, CommandService
+from edgefleet.controller.device_link import DeviceLink
+from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.store import DatabaseUnavailable, DeviceFilter, Store
+from edgefleet.controller.store.database import utcnow
+from edgefleet.controller.store.jobs import EXECUTION_STATES, OPEN, Admission, JobStateConflict
+from edgefleet.controller.store.selectors import InvalidSelector, parse_selector
+from edgefleet.controller.writes import Auditor
+
+log = logging.getLogger("edgefleet.jobs")
+
+PAGE = 1000
+MAX_RATE = 1e9
+"""Devices per minute at the most, however often the rate was raised."""
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    tick: float = 1.0
+    """Seconds between two passes of the scheduler."""
+    minute: float = 60.0
+    """Seconds a rollout minute lasts (``max_per_minute``); smaller in tests."""
+
+
+def current_rate(rollout: dict[str, Any], succeeded: int) -> float:
+    """Devices per minute: the start rate, raised once per ``increase_after`` successes."""
+    steps = min(succeeded // rollout["increase_after"], 64)  # 100 ** 64 still fits a float
+    return min(MAX_RATE, float(rollout["max_per_minute"] * rollout["increase_factor"] ** steps))
+
+
+def abort_reason(abort: dict[str, Any] | None, counts: dict[str, int]) -> str | None:
+    """Why the job must abort now, or None."""
+    if abort is None:
+        return None
+    failed = counts["failed"] + counts["timed_out"]
+    executed = failed + counts["succeeded"]
+    if executed == 0 or executed < abort["min_executed"]:
+        return None
+    if failed * 100 < abort["failure_percent"] * executed:
+        return None
+    share = 100 * failed / executed
+    return (
+        f"{failed} of {executed} executed devices failed ({share:.0f} %), at or over the "
+        f"abort threshold of {abort['failure_percent']:g} % (after at least "
+        f"{abort['min_executed']} executed)"
+    )
+
+
+class JobService:
+    """Creating, pausing, resuming and canceling jobs (the REST side)."""
+
+    def __init__(
+        self, store: Store, commands: CommandService, auditor: Auditor, ids: SnowflakeGenerator
+    ) -> None:
+        self._store = store
+        self._commands = commands
+        self._audit = auditor
+        self._ids = ids
+
+    async def create(self, caller: Caller, spec: dict[str, Any]) -> dict[str, Any]:
+        """Resolve the target (frozen from now on) and write the job; raises
+        ``BadCommand``, ``GroupNotFound``, ``DeviceNotFound``, ``ArtifactNotFound``."""
+        job_id = self._ids.next_id()
+        async with self._audit.change(caller, "create_job", "job", job_id) as entry:
+            scope = caller.principal.scope(PERMISSION)
+            device_ids = await self._targets(spec["target"], scope)
+            action = await self._action(spec["action"])
+            job = {
+                "job_id": job_id,
+                "name": spec["name"],
+                "target": spec["target"],
+                "action": action,
+                "rollout": spec["rollout"],
+                "abort": spec["abort"],
+                "device_timeout": spec["device_timeout"],
+                "retries": spec["retries"],
+                "deadline": spec["deadline"],
+                "actor": caller.principal.name[:128],
+            }
+            await self._store.jobs.create(job, device_ids, entry)
+        return await self._store.jobs.get(job_id)
+
+    async def _targets(self, target: dict[str, Any], scope: Any) -> list[int]:
+        if target.get("group_id") is not None:
+            await self._store.groups.get(target["group_id"], scope)
+            where = DeviceFilter(group_id=target["group_id"], scope=scope)
+        elif target.get("selector") is not None:
+            try:
+                selector = parse_selector(target["selector"])
+            except InvalidSelector as bad:
+                raise BadCommand(f"body field 'target.selector': {bad}") from None
+            where = DeviceFilter(selector=selector, scope=scope)
+        else:
+            ids = sorted(set(target["device_ids"]))
+            for device_id in ids:
+                await self._store.devices.get(device_id, scope)
+            return ids
+        found: list[int] = []
+        async for page in self._store.devices.pages(where, PAGE):
+            found.extend(row["device_id"] for row in page)
+        return found
+
+    async def _action(self, action: dict[str, Any]) -> dict[str, Any]:
+        """The command every device is sent: ``order`` and wire ``params``."""
+        if action.get("update") is not None:
+            _, params = await self._commands.wire_params(protocol.UPDATE, action["update"])
+            return {"order": protocol.UPDATE, "params": params, "update": action["update"]}
+        if action.get("command") is None:
+            raise BadCommand(
+                "body field 'action': only 'command' and 'update' jobs are supported; "
+                "configuration jobs are not implemented yet"
+            )
+        command = action["command"]
+        _, params = await self._commands.wire_params(command["order"], command["params"])
+        return {"order": command["order"], "params": params}
+
+    async def pause(self, caller: Caller, job_id: int) -> dict[str, Any]:
+        async with self._audit.change(caller, "pause_job", "job", job_id) as entry:
+            return await self._store.jobs.change_state(
+                job_id, ("running",), "paused", "paused", entry
+            )
+
+    async def resume(self, caller: Caller, job_id: int) -> dict[str, Any]:
+        async with self._audit.change(caller, "resume_job", "job", job_id) as entry:
+            return await self._store.jobs.change_state(
+                job_id, ("paused",), "running", "resumed", entry
+            )
+
+    async def cancel(self, caller: Caller, job_id: int) -> dict[str, Any]:
+        async with self._audit.change(caller, "cancel_job", "job", job_id) as entry:
+            row = await self._store.jobs.get(job_id)
+            if not await self._store.jobs.stop(job_id, "canceled", None, entry):
+                raise JobStateConflict(job_id, row["state"], "canceled")
+        return await self._store.jobs.get(job_id)
+
+
+class JobScheduler:
+    """Moves every open job on, one pass per tick (see the module's docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        link: DeviceLink,
+        ids: SnowflakeGenerator,
+        settings: JobSettings,
+        metrics: ApiMetrics | None = None,
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._link = link
+        self._ids = ids
+        self._settings = settings
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except DatabaseUnavailable as outage:
+                log.warning("job scheduler waits for the database", extra={"error": str(outage)})
+            await asyncio.sleep(self._settings.tick)
+
+    async def tick(self) -> None:
+        totals = dict.fromkeys(EXECUTION_STATES, 0)
+        admitted = aborted = 0
+        for job in await self._store.jobs.running():
+            counts, done, gone = await self._advance(job)
+            for state, count in counts.items():
+                totals[state] += count
+            admitted += done
+            aborted += gone
+        if self._metrics is not None:
+            self._metrics.job_progress(totals, admitted, aborted)
+
+    async def _advance(self, job: dict[str, Any]) -> tuple[dict[str, int], int, int]:
+        """The job's counts by state after the pass, the devices admitted, and
+        whether it aborted (1) or not (0)."""
+        jobs = self._store.jobs
+        job_id = job["job_id"]
+        counts = await jobs.sync(job_id, job["retries"])
+        reason = abort_reason(job["abort"], counts)
+        if reason is not None:
+            if await jobs.stop(job_id, "aborted", reason):
+                log.warning("job aborted", extra={"job_id": job_id, "reason": reason})
+                return counts, 0, 1
+            return counts, 0, 0
+        now = utcnow()
+        if job["deadline"] is not None and now >= job["deadline"] and counts["pending"]:
+            await jobs.skip_pending(job_id)
+            counts["skipped"] += counts["pending"]
+            counts["pending"] = 0
+        if not any(counts[state] for state in OPEN):
+            await jobs.finish(job_id)
+            return counts, 0, 0
+        if job["state"] != "running" or not counts["pending"]:
+            return counts, 0, 0
+        return counts, await self._admit(job, counts, now), 0
+
+    async def _admit(self, job: dict[str, Any], counts: dict[str, int], now: datetime) -> int:
+        rate = current_rate(job["rollout"], counts["succeeded"])
+        minute = self._settings.minute
+        elapsed = max(0.0, (now - job["credit_at"]).total_seconds())
+        # The bucket holds at most one pass's worth (and at least one device), so a
+        # pause or a stopped controller never turns into a burst.
+        cap = max(1.0, rate * self._settings.tick / minute)
+        credit = min(cap, job["credit"] + rate * elapsed / minute)
+        if credit < 1.0:
+            return 0
+        action = job["action"]
+
+        def command(device_id: int) -> dict[str, Any]:
+            return {
+                "command_id": self._ids.next_id(),
+                "device_id": device_id,
+                "order": action["order"],
+                "params": action["params"],
+                "timeout": job["device_timeout"],
+                "queued": True,
+                "state": "queued",
+                "actor": f"job {job['job_id']}"[:128],
+            }
+
+        admitted = await self._store.jobs.admit(Admission(job, rate, credit, now, command))
+        for device_id in admitted:
+            await self._link.deliver_queued(device_id)
+        return len(admitted)

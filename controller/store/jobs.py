@@ -1,0 +1,376 @@
+"""Jobs and their per-device executions: the state the rollout scheduler works from.
+
+Theory of operation
+-------------------
+A job's executions are written with the job, one ``pending`` row per target device.
+The scheduler (``controller/jobs.py``) moves them on, and every move is a
+conditional UPDATE in the database, so the database alone says where a rollout is:
+
+* ``admit`` queues a command for each admitted device *in the same transaction* as
+  the execution's move from ``pending`` to ``queued`` and the job's spent admission
+  credit; a second scheduler (or a restarted one) that tries the same devices finds
+  them no longer ``pending`` and rolls back, so no device is ever sent a job's
+  command twice.
+* ``sync`` copies the state of each execution's command (the queued-command path of
+  ``controller/store/commands.py`` delivers it and records the device's answer)
+  onto the execution; a failure with retries left goes back to ``pending``.
+* ``stop`` ends a job (canceled or aborted): its still-queued commands are canceled
+  and its pending executions end, so nothing more is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from edgefleet.controller.store.audit import AuditEntry, write_audit
+from edgefleet.controller.store.database import Database, utcnow
+from edgefleet.controller.store.errors import Conflict, NotFound
+from edgefleet.controller.store.pages import first_row, page_of
+from edgefleet.controller.store.schema import commands, device_events, job_executions, jobs
+
+EXECUTION_STATES = (
+    "pending",
+    "queued",
+    "in_progress",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "skipped",
+    "canceled",
+)
+OPEN = ("pending", "queued", "in_progress")
+"""Executions not ended yet."""
+FAILED = ("failed", "timed_out")
+"""Executions that count against the abort threshold."""
+COMMAND_TO_EXECUTION = {
+    "queued": "queued",
+    "sent": "in_progress",
+    "succeeded": "succeeded",
+    "failed": "failed",
+    "timed_out": "timed_out",
+    "expired": "skipped",  # the device did not come back before the job's deadline
+    "canceled": "canceled",
+}
+FOREVER = timedelta(days=30)
+"""How long a job's command waits for its device when the job has no deadline."""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """One pass's admission for a job, as the scheduler read it."""
+
+    job: dict[str, Any]
+    rate: float
+    """Devices per minute now, kept on the job for all to see."""
+    credit: float
+    """Devices that may be admitted now (whole ones are)."""
+    now: datetime
+    new_command: Callable[[int], dict[str, Any]]
+    """The command row for a device."""
+
+
+class _Overtaken(Exception):
+    """Another scheduler changed the job or its devices meanwhile: roll back."""
+
+
+class JobNotFound(NotFound):
+    pass
+
+
+class JobStateConflict(Conflict):
+    """Pause, resume or cancel asked of a job in a state that does not allow it."""
+
+    def __init__(self, job_id: int, state: str, wanted: str) -> None:
+        super().__init__(f"job {job_id} is {state}: it cannot be {wanted}")
+        self.state = state
+
+
+async def _job(connection: AsyncConnection, job_id: int) -> dict[str, Any]:
+    row = await first_row(connection, select(jobs).where(jobs.c.job_id == job_id))
+    if row is None:
+        raise JobNotFound(job_id)
+    return row
+
+
+def _progress(job_id: int, device_id: int, state: str, at: datetime) -> dict[str, Any]:
+    """A ``job_progress`` device event: the live stream's ``job.progress``."""
+    detail = {"job_id": str(job_id), "state": state}
+    return {"device_id": device_id, "at": at, "event": "job_progress", "detail": detail}
+
+
+async def _counts(connection: AsyncConnection, job_id: int) -> dict[str, int]:
+    rows = await connection.execute(
+        select(job_executions.c.state, func.count())
+        .where(job_executions.c.job_id == job_id)
+        .group_by(job_executions.c.state)
+    )
+    found = {state: count for state, count in rows.all()}
+    return {state: found.get(state, 0) for state in EXECUTION_STATES}
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def create(
+        self, job: dict[str, Any], device_ids: Sequence[int], audit: AuditEntry | None = None
+    ) -> None:
+        now = utcnow()
+        row = {**job, "state": "running", "credit": 1.0, "credit_at": now, "created_at": now}
+        row["rate"] = float(job["rollout"]["max_per_minute"])
+        async with self._db.begin() as connection:
+            await connection.execute(jobs.insert(), [row])
+            if device_ids:
+                await connection.execute(
+                    job_executions.insert(),
+                    [
+                        {"job_id": job["job_id"], "device_id": d, "state": "pending", "attempts": 0}
+                        for d in device_ids
+                    ],
+                )
+            await write_audit(connection, audit)
+
+    async def get(self, job_id: int) -> dict[str, Any]:
+        """The job with ``counts``: how many of its executions are in each state."""
+        async with self._db.read() as connection:
+            row = await _job(connection, job_id)
+            return {**row, "counts": await _counts(connection, job_id)}
+
+    async def list(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+        async with self._db.read() as connection:
+            rows, total = await page_of(
+                connection, jobs, [], [jobs.c.job_id.desc()], page, per_page
+            )
+            return [
+                {**row, "counts": await _counts(connection, row["job_id"])} for row in rows
+            ], total
+
+    async def executions(
+        self, job_id: int, page: int, per_page: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        async with self._db.read() as connection:
+            await _job(connection, job_id)
+            return await page_of(
+                connection,
+                job_executions,
+                [job_executions.c.job_id == job_id],
+                [job_executions.c.device_id],
+                page,
+                per_page,
+            )
+
+    async def running(self) -> list[dict[str, Any]]:
+        """Jobs the scheduler has work for (paused ones too: their executions in
+        flight still end)."""
+        async with self._db.read() as connection:
+            rows = await connection.execute(
+                select(jobs).where(jobs.c.state.in_(("running", "paused"))).order_by(jobs.c.job_id)
+            )
+            return [dict(row) for row in rows.mappings()]
+
+    async def change_state(
+        self,
+        job_id: int,
+        allowed: Sequence[str],
+        state: str,
+        wanted: str,
+        audit: AuditEntry | None = None,
+    ) -> dict[str, Any]:
+        """Pause or resume: a conditional move from one of ``allowed``."""
+        async with self._db.begin() as connection:
+            row = await _job(connection, job_id)
+            changed = await connection.execute(
+                update(jobs)
+                .where(jobs.c.job_id == job_id, jobs.c.state.in_(allowed))
+                .values(state=state, credit_at=utcnow())
+            )
+            if changed.rowcount != 1:
+                raise JobStateConflict(job_id, row["state"], wanted)
+            await write_audit(connection, audit)
+        return await self.get(job_id)
+
+    async def stop(
+        self, job_id: int, state: str, reason: str | None, audit: AuditEntry | None = None
+    ) -> bool:
+        """End a running or paused job as ``canceled`` or ``aborted``: its queued
+        commands are canceled (one already sent runs to its end) and its pending
+        executions end; False when it had already ended."""
+        now = utcnow()
+        async with self._db.begin() as connection:
+            ended = await connection.execute(
+                update(jobs)
+                .where(jobs.c.job_id == job_id, jobs.c.state.in_(("running", "paused")))
+                .values(state=state, reason=reason, finished_at=now)
+            )
+            if ended.rowcount != 1:
+                return False
+            # Read first, then write: MariaDB refuses an UPDATE whose subquery reads
+            # the table being updated.
+            queued = list(
+                await connection.scalars(
+                    select(job_executions.c.command_id).where(
+                        job_executions.c.job_id == job_id, job_executions.c.state == "queued"
+                    )
+                )
+            )
+            await connection.execute(
+                update(commands)
+                .where(commands.c.command_id.in_(queued), commands.c.state == "queued")
+                .values(state="canceled", finished_at=now)
+            )
+            canceled = list(
+                await connection.scalars(
+                    select(commands.c.command_id).where(
+                        commands.c.command_id.in_(queued), commands.c.state == "canceled"
+                    )
+                )
+            )
+            await connection.execute(
+                update(job_executions)
+                .where(
+                    job_executions.c.job_id == job_id,
+                    or_(
+                        job_executions.c.state == "pending",
+                        and_(
+                            job_executions.c.state == "queued",
+                            job_executions.c.command_id.in_(canceled),
+                        ),
+                    ),
+                )
+                .values(state="canceled", finished_at=now)
+            )
+            await write_audit(connection, audit)
+        return True
+
+    async def sync(self, job_id: int, retries: int) -> dict[str, int]:
+        """Copy each open execution's command state onto it (a failure with
+        attempts left goes back to ``pending``); returns the counts by state."""
+        async with self._db.begin() as connection:
+            rows = await connection.execute(
+                select(
+                    job_executions.c.device_id,
+                    job_executions.c.state,
+                    job_executions.c.attempts,
+                    commands.c.state.label("command_state"),
+                    commands.c.result_status,
+                    commands.c.result_message,
+                    commands.c.finished_at,
+                )
+                .join(commands, commands.c.command_id == job_executions.c.command_id)
+                .where(
+                    job_executions.c.job_id == job_id,
+                    job_executions.c.state.in_(("queued", "in_progress")),
+                )
+            )
+            events = []
+            for row in rows.mappings().all():
+                state = COMMAND_TO_EXECUTION[row["command_state"]]
+                if state == row["state"]:
+                    continue
+                values: dict[str, Any] = {"state": state}
+                if state in FAILED and row["attempts"] <= retries:
+                    values = {"state": "pending", "command_id": None}
+                elif state not in OPEN:
+                    values["finished_at"] = row["finished_at"] or utcnow()
+                    values["result_status"] = row["result_status"]
+                    values["result_message"] = row["result_message"]
+                await connection.execute(
+                    update(job_executions)
+                    .where(
+                        job_executions.c.job_id == job_id,
+                        job_executions.c.device_id == row["device_id"],
+                        job_executions.c.state == row["state"],
+                    )
+                    .values(**values)
+                )
+                events.append(_progress(job_id, row["device_id"], values["state"], utcnow()))
+            if events:
+                await connection.execute(device_events.insert(), events)
+            return await _counts(connection, job_id)
+
+    async def skip_pending(self, job_id: int) -> None:
+        """The deadline passed: devices not admitted yet are skipped."""
+        async with self._db.begin() as connection:
+            await connection.execute(
+                update(job_executions)
+                .where(job_executions.c.job_id == job_id, job_executions.c.state == "pending")
+                .values(state="skipped", finished_at=utcnow())
+            )
+
+    async def finish(self, job_id: int) -> bool:
+        async with self._db.begin() as connection:
+            done = await connection.execute(
+                update(jobs)
+                .where(jobs.c.job_id == job_id, jobs.c.state.in_(("running", "paused")))
+                .values(state="finished", finished_at=utcnow())
+            )
+            return done.rowcount == 1
+
+    async def admit(self, admission: Admission) -> list[int]:
+        """Admit up to ``int(credit)`` pending devices: queue each its command and
+        spend the credit, all in one transaction that rolls back if another
+        scheduler got there first. Returns the devices admitted (whose commands the
+        southbound should now be told about)."""
+        try:
+            return await self._admit(admission)
+        except _Overtaken:
+            return []
+
+    async def _admit(self, admission: Admission) -> list[int]:
+        job, rate, credit, now = admission.job, admission.rate, admission.credit, admission.now
+        new_command = admission.new_command
+        job_id = job["job_id"]
+        async with self._db.begin() as connection:
+            chosen = list(
+                await connection.scalars(
+                    select(job_executions.c.device_id)
+                    .where(job_executions.c.job_id == job_id, job_executions.c.state == "pending")
+                    .order_by(job_executions.c.device_id)
+                    .limit(int(credit))
+                )
+            )
+            spent = await connection.execute(
+                update(jobs)
+                .where(
+                    jobs.c.job_id == job_id,
+                    jobs.c.state == "running",
+                    jobs.c.credit_at == job["credit_at"],
+                )
+                .values(rate=rate, credit=credit - len(chosen), credit_at=now)
+            )
+            if spent.rowcount != 1:
+                raise _Overtaken
+            expires_at = job["deadline"] or now + FOREVER
+            rows = [{**new_command(d), "expires_at": expires_at} for d in chosen]
+            for device_id, row in zip(chosen, rows, strict=True):
+                moved = await connection.execute(
+                    update(job_executions)
+                    .where(
+                        job_executions.c.job_id == job_id,
+                        job_executions.c.device_id == device_id,
+                        job_executions.c.state == "pending",
+                    )
+                    .values(
+                        state="queued",
+                        command_id=row["command_id"],
+                        attempts=job_executions.c.attempts + 1,
+                        queued_at=now,
+                    )
+                )
+                if moved.rowcount != 1:
+                    raise _Overtaken
+            if rows:
+                await connection.execute(
+                    commands.insert(),
+                    [{**row, "created_at": now, "sent_at": None, "deadline": None} for row in rows],
+                )
+                await connection.execute(
+                    device_events.insert(), [_progress(job_id, d, "queued", now) for d in chosen]
+                )
+        return chosen

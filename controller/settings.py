@@ -41,7 +41,10 @@ class DatabaseSettings:
         "Seconds a database operation may take before the API answers 503 DATABASE_ERROR.",
     )
     pool_size: int = setting(
-        16, "db-pool-size", "Connections kept open to MySQL; requests beyond wait for one."
+        16,
+        "db-pool-size",
+        "Connections kept open to MySQL for writes, and as many again for reads; "
+        "requests beyond wait for one.",
     )
 
 

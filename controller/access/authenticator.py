@@ -4,11 +4,14 @@ Verifying a JWT costs microseconds; finding the user's roles costs a database ro
 trip, so principals are cached for ``principal_cache_ttl`` seconds. Every change
 to users, roles, bindings or keys made through this process empties the cache
 (``forget``), so revoking a key or demoting a user takes effect at the next
-request; another controller process sees it within the cache's lifetime.
+request; another controller process sees it within the cache's lifetime. When a
+user's entry expires under load, one lookup refreshes it and the requests that
+arrive meanwhile wait for that one, instead of each asking the database.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import time
@@ -48,6 +51,8 @@ class Authenticator:
         self._cache_ttl = cache_ttl
         self._clock = clock
         self._users: dict[int, tuple[Principal, float]] = {}
+        self._loading: dict[int, asyncio.Future[Principal]] = {}
+        self._generation = 0
         self._keys: dict[str, tuple[Principal, datetime | None, float]] = {}
         self._key_used: dict[int, float] = {}
 
@@ -55,6 +60,8 @@ class Authenticator:
         """Drop every cached principal: roles, bindings, users or keys changed."""
         self._users.clear()
         self._keys.clear()
+        self._loading.clear()
+        self._generation += 1
 
     async def principal(self, bearer: str) -> Principal:
         """Raises ``InvalidToken`` for anything that does not authenticate."""
@@ -81,8 +88,24 @@ class Authenticator:
         cached = self._users.get(user_id)
         if cached is not None and cached[1] > now:
             return cached[0]
-        principal = await self.user(user_id)
-        self._users[user_id] = (principal, now + self._cache_ttl)
+        loading = self._loading.get(user_id)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(user_id, now))
+            # Its error is read here too, in case every caller went away before it ended.
+            loading.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._loading[user_id] = loading
+        # Shielded: a caller that goes away must not cancel the others' lookup.
+        return await asyncio.shield(loading)
+
+    async def _load(self, user_id: int, now: float) -> Principal:
+        generation = self._generation
+        try:
+            principal = await self.user(user_id)
+        finally:
+            if self._generation == generation:
+                self._loading.pop(user_id, None)
+        if self._generation == generation:  # not forgotten while it was read
+            self._users[user_id] = (principal, now + self._cache_ttl)
         return principal
 
     async def _api_key(self, key: str) -> Principal:

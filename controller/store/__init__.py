@@ -12,7 +12,7 @@ from edgefleet.controller.store.artifacts import ArtifactConflict, ArtifactNotFo
 from edgefleet.controller.store.audit import AuditEntry, AuditFilter, AuditStore
 from edgefleet.controller.store.commands import CommandStore
 from edgefleet.controller.store.configs import ConfigStore
-from edgefleet.controller.store.database import Database, create_engine
+from edgefleet.controller.store.database import Database, create_engine, create_reader
 from edgefleet.controller.store.devices import DeviceFilter, DeviceStore
 from edgefleet.controller.store.errors import (
     ApiKeyNotFound,
@@ -131,7 +131,10 @@ class Store:
         timeout: float = DEFAULTS.timeout,
         pool_size: int = DEFAULTS.pool_size,
     ) -> Store:
-        return cls(Database(create_engine(url, timeout, pool_size), timeout))
+        return cls(Database(
+            create_engine(url, timeout, pool_size), timeout,
+            reader=create_reader(url, timeout, pool_size),
+        ))  # fmt: skip
 
     async def migrate(self) -> None:
         await upgrade(self.db.engine)

@@ -40,7 +40,7 @@ from edgefleet.controller.store.schema import (
     device_group_members,
     devices,
 )
-from edgefleet.controller.store.scope import Scope, in_scope
+from edgefleet.controller.store.scope import SCOPE, Scope, in_scope
 from edgefleet.controller.store.selectors import Selector
 
 # Never leaves the store through a read: the bcrypt hash stays in the database.
@@ -48,6 +48,7 @@ PUBLIC_COLUMNS = [c for c in devices.c if c.name != "secret"]
 # Built once: reading one device is the hottest query, and a statement object that
 # is reused skips SQLAlchemy's per-call construction and cache-key work.
 SELECT_DEVICE = select(*PUBLIC_COLUMNS).where(devices.c.device_id == bindparam("device_id"))
+SELECT_SCOPED_DEVICE = SELECT_DEVICE.where(in_scope(devices.c.device_id, SCOPE))
 
 
 @dataclass(frozen=True)
@@ -96,9 +97,7 @@ async def fetch_device(
         result = await connection.execute(SELECT_DEVICE, {"device_id": device_id})
     else:
         result = await connection.execute(
-            select(*PUBLIC_COLUMNS).where(
-                devices.c.device_id == device_id, in_scope(devices.c.device_id, scope)
-            )
+            SELECT_SCOPED_DEVICE, {"device_id": device_id, "scope": list(scope)}
         )
     row = result.mappings().first()
     if row is None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, select
+from sqlalchemy import BindParameter, ColumnElement, bindparam, select
 
 from edgefleet.controller.store.schema import device_group_members
 
@@ -11,7 +11,13 @@ Scope = frozenset[int] | None
 device or group outside is answered as if it did not exist."""
 
 
-def in_scope(device_id: ColumnElement[int], scope: frozenset[int]) -> ColumnElement[bool]:
+SCOPE = bindparam("scope", expanding=True)
+"""The scope as a parameter, for statements built once (pass ``scope=list(groups)``)."""
+
+
+def in_scope(
+    device_id: ColumnElement[int], scope: frozenset[int] | BindParameter[int]
+) -> ColumnElement[bool]:
     """``device_id`` is a member of one of the ``scope`` groups — by hand or by a
     group's selector: the matched memberships are rows of the same table, kept up
     to date as labels change (``controller.store.labels``)."""

@@ -130,32 +130,45 @@ class CommandService:
                 command_id = self._ids.next_id()
                 row = self._row(caller, command_id, device_id, order, params, seconds, "sent")
                 await self._store.commands.create([row])
-                result = await self._sent(command_id, device_id, order, params, seconds)
+                result = await self._sent(command_id, device_id, order, params, seconds, entry)
+                return command_id, result
         await self._audit.append(self._ended(entry, result))
-        return command_id, result
+        return None, result
 
     async def _sent(
-        self, command_id: int, device_id: int, order: str, params: dict[str, Any], seconds: float
+        self,
+        command_id: int,
+        device_id: int,
+        order: str,
+        params: dict[str, Any],
+        seconds: float,
+        entry: AuditEntry | None = None,
     ) -> CommandResult:
-        """Send a command whose row is written, and finish the row with the result."""
+        """Send a command whose row is written, and finish the row with the result
+        (and, given, the command's audit entry with it)."""
         try:
             result = await self._link.command(device_id, order, params, seconds)
         except CommandRefused as refused:
             await self._finish(command_id, CommandResult("fail", str(refused)))
             raise
-        await self._finish(command_id, result)
+        audit = None if entry is None else self._ended(entry, result)
+        await self._finish(command_id, result, audit)
         return result
 
-    async def _finish(self, command_id: int, result: CommandResult) -> None:
+    async def _finish(
+        self, command_id: int, result: CommandResult, audit: AuditEntry | None = None
+    ) -> None:
         """The caller gets the device's answer even when the database went away
         meanwhile: the history then shows the command timed out, once its deadline
         passed."""
         try:
             await self._store.commands.finish(
-                command_id, result.status, result.message, result.data
+                command_id, result.status, result.message, result.data, audit
             )
-        except DatabaseUnavailable:
+        except DatabaseUnavailable as exc:
             log.warning("command result not recorded", extra={"command_id": command_id})
+            if audit is not None:
+                self._audit.lost(audit, exc)
 
     async def queue(
         self,

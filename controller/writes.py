@@ -69,9 +69,13 @@ class Auditor:
         try:
             await self._store.audit.append(entry)
         except StoreError as exc:
-            # The database is away: the change failed with it; the log line stays.
-            log.warning("audit entry not written", extra={**entry.row(), "at": str(entry.at),
-                        "error": type(exc).__name__})  # fmt: skip
+            self.lost(entry, exc)
+
+    @staticmethod
+    def lost(entry: AuditEntry, exc: StoreError) -> None:
+        """The database is away: the change failed with it; the log line stays."""
+        log.warning("audit entry not written", extra={**entry.row(), "at": str(entry.at),
+                    "error": type(exc).__name__})  # fmt: skip
 
 
 def _outside(scope: Scope, group_ids: Iterable[int]) -> list[int]:

@@ -95,10 +95,19 @@ class CommandStore:
     def deadline(sent_at: datetime, timeout: float) -> datetime:
         return sent_at + timedelta(seconds=timeout + DELIVERY_GRACE)
 
-    async def finish(self, command_id: int, status: str, message: str, data: Any) -> bool:
-        """Write a sent command's result; False when it is no longer ``sent`` (it was
-        taken for lost meanwhile)."""
+    async def finish(
+        self,
+        command_id: int,
+        status: str,
+        message: str,
+        data: Any,
+        audit: AuditEntry | None = None,
+    ) -> bool:
+        """Write a sent command's result, and its audit entry in the same commit (one
+        commit fewer on the command's round trip); False when it is no longer
+        ``sent`` (it was taken for lost meanwhile)."""
         async with self._db.begin() as connection:
+            await write_audit(connection, audit)
             done = await connection.execute(
                 update(commands)
                 .where(commands.c.command_id == command_id, commands.c.state == "sent")

@@ -44,7 +44,12 @@ def create_engine(url: str, timeout: float, pool_size: int) -> AsyncEngine:
         engine = create_async_engine(url, **_connect_args(url, timeout))
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
-    return create_async_engine(url, **_server_pool(url, timeout, pool_size))
+    # No reset on return: every connection is used through SQLAlchemy's Connection,
+    # whose close() rolls back a transaction still open, so the ROLLBACK the pool
+    # would send after each COMMIT is one more round trip on every write for nothing.
+    return create_async_engine(
+        url, pool_reset_on_return=None, **_server_pool(url, timeout, pool_size)
+    )
 
 
 def create_reader(url: str, timeout: float, pool_size: int) -> AsyncEngine | None:

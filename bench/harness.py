@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -130,3 +131,63 @@ class CountingRelay:
                 await writer.drain()
         finally:
             writer.close()  # one side closed: close the other, as a TCP path would
+
+
+class CpuSampler:
+    """CPU seconds used by named groups of processes, and seconds their main
+    threads were ready to run but waited for a core (the kernel's run-queue
+    delay), sampled four times a second on a thread of the parent, so a phase's
+    cost can be read afterwards for any window of wall-clock time. Together they
+    say what bounds a phase: a server busy half the time and never waiting was
+    limited by its load; one that waited for its core was starved by whatever
+    else ran there."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        import psutil
+
+        self._processes = {
+            name: [psutil.Process(pid) for pid in pids] for name, pids in groups.items()
+        }
+        self._samples: list[tuple[float, dict[str, float]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import psutil
+
+        while not self._stop.wait(0.25):
+            used: dict[str, float] = {}
+            for name, processes in self._processes.items():
+                total = waited = 0.0
+                for process in processes:
+                    try:
+                        times = process.cpu_times()
+                        schedstat = Path(f"/proc/{process.pid}/schedstat").read_text().split()
+                    except (psutil.Error, OSError):  # ended: its last sample stands
+                        continue
+                    total += times.user + times.system
+                    waited += int(schedstat[1]) / 1e9
+                used[name] = total
+                used[f"{name}_waiting"] = waited
+            self._samples.append((time.time(), used))
+
+    @staticmethod
+    def mariadb() -> list[int]:
+        """The local MariaDB server's process, which shares the machine's cores."""
+        import psutil
+
+        return [p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "mariadbd"]
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def busy(self, start: float, end: float) -> dict[str, float]:
+        """Per group, the share of one core it used between ``start`` and ``end``,
+        and (``<group>_waiting``) the share of that time it waited for one."""
+        inside = [sample for sample in self._samples if start <= sample[0] <= end]
+        if len(inside) < 2:
+            return {}
+        (t0, first), (t1, last) = inside[0], inside[-1]
+        return {name: round((last[name] - first.get(name, 0.0)) / (t1 - t0), 2) for name in last}

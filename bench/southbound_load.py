@@ -41,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import percentiles, recreate_database  # noqa: E402
+from bench.harness import CpuSampler, percentiles, recreate_database  # noqa: E402
 
 DATABASE = "edgefleet_southbound_bench"
 TOKEN = "bench-token"
@@ -454,6 +454,8 @@ def main() -> None:
             process.stdin.write(json.dumps(plan))
             process.stdin.close()
             loads.append(process)
+        cpu = CpuSampler({"server": [server.pid], "load": [p.pid for p in loads],
+                           "mariadb": CpuSampler.mariadb()})  # fmt: skip
         time.sleep(max(0.0, plan_times["steady_at"] - time.time()))
         held = json.load(
             urllib.request.urlopen(
@@ -474,16 +476,20 @@ def main() -> None:
         )
         steady_rss = rss_kib(server.pid)
         outputs = [json.loads(p.stdout.read()) for p in loads if p.stdout]
+        cpu.stop()
     finally:
         server.terminate()
         server.wait(60)
 
-    def merged(phase: str) -> dict[str, Any]:
+    def merged(phase: str, at: float) -> dict[str, Any]:
         back = [b for o in outputs for b in o[phase]["back"]]
         return {
             "devices_back": len(back),
             "seconds_to_last": round(max(back), 2) if back else None,
             "seconds_to_half": round(sorted(back)[len(back) // 2], 2) if back else None,
+            # Share of a core each side used until the last device was back: the
+            # one near 1.0 is what bounds the storm on this machine.
+            "cores_busy": cpu.busy(at, at + max(back)) if back else {},
             "failed_attempts": {
                 reason: sum(o[phase]["failures"].get(reason, 0) for o in outputs)
                 for reason in {r for o in outputs for r in o[phase]["failures"]}
@@ -505,9 +511,9 @@ def main() -> None:
         "rss_per_device_kib": round((steady_rss - idle_rss) / max(1, devices_held), 1),
         "pong_round_trip": percentiles([r for o in outputs for r in o["rtts"]]),
         **steady,
-        "login_storm_passwords": merged("login"),
-        "reconnect_storm_tokens": merged("token_storm"),
-        "reconnect_storm_passwords": merged("password_storm"),
+        "login_storm_passwords": merged("login", plan_times["login_at"]),
+        "reconnect_storm_tokens": merged("token_storm", plan_times["token_storm_at"]),
+        "reconnect_storm_passwords": merged("password_storm", plan_times["password_storm_at"]),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

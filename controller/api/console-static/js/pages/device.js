@@ -1,8 +1,9 @@
 // One device: details, live status with the last hour's chart, groups, the event
 // log, recent records with thumbnails, and (for those who may) a command form.
 //
-// The chart starts from the status uploads the device log kept in the last hour
-// and grows with each status the page reads while it is open.
+// The chart starts from the last hour the device's session keeps (a point per
+// 30 s; for a device not connected, the statuses its log kept) and grows with
+// each status the page reads while it is open.
 
 import { ApiError, call, can, fileUrl, get, query } from "../api.js";
 import { percentChart } from "../chart.js";
@@ -39,11 +40,25 @@ function details(d) {
   ]);
 }
 
+/** The last hour as [time ms, values]: what the session keeps (a point per
+ *  30 s), or for a device that is not connected the statuses its log kept. */
+async function lastHour(deviceId) {
+  try {
+    const kept = await get(`/devices/${deviceId}/status/history`);
+    return kept.items.map((item) => [Date.parse(item.at), item]);
+  } catch (error) {
+    if (!(error instanceof ApiError && error.status === 409)) throw error;
+  }
+  const since = new Date(Date.now() - HOUR_MS).toISOString();
+  const logged = await get(`/devices/${deviceId}/events${query({ event: "status_uploaded", since, per_page: 500 })}`);
+  return logged.items.reverse().map((e) => [Date.parse(e.at), e.detail]);
+}
+
 /** The live status panel: numbers, the chart, and the points behind it. */
-function statusPanel(deviceId, history, ctx) {
+function statusPanel(deviceId, history) {
   const points = Object.fromEntries(SERIES.map(([key]) => [key, []]));
-  for (const e of history.items.slice().reverse()) {
-    for (const [key, field] of SERIES) points[key].push([Date.parse(e.at), e.detail[field]]);
+  for (const [at, values] of history) {
+    for (const [key, field] of SERIES) points[key].push([at, values[field]]);
   }
   const body = h("div", { "data-testid": "status" });
   let lastSeen = null;
@@ -151,17 +166,16 @@ function thumbnails(page) {
 
 export async function device(ctx) {
   const id = ctx.params.id;
-  const since = new Date(Date.now() - HOUR_MS).toISOString();
   const [d, groups, events, history, records] = await Promise.all([
     get(`/devices/${id}`),
     get(`/devices/${id}/groups`),
     get(`/devices/${id}/events${query({ per_page: EVENTS })}`),
-    get(`/devices/${id}/events${query({ event: "status_uploaded", since, per_page: 500 })}`),
+    lastHour(id),
     can("records:read") ? get(`/records${query({ device_id: id, per_page: RECORDS })}`) : null,
   ]);
   const groupIds = groups.items.map((g) => g.group_id);
   const state = h("span", { "data-testid": "state" }, badge(d.state));
-  const status = statusPanel(id, history, ctx);
+  const status = statusPanel(id, history);
   const log = h("div", {}, eventLog(events.items));
   const reloadLog = async () => {
     const page = await get(`/devices/${id}/events${query({ per_page: EVENTS })}`);

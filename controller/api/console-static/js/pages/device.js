@@ -42,12 +42,14 @@ function details(d) {
 
 /** The last hour as [time ms, values]: what the session keeps (a point per
  *  30 s), or for a device that is not connected the statuses its log kept. */
-async function lastHour(deviceId) {
-  try {
-    const kept = await get(`/devices/${deviceId}/status/history`);
-    return kept.items.map((item) => [Date.parse(item.at), item]);
-  } catch (error) {
-    if (!(error instanceof ApiError && error.status === 409)) throw error;
+async function lastHour(deviceId, state) {
+  if (state !== "offline") {
+    try {
+      const kept = await get(`/devices/${deviceId}/status/history`);
+      return kept.items.map((item) => [Date.parse(item.at), item]);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 409)) throw error;
+    }
   }
   const since = new Date(Date.now() - HOUR_MS).toISOString();
   const logged = await get(`/devices/${deviceId}/events${query({ event: "status_uploaded", since, per_page: 500 })}`);
@@ -166,11 +168,12 @@ function thumbnails(page) {
 
 export async function device(ctx) {
   const id = ctx.params.id;
+  const found = get(`/devices/${id}`);
   const [d, groups, events, history, records] = await Promise.all([
-    get(`/devices/${id}`),
+    found,
     get(`/devices/${id}/groups`),
     get(`/devices/${id}/events${query({ per_page: EVENTS })}`),
-    lastHour(id),
+    found.then((d) => lastHour(id, d.state)),
     can("records:read") ? get(`/records${query({ device_id: id, per_page: RECORDS })}`) : null,
   ]);
   const groupIds = groups.items.map((g) => g.group_id);

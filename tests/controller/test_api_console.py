@@ -499,6 +499,76 @@ def test_the_console_is_usable_360_pixels_wide(browser: Browser, fleet: Fleet) -
         expect(tab.page.get_by_role("heading", level=1)).to_have_text("Overview")
 
 
+def config_of(fleet: Fleet, device: dict[str, Any]) -> dict[str, Any]:
+    return fleet.api("GET", f"/devices/{device['device_id']}/config?effective=true")
+
+
+CONFIG_HOOK = "import json, sys\njson.load(sys.stdin)\n"
+"""A device's own program taking its configuration (it reads it, exit status 0)."""
+
+
+def test_the_device_page_shows_desired_and_reported_configuration_and_edits_it(
+    browser: Browser, fleet: Fleet
+) -> None:
+    """A camera whose agent takes configurations applies what is saved and reports
+    it: the panel turns in sync by itself. A save over someone else's change is
+    refused (412) with a clear message, and goes through on the second try."""
+    group = fleet.api("GET", "/groups")["items"][0]["group_id"]
+    camera = fleet.register("cam-config", group)
+    hook = fleet.tmp / "config_hook.py"
+    hook.write_text(CONFIG_HOOK)
+    fleet.start_agent(camera, "--config-hook", f"{sys.executable} {hook}")
+    path = f"/devices/{camera['device_id']}/config"
+    wait_for(lambda: config_of(fleet, camera)["in_sync"] is not None)  # it takes them
+    # Someone else's concurrent save is answered 412, which the browser reports.
+    with console(browser, fleet, allowed=(r"status of 412",)) as tab:
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        tab.open(f"devices/{camera['device_id']}")
+        panel = tab.page.get_by_role("region", name="Configuration")
+        expect(panel.locator("[data-sync]")).not_to_have_text("unsupported")
+        editor = panel.get_by_label("Configuration (JSON)")
+        editor.fill('{"exposure": 30}')
+        panel.get_by_role("button", name="Save").click()
+        message = panel.get_by_test_id("config-message")
+        expect(message).to_contain_text("Saved as version")
+        expect(panel.get_by_test_id("config-desired")).to_contain_text('"exposure": 30')
+        # The agent applies it and reports: the panel follows without a reload.
+        expect(panel.get_by_test_id("config-reported")).to_contain_text('"exposure": 30')
+        expect(panel.locator("[data-sync]")).to_have_attribute("data-sync", "in_sync")
+
+        version = fleet.api("GET", path)["desired_version"]
+        fleet.api("PUT", path, {"config": {"exposure": 40}})  # another person, meanwhile
+        editor.fill('{"exposure": 35}')
+        panel.get_by_role("button", name="Save").click()
+        expect(message).to_contain_text("changed this configuration meanwhile")
+        expect(message).to_contain_text(f"version {version + 1}")
+        expect(editor).to_have_value('{"exposure": 35}')  # what the user typed is kept
+        expect(panel.get_by_test_id("config-desired")).to_contain_text('"exposure": 40')
+        panel.get_by_role("button", name="Save").click()
+        expect(message).to_contain_text(f"Saved as version {version + 2}")
+        assert fleet.api("GET", path)["desired"] == {"exposure": 35}
+        editor.fill("[1, 2]")
+        panel.get_by_role("button", name="Save").click()
+        expect(message).to_contain_text("must be a JSON object")
+
+
+def test_a_version_1_device_shows_unsupported_and_a_viewer_cannot_edit(
+    browser: Browser, fleet: Fleet
+) -> None:
+    """Camera A's agent runs without a configuration hook: it logs in as a
+    version-1 device would, without the config extension."""
+    camera = fleet.cameras["a"]
+    assert config_of(fleet, camera)["in_sync"] is None
+    with console(browser, fleet) as tab:
+        tab.sign_in("viewer")
+        tab.open(f"devices/{camera['device_id']}")
+        panel = tab.page.get_by_role("region", name="Configuration")
+        expect(panel.locator("[data-sync]")).to_have_text("unsupported")
+        expect(panel).to_contain_text("version-1 device")
+        expect(panel.get_by_test_id("config-reported")).to_contain_text("Not reported yet.")
+        expect(panel.get_by_test_id("config-form")).to_have_count(0)
+
+
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, headers=headers or {})
     try:

@@ -1,5 +1,6 @@
-// One device: details, live status with the last hour's chart, groups, the event
-// log, recent records with thumbnails, and (for those who may) a command form.
+// One device: details, live status with the last hour's chart, its configuration
+// (desired beside reported), groups, the event log, recent records with
+// thumbnails, and (for those who may) a command form.
 //
 // The chart starts from the last hour the device's session keeps (a point per
 // 30 s; for a device not connected, the statuses its log kept) and grows with
@@ -10,6 +11,7 @@ import { percentChart } from "../chart.js";
 import { field, h, put } from "../dom.js";
 import { number, t, term, when } from "../i18n.js";
 import { badge, facts, json, link, problem, section, table } from "../ui.js";
+import { configPanel } from "./device-config.js";
 
 const STATUS_EVERY_MS = 15_000;
 const HOUR_MS = 3600_000;
@@ -169,12 +171,14 @@ function thumbnails(page) {
 export async function device(ctx) {
   const id = ctx.params.id;
   const found = get(`/devices/${id}`);
-  const [d, groups, events, history, records] = await Promise.all([
+  const memberOf = get(`/devices/${id}/groups`);
+  const [d, groups, events, history, records, config] = await Promise.all([
     found,
-    get(`/devices/${id}/groups`),
+    memberOf,
     get(`/devices/${id}/events${query({ per_page: EVENTS })}`),
     found.then((d) => lastHour(id, d.state)),
     can("records:read") ? get(`/records${query({ device_id: id, per_page: RECORDS })}`) : null,
+    configPanel(id, memberOf.then((page) => page.items.map((g) => g.group_id)), ctx),
   ]);
   const groupIds = groups.items.map((g) => g.group_id);
   const state = h("span", { "data-testid": "state" }, badge(d.state));
@@ -205,6 +209,7 @@ export async function device(ctx) {
     h("h1", {}, d.name, " ", state),
     section(t("device.details"), details(d)),
     status.node,
+    config,
   ];
   if (can("commands:send", groupIds)) parts.push(commandForm(id, () => reloadLog().catch(() => {})));
   parts.push(

@@ -162,3 +162,9 @@ export function can(permission, groupIds) {
   if (held.everywhere || groupIds === undefined) return true;
   return groupIds.some((id) => held.group_ids.includes(id));
 }
+
+/** Does the caller hold permission on the whole installation (not only on some
+ *  groups)? Jobs need that: a job spans groups. */
+export function everywhere(permission) {
+  return Boolean(me?.permissions.find((p) => p.permission === permission)?.everywhere);
+}

@@ -28,9 +28,23 @@ class LiveView:
     latest: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class StatusSample:
+    """One kept point of a connected device's last hour (``southbound.status_history``)."""
+
+    at: float
+    cpu_percent: float | None
+    memory_used_percent: float | None
+    disk_used_percent: float | None
+
+
 class DeviceLink(Protocol):
     async def status(self, device_id: int) -> LiveView:
         """Raises ``CommandRefused("offline")`` when no session holds the device."""
+
+    async def status_history(self, device_id: int, since: float) -> list[StatusSample]:
+        """The samples kept since ``since`` (epoch seconds), oldest first; raises
+        ``CommandRefused("offline")`` when no session holds the device."""
 
     async def command(
         self, device_id: int, order: str, params: dict[str, Any], timeout: float
@@ -53,6 +67,9 @@ class NoDeviceLink:
     """No southbound attached: no device holds a session."""
 
     async def status(self, device_id: int) -> LiveView:
+        raise CommandRefused("offline")
+
+    async def status_history(self, device_id: int, since: float) -> list[StatusSample]:
         raise CommandRefused("offline")
 
     async def command(

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from edgefleet.agent.protocol import CommandRefused, CommandResult
-from edgefleet.controller.device_link import LiveView
+from edgefleet.controller.device_link import LiveView, StatusSample
 from edgefleet.controller.store import Store
 
 log = logging.getLogger("edgefleet.http_link")
@@ -59,6 +59,10 @@ class HttpDeviceLink:
     async def status(self, device_id: int) -> LiveView:
         answer = await self._call("GET", device_id, "status", NETWORK_GRACE)
         return LiveView(device_id=device_id, **answer)
+
+    async def status_history(self, device_id: int, since: float) -> list[StatusSample]:
+        answer = await self._call("GET", device_id, f"history?since={since:.0f}", NETWORK_GRACE)
+        return [StatusSample(**sample) for sample in answer.get("samples", [])]
 
     async def command(
         self, device_id: int, order: str, params: dict[str, Any], timeout: float

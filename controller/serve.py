@@ -28,7 +28,7 @@ from edgefleet.controller.analysis.classifier import Classifier
 from edgefleet.controller.analysis.worker import AnalysisWorker
 from edgefleet.controller.api.app import create_app
 from edgefleet.controller.api.metrics import ApiMetrics
-from edgefleet.controller.device_link import DeviceLink, LiveView, NoDeviceLink
+from edgefleet.controller.device_link import DeviceLink, LiveView, NoDeviceLink, StatusSample
 from edgefleet.controller.http_link import HttpDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.mirror import ResourceMirror
@@ -49,6 +49,10 @@ class InProcessLink:
 
     async def status(self, device_id: int) -> LiveView:
         return LiveView(device_id=device_id, **self._southbound.status(device_id))
+
+    async def status_history(self, device_id: int, since: float) -> list[StatusSample]:
+        samples = self._southbound.status_history(device_id, since)
+        return [StatusSample(**sample) for sample in samples]
 
     async def command(
         self, device_id: int, order: str, params: dict[str, Any], timeout: float

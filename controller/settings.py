@@ -167,6 +167,12 @@ class SouthboundSettings:
         "status-interval",
         "Seconds between a device's status uploads (told at login).",
     )
+    status_sample_interval: float = setting(
+        30.0,
+        "status-sample-interval",
+        "Least seconds between two points of a connected device's last hour kept in "
+        "memory for its chart (120 points are kept).",
+    )
     heartbeat_tolerance: float = setting(
         protocol.HEARTBEAT_TOLERANCE,
         "heartbeat-tolerance",

@@ -23,7 +23,9 @@ the caller's scope, then the live ones follow. An event's SSE ``id`` never goes
 backwards on one connection (a late event carries the highest id sent so far),
 so a resume never repeats what was delivered.
 
-``device.status`` events are at most one per device per ``status_interval``.
+``device.status`` events are at most one per device per ``status_interval``. The
+log keeps one status per device per ten minutes; a subscription naming one device
+gets one per ``status_interval`` from the live status (``status_watch.py``).
 """
 
 from __future__ import annotations
@@ -78,6 +80,9 @@ class StreamEvent:
     groups: frozenset[int]
     body: bytes
     """The SSE frame after its ``id`` line, encoded once for every client."""
+    logged: bool = True
+    """False for a live status read from the session (``status_watch.py``): its id
+    is the last logged one read, not its own."""
 
     def frame(self, sse_id: int) -> bytes:
         return b"id: %d\n" % sse_id + self.body
@@ -92,7 +97,7 @@ def encode(row: dict[str, Any], kind: str) -> bytes:
     if kind == "device.state":
         data["state"] = row["event"]
     payload = {
-        "event_id": str(row["event_id"]),
+        "event_id": None if row["event_id"] is None else str(row["event_id"]),
         "type": kind,
         "device_id": str(row["device_id"]),
         "at": _instant(row["at"]),
@@ -171,7 +176,7 @@ class Subscription:
         frames = []
         while self.queue:
             event = self.queue.popleft()
-            if event.event_id in self.replayed:
+            if event.logged and event.event_id in self.replayed:
                 continue
             self.sent_id = max(self.sent_id, event.event_id)
             frames.append(event.frame(self.sent_id))
@@ -179,7 +184,7 @@ class Subscription:
         return b"".join(frames)
 
 
-async def _groups_of(connection: Any, device_ids: set[int]) -> dict[int, frozenset[int]]:
+async def groups_of(connection: Any, device_ids: set[int]) -> dict[int, frozenset[int]]:
     """The groups of each device, read with the events whoever listens: a client
     limited to groups may subscribe while the events are on their way."""
     found: dict[int, set[int]] = {}
@@ -199,7 +204,7 @@ class EventHub:
     def __init__(
         self, store: Store, settings: StreamSettings, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._store = store
+        self.store = store
         self.settings = settings
         self._clock = clock
         self.cursor = 0
@@ -243,6 +248,15 @@ class EventHub:
             for group_id in sub.groups:
                 yield self._by_group, group_id
 
+    def watchers(self, kind: str) -> dict[int, list[Subscription]]:
+        """The subscriptions naming one device that want ``kind``, by device."""
+        found: dict[int, list[Subscription]] = {}
+        for device_id, subs in self._by_device.items():
+            wanting = [sub for sub in subs if kind in sub.types and not sub.cut]
+            if wanting:
+                found[device_id] = wanting
+        return found
+
     @property
     def subscribers(self) -> int:
         return len(self._all)
@@ -259,7 +273,7 @@ class EventHub:
         """Poll the log until cancelled; a database outage only delays events."""
         while True:
             try:
-                async with self._store.db.read() as connection:
+                async with self.store.db.read() as connection:
                     newest = await connection.scalar(select(func.max(device_events.c.event_id)))
                 self.cursor = newest or 0
                 break
@@ -285,10 +299,10 @@ class EventHub:
         if self._gaps:
             condition = or_(condition, device_events.c.event_id.in_(sorted(self._gaps)))
         query = select(device_events).where(condition).order_by(device_events.c.event_id)
-        async with self._store.db.read() as connection:
+        async with self.store.db.read() as connection:
             rows = [dict(row) for row in (await connection.execute(query.limit(BATCH))).mappings()]
             wanted = [row for row in rows if row["event"] in LOG_TO_STREAM]
-            groups = await _groups_of(connection, {row["device_id"] for row in wanted})
+            groups = await groups_of(connection, {row["device_id"] for row in wanted})
         self._advance(rows, now)
         for row in wanted:
             if self._pacer.admits(row):
@@ -340,7 +354,7 @@ class EventHub:
             conditions.append(in_scope(device_events.c.device_id, sub.groups))
         query = select(device_events).where(*conditions).order_by(device_events.c.event_id)
         pacer = StatusPacer(self.settings.status_interval)
-        async with self._store.db.read() as connection:
+        async with self.store.db.read() as connection:
             rows = [
                 dict(row) for row in (await connection.execute(query.limit(sub.limit))).mappings()
             ]

@@ -1,9 +1,9 @@
 """The southbound's internal HTTP API, for the controller in Kubernetes mode.
 
 The controller finds the instance holding a device's session in
-``device_sessions.address`` and asks it here for the live status or to run a
-command. Bearer-token auth with a token shared through a Secret; plain JSON,
-no envelope: only the controller talks to it.
+``device_sessions.address`` and asks it here for the live status (and its last
+hour), or to run a command. Bearer-token auth with a token shared through a
+Secret; plain JSON, no envelope: only the controller talks to it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ class Devices(Protocol):
 
     def status(self, device_id: int) -> dict[str, Any]:
         """The live status view; raises ``CommandRefused("offline")``."""
+
+    def status_history(self, device_id: int, since: float) -> list[dict[str, Any]]:
+        """The last hour's kept samples; raises ``CommandRefused("offline")``."""
 
     async def command(
         self, device_id: int, order: str, params: dict[str, Any], timeout: float
@@ -65,6 +68,18 @@ async def status(request: web.Request) -> web.Response:
         return web.json_response(request.app[DEVICES].status(_device_id(request)))
     except CommandRefused as exc:
         return _refused(exc)
+
+
+async def history(request: web.Request) -> web.Response:
+    try:
+        since = float(request.query.get("since", "0"))
+    except ValueError:
+        return web.json_response({"error": "since must be a number"}, status=400)
+    try:
+        samples = request.app[DEVICES].status_history(_device_id(request), since)
+    except CommandRefused as exc:
+        return _refused(exc)
+    return web.json_response({"samples": samples})
 
 
 async def command(request: web.Request) -> web.Response:
@@ -120,6 +135,7 @@ def create_internal_app(devices: Devices, token: str) -> web.Application:
     app = web.Application(middlewares=[authenticate])
     app[DEVICES] = devices
     app.router.add_get(PREFIX + "/status", status)
+    app.router.add_get(PREFIX + "/history", history)
     app.router.add_post(PREFIX + "/commands", command)
     app.router.add_post(PREFIX + "/disconnect", disconnect)
     app.router.add_post(PREFIX + "/queue", deliver_queued)

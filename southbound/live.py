@@ -1,6 +1,7 @@
 """The live status: the latest upload of every connected device, in memory, kept
 from the session events; the northbound reads it (``view``), and so does the
-metrics exporter at scrape time."""
+metrics exporter at scrape time. Each entry also keeps the last hour of the
+device's utilisation for its chart (``status_history.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from edgefleet.southbound.events import (
     StateChanged,
     StatusReceived,
 )
+from edgefleet.southbound.status_history import SAMPLE_INTERVAL, StatusHistory
 from edgefleet.southbound.utilisation import Utilisation
 
 
@@ -28,6 +30,7 @@ class LiveEntry:
     cpu_percent: float | None = None
     memory_used_percent: float | None = None
     disk_used_percent: float | None = None
+    history: StatusHistory = field(default_factory=StatusHistory)
 
     def update(self, data: dict[str, Any], utilisation: Utilisation, at: float) -> None:
         self.latest = data
@@ -35,6 +38,7 @@ class LiveEntry:
         self.memory_used_percent = utilisation.memory_used_percent
         self.disk_used_percent = utilisation.disk_used_percent
         self.last_seen = at
+        self.history.add(at, utilisation)
 
     def view(self) -> dict[str, Any]:
         """The live status as the northbound serves it (the internal API's JSON)."""
@@ -47,12 +51,17 @@ class LiveEntry:
             "latest": self.latest,
         }
 
+    def history_view(self, since: float) -> list[dict[str, Any]]:
+        """The kept samples at or after ``since`` (the internal API's JSON)."""
+        return [vars(sample) for sample in self.history.samples(since)]
+
 
 class LiveStatusBook:
     """device id -> ``LiveEntry`` for the devices connected to this instance."""
 
-    def __init__(self) -> None:
+    def __init__(self, sample_interval: float = SAMPLE_INTERVAL) -> None:
         self.entries: dict[int, LiveEntry] = {}
+        self._sample_interval = sample_interval
 
     def subscribe(self, events: SessionEvents) -> None:
         events.on(LoggedIn, self._logged_in)
@@ -73,7 +82,10 @@ class LiveStatusBook:
 
     def _logged_in(self, event: LoggedIn) -> None:
         device_id = event.device.device_id
-        self.entries[device_id] = LiveEntry(device_id, "online", event.at, event.at)
+        history = StatusHistory(self._sample_interval)
+        self.entries[device_id] = LiveEntry(
+            device_id, "online", event.at, event.at, history=history
+        )
 
     def _frame(self, event: FrameReceived) -> None:
         if entry := self.entries.get(event.device_id):

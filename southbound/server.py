@@ -114,7 +114,7 @@ class Southbound:
         self.gate = LoginGate(store, settings, bcrypt_rounds)
         # The listeners, each a feature; the order they subscribe in is the order
         # they hear each event.
-        self.live = LiveStatusBook()
+        self.live = LiveStatusBook(settings.status_sample_interval)
         checks = self.gate.credentials.checks
         self.metrics = SouthboundMetrics(
             self.live, settings.per_device_metrics, login_queue=lambda: checks.queued
@@ -356,6 +356,14 @@ class Southbound:
         if entry is None:
             raise CommandRefused("offline")
         return entry.view()
+
+    def status_history(self, device_id: int, since: float) -> list[dict[str, Any]]:
+        """A connected device's kept samples at or after ``since`` (epoch seconds);
+        raises ``CommandRefused("offline")``."""
+        entry = self.live.get(device_id)
+        if entry is None:
+            raise CommandRefused("offline")
+        return entry.history_view(since)
 
     async def command(
         self, device_id: int, order: str, params: dict[str, Any], timeout: float

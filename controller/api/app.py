@@ -83,6 +83,7 @@ from edgefleet.controller.settings import (
     SouthboundSettings,
     StreamSettings,
 )
+from edgefleet.controller.status_watch import StatusWatch
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 from edgefleet.controller.stream import EventHub
@@ -288,6 +289,8 @@ def _start_background(settings: AuthSettings) -> Callable[[web.Application], Awa
                 )
             )
         tasks.append(asyncio.create_task(ctx.events.run(), name="event-stream"))
+        watch = StatusWatch(ctx.events, ctx.link)
+        tasks.append(asyncio.create_task(watch.run(), name="event-stream-status"))
         tasks.append(asyncio.create_task(ctx.scheduler.run(), name="job-scheduler"))
 
     return start

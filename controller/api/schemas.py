@@ -465,6 +465,21 @@ class LiveStatus(BaseModel):
     latest: dict[str, Any] = Field(description="The latest status upload, as the device sent it.")
 
 
+class StatusPoint(BaseModel):
+    at: Instant
+    cpu_percent: float | None
+    memory_used_percent: float | None
+    disk_used_percent: float | None
+
+
+class StatusHistory(BaseModel):
+    device_id: IdOut
+    items: list[StatusPoint] = Field(
+        description="The last hour of the connected session, one point per 30 s, oldest "
+        "first (percentages to 0.01); a device that reconnected starts again from its login."
+    )
+
+
 class CommandRequest(RequestModel):
     order: Annotated[str, StringConstraints(min_length=1, max_length=64)] = Field(
         description="`restart`, `upload_log`, `update`, or the name of a custom command."

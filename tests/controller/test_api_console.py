@@ -499,6 +499,166 @@ def test_the_console_is_usable_360_pixels_wide(browser: Browser, fleet: Fleet) -
         expect(tab.page.get_by_role("heading", level=1)).to_have_text("Overview")
 
 
+def config_of(fleet: Fleet, device: dict[str, Any]) -> dict[str, Any]:
+    return fleet.api("GET", f"/devices/{device['device_id']}/config?effective=true")
+
+
+CONFIG_HOOK = "import json, sys\njson.load(sys.stdin)\n"
+"""A device's own program taking its configuration (it reads it, exit status 0)."""
+
+
+def test_the_device_page_shows_desired_and_reported_configuration_and_edits_it(
+    browser: Browser, fleet: Fleet
+) -> None:
+    """A camera whose agent takes configurations applies what is saved and reports
+    it: the panel turns in sync by itself. A save over someone else's change is
+    refused (412) with a clear message, and goes through on the second try."""
+    group = fleet.api("GET", "/groups")["items"][0]["group_id"]
+    camera = fleet.register("cam-config", group)
+    hook = fleet.tmp / "config_hook.py"
+    hook.write_text(CONFIG_HOOK)
+    fleet.start_agent(camera, "--config-hook", f"{sys.executable} {hook}")
+    path = f"/devices/{camera['device_id']}/config"
+    wait_for(lambda: config_of(fleet, camera)["in_sync"] is not None)  # it takes them
+    # Someone else's concurrent save is answered 412, which the browser reports.
+    with console(browser, fleet, allowed=(r"status of 412",)) as tab:
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        tab.open(f"devices/{camera['device_id']}")
+        panel = tab.page.get_by_role("region", name="Configuration")
+        expect(panel.locator("[data-sync]")).not_to_have_text("unsupported")
+        editor = panel.get_by_label("Configuration (JSON)")
+        editor.fill('{"exposure": 30}')
+        panel.get_by_role("button", name="Save").click()
+        message = panel.get_by_test_id("config-message")
+        expect(message).to_contain_text("Saved as version")
+        expect(panel.get_by_test_id("config-desired")).to_contain_text('"exposure": 30')
+        # The agent applies it and reports: the panel follows without a reload.
+        expect(panel.get_by_test_id("config-reported")).to_contain_text('"exposure": 30')
+        expect(panel.locator("[data-sync]")).to_have_attribute("data-sync", "in_sync")
+
+        version = fleet.api("GET", path)["desired_version"]
+        fleet.api("PUT", path, {"config": {"exposure": 40}})  # another person, meanwhile
+        editor.fill('{"exposure": 35}')
+        panel.get_by_role("button", name="Save").click()
+        expect(message).to_contain_text("changed this configuration meanwhile")
+        expect(message).to_contain_text(f"version {version + 1}")
+        expect(editor).to_have_value('{"exposure": 35}')  # what the user typed is kept
+        expect(panel.get_by_test_id("config-desired")).to_contain_text('"exposure": 40')
+        panel.get_by_role("button", name="Save").click()
+        expect(message).to_contain_text(f"Saved as version {version + 2}")
+        assert fleet.api("GET", path)["desired"] == {"exposure": 35}
+        editor.fill("[1, 2]")
+        panel.get_by_role("button", name="Save").click()
+        expect(message).to_contain_text("must be a JSON object")
+
+
+def test_a_version_1_device_shows_unsupported_and_a_viewer_cannot_edit(
+    browser: Browser, fleet: Fleet
+) -> None:
+    """Camera A's agent runs without a configuration hook: it logs in as a
+    version-1 device would, without the config extension."""
+    camera = fleet.cameras["a"]
+    assert config_of(fleet, camera)["in_sync"] is None
+    with console(browser, fleet) as tab:
+        tab.sign_in("viewer")
+        tab.open(f"devices/{camera['device_id']}")
+        panel = tab.page.get_by_role("region", name="Configuration")
+        expect(panel.locator("[data-sync]")).to_have_text("unsupported")
+        expect(panel).to_contain_text("version-1 device")
+        expect(panel.get_by_test_id("config-reported")).to_contain_text("Not reported yet.")
+        expect(panel.get_by_test_id("config-form")).to_have_count(0)
+
+
+def start_job(fleet: Fleet, name: str, value: int) -> dict[str, Any]:
+    """Camera A (online) runs it at once; camera B is offline: its command waits."""
+    ids = [fleet.cameras["a"]["device_id"], fleet.cameras["b"]["device_id"]]
+    body = {"name": name, "target": {"device_ids": ids},
+            "action": {"command": {"order": "set_exposure", "params": {"value": value}}},
+            "rollout": {"max_per_minute": 600}}  # fmt: skip
+    return fleet.api("POST", "/jobs", body)
+
+
+def test_jobs_list_and_job_page_follow_progress_live_and_pause_resume_cancel(
+    browser: Browser, fleet: Fleet
+) -> None:
+    with console(browser, fleet) as tab:
+        tab.sign_in("admin", ADMIN_PASSWORD)
+        tab.page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs").click()
+        expect(tab.page.get_by_role("heading", level=1)).to_have_text("Jobs")
+        found = start_job(fleet, "exposure-night", 3)
+        row = tab.page.locator(f"tr[data-job='{found['job_id']}']")  # live: no reload
+        expect(row).to_contain_text("command set_exposure")
+        expect(row).to_contain_text("1 of 2 done, 0 failed", timeout=10_000)
+        expect(row.locator("[data-job-state]")).to_have_text("running")
+        expect(row).to_contain_text("devices a minute")
+        row.get_by_role("link", name="exposure-night").click()
+
+        page = tab.page
+        expect(page.get_by_role("heading", level=1)).to_contain_text("Job: exposure-night")
+        runs = page.get_by_role("table", name="Devices of the job")
+        expect(runs.locator("[data-execution=succeeded]")).to_have_count(1)
+        expect(runs).to_contain_text("Succeeded:")
+        expect(runs.locator("[data-execution=queued]")).to_have_count(1)
+        settings = page.get_by_role("region", name="Settings")
+        expect(settings).to_contain_text("2 devices chosen by id")
+        expect(settings).to_contain_text('"value": 3')
+        state = page.get_by_role("heading", level=1).locator("[data-job-state]")
+        page.get_by_role("button", name="Pause").click()
+        expect(state).to_have_text("paused")
+        page.get_by_role("button", name="Resume").click()
+        expect(state).to_have_text("running")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Cancel job exposure-night").click()
+        expect(state).to_have_text("canceled")
+        expect(runs.locator("[data-execution=canceled]")).to_have_count(1)  # camera B's
+        expect(page.get_by_test_id("job-controls").get_by_role("button")).to_have_count(0)
+        assert fleet.api("GET", f"/jobs/{found['job_id']}")["state"] == "canceled"
+
+
+def test_a_viewer_follows_jobs_without_buttons_and_a_group_user_has_no_jobs(
+    browser: Browser, fleet: Fleet
+) -> None:
+    found = start_job(fleet, "viewer-sees", 4)
+    with console(browser, fleet) as tab:
+        tab.sign_in("viewer")
+        tab.page.get_by_role("navigation", name="Main").get_by_role("link", name="Jobs").click()
+        tab.page.get_by_role("link", name="viewer-sees").click()
+        expect(tab.page.get_by_role("heading", level=1)).to_contain_text("viewer-sees")
+        expect(tab.page.get_by_test_id("job-progress")).to_contain_text("of 2 done")
+        expect(tab.page.get_by_role("button", name="Pause")).to_have_count(0)
+        expect(tab.page.get_by_test_id("job-controls")).to_have_count(0)
+    fleet.api("POST", f"/jobs/{found['job_id']}/cancel")
+    with console(browser, fleet) as tab:
+        tab.sign_in("vendor")
+        nav = tab.page.get_by_role("navigation", name="Main")
+        expect(nav.get_by_role("link", name="Devices")).to_be_visible()
+        expect(nav.get_by_role("link", name="Jobs")).to_have_count(0)
+
+
+def test_the_configuration_panel_and_the_jobs_pages_speak_chinese(
+    browser: Browser, fleet: Fleet
+) -> None:
+    found = start_job(fleet, "zh-job", 5)
+    with console(browser, fleet, locale="zh-CN") as tab:
+        tab.sign_in("admin", ADMIN_PASSWORD, button="登录")
+        tab.open(f"devices/{fleet.cameras['a']['device_id']}")
+        panel = tab.page.get_by_role("region", name="配置")
+        expect(panel.locator("[data-sync]")).to_have_text("不支持")  # camera A: version 1
+        expect(panel.get_by_role("button", name="保存")).to_be_visible()
+        expect(panel.get_by_test_id("config-desired")).to_contain_text("期望配置")
+        tab.page.get_by_role("navigation", name="主菜单").get_by_role("link", name="任务").click()
+        expect(tab.page.get_by_role("heading", level=1)).to_have_text("任务")
+        row = tab.page.locator(f"tr[data-job='{found['job_id']}']")
+        expect(row.locator("[data-job-state]")).to_have_text("运行中")
+        expect(row).to_contain_text("命令 set_exposure")
+        row.get_by_role("link", name="zh-job").click()
+        expect(tab.page.get_by_role("heading", level=1)).to_contain_text("zh-job")
+        assert tab.page.title().startswith("任务")
+        expect(tab.page.get_by_role("button", name="暂停")).to_be_visible()
+        expect(tab.page.get_by_role("table", name="任务中的设备")).to_contain_text("已排队")
+    fleet.api("POST", f"/jobs/{found['job_id']}/cancel")
+
+
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     request = urllib.request.Request(url, headers=headers or {})
     try:

@@ -211,3 +211,30 @@ async def test_delete_removes_device_and_memberships_but_keeps_its_log(api: ApiC
     (await api.get(path)).failure(404, "DEVICEOP_ERROR")
     assert (await api.get(f"/api/v1/groups/{group['group_id']}")).data["device_count"] == 0
     assert await event_names(api, device["device_id"]) == ["registered", "group_joined", "deleted"]
+
+
+async def test_pages_far_into_a_large_fleet_and_short_pages_count_right(api: ApiClient) -> None:
+    """Page 3 of 500 skips 1,000 devices (its ids are found first), the last page
+    is short (its total is not counted again), and a long answer goes compressed."""
+    rows = "".join(f"d{i:04d},camera,SN-{i},M\n" for i in range(1010))
+    imported = await api.request(
+        "POST",
+        "/api/v1/devices/import",
+        data=f"name,type,hardware_sn,hardware_model\n{rows}".encode(),
+        headers={"Content-Type": "text/csv"},
+    )
+    assert imported.data["registered"] == 1010
+    seen = []
+    for page in (1, 2, 3):
+        answer = await api.get(DEVICES, params={"page": page, "per_page": 500})
+        assert answer.data["total"] == 1010
+        seen += [d["device_id"] for d in answer.data["items"]]
+    assert len(seen) == 1010 and seen == sorted(seen, key=int)
+    first = await api.get(DEVICES, params={"per_page": 500})
+    assert first.headers["Content-Encoding"] in ("gzip", "deflate")
+    one = await api.get(DEVICES, params={"q": "d1009"})
+    assert one.data["total"] == 1 and "Content-Encoding" not in one.headers  # short enough
+    few = await api.get(DEVICES, params={"q": "d100", "per_page": 50})  # d1000 to d1009
+    assert few.data["total"] == 10 and len(few.data["items"]) == 10
+    beyond = await api.get(DEVICES, params={"q": "d100", "page": 2, "per_page": 50})
+    assert beyond.data["items"] == [] and beyond.data["total"] == 10

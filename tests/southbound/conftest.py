@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection
 
 from edgefleet.controller.jobs import JobSettings
 from edgefleet.controller.serve import InProcessLink
-from edgefleet.controller.settings import SouthboundSettings
+from edgefleet.controller.settings import SouthboundSettings, StreamSettings
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 from edgefleet.southbound.server import Southbound
@@ -97,6 +97,7 @@ async def running_fleet(
     files: FileStore | None = None,
     bcrypt_rounds: int = 4,
     jobs: JobSettings | None = None,
+    stream: StreamSettings | None = None,
 ) -> AsyncIterator[Fleet]:
     """``bcrypt_rounds``: the cost of the hashes the southbound expects (its dummy)."""
     files_dir = tempfile.TemporaryDirectory(prefix="edgefleet-files-")
@@ -111,6 +112,7 @@ async def running_fleet(
             command_timeout=settings.command_timeout,
             file_store=files,
             jobs=jobs,
+            stream=stream,
         ) as api:
             yield Fleet(api, southbound, store)
     finally:

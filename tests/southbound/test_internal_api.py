@@ -46,6 +46,11 @@ async def test_status_and_commands_cross_to_the_instance_holding_the_session(
     await southbound.recorder.drained()
     status = await api.get(f"/api/v1/devices/{device['device_id']}/status")
     assert status.data["state"] == "online"
+    upload = {"Memory_info": {"total_memory_mb": 100, "free_memory_mb": 40}, "dev_state": "online"}
+    await ws.send(protocol.status_upload(device["device_id"], upload))
+    await recv_json(ws)  # the status answer
+    history = await api.get(f"/api/v1/devices/{device['device_id']}/status/history")
+    assert [item["memory_used_percent"] for item in history.data["items"]] == [60.0]
 
     answering = asyncio.create_task(
         answer_orders(ws, lambda f: protocol.command_result("success", "done", {"n": 1}))

@@ -122,9 +122,10 @@ async function send(method, path, body, extra) {
   return fetch(API + path, init);
 }
 
-/** The data of an API call; ApiError with the envelope's type and message. */
-export async function call(method, path, body) {
-  let answer = await send(method, path, body);
+/** The data of an API call; ApiError with the envelope's type and message.
+ *  headers: more request headers (If-Match). */
+export async function call(method, path, body, headers) {
+  let answer = await send(method, path, body, headers);
   if (answer.status === 401 && access) {
     try {
       await refreshNow();
@@ -132,7 +133,7 @@ export async function call(method, path, body) {
       forget();
       throw error;
     }
-    answer = await send(method, path, body);
+    answer = await send(method, path, body, headers);
   }
   if (!answer.ok) throw await failure(answer);
   return (await answer.json()).data;
@@ -160,4 +161,10 @@ export function can(permission, groupIds) {
   if (!held) return false;
   if (held.everywhere || groupIds === undefined) return true;
   return groupIds.some((id) => held.group_ids.includes(id));
+}
+
+/** Does the caller hold permission on the whole installation (not only on some
+ *  groups)? Jobs need that: a job spans groups. */
+export function everywhere(permission) {
+  return Boolean(me?.permissions.find((p) => p.permission === permission)?.everywhere);
 }

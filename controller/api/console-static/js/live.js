@@ -5,7 +5,7 @@
 
 import { authorization } from "./api.js";
 
-const TYPES = ["device.state", "device.status", "command.result", "record.created"];
+const TYPES = ["device.state", "device.status", "command.result", "record.created", "config.reported", "job.progress"];
 const RETRY_MS = 2000;
 const listeners = new Set();
 let controller = null;

@@ -1,7 +1,7 @@
 // The console's shell: sign-in or the signed-in frame (navigation, language,
 // sign-out), and a router from the URL's #/path to the page that draws it.
 
-import { can, currentUser, onSignedOut, restore, signOut } from "./api.js";
+import { can, currentUser, everywhere, onSignedOut, restore, signOut } from "./api.js";
 import { field, h, put, select } from "./dom.js";
 import { LANGUAGES, language, load, preferred, t } from "./i18n.js";
 import * as live from "./live.js";
@@ -11,17 +11,21 @@ import { classify } from "./pages/classify.js";
 import { device } from "./pages/device.js";
 import { devices } from "./pages/devices.js";
 import { groups } from "./pages/groups.js";
+import { job, jobs } from "./pages/jobs.js";
 import { overview } from "./pages/overview.js";
 import { record, records } from "./pages/records.js";
 import { signInForm } from "./pages/sign-in.js";
 import { problem } from "./ui.js";
 
-// [path pattern, page, permission needed (null: anyone signed in), menu entry]
+// [path pattern, page, permission needed (null: anyone signed in; a function:
+// whether the caller may), menu entry]
 const ROUTES = [
   ["overview", overview, "devices:read", "nav.overview"],
   ["devices", devices, "devices:read", "nav.devices"],
   ["devices/:id", device, "devices:read", null],
   ["groups", groups, "groups:read", "nav.groups"],
+  ["jobs", jobs, () => everywhere("devices:read"), "nav.jobs"],
+  ["jobs/:id", job, () => everywhere("devices:read"), null],
   ["records", records, "records:read", "nav.records"],
   ["records/:id", record, "records:read", null],
   ["classify", classify, "records:read", "nav.classify"],
@@ -36,6 +40,7 @@ let disposers = [];
 let rendering = 0;
 
 function allowed([, , permission]) {
+  if (typeof permission === "function") return permission();
   return permission === null || can(permission);
 }
 
@@ -127,8 +132,10 @@ async function draw() {
     found = match(first[0]);
   }
   const main = shell();
-  const [, page, , label] = found.route;
-  document.title = `${t(label || "nav.devices")} · ${t("app.name")}`;
+  const [pattern, page, , label] = found.route;
+  // A page under a menu entry (a device, a job) is titled by its entry.
+  const entry = ROUTES.find((route) => route[0] === pattern.split("/")[0]);
+  document.title = `${t(label || entry[3])} · ${t("app.name")}`;
   main.setAttribute("aria-busy", "true");
   const ctx = {
     params: found.params,

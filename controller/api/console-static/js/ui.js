@@ -1,6 +1,6 @@
 // Pieces every page uses: errors, state badges, tables, pagers, sections.
 
-import { h, put } from "./dom.js";
+import { h, put, uid } from "./dom.js";
 import { query } from "./api.js";
 import { t, term } from "./i18n.js";
 
@@ -16,9 +16,10 @@ export function badge(state) {
   return h("span", { class: `badge state-${state}`, "data-state": state }, term("state", state));
 }
 
-/** A section with a heading, for the landmarks a screen reader lists. */
+/** A section named by its heading: a landmark (region) a screen reader lists. */
 export function section(title, ...children) {
-  return h("section", { class: "panel" }, h("h2", {}, title), ...children);
+  const id = uid("h");
+  return h("section", { class: "panel", "aria-labelledby": id }, h("h2", { id }, title), ...children);
 }
 
 /** A table: columns are [heading, row => cell]. */

@@ -1,14 +1,17 @@
-// One device: details, live status with the last hour's chart, groups, the event
-// log, recent records with thumbnails, and (for those who may) a command form.
+// One device: details, live status with the last hour's chart, its configuration
+// (desired beside reported), groups, the event log, recent records with
+// thumbnails, and (for those who may) a command form.
 //
-// The chart starts from the status uploads the device log kept in the last hour
-// and grows with each status the page reads while it is open.
+// The chart starts from the last hour the device's session keeps (a point per
+// 30 s; for a device not connected, the statuses its log kept) and grows with
+// each status the page reads while it is open.
 
 import { ApiError, call, can, fileUrl, get, query } from "../api.js";
 import { percentChart } from "../chart.js";
 import { field, h, put } from "../dom.js";
 import { number, t, term, when } from "../i18n.js";
 import { badge, facts, json, link, problem, section, table } from "../ui.js";
+import { configPanel } from "./device-config.js";
 
 const STATUS_EVERY_MS = 15_000;
 const HOUR_MS = 3600_000;
@@ -39,11 +42,27 @@ function details(d) {
   ]);
 }
 
+/** The last hour as [time ms, values]: what the session keeps (a point per
+ *  30 s), or for a device that is not connected the statuses its log kept. */
+async function lastHour(deviceId, state) {
+  if (state !== "offline") {
+    try {
+      const kept = await get(`/devices/${deviceId}/status/history`);
+      return kept.items.map((item) => [Date.parse(item.at), item]);
+    } catch (error) {
+      if (!(error instanceof ApiError && error.status === 409)) throw error;
+    }
+  }
+  const since = new Date(Date.now() - HOUR_MS).toISOString();
+  const logged = await get(`/devices/${deviceId}/events${query({ event: "status_uploaded", since, per_page: 500 })}`);
+  return logged.items.reverse().map((e) => [Date.parse(e.at), e.detail]);
+}
+
 /** The live status panel: numbers, the chart, and the points behind it. */
-function statusPanel(deviceId, history, ctx) {
+function statusPanel(deviceId, history) {
   const points = Object.fromEntries(SERIES.map(([key]) => [key, []]));
-  for (const e of history.items.slice().reverse()) {
-    for (const [key, field] of SERIES) points[key].push([Date.parse(e.at), e.detail[field]]);
+  for (const [at, values] of history) {
+    for (const [key, field] of SERIES) points[key].push([at, values[field]]);
   }
   const body = h("div", { "data-testid": "status" });
   let lastSeen = null;
@@ -151,17 +170,19 @@ function thumbnails(page) {
 
 export async function device(ctx) {
   const id = ctx.params.id;
-  const since = new Date(Date.now() - HOUR_MS).toISOString();
-  const [d, groups, events, history, records] = await Promise.all([
-    get(`/devices/${id}`),
-    get(`/devices/${id}/groups`),
+  const found = get(`/devices/${id}`);
+  const memberOf = get(`/devices/${id}/groups`);
+  const [d, groups, events, history, records, config] = await Promise.all([
+    found,
+    memberOf,
     get(`/devices/${id}/events${query({ per_page: EVENTS })}`),
-    get(`/devices/${id}/events${query({ event: "status_uploaded", since, per_page: 500 })}`),
+    found.then((d) => lastHour(id, d.state)),
     can("records:read") ? get(`/records${query({ device_id: id, per_page: RECORDS })}`) : null,
+    configPanel(id, memberOf.then((page) => page.items.map((g) => g.group_id)), ctx),
   ]);
   const groupIds = groups.items.map((g) => g.group_id);
   const state = h("span", { "data-testid": "state" }, badge(d.state));
-  const status = statusPanel(id, history, ctx);
+  const status = statusPanel(id, history);
   const log = h("div", {}, eventLog(events.items));
   const reloadLog = async () => {
     const page = await get(`/devices/${id}/events${query({ per_page: EVENTS })}`);
@@ -188,6 +209,7 @@ export async function device(ctx) {
     h("h1", {}, d.name, " ", state),
     section(t("device.details"), details(d)),
     status.node,
+    config,
   ];
   if (can("commands:send", groupIds)) parts.push(commandForm(id, () => reloadLog().catch(() => {})));
   parts.push(

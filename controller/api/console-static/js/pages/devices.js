@@ -76,12 +76,13 @@ export async function devices(ctx) {
   controls.push(field(t("filter.labels"), labels));
   const form = h("form", { class: "filters", role: "search", onsubmit: (e) => e.preventDefault() }, controls);
 
-  // The list first; what the filters offer fills in when it comes (the fleet's
-  // counts take longest to read).
+  // The list first, alone: the server answers it sooner without the fleet's
+  // counts to read at the same time; what the filters offer fills in after.
   const offer = (control, options, value) => {
     control.append(...options.map(([v, label]) => h("option", { value: v }, label)));
     control.value = value ?? "";
   };
+  await apply();
   get("/stats")
     .then((stats) => offer(typeSelect, Object.keys(stats.by_type).sort().map((k) => [k, k]), filters.type))
     .catch((error) => put(results, problem(error)));
@@ -90,6 +91,5 @@ export async function devices(ctx) {
       .then((page) => offer(groupSelect, page.items.map((g) => [g.group_id, g.name]), filters.group))
       .catch((error) => put(results, problem(error)));
   }
-  await apply();
   return h("div", {}, h("h1", {}, t("nav.devices")), form, results);
 }

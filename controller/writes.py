@@ -18,7 +18,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from edgefleet.controller.access.principal import Caller
-from edgefleet.controller.configuration import ConfigChanges
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.membership_changes import MembershipChanges
@@ -91,6 +90,7 @@ class FleetWrites:
         ids: SnowflakeGenerator,
         bcrypt_rounds: int,
         auditor: Auditor,
+        memberships: MembershipChanges,
     ) -> None:
         self._store = store
         self._mirror = mirror
@@ -98,9 +98,7 @@ class FleetWrites:
         self._ids = ids
         self._bcrypt_rounds = bcrypt_rounds
         self._audit = auditor
-        self._memberships = MembershipChanges(
-            store, ConfigChanges(store, link), mirror.memberships_changed
-        )
+        self._memberships = memberships
 
     async def _device_in(self, device_id: int, scope: Scope) -> None:
         """Before the mirror is touched: a device outside the scope is not found."""
@@ -130,6 +128,8 @@ class FleetWrites:
                 "secret": await hash_password(password, self._bcrypt_rounds),
                 "device_id": device_id,
             }
+            # Its labels may put it in dynamic groups at once.
+            memberships = await self._memberships.of_devices([device_id])
             values |= await self._mirror.device_created(values, password)
             try:
                 row = await self._store.devices.create(values, entry)
@@ -140,6 +140,7 @@ class FleetWrites:
                 except DeviceNotFound:
                     raise conflict from None
                 await self._audit.append(entry)
+        await self._memberships.settle(memberships)
         return row, password
 
     async def update_device(

@@ -1,14 +1,15 @@
 """Desired configuration to a whole group: time until every member reported it.
 
     python bench/config_push.py [--devices 10000]
-    python bench/config_push.py --devices 200 --settle 5     # a smoke run
+    taskset -c 1 python bench/config_push.py --devices 200 --settle 5 --server-cpu 1
+                                                  # a smoke run, all on one CPU
 
 1. Recreates the MariaDB database ``edgefleet_config_bench``, seeds the devices
    (``southbound_load.seed``) and puts them all in one group.
-2. Starts ``edgefleet serve`` pinned to CPU 0, and ``--load-processes`` load
-   processes pinned to CPU 1: each device lists the ``config`` extension, pings
-   every 5 s (round trips recorded) and answers every ``config_update`` with a
-   ``config_report`` of what it was sent.
+2. Starts ``edgefleet serve`` pinned to CPU ``--server-cpu`` (0), and
+   ``--load-processes`` load processes pinned to CPU 1: each device lists the
+   ``config`` extension, pings every 5 s (round trips recorded) and answers every
+   ``config_update`` with a ``config_report`` of what it was sent.
 3. Once every device is online and has settled, the parent sets the group's
    configuration (``PUT /api/v1/groups/{id}/config``) and polls the database until
    every member's report names the new version; the devices report when each got
@@ -146,6 +147,9 @@ def main() -> None:
     parser.add_argument("--settle", type=float, default=60, help="seconds for the logins")
     parser.add_argument("--max-seconds", type=float, default=120, help="give up after this")
     parser.add_argument("--bcrypt-rounds", type=int, default=4)
+    parser.add_argument(
+        "--server-cpu", type=int, default=0, help="1 for a smoke run beside the load"
+    )
     parser.add_argument("--api-port", type=int, default=18280)
     parser.add_argument("--ws-port", type=int, default=19290)
     parser.add_argument("--metrics-port", type=int, default=19292)
@@ -162,7 +166,8 @@ def main() -> None:
     asyncio.run(put_members(url, ids))
     api = f"http://127.0.0.1:{args.api_port}"
     server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "edgefleet.controller.cli", "serve",
+        ["taskset", "-c", str(args.server_cpu), sys.executable, "-m", "edgefleet.controller.cli",
+         "serve",
          "--db-url", url, "--api-port", str(args.api_port), "--ws-port", str(args.ws_port),
          "--metrics-port", str(args.metrics_port), "--api-token", TOKEN,
          "--bcrypt-rounds", str(args.bcrypt_rounds), "--login-attempts-per-device", "1000",

@@ -27,6 +27,7 @@ import bcrypt
 
 from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.membership_changes import MembershipChanges
 from edgefleet.controller.mirror import ResourceMirror
 from edgefleet.controller.passwords import generate_password
 from edgefleet.controller.store import Store, StoreError
@@ -75,7 +76,9 @@ class DeviceImport:
         ids: SnowflakeGenerator,
         bcrypt_rounds: int,
         auditor: Auditor,
+        memberships: MembershipChanges,
     ) -> None:
+        self._memberships = memberships
         self._store = store
         self._mirror = mirror
         self._ids = ids
@@ -133,7 +136,10 @@ class DeviceImport:
             devices.append(device)
             audits.append(caller.entry("import_devices", "device", device["device_id"], values))
             kept.append((number, password))
+        # Labels may put the new devices in dynamic groups at once.
+        memberships = await self._memberships.of_devices(d["device_id"] for d in devices)
         refused = await self._store.devices.create_many(devices, audits)
+        await self._memberships.settle(memberships)
         for i, (number, password) in enumerate(kept):
             if i in refused:
                 outcomes.append(ImportOutcome(number, message=refused[i]))

@@ -33,7 +33,13 @@ from edgefleet.agent.protocol import CommandRefused, CommandResult
 from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
-from edgefleet.controller.store import AuditEntry, DatabaseUnavailable, DeviceFilter, Store
+from edgefleet.controller.store import (
+    AuditEntry,
+    DatabaseUnavailable,
+    DeviceFilter,
+    Scope,
+    Store,
+)
 from edgefleet.controller.store.database import utcnow
 from edgefleet.controller.writes import Auditor
 
@@ -240,13 +246,7 @@ class CommandService:
         async with self._audit.change(
             caller, "send_group_command", "group", group_id, fields
         ) as entry:
-            scope = caller.principal.scope(PERMISSION)
-            group = await self._store.groups.get(group_id, scope)
-            rows, _ = await self._store.devices.list(
-                DeviceFilter(group_id=group_id, scope=scope),
-                page=1,
-                per_page=max(1, group["device_count"]),
-            )
+            rows = await self._members(group_id, caller.principal.scope(PERMISSION))
             artifact, params = await self.wire_params(order, params)
             seconds = timeout or self.default_timeout
             sent = {
@@ -274,6 +274,64 @@ class CommandService:
         )
         await self._audit.append(entry)
         return results
+
+    async def queue_to_group(
+        self,
+        caller: Caller,
+        group_id: int,
+        order: str,
+        params: dict[str, Any],
+        timeout: float | None,
+        ttl: float,
+    ) -> list[tuple[int, int, CommandResult]]:
+        """Queue the command for every member the caller may command, one queued
+        command each (as ``queue`` does for one device), kept ``ttl`` seconds:
+        (device id, command id, ``queued``) per member. A member an ``update``'s
+        artifact is not for gets a failed command instead, as in ``send_to_group``.
+        Raises ``GroupNotFound`` (a group outside the caller's scope too)."""
+        fields = [f"order:{order}", "queue"]
+        async with self._audit.change(
+            caller, "queue_group_command", "group", group_id, fields
+        ) as entry:
+            rows = await self._members(group_id, caller.principal.scope(PERMISSION))
+            artifact, params = await self.wire_params(order, params)
+            seconds = timeout or self.default_timeout
+            expires_at = utcnow() + timedelta(seconds=ttl)
+            commands, misfits = [], {}
+            for row in rows:
+                why = _misfit(artifact, row["type"]) if artifact is not None else None
+                state = "sent" if why else "queued"
+                command = self._row(
+                    caller, self._ids.next_id(), row["device_id"], order, params, seconds, state
+                )
+                if why:
+                    misfits[command["command_id"]] = why
+                else:
+                    command["expires_at"] = expires_at
+                commands.append(command)
+            await self._store.commands.create(commands, entry)
+        results = []
+        for command in commands:
+            device_id, command_id = command["device_id"], command["command_id"]
+            if command_id in misfits:
+                result = CommandResult("fail", misfits[command_id])
+                await self._finish(command_id, result)
+            else:
+                result = CommandResult("queued", f"queued for {ttl:g} s")
+                await self._link.deliver_queued(device_id)
+            results.append((device_id, command_id, result))
+        return results
+
+    async def _members(self, group_id: int, scope: Scope) -> list[dict[str, Any]]:
+        """The group's devices (dynamic members too) within ``scope``; raises
+        ``GroupNotFound`` for a group outside it."""
+        group = await self._store.groups.get(group_id, scope)
+        rows, _ = await self._store.devices.list(
+            DeviceFilter(group_id=group_id, scope=scope),
+            page=1,
+            per_page=max(1, group["device_count"]),
+        )
+        return rows
 
     async def wire_params(
         self, order: str, params: dict[str, Any]

@@ -3,7 +3,9 @@
 A write checks the caller's scope, writes the document with its audit entry in
 one transaction (``If-Match`` checked there), then tells whoever holds the
 sessions of the devices it reaches to send them their new effective
-configuration: one device for a device's document, every member for a group's.
+configuration: one device for a device's document, every member for a group's,
+and the devices that joined or left a group with a document for a membership
+change (``controller.membership_changes`` finds those).
 The push is fire-and-forget: a device that is not connected gets it at its next
 login, and one whose southbound is away gets it when it logs in elsewhere.
 """
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.device_link import DeviceLink
@@ -25,12 +27,16 @@ from edgefleet.controller.store import (
     VersionMismatch,
 )
 from edgefleet.controller.store.configs import Change, in_sync, merge_patch
-from edgefleet.controller.writes import Auditor
+
+if TYPE_CHECKING:  # writes imports this module (a membership change pushes configuration)
+    from edgefleet.controller.writes import Auditor
 
 log = logging.getLogger("edgefleet.configuration")
 
 PERMISSION = "config:write"
 MAX_DOCUMENT_BYTES = 32 * 1024
+Pairs = set[tuple[int, int]]
+"""Memberships as (device id, group id)."""
 
 
 def checked(change: Change) -> Change:
@@ -57,8 +63,9 @@ def patching(patch: dict[str, Any]) -> Change:
 
 
 class ConfigChanges:
-    """What follows a written document: the effective versions of the devices it
-    reaches go up, and the connected ones are sent their new configuration."""
+    """What follows a written document or a membership change: the effective
+    versions of the devices it reaches go up, and the connected ones are sent their
+    new configuration."""
 
     def __init__(self, store: Store, link: DeviceLink) -> None:
         self._store = store
@@ -71,6 +78,28 @@ class ConfigChanges:
         detail = {"group_id": str(group_id), "group_version": row["version"]}
         await self._store.configs.bump(members, detail)
         await self.push(members)
+
+    async def configured_groups(self) -> set[int]:
+        """The groups whose document is not empty: joining or leaving one of them
+        changes a device's effective configuration (read before a membership change,
+        so a group being deleted counts)."""
+        return {row["group_id"] for row in await self._store.configs.group_documents()}
+
+    async def regrouped(self, joined: Pairs, left: Pairs, configured: set[int]) -> None:
+        """Devices joined or left groups (``(device id, group id)`` pairs): those whose
+        group has a document have a new effective configuration; bump and push it,
+        as for a change of the group's document."""
+        reached: set[int] = set()
+        for membership, pairs in (("joined", joined), ("left", left)):
+            by_group: dict[int, list[int]] = {}
+            for device_id, group_id in sorted(pairs):
+                if group_id in configured:
+                    by_group.setdefault(group_id, []).append(device_id)
+            for group_id, device_ids in by_group.items():
+                detail = {"group_id": str(group_id), "membership": membership}
+                await self._store.configs.bump(device_ids, detail)
+                reached.update(device_ids)
+        await self.push(sorted(reached))
 
     async def adopt(self, kind: str, target_id: int, config: dict[str, Any]) -> None:
         """Kubernetes mode: ``spec.config`` of a Device or DeviceGroup, as the operator

@@ -49,6 +49,11 @@ class ResourceMirror(Protocol):
         to ``new``."""
         ...
 
+    def memberships_changed(self, group_ids: set[int]) -> None:
+        """After the database write: these groups gained or lost members (by hand,
+        by labels or by a selector), so what the resources show of them is stale."""
+        ...
+
 
 class NoMirror:
     """Standalone mode: the database is all there is."""
@@ -88,4 +93,7 @@ class NoMirror:
     async def config_changed(
         self, kind: str, target_id: int, old: dict[str, Any], new: dict[str, Any]
     ) -> None:
+        return None
+
+    def memberships_changed(self, group_ids: set[int]) -> None:
         return None

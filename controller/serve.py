@@ -215,7 +215,7 @@ async def _kubernetes(
             try:
                 async with running_operator(reconciler, namespace):
                     log.info("operator running", extra={"namespace": namespace})
-                    yield KubeMirror(kube, store)
+                    yield KubeMirror(kube, store, counts)
             finally:
                 for task in background:
                     task.cancel()

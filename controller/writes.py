@@ -4,7 +4,8 @@ One path for each change: who may make it (the caller's scope, checked before
 anything is written), the resource mirror (Kubernetes mode: the resources are the
 truth, and a change the API server refuses reaches neither side), then the
 database with the change's audit entry in the same transaction, then its effects
-on live sessions (a disabled or deleted device is disconnected). A change that
+on live sessions (a disabled or deleted device is disconnected; a device that
+joined or left a group with a configuration is sent its new one). A change that
 fails is audited too, on its own. The REST handlers only translate requests into
 these calls.
 """
@@ -19,6 +20,7 @@ from typing import Any
 from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.membership_changes import MembershipChanges
 from edgefleet.controller.mirror import ResourceMirror
 from edgefleet.controller.passwords import generate_password, hash_password
 from edgefleet.controller.store import (
@@ -92,6 +94,7 @@ class FleetWrites:
         ids: SnowflakeGenerator,
         bcrypt_rounds: int,
         auditor: Auditor,
+        memberships: MembershipChanges,
     ) -> None:
         self._store = store
         self._mirror = mirror
@@ -99,6 +102,7 @@ class FleetWrites:
         self._ids = ids
         self._bcrypt_rounds = bcrypt_rounds
         self._audit = auditor
+        self._memberships = memberships
 
     async def _device_in(self, device_id: int, scope: Scope) -> None:
         """Before the mirror is touched: a device outside the scope is not found."""
@@ -128,6 +132,8 @@ class FleetWrites:
                 "secret": await hash_password(password, self._bcrypt_rounds),
                 "device_id": device_id,
             }
+            # Its labels may put it in dynamic groups at once.
+            memberships = await self._memberships.of_devices([device_id])
             values |= await self._mirror.device_created(values, password)
             try:
                 row = await self._store.devices.create(values, entry)
@@ -138,6 +144,7 @@ class FleetWrites:
                 except DeviceNotFound:
                     raise conflict from None
                 await self._audit.append(entry)
+        await self._memberships.settle(memberships)
         return row, password
 
     async def update_device(
@@ -153,7 +160,11 @@ class FleetWrites:
             await self._mirror.device_changed(device_id, changes, password)
             if password is not None:
                 changes["secret"] = await hash_password(password, self._bcrypt_rounds)
+            relabelled = None
+            if "labels" in changes:
+                relabelled = await self._memberships.of_devices([device_id])
             row = await self._store.devices.update(device_id, changes, entry)
+        await self._memberships.settle(relabelled)
         if changes.get("disabled"):
             await self._link.disconnect(device_id, "disabled")
         elif password is not None:
@@ -192,14 +203,21 @@ class FleetWrites:
     ) -> dict[str, Any]:
         async with self._audit.change(caller, "update_group", "group", group_id, changes) as entry:
             self._group_in(group_id, caller.principal.scope("groups:write"))
+            reselected = None
+            if "selector" in changes:
+                reselected = await self._memberships.of_group(group_id)
             await self._mirror.group_changed(group_id, changes)
-            return await self._store.groups.update(group_id, changes, entry)
+            group = await self._store.groups.update(group_id, changes, entry)
+        await self._memberships.settle(reselected)
+        return group
 
     async def delete_group(self, caller: Caller, group_id: int) -> None:
         async with self._audit.change(caller, "delete_group", "group", group_id) as entry:
             self._group_in(group_id, caller.principal.scope("groups:write"))
+            members = await self._memberships.of_group(group_id)
             await self._mirror.group_deleted(group_id)
             await self._store.groups.delete(group_id, entry)
+        await self._memberships.settle(members)
 
     # --- memberships -------------------------------------------------------------------------
 
@@ -217,16 +235,22 @@ class FleetWrites:
             for group_id in group_ids:
                 self._group_in(group_id, scope)
             kept = await self._groups_outside(device_id, scope)
+            memberships = await self._memberships.of_devices([device_id])
             await self._mirror.device_groups_changed(device_id, sorted({*group_ids, *kept}))
-            return await self._store.groups.replace_of_device(device_id, group_ids, scope, entry)
+            groups = await self._store.groups.replace_of_device(device_id, group_ids, scope, entry)
+        await self._memberships.settle(memberships)
+        return groups
 
     async def leave_all_groups(self, caller: Caller, device_id: int) -> int:
         async with self._audit.change(caller, "remove_device_groups", "device", device_id) as entry:
             scope = caller.principal.scope("groups:write")
             await self._device_in(device_id, scope)
             kept = await self._groups_outside(device_id, scope)
+            memberships = await self._memberships.of_devices([device_id])
             await self._mirror.device_groups_changed(device_id, kept)
-            return await self._store.groups.remove_all_of_device(device_id, scope, entry)
+            removed = await self._store.groups.remove_all_of_device(device_id, scope, entry)
+        await self._memberships.settle(memberships)
+        return removed
 
     async def _groups_outside(self, device_id: int, scope: Scope) -> list[int]:
         if scope is None:
@@ -240,8 +264,10 @@ class FleetWrites:
             self._group_in(group_id, scope)
             await self._device_in(device_id, scope)
             await self._store.groups.refuse_if_matched(group_id, device_id)
+            memberships = await self._memberships.of_devices([device_id])
             await self._mirror.member_added(group_id, device_id)
             await self._store.groups.add_member(group_id, device_id, entry)
+        await self._memberships.settle(memberships)
 
     async def remove_member(self, caller: Caller, group_id: int, device_id: int) -> None:
         target = f"{group_id}/{device_id}"
@@ -250,8 +276,10 @@ class FleetWrites:
             self._group_in(group_id, scope)
             await self._device_in(device_id, scope)
             await self._store.groups.refuse_if_matched(group_id, device_id)
+            memberships = await self._memberships.of_devices([device_id])
             await self._mirror.member_removed(group_id, device_id)
             await self._store.groups.remove_member(group_id, device_id, entry)
+        await self._memberships.settle(memberships)
 
     async def clear_group(
         self, caller: Caller, group_id: int, delete_devices: bool
@@ -263,8 +291,11 @@ class FleetWrites:
             if delete_devices:
                 self._group_in(group_id, caller.principal.scope("devices:write"))
             members = await self._store.groups.member_ids(group_id) if delete_devices else []
+            # Deleted devices need no configuration; those that only leave do.
+            leaving = None if delete_devices else await self._memberships.of_group(group_id)
             await self._mirror.group_cleared(group_id, delete_devices)
             removed, deleted = await self._store.groups.clear(group_id, delete_devices, entry)
+        await self._memberships.settle(leaving)
         for device_id in members:
             await self._link.disconnect(device_id, "deleted")
         return removed, deleted

@@ -71,10 +71,11 @@ from edgefleet.controller.api.schemas import Health
 from edgefleet.controller.artifacts import ArtifactWrites
 from edgefleet.controller.bulk_import import DeviceImport
 from edgefleet.controller.commands import CommandService
-from edgefleet.controller.configuration import ConfigService
+from edgefleet.controller.configuration import ConfigChanges, ConfigService
 from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.jobs import JobScheduler, JobService, JobSettings
+from edgefleet.controller.membership_changes import MembershipChanges
 from edgefleet.controller.mirror import NoMirror, ResourceMirror
 from edgefleet.controller.settings import (
     ApiSettings,
@@ -235,6 +236,7 @@ def create_app(
     )
     rounds = settings.bcrypt_rounds
     mirror = mirror or NoMirror()
+    regrouping = MembershipChanges(store, ConfigChanges(store, link), mirror.memberships_changed)
     file_store = file_store or LocalFileStore(DataSettings.files_dir)
     command_service = CommandService(store, link, command_timeout, auditor, ids)
     metrics = metrics or ApiMetrics(store.stats.by_state)
@@ -242,8 +244,8 @@ def create_app(
         store=store,
         settings=settings,
         link=link,
-        writes=FleetWrites(store, mirror, link, ids, rounds, auditor),
-        imports=DeviceImport(store, mirror, ids, rounds, auditor),
+        writes=FleetWrites(store, mirror, link, ids, rounds, auditor, regrouping),
+        imports=DeviceImport(store, mirror, ids, rounds, auditor, regrouping),
         commands=command_service,
         configs=ConfigService(store, link, auditor, mirror),
         jobs=JobService(store, command_service, auditor, ids),

@@ -117,19 +117,38 @@ async def send_device_command(
     return DeviceCommandResult.of(path.device_id, command_id, result)
 
 
+class GroupCommandRequest(CommandRequest):
+    queue: QueueOptions | None = Field(
+        None,
+        description="Queue the command for every member instead of sending it now: the "
+        "answer is 202 with one queued command (`command_id`) per member, and each "
+        "member gets its own (in order) when it is next online.",
+    )
+
+
 @endpoints.post(
     "/groups/{group_id}/commands",
-    summary="Send a command to every device of a group at once; one result per device",
+    summary="Send a command to every device of a group at once, or queue it for each; "
+    "one result per device",
     tag=TAG,
     errors=(404,),
     permission="commands:send",
+    accepted="queued (`queue` given): one `command_id` per member, each in that device's "
+    "history, and `status` `queued` (`fail` for a member an update's artifact is not for)",
 )
 async def send_group_command(
-    request: web.Request, path: GroupPath, body: CommandRequest
+    request: web.Request, path: GroupPath, body: GroupCommandRequest
 ) -> GroupCommandResults:
-    results = await context(request).commands.send_to_group(
-        caller(request), path.group_id, body.order, body.params, body.timeout
-    )
+    commands = context(request).commands
+    if body.queue is not None:
+        results = await commands.queue_to_group(
+            caller(request), path.group_id, body.order, body.params, body.timeout, body.queue.ttl
+        )
+        accept(request)
+    else:
+        results = await commands.send_to_group(
+            caller(request), path.group_id, body.order, body.params, body.timeout
+        )
     return GroupCommandResults(results=[DeviceCommandResult.of(*result) for result in results])
 
 

@@ -1,16 +1,16 @@
 """Desired configuration of devices and groups (``controller.configuration`` does the
-work). Writes take ``If-Match: <version>`` to be conditional: a stale version is 412."""
+work). Writes take ``If-Match: <version>`` (``Conditional``, so the document lists
+it) to be conditional: a stale version is 412."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from edgefleet.controller.api.context import caller, context, scope
 from edgefleet.controller.api.endpoints import endpoints
-from edgefleet.controller.api.errors import bad_request
 from edgefleet.controller.api.schemas import (
     DevicePath,
     GroupPath,
@@ -24,6 +24,33 @@ from edgefleet.controller.store.configs import Change
 
 TAG = "configuration"
 IF_MATCH_DOC = "Send `If-Match: <version>` to make the write conditional (412 when stale)."
+
+
+class Conditional(ParamsModel):
+    """The headers of a write that may be conditional."""
+
+    if_match: int | None = Field(
+        None,
+        alias="If-Match",
+        ge=0,
+        le=999_999_999,
+        description="The version the write expects (the document's `version`, or "
+        "`desired_version` of a device's own document): a stale one is 412 and nothing "
+        'is written. Bare (`7`) or as an entity tag (`"7"`, `W/"7"`); left out, the write '
+        "is unconditional.",
+    )
+
+    @field_validator("if_match", mode="before")
+    @classmethod
+    def _entity_tag(cls, value: object) -> object:
+        """An entity tag is the version in quotes, maybe weak; anything else must be
+        a plain version number."""
+        if isinstance(value, str):
+            text = value.strip().removeprefix("W/").strip('"')
+            if not text.isdigit():
+                raise ValueError(f"{value!r} is not a version number")
+            return int(text)
+        return value
 
 
 class ConfigBody(RequestModel):
@@ -76,16 +103,6 @@ class GroupConfig(BaseModel):
     updated_at: Instant | None
 
 
-def _if_match(request: web.Request) -> int | None:
-    value = request.headers.get("If-Match")
-    if value is None:
-        return None
-    text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit() or len(text) > 9:
-        raise bad_request(f"If-Match: {value!r} is not a version number")
-    return int(text)
-
-
 def _device_answer(row: dict[str, Any], effective: bool) -> DeviceConfig:
     merged = row["effective"]
     return DeviceConfig(
@@ -111,10 +128,12 @@ async def get_device_config(
     return _device_answer(row, query.effective)
 
 
-async def _set_device(request: web.Request, device_id: int, change: Change) -> DeviceConfig:
+async def _set_device(
+    request: web.Request, device_id: int, change: Change, if_match: int | None
+) -> DeviceConfig:
     service = context(request).configs
     action = f"{request.method.lower()}_device_config"
-    row = await service.set_device(caller(request), device_id, change, _if_match(request), action)
+    row = await service.set_device(caller(request), device_id, change, if_match, action)
     return _device_answer(row, effective=False)
 
 
@@ -126,9 +145,9 @@ async def _set_device(request: web.Request, device_id: int, change: Change) -> D
     permission="config:write",
 )
 async def put_device_config(
-    request: web.Request, path: DevicePath, body: ConfigBody
+    request: web.Request, path: DevicePath, body: ConfigBody, headers: Conditional
 ) -> DeviceConfig:
-    return await _set_device(request, path.device_id, replacing(body.config))
+    return await _set_device(request, path.device_id, replacing(body.config), headers.if_match)
 
 
 @endpoints.patch(
@@ -139,9 +158,9 @@ async def put_device_config(
     permission="config:write",
 )
 async def patch_device_config(
-    request: web.Request, path: DevicePath, body: ConfigBody
+    request: web.Request, path: DevicePath, body: ConfigBody, headers: Conditional
 ) -> DeviceConfig:
-    return await _set_device(request, path.device_id, patching(body.config))
+    return await _set_device(request, path.device_id, patching(body.config), headers.if_match)
 
 
 @endpoints.get(
@@ -155,10 +174,12 @@ async def get_group_config(request: web.Request, path: GroupPath) -> GroupConfig
     return GroupConfig(**await context(request).configs.group(path.group_id, scope(request)))
 
 
-async def _set_group(request: web.Request, group_id: int, change: Change) -> GroupConfig:
+async def _set_group(
+    request: web.Request, group_id: int, change: Change, if_match: int | None
+) -> GroupConfig:
     service = context(request).configs
     action = f"{request.method.lower()}_group_config"
-    row = await service.set_group(caller(request), group_id, change, _if_match(request), action)
+    row = await service.set_group(caller(request), group_id, change, if_match, action)
     return GroupConfig(**row)
 
 
@@ -170,8 +191,10 @@ async def _set_group(request: web.Request, group_id: int, change: Change) -> Gro
     errors=(404, 412),
     permission="config:write",
 )
-async def put_group_config(request: web.Request, path: GroupPath, body: ConfigBody) -> GroupConfig:
-    return await _set_group(request, path.group_id, replacing(body.config))
+async def put_group_config(
+    request: web.Request, path: GroupPath, body: ConfigBody, headers: Conditional
+) -> GroupConfig:
+    return await _set_group(request, path.group_id, replacing(body.config), headers.if_match)
 
 
 @endpoints.patch(
@@ -182,6 +205,6 @@ async def put_group_config(request: web.Request, path: GroupPath, body: ConfigBo
     permission="config:write",
 )
 async def patch_group_config(
-    request: web.Request, path: GroupPath, body: ConfigBody
+    request: web.Request, path: GroupPath, body: ConfigBody, headers: Conditional
 ) -> GroupConfig:
-    return await _set_group(request, path.group_id, patching(body.config))
+    return await _set_group(request, path.group_id, patching(body.config), headers.if_match)

@@ -7,12 +7,13 @@ from typing import Annotated, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from edgefleet.controller.api.context import caller, context, scope
 from edgefleet.controller.api.endpoints import endpoints
 from edgefleet.controller.api.errors import ApiError, ErrorType, bad_request
 from edgefleet.controller.api.schemas import (
+    SELECTOR_SCHEMA,
     IdIn,
     IdOut,
     Instant,
@@ -22,6 +23,7 @@ from edgefleet.controller.api.schemas import (
     ParamsModel,
     RequestModel,
 )
+from edgefleet.controller.store.selectors import SELECTOR_MAX
 
 TAG = "jobs"
 JobState = Literal["running", "paused", "finished", "aborted", "canceled"]
@@ -38,9 +40,12 @@ class JobTarget(RequestModel):
     model_config = ONE_OF
 
     group_id: IdIn | SkipJsonSchema[None] = Field(None, description="Every member of this group.")
-    selector: Annotated[str, Field(max_length=1024)] | SkipJsonSchema[None] = Field(
-        None, description="Every device whose labels match this selector."
-    )
+    # Documented as the other routes' selectors are (its syntax as a pattern, so a
+    # client, or a fuzzer, can tell a valid one); parsed by the job service.
+    selector: (
+        Annotated[str, Field(max_length=SELECTOR_MAX), WithJsonSchema(SELECTOR_SCHEMA)]
+        | SkipJsonSchema[None]
+    ) = Field(None, description="Every device whose labels match this selector.")
     device_ids: (
         Annotated[list[IdIn], Field(min_length=1, max_length=100_000)] | SkipJsonSchema[None]
     ) = Field(None, description="These devices.")

@@ -64,7 +64,8 @@ def build_document(table: list[Endpoint], title: str, version: str) -> dict[str,
             "description": _permission_text(endpoint.permission),
             "tags": [endpoint.tag],
             "parameters": _parameters(endpoint.path_model, "path")
-            + _parameters(endpoint.query_model, "query"),
+            + _parameters(endpoint.query_model, "query")
+            + _parameters(endpoint.header_model, "header"),
             "responses": {
                 str(endpoint.status): _success_response(endpoint, refs),
                 **(

@@ -6,10 +6,11 @@ A handler is a coroutine whose parameters say what it takes::
                    permission="devices:read")
     async def get_device(request: web.Request, path: DevicePath) -> Device: ...
 
-The decorator reads the type hints: ``path``, ``query`` and ``body`` name the models
-that validate the URL parameters and the JSON body, the return type names the
-response model. The same ``Endpoint`` record then feeds the aiohttp router and the
-OpenAPI document, so the two cannot drift apart.
+The decorator reads the type hints: ``path``, ``query``, ``headers`` and ``body``
+name the models that validate the URL parameters, the request headers the handler
+reads (each field aliased to its header's name, e.g. ``If-Match``) and the JSON
+body; the return type names the response model. The same ``Endpoint`` record then
+feeds the aiohttp router and the OpenAPI document, so the two cannot drift apart.
 
 A handler that answers by itself — a file download, the event stream — returns a
 ``web.StreamResponse`` and names its media types (``media="application/octet-stream"``,
@@ -76,6 +77,8 @@ class Endpoint:
     """What the caller must hold: a permission, ``AUTHENTICATED``, or None (public)."""
     path_model: type[BaseModel] | None
     query_model: type[BaseModel] | None
+    header_model: type[BaseModel] | None
+    """Request headers the handler reads, by their names (the fields' aliases)."""
     body_model: type[BaseModel] | None
     response_model: type[BaseModel] | None
     """None: the handler answers itself, with ``media``."""
@@ -138,7 +141,7 @@ class Endpoints:
         def register(handler: Handler) -> Handler:
             hints = get_type_hints(handler)
             body = hints.get("body")
-            takes_input = body or body_media or "path" in hints or "query" in hints
+            takes_input = body or body_media or {"path", "query", "headers"} & hints.keys()
             standard = (400, 401, 503) if takes_input else (401, 503)
             returns = hints["return"]
             raw = isinstance(returns, type) and issubclass(returns, web.StreamResponse)
@@ -157,6 +160,7 @@ class Endpoints:
                     permission=permission,
                     path_model=hints.get("path"),
                     query_model=hints.get("query"),
+                    header_model=hints.get("headers"),
                     body_model=body,
                     response_model=None if raw else returns,
                     media=(media,) if isinstance(media, str) else media,
@@ -257,6 +261,10 @@ def _adapter(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Stream
             kwargs["path"] = _validate(endpoint.path_model, dict(request.match_info), "path")
         if endpoint.query_model:
             kwargs["query"] = _validate(endpoint.query_model, dict(request.query), "query")
+        if endpoint.header_model:
+            kwargs["headers"] = _validate(
+                endpoint.header_model, _headers(endpoint.header_model, request), "header"
+            )
         if endpoint.body_model:
             kwargs["body"] = await _read_body(request, endpoint.body_model)
         result = await endpoint.handler(request, **kwargs)
@@ -269,6 +277,13 @@ def _adapter(endpoint: Endpoint) -> Callable[[web.Request], Awaitable[web.Stream
 
     handle.__name__ = endpoint.operation_id
     return handle
+
+
+def _headers(model: type[BaseModel], request: web.Request) -> dict[str, str]:
+    """The model's headers that the request carries, under the names the model
+    spells (header names are case-insensitive; the model's aliases are not)."""
+    names = [field.alias or name for name, field in model.model_fields.items()]
+    return {name: request.headers[name] for name in names if name in request.headers}
 
 
 def _validate(model: type[BaseModel], values: dict[str, str], where: str) -> BaseModel:

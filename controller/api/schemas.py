@@ -160,21 +160,21 @@ Labels = Annotated[
         }
     ),
 ]
+SELECTOR_SCHEMA = {
+    "type": "string",
+    "maxLength": SELECTOR_MAX,
+    "pattern": SELECTOR_PATTERN,
+    "description": "Kubernetes label-selector syntax: comma-separated "
+    "requirements, all of which must hold: key=value, key!=value, "
+    "key in (a,b), key notin (a,b), key, !key.",
+    "example": "site=chengdu,tier in (edge,core),!retired",
+}
+"""How a selector is documented, wherever one is taken."""
 SelectorText = Annotated[
     str,
     StringConstraints(max_length=SELECTOR_MAX),
     AfterValidator(_selector_text),
-    WithJsonSchema(
-        {
-            "type": "string",
-            "maxLength": SELECTOR_MAX,
-            "pattern": SELECTOR_PATTERN,
-            "description": "Kubernetes label-selector syntax: comma-separated "
-            "requirements, all of which must hold: key=value, key!=value, "
-            "key in (a,b), key notin (a,b), key, !key.",
-            "example": "site=chengdu,tier in (edge,core),!retired",
-        }
-    ),
+    WithJsonSchema(SELECTOR_SCHEMA),
 ]
 GroupSelector = Annotated[
     str,

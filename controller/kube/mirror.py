@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 from edgefleet.controller.kube.client import KubeClient, KubeConflict, KubeError, KubeNotFound
+from edgefleet.controller.kube.group_counts import GroupCounts
 from edgefleet.controller.kube.operator import GROUP_ID_ANNOTATION
 from edgefleet.controller.kube.resources import (
     API_VERSION,
@@ -34,9 +35,19 @@ from edgefleet.controller.store.errors import (
 
 
 class KubeMirror:
-    def __init__(self, kube: KubeClient, store: Store) -> None:
+    def __init__(self, kube: KubeClient, store: Store, counts: GroupCounts | None = None) -> None:
+        """``counts``: the operator's writer of ``status.deviceCount`` (none: counts
+        are left to the operator's own handlers)."""
         self.kube = kube
         self.store = store
+        self.counts = counts
+
+    def memberships_changed(self, group_ids: set[int]) -> None:
+        """The operator sees no membership change when the REST API wrote the
+        database first (a label change reaching dynamic groups, above all): the
+        counts are refreshed from here."""
+        if self.counts is not None:
+            self.counts.changed(group_ids)
 
     async def device_created(self, values: dict[str, Any], password: str) -> dict[str, Any]:
         """The Secret first, then the Device: the operator, woken by the Device, must

@@ -14,7 +14,9 @@ wrote to the database changes nothing.
   the row (the bcrypt hash of the Secret's password) or update the fields that
   differ; set its memberships from ``spec.groups``; take ``spec.config`` as its
   desired configuration when it differs (and have it pushed); write ``status``
-  only where it differs.
+  only where it differs. Groups it joined or left (by ``spec.groups`` or by its
+  labels) have their counts refreshed, and if they have a configuration the
+  device is sent its new one (``controller.membership_changes``).
 - Device deleted (finalizer): delete the row (which logs ``deleted``), ask the
   southbound to close the session, and let kopf remove the finalizer.
 - DeviceGroup likewise, by its resource name (its ``spec.config`` reaching every
@@ -60,6 +62,7 @@ from edgefleet.controller.kube.resources import (
     group_row,
     owner_reference,
 )
+from edgefleet.controller.membership_changes import MembershipChanges
 from edgefleet.controller.passwords import generate_password, hash_password, password_matches
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.errors import (
@@ -118,6 +121,7 @@ class Reconciler:
         self.ids = ids
         self.bcrypt_rounds = bcrypt_rounds
         self.configs = ConfigChanges(store, link)
+        self.memberships = MembershipChanges(store, self.configs, self.counts.changed)
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self.runs: collections.Counter[tuple[str, str, bool]] = collections.Counter()
         """Handler runs that ended, by (kind, cause, whether they patched the status):
@@ -187,7 +191,8 @@ class Reconciler:
         current = dict(body.get("status") or {})
         secret_name = credentials_secret(name)
         device_id, password, new_secret = await self._credentials(body, secret_name)
-        before = await self._groups_of(device_id)
+        # Memberships change with spec.groups and, for dynamic groups, with the labels.
+        memberships = await self.memberships.of_devices([device_id])
         try:
             await self._upsert_device(device_id, device_row(body), password, new_secret)
         except DeviceConflict as exc:
@@ -196,8 +201,7 @@ class Reconciler:
         if isinstance(config := body.spec.get("config"), dict):
             await self.configs.adopt("device", device_id, config)
         missing = await self._sync_groups(device_id, namespace, body.spec.get("groups") or [])
-        # Memberships change with spec.groups and, for dynamic groups, with the labels.
-        self.counts.changed(before ^ await self._groups_of(device_id))
+        await self.memberships.settle(memberships)
         wanted = {status.DEVICE_ID: str(device_id), status.CREDENTIALS_SECRET: secret_name}
         if missing:
             message = f"groups not found: {', '.join(missing)}"
@@ -274,13 +278,6 @@ class Reconciler:
             await self.store.groups.replace_of_device(device_id, sorted(wanted))
         return sorted(set(names) - found.keys())
 
-    async def _groups_of(self, device_id: int) -> set[int]:
-        """Every group the device is in (none before its row exists)."""
-        try:
-            return {g["group_id"] for g in await self.store.groups.of_device(device_id)}
-        except DeviceNotFound:
-            return set()
-
     async def device_deleted(self, body: kopf.Body, name: str, **_: Any) -> None:
         device_id = _device_id(body)
         if device_id is None:
@@ -338,7 +335,9 @@ class Reconciler:
                 group_id = existing["group_id"]
                 changes = {k: v for k, v in row.items() if existing.get(k) != v}
                 if changes:
+                    members = await self.memberships.of_group(group_id)
                     await self.store.groups.update(group_id, changes)
+                    await self.memberships.settle(members)
         except GroupConflict as exc:
             _set_status(patch, current, {}, synced=str(exc))
             raise kopf.PermanentError(str(exc)) from exc
@@ -360,7 +359,12 @@ class Reconciler:
     async def group_deleted(self, body: kopf.Body, name: str, namespace: str, **_: Any) -> None:
         existing = (await self.store.groups.by_resource(namespace, [name])).get(name)
         if existing is not None:
-            await self.store.groups.delete(existing["group_id"])
+            members = await self.memberships.of_group(existing["group_id"])
+            try:
+                await self.store.groups.delete(existing["group_id"])
+            except GroupNotFound:
+                return  # the REST API deleted the row meanwhile (and settled it)
+            await self.memberships.settle(members)
 
 
 def _device_id(body: kopf.Body) -> int | None:

@@ -12,7 +12,7 @@ change the ones made by hand only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import delete, false, func, insert, select, update
@@ -28,7 +28,7 @@ from edgefleet.controller.store.errors import (
     GroupNotFound,
     MembershipNotFound,
 )
-from edgefleet.controller.store.labels import log_membership, refresh_group
+from edgefleet.controller.store.labels import chunks, log_membership, refresh_group
 from edgefleet.controller.store.schema import device_group_members, device_groups
 from edgefleet.controller.store.scope import Scope
 
@@ -229,6 +229,20 @@ class GroupStore:
         async with self._db.read() as connection:
             await fetch_group(connection, group_id)
             return await _member_ids(connection, group_id)
+
+    async def memberships_of(self, device_ids: Sequence[int]) -> set[tuple[int, int]]:
+        """(device id, group id) of every membership of these devices, by hand or
+        matched; a device that does not exist has none."""
+        pairs: set[tuple[int, int]] = set()
+        async with self._db.read() as connection:
+            for part in chunks(device_ids):
+                rows = await connection.execute(
+                    select(device_group_members.c.device_id, device_group_members.c.group_id).where(
+                        device_group_members.c.device_id.in_(part)
+                    )
+                )
+                pairs |= {(row.device_id, row.group_id) for row in rows}
+        return pairs
 
     async def by_hand_ids(self, group_id: int) -> list[int]:
         """The members put there by hand (in Kubernetes mode: the Devices that name

@@ -47,6 +47,34 @@ async def test_stale_if_match_is_412_and_changes_nothing(api: ApiClient) -> None
     assert fresh.data["desired"] == {"a": 1, "b": 2}
     bad = await api.put(path, {"config": {}}, headers={"If-Match": "soon"})
     assert "If-Match" in bad.failure(400, "GENERAL_ERROR")
+    weak = await api.put(path, {"config": {"c": 3}}, headers={"if-match": 'W/"2"'})
+    assert weak.data["desired_version"] == 3  # header names are case-insensitive
+    assert (await api.get(path)).data["desired"] == {"c": 3}
+
+
+async def test_the_openapi_document_declares_if_match_on_every_conditional_write(
+    api: ApiClient,
+) -> None:
+    """A client generated from the document can send If-Match: it is a header
+    parameter of each configuration write, and of nothing else."""
+    document = (await api.get("/api/v1/openapi.json")).body
+    conditional = {}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for parameter in operation["parameters"]:
+                if parameter["in"] == "header":
+                    conditional[method.upper(), path] = parameter
+    assert set(conditional) == {
+        (method, f"/api/v1/{kind}/{{{kind[:-1]}_id}}/config")
+        for method in ("PUT", "PATCH")
+        for kind in ("devices", "groups")
+    }
+    for parameter in conditional.values():
+        assert parameter["name"] == "If-Match" and parameter["required"] is False
+        assert parameter["schema"]["type"] == "integer" and parameter["schema"]["minimum"] == 0
+        assert "412" in parameter["description"]
+    put = document["paths"]["/api/v1/devices/{device_id}/config"]["put"]
+    assert "412" in put["responses"]
 
 
 async def test_a_document_over_32_kib_is_refused(api: ApiClient) -> None:

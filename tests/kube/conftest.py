@@ -83,8 +83,10 @@ async def operator(
 async def api(
     kube: KubeClient, operator: Reconciler, sqlite_store: Store
 ) -> AsyncIterator[ApiClient]:
-    """The REST API in Kubernetes mode: writes go to the resources first."""
-    async with running_api(sqlite_store, "t", mirror=KubeMirror(kube, sqlite_store)) as client:
+    """The REST API in Kubernetes mode: writes go to the resources first, and the
+    operator's group counts hear of the memberships they change (as in serve)."""
+    mirror = KubeMirror(kube, sqlite_store, operator.counts)
+    async with running_api(sqlite_store, "t", mirror=mirror) as client:
         yield client
 
 

@@ -4,15 +4,18 @@ database and from the REST API into the resources."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import kmock
 
 from edgefleet.controller.kube.client import KubeClient
+from edgefleet.controller.kube.group_counts import GroupCounts
+from edgefleet.controller.kube.mirror import KubeMirror
 from edgefleet.controller.kube.operator import Reconciler
 from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES
 from edgefleet.controller.store import Store
-from tests.api_client import ApiClient
+from tests.api_client import ApiClient, running_api
 from tests.conftest import eventually
 from tests.kube.conftest import DEVICE, device_body, group_body, requests_to
 from tests.kube.test_operator import synced
@@ -118,3 +121,37 @@ async def _labels(store: Store, device_id: int) -> dict[str, str]:
 
 async def _device_count(kube: KubeClient, name: str) -> int | None:
     return ((await kube.get(DEVICE_GROUPS, name)).get("status") or {}).get("deviceCount")
+
+
+async def test_rest_writes_keep_the_device_count_of_the_dynamic_groups_a_device_moves_between(
+    kube: KubeClient, sqlite_store: Store
+) -> None:
+    """The REST API writes the resource, then the database: the operator, woken by
+    the resource, usually finds the database changed already and sees no member
+    come or go. So the REST side has the counts refreshed itself. No operator runs
+    here, so every count below was written on the REST API's word alone."""
+    counts = GroupCounts(sqlite_store, kube, pause=0.05)
+    counting = asyncio.create_task(counts.run())
+    mirror = KubeMirror(kube, sqlite_store, counts)
+    try:
+        async with running_api(sqlite_store, "t", mirror=mirror) as api:
+            edge = await api.create_group("edge", selector="tier=edge")
+            await api.create_group("core", selector="tier=core")
+            await api.register(name="cam-a", labels={"tier": "edge"})
+            cam_b = await api.register(name="cam-b", labels={"tier": "core"})
+            # Registered with its labels: in its group at once, and counted.
+            await eventually(lambda: _is(_device_count(kube, "edge"), 1))
+            await eventually(lambda: _is(_device_count(kube, "core"), 1))
+
+            path = f"/api/v1/devices/{cam_b['device_id']}"
+            moved = await api.patch(path, {"labels": {"tier": "edge"}})
+            assert moved.status == 200, moved.body
+            await eventually(lambda: _is(_device_count(kube, "edge"), 2))
+            await eventually(lambda: _is(_device_count(kube, "core"), 0))
+
+            # The group's selector edited over REST: the count follows too.
+            await api.patch(f"/api/v1/groups/{edge['group_id']}", {"selector": "tier=none"})
+            await eventually(lambda: _is(_device_count(kube, "edge"), 0))
+    finally:
+        counting.cancel()
+        await asyncio.gather(counting, return_exceptions=True)

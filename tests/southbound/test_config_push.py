@@ -154,3 +154,88 @@ async def test_a_version_1_device_is_reported_unsupported(fleet: Fleet) -> None:
     assert await nothing_comes(ws)
     assert (await config_of(fleet, device))["reported"] is None
     await ws.close()
+
+
+async def effective_of(fleet: Fleet, device: dict[str, Any]) -> dict[str, Any]:
+    answer = await fleet.api.get(config_path(device), params={"effective": "true"})
+    return answer.data
+
+
+async def test_joining_and_leaving_a_group_by_hand_sends_the_new_configuration(
+    fleet: Fleet,
+) -> None:
+    group = await fleet.api.create_group("cameras")
+    members = f"/api/v1/groups/{group['group_id']}/devices"
+    await fleet.api.put(f"/api/v1/groups/{group['group_id']}/config", {"config": {"fps": 15}})
+    device, outsider = await fleet.register(name="joining"), await fleet.register(name="outsider")
+    await fleet.api.put(config_path(device), {"config": {"exposure": 30}})
+    ws, other = await config_device(fleet, device), await config_device(fleet, outsider)
+    assert (await next_update(ws))["data"] == {"version": 1, "config": {"exposure": 30}}
+
+    added = await fleet.api.put(f"{members}/{device['device_id']}")
+    assert added.status in (200, 201, 204), added.body
+    joined = await next_update(ws)
+    assert joined["data"] == {"version": 2, "config": {"exposure": 30, "fps": 15}}
+    effective = await effective_of(fleet, device)
+    assert effective["desired_version"] == 2 and effective["groups"] == ["cameras"]
+
+    removed = await fleet.api.delete(f"{members}/{device['device_id']}")
+    assert removed.status == 200 and removed.data == {"member": False}, removed.body
+    left = await next_update(ws)
+    assert left["data"] == {"version": 3, "config": {"exposure": 30}}
+    assert (await effective_of(fleet, device))["desired_version"] == 3
+
+    # Through the device's own list of groups, and with the group deleted: the same.
+    await fleet.api.put(
+        f"/api/v1/devices/{device['device_id']}/groups", {"group_ids": [group["group_id"]]}
+    )
+    assert (await next_update(ws))["data"]["config"] == {"exposure": 30, "fps": 15}
+    await fleet.api.delete(f"/api/v1/groups/{group['group_id']}")
+    assert (await next_update(ws))["data"]["config"] == {"exposure": 30}
+
+    assert await nothing_comes(other)  # never in the group: never sent anything
+    changes = [e for e in await fleet.events(device) if e["event"] == "config_changed"]
+    assert [e["detail"].get("membership") for e in changes] == [
+        None, "joined", "left", "joined", "left",
+    ]  # fmt: skip
+    await ws.close()
+    await other.close()
+
+
+async def test_labels_and_selectors_moving_a_device_in_and_out_send_the_new_configuration(
+    fleet: Fleet,
+) -> None:
+    group = await fleet.api.create_group("edge", selector="tier=edge")
+    await fleet.api.put(
+        f"/api/v1/groups/{group['group_id']}/config", {"config": {"fps": 15, "upload": True}}
+    )
+    device = await fleet.register(labels={"tier": "core"})
+    ws = await config_device(fleet, device)
+    assert await nothing_comes(ws)  # no document reaches it yet: nothing to send
+
+    relabelled = await fleet.api.patch(
+        f"/api/v1/devices/{device['device_id']}", {"labels": {"tier": "edge"}}
+    )
+    assert relabelled.status == 200, relabelled.body
+    assert (await next_update(ws))["data"] == {
+        "version": 1, "config": {"fps": 15, "upload": True},
+    }  # fmt: skip
+
+    # The group's selector is edited so that it no longer matches: the keys go.
+    edited = await fleet.api.patch(
+        f"/api/v1/groups/{group['group_id']}", {"selector": "tier=edge,site=chengdu"}
+    )
+    assert edited.status == 200, edited.body
+    assert (await next_update(ws))["data"] == {"version": 2, "config": {}}
+
+    # A label change brings it back; another one takes it out again.
+    await fleet.api.patch(
+        f"/api/v1/devices/{device['device_id']}",
+        {"labels": {"tier": "edge", "site": "chengdu"}},
+    )
+    assert (await next_update(ws))["data"]["config"] == {"fps": 15, "upload": True}
+    await fleet.api.patch(f"/api/v1/devices/{device['device_id']}", {"labels": {"tier": "retired"}})
+    left = await next_update(ws)
+    assert left["data"] == {"version": 4, "config": {}}
+    assert (await effective_of(fleet, device))["desired_version"] == 4
+    await ws.close()

@@ -12,6 +12,7 @@ from websockets.asyncio.client import ClientConnection
 
 from edgefleet.agent import protocol
 from edgefleet.controller.store import Store
+from tests.api_client import Answer, ApiClient
 from tests.conftest import eventually
 from tests.southbound.conftest import PATIENT, Fleet, nothing_comes, recv_json, running_fleet
 
@@ -165,3 +166,76 @@ async def test_a_queued_command_waits_while_a_version_1_device_is_busy(fleet: Fl
     await answer(ws, after, None)
     await eventually(lambda: in_state(fleet, command_id, "succeeded"))
     await ws.close()
+
+
+async def queue_for_group(
+    api: ApiClient, group: dict[str, Any], order: str, ttl: float = 3600
+) -> Answer:
+    return await api.post(
+        f"/api/v1/groups/{group['group_id']}/commands",
+        {"order": order, "params": {"n": 2}, "queue": {"ttl": ttl}},
+    )
+
+
+async def test_a_command_queued_for_a_group_reaches_each_member_once_when_it_is_back(
+    fleet: Fleet,
+) -> None:
+    """Every member — matched by the selector or put there by hand — gets its own
+    queued command, delivered after its next login and never again."""
+    group = await fleet.api.create_group("site-a", selector="site=a")
+    matched = await fleet.register(labels={"site": "a"})
+    by_hand = await fleet.register()
+    outsider = await fleet.register(labels={"site": "b"})
+    await fleet.api.put(f"/api/v1/groups/{group['group_id']}/devices/{by_hand['device_id']}")
+
+    queued = await queue_for_group(fleet.api, group, "calibrate")
+    assert queued.status == 202, queued.body
+    results = {r["device_id"]: r for r in queued.data["results"]}
+    assert set(results) == {matched["device_id"], by_hand["device_id"]}
+    assert all(r["status"] == "queued" for r in results.values())
+    assert len({r["command_id"] for r in results.values()}) == 2
+    for device_id, result in results.items():
+        row = await command(fleet, result["command_id"])
+        assert row["state"] == "queued" and row["device_id"] == device_id and row["queued"]
+
+    for device in (matched, by_hand):
+        ws, _ = await fleet.login(device)
+        order = await next_order(ws)
+        assert order["Headers"]["order_type"] == "calibrate"
+        assert order["data"]["params"] == {"n": 2}
+        await answer(ws, order, {"device": device["device_id"]})
+        command_id = results[device["device_id"]]["command_id"]
+        done = await eventually(lambda c=command_id: in_state(fleet, c, "succeeded"))
+        assert done["result"]["data"] == {"device": device["device_id"]}
+        await ws.close()
+        again, _ = await fleet.login(device)
+        assert await nothing_comes(again)  # delivered once
+        await again.close()
+    ws, _ = await fleet.login(outsider)
+    assert await nothing_comes(ws)
+    assert (await fleet.api.get(commands_path(outsider))).data["items"] == []
+    await ws.close()
+
+
+async def test_a_user_limited_to_some_groups_queues_only_for_their_devices(
+    fleet: Fleet,
+) -> None:
+    mine = await fleet.api.create_group("mine")
+    theirs = await fleet.api.create_group("theirs")
+    own, foreign = await fleet.register(), await fleet.register()
+    await fleet.api.put(f"/api/v1/groups/{mine['group_id']}/devices/{own['device_id']}")
+    await fleet.api.put(f"/api/v1/groups/{theirs['group_id']}/devices/{foreign['device_id']}")
+    limited = await fleet.api.user("limited", [{"role": "operator", "group_id": mine["group_id"]}])
+
+    refused = await queue_for_group(limited, theirs, "reboot")
+    refused.failure(404, "GROUPOP_ERROR")
+    allowed = await queue_for_group(limited, mine, "reboot")
+    assert allowed.status == 202, allowed.body
+    assert [r["device_id"] for r in allowed.data["results"]] == [own["device_id"]]
+    assert (await fleet.api.get(commands_path(foreign))).data["items"] == []
+    history = (await fleet.api.get(commands_path(own))).data["items"]
+    assert [(c["order"], c["state"], c["actor"]) for c in history] == [
+        ("reboot", "queued", "limited")
+    ]
+    audit = (await fleet.api.get("/api/v1/audit?action=queue_group_command")).data["items"]
+    assert [a["result"] for a in audit] == ["success", "failure"]

@@ -97,10 +97,15 @@ async def serve_kmock(work: Path) -> None:
 
 
 def scrape(port: int) -> dict[str, float]:
+    """A replica's metrics; empty when it did not answer within 5 s (a replica busy
+    with a login storm is a figure of the run, not a reason to end it)."""
     from prometheus_client.parser import text_string_to_metric_families
 
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:  # timeouts included
+        return {}
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -125,9 +130,12 @@ async def load(
     logins = asyncio.create_task(storm(devices, False, started, started + args.max_seconds))
     samples: list[dict[str, Any]] = []
     converged_at = None
+    missed_scrapes = 0
     while time.time() - started < args.max_seconds:
         await asyncio.sleep(1)
-        scrapes = [await asyncio.to_thread(scrape, r["metrics_port"]) for r in replicas]
+        answered = [await asyncio.to_thread(scrape, r["metrics_port"]) for r in replicas]
+        scrapes = [s for s in answered if s]
+        missed_scrapes += len(answered) - len(scrapes)
         seen = kmock_stats(work)
         samples.append(
             {
@@ -160,6 +168,7 @@ async def load(
         "busiest_second": kmock_stats(work).get("busiest_second", 0),
         "shares_seen": sorted({share for s in samples for share in s["shares"]}),
         "peak_queue": max((sum(s["queues"]) for s in samples), default=0),
+        "missed_scrapes": missed_scrapes,
         "samples": samples,
     }
 

@@ -148,24 +148,37 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
 async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
-    except KNOWN as exc:
+    except Exception as exc:
+        if isinstance(exc, web.HTTPException) and exc.status < 400:
+            raise
+        if request.writer.output_size > 0:
+            # A streamed answer (an export) had begun: a second answer written now
+            # would land inside the first one's body. Raised on, it makes aiohttp
+            # end the connection without the final chunk, which is how the client
+            # learns that the stream broke off.
+            log.warning("streamed answer broken off", extra={
+                "request_id": request[REQUEST_ID], "error": type(exc).__name__})  # fmt: skip
+            raise
+        return _error_answer(request, exc)
+
+
+def _error_answer(request: web.Request, exc: Exception) -> web.Response:
+    if isinstance(exc, KNOWN):
         error = as_api_error(exc)
         if error.status == 503:
             log.warning(
                 "database unavailable",
                 extra={"request_id": request[REQUEST_ID], "error": str(exc)},
             )
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+    elif isinstance(exc, web.HTTPException):
         error_type = HTTP_ERROR_TYPES.get(exc.status, ErrorType.GENERAL_ERROR)
         error = ApiError(exc.status, error_type, exc.reason)
         if "Allow" in exc.headers:
             return web.json_response(
                 error.body(), status=error.status, headers={"Allow": exc.headers["Allow"]}
             )
-    except Exception:
-        log.exception("unhandled error", extra={"request_id": request[REQUEST_ID]})
+    else:
+        log.error("unhandled error", exc_info=exc, extra={"request_id": request[REQUEST_ID]})
         error = ApiError(
             500,
             ErrorType.INNER_ERROR,

@@ -237,16 +237,20 @@ async def export_devices(request: web.Request, query: ExportQuery) -> web.Stream
         }
     )
     pages = context(request).store.devices.pages(where, EXPORT_PAGE)
+    # The first page is read before the answer begins, so a database that is away
+    # gets the usual 503; one that goes away later breaks the stream off (envelope).
+    page = await anext(pages, None)
     await response.prepare(request)
     if query.format == "csv":
         await response.write(_csv_line(EXPORT_COLUMNS))
-    async for page in pages:
+    while page is not None:
         devices = [Device(**row).model_dump(mode="json") for row in page]
         if query.format == "csv":
             chunk = b"".join(_csv_line(_csv_cells(device)) for device in devices)
         else:
             chunk = b"".join(json.dumps(device).encode() + b"\n" for device in devices)
         await response.write(chunk)
+        page = await anext(pages, None)
     await response.write_eof()
     return response
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from edgefleet.controller.store import Store
@@ -103,3 +104,37 @@ async def test_sqlite_file_that_cannot_be_opened_answers_503_then_recovers(
             assert (await until_status(api, "/api/v1/devices", 200)).data["total"] == 0
     finally:
         await store.close()
+
+
+async def test_an_export_answers_503_when_the_database_is_away_and_breaks_off_when_it_goes(
+    api_behind_proxy: tuple[ApiClient, TcpProxy, Store],
+) -> None:
+    """Away before the export: the usual 503. Gone in the middle: the stream ends
+    without its last chunk, and no error answer is written into the file."""
+    api, proxy, _ = api_behind_proxy
+    # Long descriptions: the first page alone (1,000 devices, ~1.1 MB) is more than
+    # the sockets hold, so the server waits on its client before reading page two.
+    rows = ["name,hardware_sn,hardware_model,description"]
+    rows += [f"cam-{i},SN-{i:05},M,{'x' * 1000}" for i in range(2100)]
+    imported = await api.request(
+        "POST", "/api/v1/devices/import", data="\n".join(rows).encode(),
+        headers={"Content-Type": "text/csv"},
+    )  # fmt: skip
+    assert imported.data["registered"] == 2100
+
+    url = f"{api.base_url}/api/v1/devices/export"
+    headers = {"Authorization": f"Bearer {api.token}"}
+    async with api.session.get(url, headers=headers) as response:
+        assert response.status == 200
+        received = await response.content.readexactly(1024)
+        await proxy.stop()
+        with pytest.raises(aiohttp.ClientPayloadError):
+            while chunk := await response.content.read(65536):
+                received += chunk
+    assert received.count(b"\n") < 2100
+    assert b"DATABASE_ERROR" not in received and b"HTTP/1.1" not in received
+
+    async with asyncio.timeout(HANG):
+        down = await api.get("/api/v1/devices/export")
+    down.failure(503, "DATABASE_ERROR")
+    await proxy.start()

@@ -32,15 +32,16 @@ optimistic lock on the job row is why there is no lease and no kopf peering: at
 most one admission per job wins each instant whoever runs it, and a replica that
 dies leaves nothing to take over.
 
-``JobSettings.minute`` is the length of a rollout minute in seconds (60), so tests
-scale time down instead of sleeping through minutes.
+``JobSettings.tick`` and ``JobSettings.minute`` (``--job-tick``, ``--job-minute``
+in ``controller/settings.py``) are the scheduler's clock: the minute is the length
+of a rollout minute in seconds (60), so tests scale time down instead of sleeping
+through minutes.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -50,6 +51,7 @@ from edgefleet.controller.api.metrics import ApiMetrics
 from edgefleet.controller.commands import PERMISSION, BadCommand, CommandService
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
+from edgefleet.controller.settings import JobSettings
 from edgefleet.controller.store import DatabaseUnavailable, DeviceFilter, Store
 from edgefleet.controller.store.database import utcnow
 from edgefleet.controller.store.jobs import EXECUTION_STATES, OPEN, Admission, JobStateConflict
@@ -61,14 +63,6 @@ log = logging.getLogger("edgefleet.jobs")
 PAGE = 1000
 MAX_RATE = 1e9
 """Devices per minute at the most, however often the rate was raised."""
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    tick: float = 1.0
-    """Seconds between two passes of the scheduler."""
-    minute: float = 60.0
-    """Seconds a rollout minute lasts (``max_per_minute``); smaller in tests."""
 
 
 def current_rate(rollout: dict[str, Any], succeeded: int) -> float:

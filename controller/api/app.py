@@ -74,12 +74,13 @@ from edgefleet.controller.commands import CommandService
 from edgefleet.controller.configuration import ConfigService
 from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
-from edgefleet.controller.jobs import JobScheduler, JobService, JobSettings
+from edgefleet.controller.jobs import JobScheduler, JobService
 from edgefleet.controller.mirror import NoMirror, ResourceMirror
 from edgefleet.controller.settings import (
     ApiSettings,
     AuthSettings,
     DataSettings,
+    JobSettings,
     SouthboundSettings,
     StreamSettings,
 )

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from edgefleet.agent import protocol
-from edgefleet.controller.jobs import JobSettings
+from edgefleet.controller.settings import JobSettings
 from edgefleet.controller.store import Store
 from tests.conftest import eventually
 from tests.controller.test_api_stream import stream

@@ -48,7 +48,7 @@ from typing import Any
 from edgefleet.agent import protocol
 from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.api.metrics import ApiMetrics
-from edgefleet.controller.commands import PERMISSION, BadCommand, CommandService
+from edgefleet.controller.commands import PERMISSION, BadCommand, CommandService, misfit
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.settings import JobSettings
@@ -102,12 +102,26 @@ class JobService:
 
     async def create(self, caller: Caller, spec: dict[str, Any]) -> dict[str, Any]:
         """Resolve the target (frozen from now on) and write the job; raises
-        ``BadCommand``, ``GroupNotFound``, ``DeviceNotFound``, ``ArtifactNotFound``."""
+        ``BadCommand``, ``GroupNotFound``, ``DeviceNotFound``, ``ArtifactNotFound``.
+
+        An update's artifact built for other device types is never sent to a device
+        of another type: that device's execution is ``skipped`` at once, saying why
+        (it is not a failure of the rollout, so it does not count towards the abort
+        threshold). Devices named one by one that all misfit are a mistake in the
+        request, refused whole."""
         job_id = self._ids.next_id()
         async with self._audit.change(caller, "create_job", "job", job_id) as entry:
             scope = caller.principal.scope(PERMISSION)
-            device_ids = await self._targets(spec["target"], scope)
-            action = await self._action(spec["action"])
+            types = await self._targets(spec["target"], scope)
+            artifact, action = await self._action(spec["action"])
+            misfits = {
+                device_id: why
+                for device_id, device_type in types.items()
+                if artifact is not None and (why := misfit(artifact, device_type))
+            }
+            if misfits and len(misfits) == len(types) and "device_ids" in spec["target"]:
+                why = next(iter(misfits.values()))
+                raise BadCommand(f"body field 'target.device_ids': no device fits: {why}")
             job = {
                 "job_id": job_id,
                 "name": spec["name"],
@@ -120,10 +134,11 @@ class JobService:
                 "deadline": spec["deadline"],
                 "actor": caller.principal.name[:128],
             }
-            await self._store.jobs.create(job, device_ids, entry)
+            await self._store.jobs.create(job, list(types), entry, misfits)
         return await self._store.jobs.get(job_id)
 
-    async def _targets(self, target: dict[str, Any], scope: Any) -> list[int]:
+    async def _targets(self, target: dict[str, Any], scope: Any) -> dict[int, str | None]:
+        """The target's devices, each with its type."""
         if target.get("group_id") is not None:
             await self._store.groups.get(target["group_id"], scope)
             where = DeviceFilter(group_id=target["group_id"], scope=scope)
@@ -134,20 +149,25 @@ class JobService:
                 raise BadCommand(f"body field 'target.selector': {bad}") from None
             where = DeviceFilter(selector=selector, scope=scope)
         else:
-            ids = sorted(set(target["device_ids"]))
-            for device_id in ids:
-                await self._store.devices.get(device_id, scope)
-            return ids
-        found: list[int] = []
+            found = {}
+            for device_id in sorted(set(target["device_ids"])):
+                found[device_id] = (await self._store.devices.get(device_id, scope))["type"]
+            return found
+        pages: dict[int, str | None] = {}
         async for page in self._store.devices.pages(where, PAGE):
-            found.extend(row["device_id"] for row in page)
-        return found
+            pages.update((row["device_id"], row["type"]) for row in page)
+        return pages
 
-    async def _action(self, action: dict[str, Any]) -> dict[str, Any]:
-        """The command every device is sent: ``order`` and wire ``params``."""
+    async def _action(self, action: dict[str, Any]) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+        """(the update's artifact, the command every device is sent: ``order`` and
+        wire ``params``)."""
         if action.get("update") is not None:
-            _, params = await self._commands.wire_params(protocol.UPDATE, action["update"])
-            return {"order": protocol.UPDATE, "params": params, "update": action["update"]}
+            artifact, params = await self._commands.wire_params(protocol.UPDATE, action["update"])
+            return artifact, {
+                "order": protocol.UPDATE,
+                "params": params,
+                "update": action["update"],
+            }
         if action.get("command") is None:
             raise BadCommand(
                 "body field 'action': only 'command' and 'update' jobs are supported; "
@@ -155,7 +175,7 @@ class JobService:
             )
         command = action["command"]
         _, params = await self._commands.wire_params(command["order"], command["params"])
-        return {"order": command["order"], "params": params}
+        return None, {"order": command["order"], "params": params}
 
     async def pause(self, caller: Caller, job_id: int) -> dict[str, Any]:
         async with self._audit.change(caller, "pause_job", "job", job_id) as entry:

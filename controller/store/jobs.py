@@ -20,7 +20,7 @@ conditional UPDATE in the database, so the database alone says where a rollout i
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -119,20 +119,35 @@ class JobStore:
         self._db = db
 
     async def create(
-        self, job: dict[str, Any], device_ids: Sequence[int], audit: AuditEntry | None = None
+        self,
+        job: dict[str, Any],
+        device_ids: Sequence[int],
+        audit: AuditEntry | None = None,
+        skipped: Mapping[int, str] | None = None,
     ) -> None:
+        """Write the job and one execution per device: ``pending``, or ``skipped``
+        from the start for the devices of ``skipped`` (device id → why)."""
         now = utcnow()
+        skipped = skipped or {}
         row = {**job, "state": "running", "credit": 1.0, "credit_at": now, "created_at": now}
         row["rate"] = float(job["rollout"]["max_per_minute"])
+
+        def execution(device_id: int) -> dict[str, Any]:
+            why = skipped.get(device_id)
+            return {
+                "job_id": job["job_id"],
+                "device_id": device_id,
+                "state": "pending" if why is None else "skipped",
+                "attempts": 0,
+                "finished_at": None if why is None else now,
+                "result_message": why,
+            }
+
         async with self._db.begin() as connection:
             await connection.execute(jobs.insert(), [row])
             if device_ids:
                 await connection.execute(
-                    job_executions.insert(),
-                    [
-                        {"job_id": job["job_id"], "device_id": d, "state": "pending", "attempts": 0}
-                        for d in device_ids
-                    ],
+                    job_executions.insert(), [execution(d) for d in device_ids]
                 )
             await write_audit(connection, audit)
 

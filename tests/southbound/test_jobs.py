@@ -251,3 +251,48 @@ async def test_progress_is_on_the_live_stream(fleet: Fleet) -> None:
     assert event["event"] == "job.progress"
     assert event["data"]["device_id"] == device["device_id"]
     assert event["data"]["data"] == {"job_id": job_id, "state": "queued"}
+
+
+async def test_an_update_goes_only_to_devices_of_the_artifacts_types(fleet: Fleet) -> None:
+    """A camera build never reaches a gateway: the gateway's execution is skipped at
+    once, saying why, and does not count as a failure; naming only misfits is a 400."""
+    artifact = await fleet.api.upload_artifact("detector", "2.1.0", b"camera build", types="camera")
+    camera = await fleet.register(type="camera")
+    gateway = await fleet.register(type="gateway")
+    action = {"update": {"artifact_id": artifact["artifact_id"]}}
+    job_id = await start_job(fleet, [camera, gateway], action=action)
+    rows = {row["device_id"]: row for row in await executions(fleet, job_id)}
+    skipped = rows[gateway["device_id"]]
+    assert skipped["state"] == "skipped" and skipped["command_id"] is None
+    assert skipped["result_message"] == (
+        f"artifact {artifact['artifact_id']} is for device types camera, not gateway"
+    )
+    await until(fleet, job_id, counted("queued", 1))
+    history = await fleet.api.get(f"/api/v1/devices/{gateway['device_id']}/commands")
+    assert history.data["total"] == 0
+    ws, _ = await fleet.login(
+        camera,
+        device_id=camera["device_id"],
+        password=camera["password"],
+        extensions=["request_id", "update"],
+    )
+    order = await next_order(ws)
+    assert order["data"]["artifact"]["version"] == "2.1.0"
+    await ws.send(
+        protocol.command_result(
+            "success", "installed", {"version": "2.1.0"}, order["Headers"]["request_id"]
+        )
+    )
+    finished = await until(fleet, job_id, in_state("finished"))
+    assert (finished["counts"]["succeeded"], finished["counts"]["skipped"]) == (1, 1)
+    await ws.close()
+    refused = await fleet.api.post(
+        "/api/v1/jobs",
+        {
+            "name": "wrong-build",
+            "target": {"device_ids": [gateway["device_id"]]},
+            "action": action,
+            "rollout": {"max_per_minute": 1},
+        },
+    )
+    assert "no device fits: artifact" in refused.failure(400, "GENERAL_ERROR")

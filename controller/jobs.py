@@ -48,7 +48,7 @@ from typing import Any
 from edgefleet.agent import protocol
 from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.api.metrics import ApiMetrics
-from edgefleet.controller.commands import PERMISSION, BadCommand, CommandService, misfit
+from edgefleet.controller.commands import BadCommand, CommandService, misfit
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.settings import JobSettings
@@ -59,6 +59,11 @@ from edgefleet.controller.store.selectors import InvalidSelector, parse_selector
 from edgefleet.controller.writes import Auditor
 
 log = logging.getLogger("edgefleet.jobs")
+
+PERMISSION = "jobs:write"
+"""What starting, pausing, resuming and canceling a job need (ACCESS.md). Held on
+some groups only, it reaches the devices of those groups: a job's target is
+resolved within them, and a job that reaches other devices is not theirs."""
 
 PAGE = 1000
 MAX_RATE = 1e9
@@ -179,19 +184,21 @@ class JobService:
 
     async def pause(self, caller: Caller, job_id: int) -> dict[str, Any]:
         async with self._audit.change(caller, "pause_job", "job", job_id) as entry:
+            scope = caller.principal.scope(PERMISSION)
             return await self._store.jobs.change_state(
-                job_id, ("running",), "paused", "paused", entry
+                job_id, ("running",), "paused", "paused", entry, scope
             )
 
     async def resume(self, caller: Caller, job_id: int) -> dict[str, Any]:
         async with self._audit.change(caller, "resume_job", "job", job_id) as entry:
+            scope = caller.principal.scope(PERMISSION)
             return await self._store.jobs.change_state(
-                job_id, ("paused",), "running", "resumed", entry
+                job_id, ("paused",), "running", "resumed", entry, scope
             )
 
     async def cancel(self, caller: Caller, job_id: int) -> dict[str, Any]:
         async with self._audit.change(caller, "cancel_job", "job", job_id) as entry:
-            row = await self._store.jobs.get(job_id)
+            row = await self._store.jobs.get(job_id, caller.principal.scope(PERMISSION))
             if not await self._store.jobs.stop(job_id, "canceled", None, entry):
                 raise JobStateConflict(job_id, row["state"], "canceled")
         return await self._store.jobs.get(job_id)

@@ -11,7 +11,7 @@ from pydantic.json_schema import SkipJsonSchema
 
 from edgefleet.controller.api.context import caller, context, scope
 from edgefleet.controller.api.endpoints import endpoints
-from edgefleet.controller.api.errors import ApiError, ErrorType, bad_request
+from edgefleet.controller.api.errors import bad_request
 from edgefleet.controller.api.schemas import (
     IdIn,
     IdOut,
@@ -147,17 +147,6 @@ class Execution(BaseModel):
     result_message: str | None
 
 
-def _fleet_wide(request: web.Request, permission: str) -> None:
-    """A job spans groups and lists its devices: a caller holding the permission on
-    some groups only is refused, rather than shown other groups' devices."""
-    if scope(request) is not None:
-        raise ApiError(
-            403,
-            ErrorType.AUTH_ERROR,
-            f"jobs need {permission} on the whole installation, not on some groups",
-        )
-
-
 def _one_of(model: BaseModel, field: str) -> dict[str, Any]:
     given = {key: value for key, value in model.model_dump().items() if value is not None}
     if len(given) != 1:
@@ -172,10 +161,9 @@ def _one_of(model: BaseModel, field: str) -> dict[str, Any]:
     tag=TAG,
     status=201,
     errors=(404,),
-    permission="commands:send",
+    permission="jobs:write",
 )
 async def create_job(request: web.Request, body: JobCreate) -> Job:
-    _fleet_wide(request, "commands:send")
     spec = body.model_dump()
     spec["target"] = _one_of(body.target, "target")
     spec["action"] = _one_of(body.action, "action")
@@ -184,8 +172,7 @@ async def create_job(request: web.Request, body: JobCreate) -> Job:
 
 @endpoints.get("/jobs", summary="List jobs, newest first", tag=TAG, permission="devices:read")
 async def list_jobs(request: web.Request, query: PageQuery) -> Page[Job]:
-    _fleet_wide(request, "devices:read")
-    rows, total = await context(request).store.jobs.list(query.page, query.per_page)
+    rows, total = await context(request).store.jobs.list(query.page, query.per_page, scope(request))
     return Page[Job](
         items=[Job.of(row) for row in rows], page=query.page, per_page=query.per_page, total=total
     )
@@ -199,8 +186,7 @@ async def list_jobs(request: web.Request, query: PageQuery) -> Page[Job]:
     permission="devices:read",
 )
 async def get_job(request: web.Request, path: JobPath) -> Job:
-    _fleet_wide(request, "devices:read")
-    return Job.of(await context(request).store.jobs.get(path.job_id))
+    return Job.of(await context(request).store.jobs.get(path.job_id, scope(request)))
 
 
 @endpoints.get(
@@ -213,9 +199,8 @@ async def get_job(request: web.Request, path: JobPath) -> Job:
 async def list_job_devices(
     request: web.Request, path: JobPath, query: PageQuery
 ) -> Page[Execution]:
-    _fleet_wide(request, "devices:read")
     rows, total = await context(request).store.jobs.executions(
-        path.job_id, query.page, query.per_page
+        path.job_id, query.page, query.per_page, scope(request)
     )
     return Page[Execution].of(rows, total, query)
 
@@ -225,10 +210,9 @@ async def list_job_devices(
     summary="Pause a running job: no more devices are admitted",
     tag=TAG,
     errors=(404, 409),
-    permission="commands:send",
+    permission="jobs:write",
 )
 async def pause_job(request: web.Request, path: JobPath) -> Job:
-    _fleet_wide(request, "commands:send")
     return Job.of(await context(request).jobs.pause(caller(request), path.job_id))
 
 
@@ -237,10 +221,9 @@ async def pause_job(request: web.Request, path: JobPath) -> Job:
     summary="Resume a paused job at its rate",
     tag=TAG,
     errors=(404, 409),
-    permission="commands:send",
+    permission="jobs:write",
 )
 async def resume_job(request: web.Request, path: JobPath) -> Job:
-    _fleet_wide(request, "commands:send")
     return Job.of(await context(request).jobs.resume(caller(request), path.job_id))
 
 
@@ -249,8 +232,7 @@ async def resume_job(request: web.Request, path: JobPath) -> Job:
     summary="Cancel a job: its queued commands are canceled, nothing more is sent",
     tag=TAG,
     errors=(404, 409),
-    permission="commands:send",
+    permission="jobs:write",
 )
 async def cancel_job(request: web.Request, path: JobPath) -> Job:
-    _fleet_wide(request, "commands:send")
     return Job.of(await context(request).jobs.cancel(caller(request), path.job_id))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.audit import AuditEntry, write_audit
@@ -33,6 +33,7 @@ from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.errors import Conflict, NotFound
 from edgefleet.controller.store.pages import first_row, page_of
 from edgefleet.controller.store.schema import commands, device_events, job_executions, jobs
+from edgefleet.controller.store.scope import Scope, in_scope
 
 EXECUTION_STATES = (
     "pending",
@@ -91,8 +92,21 @@ class JobStateConflict(Conflict):
         self.state = state
 
 
-async def _job(connection: AsyncConnection, job_id: int) -> dict[str, Any]:
-    row = await first_row(connection, select(jobs).where(jobs.c.job_id == job_id))
+def _visible(scope: Scope) -> list[ColumnElement[bool]]:
+    """A caller limited to groups sees a job only while every device of it is one of
+    theirs: a job is a list of devices, and showing one that reaches others would
+    show those devices too. Outside, the job does not exist for them (404)."""
+    if scope is None:
+        return []
+    outside = select(job_executions.c.device_id).where(
+        job_executions.c.job_id == jobs.c.job_id,
+        ~in_scope(job_executions.c.device_id, scope),
+    )
+    return [~exists(outside)]
+
+
+async def _job(connection: AsyncConnection, job_id: int, scope: Scope = None) -> dict[str, Any]:
+    row = await first_row(connection, select(jobs).where(jobs.c.job_id == job_id, *_visible(scope)))
     if row is None:
         raise JobNotFound(job_id)
     return row
@@ -151,26 +165,29 @@ class JobStore:
                 )
             await write_audit(connection, audit)
 
-    async def get(self, job_id: int) -> dict[str, Any]:
-        """The job with ``counts``: how many of its executions are in each state."""
+    async def get(self, job_id: int, scope: Scope = None) -> dict[str, Any]:
+        """The job with ``counts``: how many of its executions are in each state;
+        ``JobNotFound`` when it reaches devices outside ``scope``."""
         async with self._db.read() as connection:
-            row = await _job(connection, job_id)
+            row = await _job(connection, job_id, scope)
             return {**row, "counts": await _counts(connection, job_id)}
 
-    async def list(self, page: int, per_page: int) -> tuple[list[dict[str, Any]], int]:
+    async def list(
+        self, page: int, per_page: int, scope: Scope = None
+    ) -> tuple[list[dict[str, Any]], int]:
         async with self._db.read() as connection:
             rows, total = await page_of(
-                connection, jobs, [], [jobs.c.job_id.desc()], page, per_page
+                connection, jobs, _visible(scope), [jobs.c.job_id.desc()], page, per_page
             )
             return [
                 {**row, "counts": await _counts(connection, row["job_id"])} for row in rows
             ], total
 
     async def executions(
-        self, job_id: int, page: int, per_page: int
+        self, job_id: int, page: int, per_page: int, scope: Scope = None
     ) -> tuple[list[dict[str, Any]], int]:
         async with self._db.read() as connection:
-            await _job(connection, job_id)
+            await _job(connection, job_id, scope)
             return await page_of(
                 connection,
                 job_executions,
@@ -196,10 +213,11 @@ class JobStore:
         state: str,
         wanted: str,
         audit: AuditEntry | None = None,
+        scope: Scope = None,
     ) -> dict[str, Any]:
         """Pause or resume: a conditional move from one of ``allowed``."""
         async with self._db.begin() as connection:
-            row = await _job(connection, job_id)
+            row = await _job(connection, job_id, scope)
             changed = await connection.execute(
                 update(jobs)
                 .where(jobs.c.job_id == job_id, jobs.c.state.in_(allowed))

@@ -227,20 +227,48 @@ async def test_a_bad_job_is_refused_saying_what_is_wrong(
     assert (await fleet.api.get("/api/v1/jobs")).data["total"] == 0
 
 
-async def test_a_caller_limited_to_groups_is_refused_jobs_which_span_groups(fleet: Fleet) -> None:
+async def test_jobs_need_jobs_write_and_a_caller_limited_to_groups_targets_its_devices(
+    fleet: Fleet,
+) -> None:
     group = await fleet.api.create_group("night-cams")
-    device = await fleet.register()
-    await fleet.api.put(f"/api/v1/groups/{group['group_id']}/devices/{device['device_id']}")
-    job_id = await start_job(fleet, [device])
+    site = {"site": "chengdu"}
+    ours, theirs = await fleet.register(labels=site), await fleet.register(labels=site)
+    await fleet.api.put(f"/api/v1/groups/{group['group_id']}/devices/{ours['device_id']}")
     limited = await fleet.api.user("limited", [{"role": "operator", "group_id": group["group_id"]}])
-    for answer in (
-        await limited.get("/api/v1/jobs"),
-        await limited.get(f"/api/v1/jobs/{job_id}/devices"),
-        await limited.post(f"/api/v1/jobs/{job_id}/cancel", {}),
-    ):
-        assert "on the whole installation" in answer.failure(403, "AUTH_ERROR")
+    viewer = await fleet.api.user("viewer", [{"role": "viewer"}])
+    body = {
+        "name": "exposure-night",
+        "action": {"command": {"order": "set_exposure", "params": {"value": 30}}},
+        "rollout": {"max_per_minute": 1},
+    }
+    refused = await viewer.post("/api/v1/jobs", {**body, "target": {"group_id": group["group_id"]}})
+    assert "jobs:write" in refused.failure(403, "AUTH_ERROR")
+    # Within its group: by group, by selector (resolved among its devices only).
+    by_group = await limited.post(
+        "/api/v1/jobs", {**body, "target": {"group_id": group["group_id"]}}
+    )
+    assert by_group.status == 201 and by_group.data["counts"]["pending"] == 1
+    everyone = await limited.post("/api/v1/jobs", {**body, "target": {"selector": "site=chengdu"}})
+    assert everyone.status == 201, everyone.body
+    assert sum(everyone.data["counts"].values()) == 1
+    outside = await limited.post(
+        "/api/v1/jobs", {**body, "target": {"device_ids": [ours["device_id"], theirs["device_id"]]}}
+    )
+    outside.failure(404, "DEVICEOP_ERROR")
+    # A job reaching another device is not theirs: not listed, not shown, not canceled.
+    admins = await start_job(fleet, [ours, theirs])
+    listed = (await limited.get("/api/v1/jobs")).data["items"]
+    assert {row["job_id"] for row in listed} == {by_group.data["job_id"], everyone.data["job_id"]}
+    (await limited.get(f"/api/v1/jobs/{admins}")).failure(404, "COMMAND_ERROR")
+    (await limited.get(f"/api/v1/jobs/{admins}/devices")).failure(404, "COMMAND_ERROR")
+    (await limited.post(f"/api/v1/jobs/{admins}/cancel", {})).failure(404, "COMMAND_ERROR")
+    (await limited.post(f"/api/v1/jobs/{admins}/pause", {})).failure(404, "COMMAND_ERROR")
+    assert (await viewer.get(f"/api/v1/jobs/{admins}")).data["state"] == "running"
+    canceled = await limited.post(f"/api/v1/jobs/{by_group.data['job_id']}/cancel", {})
+    assert canceled.data["state"] == "canceled"
     entries = (await fleet.api.get("/api/v1/audit?action=create_job")).data["items"]
-    assert [entry["target_id"] for entry in entries] == [job_id]
+    # Three created; the viewer's refusal and the one for a device outside, too.
+    assert sorted(entry["http_status"] for entry in entries) == [201, 201, 201, 403, 404]
 
 
 async def test_progress_is_on_the_live_stream(fleet: Fleet) -> None:

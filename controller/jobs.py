@@ -23,6 +23,15 @@ The scheduler (``JobScheduler``) runs in every controller process, every
    current rate: ``max_per_minute``, times ``increase_factor`` for every
    ``increase_after`` successes.
 
+A configuration job admits the same way but queues no command: each admitted
+device's document is then written through ``ConfigService.apply`` (the desired-
+configuration path: resource, database, push), and the version written is kept on
+its execution, which succeeds when the device reports that version (step 1 reads
+``device_configs`` instead of the command). A device admitted but not written — the
+scheduler stopped in between — is written at the next pass, unless its document
+was written since its admission and already is what the job makes it (then the
+write only is recorded): a restart sends nobody the configuration twice.
+
 All of it is state in the database, and an admission is one transaction (the
 command queued, the execution moved from ``pending``, the credit spent, only if
 the job's ``credit_at`` is still what this scheduler read): a controller restarted
@@ -49,10 +58,25 @@ from edgefleet.agent import protocol
 from edgefleet.controller.access.principal import Caller
 from edgefleet.controller.api.metrics import ApiMetrics
 from edgefleet.controller.commands import BadCommand, CommandService, misfit
+from edgefleet.controller.configuration import (
+    ConfigService,
+    ConfigUnsupported,
+    patching,
+    replacing,
+)
 from edgefleet.controller.device_link import DeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
 from edgefleet.controller.settings import JobSettings
-from edgefleet.controller.store import DatabaseUnavailable, DeviceFilter, Store
+from edgefleet.controller.store import (
+    DatabaseUnavailable,
+    DeviceConflict,
+    DeviceFilter,
+    DeviceNotFound,
+    DocumentTooBig,
+    Store,
+    VersionMismatch,
+)
+from edgefleet.controller.store.configs import Change
 from edgefleet.controller.store.database import utcnow
 from edgefleet.controller.store.jobs import EXECUTION_STATES, OPEN, Admission, JobStateConflict
 from edgefleet.controller.store.selectors import InvalidSelector, parse_selector
@@ -173,11 +197,13 @@ class JobService:
                 "params": params,
                 "update": action["update"],
             }
-        if action.get("command") is None:
-            raise BadCommand(
-                "body field 'action': only 'command' and 'update' jobs are supported; "
-                "configuration jobs are not implemented yet"
-            )
+        if action.get("configuration") is not None:
+            configuration = action["configuration"]
+            try:
+                document_change(configuration)({})
+            except DocumentTooBig as big:
+                raise BadCommand(f"body field 'action.configuration': {big}") from None
+            return None, {"configuration": configuration}
         command = action["command"]
         _, params = await self._commands.wire_params(command["order"], command["params"])
         return None, {"order": command["order"], "params": params}
@@ -204,6 +230,14 @@ class JobService:
         return await self._store.jobs.get(job_id)
 
 
+def document_change(configuration: dict[str, Any]) -> Change:
+    """A configuration job's change of each device's own document: ``config``
+    replaces it (as ``PUT …/config``), ``patch`` merges into it (as ``PATCH``)."""
+    if "config" in configuration:
+        return replacing(configuration["config"])
+    return patching(configuration["patch"])
+
+
 class JobScheduler:
     """Moves every open job on, one pass per tick (see the module's docstring)."""
 
@@ -213,6 +247,7 @@ class JobScheduler:
         link: DeviceLink,
         ids: SnowflakeGenerator,
         settings: JobSettings,
+        configs: ConfigService,
         metrics: ApiMetrics | None = None,
     ) -> None:
         self._store = store
@@ -220,6 +255,7 @@ class JobScheduler:
         self._link = link
         self._ids = ids
         self._settings = settings
+        self._configs = configs
 
     async def run(self) -> None:
         while True:
@@ -246,7 +282,14 @@ class JobScheduler:
         whether it aborted (1) or not (0)."""
         jobs = self._store.jobs
         job_id = job["job_id"]
-        counts = await jobs.sync(job_id, job["retries"])
+        configuration = job["action"].get("configuration")
+        if configuration is not None:
+            await self._write(job_id, configuration)
+            counts = await jobs.sync_configuration(
+                job_id, job["retries"], job["device_timeout"], job["deadline"]
+            )
+        else:
+            counts = await jobs.sync(job_id, job["retries"])
         reason = abort_reason(job["abort"], counts)
         if reason is not None:
             if await jobs.stop(job_id, "aborted", reason):
@@ -263,7 +306,30 @@ class JobScheduler:
             return counts, 0, 0
         if job["state"] != "running" or not counts["pending"]:
             return counts, 0, 0
-        return counts, await self._admit(job, counts, now), 0
+        admitted = await self._admit(job, counts, now)
+        if configuration is not None and admitted:
+            await self._write(job_id, configuration)
+        return counts, admitted, 0
+
+    async def _write(self, job_id: int, configuration: dict[str, Any]) -> None:
+        """Write the document of every admitted device of a configuration job that
+        has none written yet: those just admitted, and any whose scheduler stopped
+        between admitting and recording the write (``ConfigService.apply`` finds
+        those written already, and does not write them again)."""
+        change = document_change(configuration)
+        for device_id, admitted_at in await self._store.jobs.unwritten(job_id):
+            try:
+                version = await self._configs.apply(device_id, change, admitted_at)
+            except (VersionMismatch, DeviceConflict) as meanwhile:
+                # Written by someone else meanwhile: computed again at the next pass.
+                log.info(
+                    "configuration job write raced",
+                    extra={"job_id": job_id, "device_id": device_id, "error": str(meanwhile)},
+                )
+            except (ConfigUnsupported, DocumentTooBig, DeviceNotFound) as problem:
+                await self._store.jobs.write_failed(job_id, device_id, str(problem))
+            else:
+                await self._store.jobs.written(job_id, device_id, version)
 
     async def _admit(self, job: dict[str, Any], counts: dict[str, int], now: datetime) -> int:
         rate = current_rate(job["rollout"], counts["succeeded"])
@@ -289,7 +355,10 @@ class JobScheduler:
                 "actor": f"job {job['job_id']}"[:128],
             }
 
-        admitted = await self._store.jobs.admit(Admission(job, rate, credit, now, command))
+        new_command = None if "configuration" in action else command
+        admitted = await self._store.jobs.admit(Admission(job, rate, credit, now, new_command))
+        if new_command is None:
+            return len(admitted)
         for device_id in admitted:
             await self._link.deliver_queued(device_id)
         return len(admitted)

@@ -237,6 +237,7 @@ def create_app(
     mirror = mirror or NoMirror()
     file_store = file_store or LocalFileStore(DataSettings.files_dir)
     command_service = CommandService(store, link, command_timeout, auditor, ids)
+    config_service = ConfigService(store, link, auditor, mirror)
     metrics = metrics or ApiMetrics(store.stats.by_state)
     app[CONTEXT] = ApiContext(
         store=store,
@@ -245,9 +246,11 @@ def create_app(
         writes=FleetWrites(store, mirror, link, ids, rounds, auditor),
         imports=DeviceImport(store, mirror, ids, rounds, auditor),
         commands=command_service,
-        configs=ConfigService(store, link, auditor, mirror),
+        configs=config_service,
         jobs=JobService(store, command_service, auditor, ids),
-        scheduler=JobScheduler(store, link, ids, job_settings or JobSettings(), metrics),
+        scheduler=JobScheduler(
+            store, link, ids, job_settings or JobSettings(), config_service, metrics
+        ),
         files=file_store,
         artifacts=ArtifactWrites(store, file_store, ids, auditor, max_artifact_bytes),
         classify=classifications,

@@ -22,6 +22,7 @@ from edgefleet.controller.api.schemas import (
     ParamsModel,
     RequestModel,
 )
+from edgefleet.controller.store.selectors import SELECTOR_MAX, SELECTOR_PATTERN
 
 TAG = "jobs"
 JobState = Literal["running", "paused", "finished", "aborted", "canceled"]
@@ -38,9 +39,15 @@ class JobTarget(RequestModel):
     model_config = ONE_OF
 
     group_id: IdIn | SkipJsonSchema[None] = Field(None, description="Every member of this group.")
-    selector: Annotated[str, Field(max_length=1024)] | SkipJsonSchema[None] = Field(
-        None, description="Every device whose labels match this selector."
-    )
+    selector: (
+        Annotated[
+            str,
+            # The syntax in the document (what is sent is parsed when the job starts,
+            # so a mistake is named as the job's field).
+            Field(max_length=SELECTOR_MAX, json_schema_extra={"pattern": SELECTOR_PATTERN}),
+        ]
+        | SkipJsonSchema[None]
+    ) = Field(None, description="Every device whose labels match this selector.")
     device_ids: (
         Annotated[list[IdIn], Field(min_length=1, max_length=100_000)] | SkipJsonSchema[None]
     ) = Field(None, description="These devices.")
@@ -55,6 +62,17 @@ class JobUpdate(RequestModel):
     artifact_id: IdIn
 
 
+class JobConfiguration(RequestModel):
+    model_config = ONE_OF
+
+    config: dict[str, Any] | SkipJsonSchema[None] = Field(
+        None, description="Each device's new own document, replacing it (as `PUT …/config`)."
+    )
+    patch: dict[str, Any] | SkipJsonSchema[None] = Field(
+        None, description="A JSON merge patch of each device's own document (as `PATCH …/config`)."
+    )
+
+
 class JobAction(RequestModel):
     model_config = ONE_OF
 
@@ -63,6 +81,11 @@ class JobAction(RequestModel):
     )
     update: JobUpdate | SkipJsonSchema[None] = Field(
         None, description="The `update` command with an artifact."
+    )
+    configuration: JobConfiguration | SkipJsonSchema[None] = Field(
+        None,
+        description="A desired configuration written to each device (exactly one of "
+        "`config`, `patch`); a device succeeds when it reports the version written.",
     )
 
 
@@ -85,14 +108,15 @@ class JobCreate(RequestModel):
         description="Exactly one of `group_id`, `selector`, `device_ids`; resolved once, "
         "when the job is created (frozen: devices joining later are not part of it)."
     )
-    action: JobAction = Field(description="Exactly one of `command`, `update`.")
+    action: JobAction = Field(description="Exactly one of `command`, `update`, `configuration`.")
     rollout: Rollout
     abort: AbortRule | None = Field(None, description="When the job aborts itself.")
     device_timeout: float = Field(
         60.0,
         gt=0,
         le=300,
-        description="Seconds a device has to answer once it was sent the command.",
+        description="Seconds a device has to answer once it was sent the command (a "
+        "configuration: to report it once online after it was written).",
     )
     retries: int = Field(
         0, ge=0, le=10, strict=False, description="Attempts after a failure or timeout."
@@ -127,7 +151,12 @@ class Job(BaseModel):
     @classmethod
     def of(cls, row: dict[str, Any]) -> Job:
         action = row["action"]
-        shown = {"update": action["update"]} if "update" in action else {"command": action}
+        if "update" in action:
+            shown = {"update": action["update"]}
+        elif "configuration" in action:
+            shown = {"configuration": action["configuration"]}
+        else:
+            shown = {"command": action}
         target = {
             key: str(value) if key == "group_id" else value for key, value in row["target"].items()
         }
@@ -141,6 +170,9 @@ class Execution(BaseModel):
     state: ExecutionState
     attempts: int
     command_id: IdOut | None
+    config_version: int | None = Field(
+        description="A configuration job: the version written, which the device must report."
+    )
     queued_at: Instant | None
     finished_at: Instant | None
     result_status: str | None
@@ -167,6 +199,8 @@ async def create_job(request: web.Request, body: JobCreate) -> Job:
     spec = body.model_dump()
     spec["target"] = _one_of(body.target, "target")
     spec["action"] = _one_of(body.action, "action")
+    if body.action.configuration is not None:
+        spec["action"]["configuration"] = _one_of(body.action.configuration, "action.configuration")
     return Job.of(await context(request).jobs.create(caller(request), spec))
 
 

@@ -276,6 +276,26 @@ class FileReceived:
     bytes: int
 
 
+@dataclass(frozen=True)
+class ArtifactDownloadStarted:
+    """A device asked for an artifact it may download (``GET /files/{sha256}``);
+    ``resumed``: for a part of it (``Range``), after a broken download."""
+
+    device_id: int
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class ArtifactDownloadEnded:
+    """That download ended: ``completed`` (every byte asked for was sent),
+    ``broken`` (the connection went first) or ``refused`` (416: a range beyond the
+    file); ``bytes`` were sent either way."""
+
+    device_id: int
+    result: str
+    bytes: int
+
+
 E = TypeVar("E")
 
 

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from edgefleet.agent.protocol import CommandResult, ConfigReport, Record
+from edgefleet.agent.protocol import UPDATE, CommandResult, ConfigReport, Record
 from edgefleet.southbound.utilisation import Utilisation
 
 log = logging.getLogger("edgefleet.southbound.events")
@@ -193,12 +193,27 @@ class CommandSent:
     order: str
 
 
+VERSION_MAX = 64
+"""Longest ``business_version`` the devices table and a Device's status hold."""
+
+
 @dataclass(frozen=True)
 class CommandFinished:
     device_id: int
     order: str
     result: CommandResult
     seconds: float
+
+    def installed_version(self) -> str | None:
+        """The version a successful ``update`` reports (section 9: ``data.version``),
+        when it is one the devices table can hold; None for anything else."""
+        if self.order != UPDATE or self.result.status != "success":
+            return None
+        data = self.result.data
+        version = data.get("version") if isinstance(data, dict) else None
+        if isinstance(version, str) and 0 < len(version) <= VERSION_MAX and version.isprintable():
+            return version
+        return None
 
 
 @dataclass(frozen=True)

@@ -263,6 +263,11 @@ class JobScheduler:
                 await self.tick()
             except DatabaseUnavailable as outage:
                 log.warning("job scheduler waits for the database", extra={"error": str(outage)})
+            except Exception:
+                # Whatever else went wrong (a Kubernetes API refusing a configuration
+                # job's write, say) fails this pass, not the scheduler: the database
+                # says where every job is, so the next pass starts over from there.
+                log.exception("job scheduler pass failed")
             await asyncio.sleep(self._settings.tick)
 
     async def tick(self) -> None:

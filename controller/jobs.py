@@ -199,7 +199,7 @@ class JobService:
             }
         if action.get("configuration") is not None:
             configuration = action["configuration"]
-            try:
+            try:  # the document alone over the size limit: no device could take it
                 document_change(configuration)({})
             except DocumentTooBig as big:
                 raise BadCommand(f"body field 'action.configuration': {big}") from None

@@ -157,18 +157,22 @@ class Device:
                     self.rtts.append(time.perf_counter() - self.ping_sent)
                 self.ping_sent = None
             elif kind == "give_order":
-                await self.ws.send(
-                    json.dumps(
-                        {
-                            "type": "upload_instruction_result",
-                            "status": "success",
-                            "Headers": {"message": "successfully exec order."},
-                            "data": {},
-                        }
-                    )
-                )
+                await self.on_order(frame)
             else:
                 await self.on_frame(frame)
+
+    async def on_order(self, frame: dict[str, Any]) -> None:
+        """A command: a version-1 device runs it and says it succeeded."""
+        await self.ws.send(
+            json.dumps(
+                {
+                    "type": "upload_instruction_result",
+                    "status": "success",
+                    "Headers": {"message": "successfully exec order."},
+                    "data": {},
+                }
+            )
+        )
 
     async def on_frame(self, frame: dict[str, Any]) -> None:
         """Any other frame: what an extension device does with it (nothing here)."""

@@ -68,7 +68,7 @@ def _artifact_id(params: dict[str, Any]) -> int:
     return value
 
 
-def _misfit(artifact: dict[str, Any], device_type: str | None) -> str | None:
+def misfit(artifact: dict[str, Any], device_type: str | None) -> str | None:
     """Why the artifact is not for a device of this type, or None if it is."""
     types = artifact["types"]
     if not types or device_type is None or device_type in types:
@@ -121,7 +121,7 @@ class CommandService:
             try:
                 device = await self._store.devices.get(device_id, scope)
                 artifact, params = await self.wire_params(order, params)
-                if artifact is not None and (why := _misfit(artifact, device["type"])):
+                if artifact is not None and (why := misfit(artifact, device["type"])):
                     raise BadCommand(why, 409)
             except DatabaseUnavailable as outage:
                 if scope is not None or order == protocol.UPDATE:
@@ -195,7 +195,7 @@ class CommandService:
         ) as entry:
             device = await self._store.devices.get(device_id, caller.principal.scope(PERMISSION))
             artifact, params = await self.wire_params(order, params)
-            if artifact is not None and (why := _misfit(artifact, device["type"])):
+            if artifact is not None and (why := misfit(artifact, device["type"])):
                 raise BadCommand(why, 409)
             row = self._row(caller, command_id, device_id, order, params, seconds, "queued")
             row["expires_at"] = utcnow() + timedelta(seconds=ttl)
@@ -259,7 +259,7 @@ class CommandService:
         types = {row["device_id"]: row["type"] for row in rows}
 
         async def one(device_id: int, command_id: int) -> tuple[int, int, CommandResult]:
-            if artifact is not None and (why := _misfit(artifact, types[device_id])):
+            if artifact is not None and (why := misfit(artifact, types[device_id])):
                 result = CommandResult("fail", why)
                 await self._finish(command_id, result)
                 return device_id, command_id, result
@@ -299,7 +299,7 @@ class CommandService:
             expires_at = utcnow() + timedelta(seconds=ttl)
             commands, misfits = [], {}
             for row in rows:
-                why = _misfit(artifact, row["type"]) if artifact is not None else None
+                why = misfit(artifact, row["type"]) if artifact is not None else None
                 state = "sent" if why else "queued"
                 command = self._row(
                     caller, self._ids.next_id(), row["device_id"], order, params, seconds, state

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from edgefleet.controller.access.principal import Caller
@@ -26,7 +27,8 @@ from edgefleet.controller.store import (
     Store,
     VersionMismatch,
 )
-from edgefleet.controller.store.configs import Change, in_sync, merge_patch
+from edgefleet.controller.store.audit import AuditEntry
+from edgefleet.controller.store.configs import UNSUPPORTED, Change, in_sync, merge_patch
 
 if TYPE_CHECKING:  # writes imports this module (a membership change pushes configuration)
     from edgefleet.controller.writes import Auditor
@@ -37,6 +39,10 @@ PERMISSION = "config:write"
 MAX_DOCUMENT_BYTES = 32 * 1024
 Pairs = set[tuple[int, int]]
 """Memberships as (device id, group id)."""
+
+
+class ConfigUnsupported(Exception):
+    """The device cannot be sent a configuration (it did not list ``config``)."""
 
 
 def checked(change: Change) -> Change:
@@ -144,12 +150,43 @@ class ConfigService:
             scope = caller.principal.scope(PERMISSION)
             if scope is not None:
                 await self._store.devices.get(device_id, scope)
-            current = await self._store.configs.device(device_id)
-            new = self._mirrored_change(current["desired"], current["version"], change, if_match)
-            await self._mirror.config_changed("device", device_id, current["desired"], new)
-            await self._store.configs.set_device(device_id, lambda _: new, if_match, entry)
+            await self._write(device_id, change, if_match, entry)
         await self._changes.push([device_id])
         return await self.device(device_id, None)
+
+    async def apply(self, device_id: int, change: Change, since: datetime) -> int:
+        """A job's write of one device's document, by the same path as a REST write
+        (the resource first in Kubernetes mode, then the database, then the push),
+        made conditional on the version it was computed from as ``If-Match`` makes
+        a REST write: a change written by someone meanwhile is never overwritten
+        blindly (``VersionMismatch``: compute again from the new document). Returns
+        the effective version the device must report. Raises ``DocumentTooBig``,
+        ``DeviceNotFound``, and ``ConfigUnsupported`` for a version-1 device.
+
+        A document already written ``since`` the device was admitted, and which the
+        change leaves as it is, is not written again: the job's scheduler stopped
+        between writing it and recording so, and the device has it already."""
+        current = await self._store.configs.device(device_id)
+        if current["supported"] is False:
+            raise ConfigUnsupported(UNSUPPORTED)
+        updated = current["updated_at"]
+        if (
+            updated is not None
+            and updated >= since
+            and change(current["desired"]) == current["desired"]
+        ):
+            return int(current["effective_version"])
+        written = await self._write(device_id, change, current["version"])
+        await self._changes.push([device_id])
+        return int(written["effective_version"])
+
+    async def _write(
+        self, device_id: int, change: Change, if_match: int | None, entry: AuditEntry | None = None
+    ) -> dict[str, Any]:
+        current = await self._store.configs.device(device_id)
+        new = self._mirrored_change(current["desired"], current["version"], change, if_match)
+        await self._mirror.config_changed("device", device_id, current["desired"], new)
+        return await self._store.configs.set_device(device_id, lambda _: new, if_match, entry)
 
     @staticmethod
     def _mirrored_change(

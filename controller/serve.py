@@ -326,6 +326,7 @@ async def _api(
         max_artifact_bytes=settings.data.max_artifact_bytes,
         auth_settings=settings.auth,
         stream_settings=settings.stream,
+        job_settings=settings.jobs,
     )
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

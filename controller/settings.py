@@ -443,6 +443,24 @@ class DataSettings:
 
 
 @dataclass(frozen=True)
+class JobSettings:
+    """The rollout scheduler's clock (FLEET.md "Jobs"); tests shrink the minute
+    rather than sleep through real ones."""
+
+    tick: float = setting(
+        1.0,
+        "job-tick",
+        "Seconds between two passes of the job scheduler (admissions, timeouts, aborts).",
+    )
+    minute: float = setting(
+        60.0,
+        "job-minute",
+        "Seconds a rollout minute lasts: a job's max_per_minute admits that many devices "
+        "per this many seconds. Keep 60 outside tests.",
+    )
+
+
+@dataclass(frozen=True)
 class KubeSettings:
     namespace: str | None = setting(
         None,
@@ -511,6 +529,7 @@ class Settings:
     stream: StreamSettings = field(default_factory=StreamSettings)
     southbound: SouthboundSettings = field(default_factory=SouthboundSettings)
     data: DataSettings = field(default_factory=DataSettings)
+    jobs: JobSettings = field(default_factory=JobSettings)
     kube: KubeSettings = field(default_factory=KubeSettings)
     process: ProcessSettings = field(default_factory=ProcessSettings)
     log: LogSettings = field(default_factory=LogSettings)
@@ -610,6 +629,8 @@ def _check(settings: Settings) -> None:
         raise SettingsError("--analysis-concurrency must be at least 1")
     if settings.auth.jwt_key is not None and len(settings.auth.jwt_key) < 32:
         raise SettingsError("--jwt-key must be at least 32 characters")
+    if settings.jobs.tick <= 0 or settings.jobs.minute <= 0:
+        raise SettingsError("--job-tick and --job-minute must be more than 0")
     if settings.kube.status_budget <= 0:
         raise SettingsError("--kube-status-budget must be more than 0")
     southbound = settings.southbound

@@ -36,7 +36,12 @@ from edgefleet.controller.store.blobs import (
 from edgefleet.controller.store.downloads import send_file
 from edgefleet.southbound import railway
 from edgefleet.southbound.device_auth import DeviceAuth, Unauthorized
-from edgefleet.southbound.events import FileReceived, SessionEvents
+from edgefleet.southbound.events import (
+    ArtifactDownloadEnded,
+    ArtifactDownloadStarted,
+    FileReceived,
+    SessionEvents,
+)
 from edgefleet.southbound.ingest import Ingest
 
 log = logging.getLogger("edgefleet.southbound.http")
@@ -110,19 +115,32 @@ class DeviceHttp:
 
     async def get_file(self, request: web.Request) -> web.StreamResponse:
         sha256 = self._digest(request)
-        await self._authenticated(request, upload=False)
+        device_id = await self._authenticated(request, upload=False)
         try:
             row = await self._store.artifacts.downloadable(sha256)
         except StoreError:
             raise web.HTTPServiceUnavailable(text="server busy\n") from None
         if row is None:
             raise web.HTTPNotFound(text="no artifact has this digest\n")
+        resumed = request.headers.get("Range") is not None
+        self._events.publish(ArtifactDownloadStarted(device_id, resumed))
+        moved = [0]
+
+        def sent(size: int) -> None:
+            moved[0] += size
+
+        result = "broken"
         try:
-            return await send_file(request, self._files, row)
+            response = await send_file(request, self._files, row, sent)
+            result = "completed"
+            return response
         except RangeNotSatisfiable as exc:
+            result = "refused"
             raise web.HTTPRequestRangeNotSatisfiable(
                 text=f"{exc}\n", headers={"Content-Range": f"bytes */{row['size']}"}
             ) from None
+        finally:
+            self._events.publish(ArtifactDownloadEnded(device_id, result, moved[0]))
 
     async def put_file(self, request: web.Request) -> web.StreamResponse:
         sha256 = self._digest(request)

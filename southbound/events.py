@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from edgefleet.agent.protocol import CommandResult, ConfigReport, Record
+from edgefleet.agent.protocol import UPDATE, CommandResult, ConfigReport, Record
 from edgefleet.southbound.utilisation import Utilisation
 
 log = logging.getLogger("edgefleet.southbound.events")
@@ -193,12 +193,27 @@ class CommandSent:
     order: str
 
 
+VERSION_MAX = 64
+"""Longest ``business_version`` the devices table and a Device's status hold."""
+
+
 @dataclass(frozen=True)
 class CommandFinished:
     device_id: int
     order: str
     result: CommandResult
     seconds: float
+
+    def installed_version(self) -> str | None:
+        """The version a successful ``update`` reports (section 9: ``data.version``),
+        when it is one the devices table can hold; None for anything else."""
+        if self.order != UPDATE or self.result.status != "success":
+            return None
+        data = self.result.data
+        version = data.get("version") if isinstance(data, dict) else None
+        if isinstance(version, str) and 0 < len(version) <= VERSION_MAX and version.isprintable():
+            return version
+        return None
 
 
 @dataclass(frozen=True)
@@ -270,6 +285,26 @@ class DataIngested:
 class FileReceived:
     """A ``HEAD`` or ``PUT /files/{sha256}`` was answered: ``result`` is ``present``
     or ``missing`` (HEAD), ``stored``, ``exists``, ``mismatch``, ``too_big`` (PUT)."""
+
+    device_id: int
+    result: str
+    bytes: int
+
+
+@dataclass(frozen=True)
+class ArtifactDownloadStarted:
+    """A device asked for an artifact it may download (``GET /files/{sha256}``);
+    ``resumed``: for a part of it (``Range``), after a broken download."""
+
+    device_id: int
+    resumed: bool
+
+
+@dataclass(frozen=True)
+class ArtifactDownloadEnded:
+    """That download ended: ``completed`` (every byte asked for was sent),
+    ``broken`` (the connection went first) or ``refused`` (416: a range beyond the
+    file); ``bytes`` were sent either way."""
 
     device_id: int
     result: str

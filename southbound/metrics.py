@@ -28,8 +28,10 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from edgefleet.agent.protocol import BUILTIN_ORDERS
+from edgefleet.agent.protocol import BUILTIN_ORDERS, UPDATE
 from edgefleet.southbound.events import (
+    ArtifactDownloadEnded,
+    ArtifactDownloadStarted,
     CommandFinished,
     CommandNotSent,
     Connected,
@@ -137,6 +139,10 @@ class _SessionsByState(Collector):
         yield family
 
 
+INSTALL_RESULTS = {"success": "succeeded", "fail": "failed", "timeout": "timed_out"}
+"""The update command's answer -> the install result it counts as."""
+
+
 class SouthboundMetrics:
     def __init__(
         self, book: LiveStatusBook, per_device: bool, login_queue: Callable[[], int] = lambda: 0
@@ -215,6 +221,38 @@ class SouthboundMetrics:
             "Bytes of files not sent because the cloud had them.",
             registry=r,
         )
+        self.downloads_started = Counter(
+            "edgefleet_artifact_downloads_started",
+            "Artifact downloads asked for by devices, by kind: whole, or resumed (a "
+            "Range after a broken download).",
+            ["kind"],
+            registry=r,
+        )
+        self.downloads_ended = Counter(
+            "edgefleet_artifact_downloads_ended",
+            "Artifact downloads ended, by result: completed, broken (the connection "
+            "went first), refused (a range beyond the file).",
+            ["result"],
+            registry=r,
+        )
+        self.download_bytes = Counter(
+            "edgefleet_artifact_download_bytes",
+            "Bytes of artifacts sent to devices, broken downloads' included.",
+            registry=r,
+        )
+        self.installs = Counter(
+            "edgefleet_update_installs",
+            "Answers to the update command (software installs), by result: succeeded "
+            "(the new version runs), failed (download, checksum or installer), timed_out.",
+            ["result"],
+            registry=r,
+        )
+        for kind in ("whole", "resumed"):
+            self.downloads_started.labels(kind)
+        for result in ("completed", "broken", "refused"):
+            self.downloads_ended.labels(result)
+        for result in INSTALL_RESULTS.values():
+            self.installs.labels(result)
         # Every result at 0 from the start, so rates and dashboards have a series.
         for result in ("accepted", "duplicate", "rejected", "failed"):
             for transport in ("ws", "http"):
@@ -291,6 +329,15 @@ class SouthboundMetrics:
         events.on(PasswordChecked, self._password_checked)
         events.on(DataIngested, self._data)
         events.on(FileReceived, self._file)
+        events.on(
+            ArtifactDownloadStarted,
+            lambda e: self.downloads_started.labels("resumed" if e.resumed else "whole").inc(),
+        )
+        events.on(ArtifactDownloadEnded, self._download_ended)
+
+    def _download_ended(self, event: ArtifactDownloadEnded) -> None:
+        self.downloads_ended.labels(event.result).inc()
+        self.download_bytes.inc(event.bytes)
 
     def _data(self, event: DataIngested) -> None:
         for result, count in (
@@ -330,6 +377,8 @@ class SouthboundMetrics:
     def _command_finished(self, event: CommandFinished) -> None:
         self.commands.labels(_kind(event.order), event.result.status).inc()
         self.command_latency.observe(event.seconds)
+        if event.order == UPDATE and event.result.status in INSTALL_RESULTS:
+            self.installs.labels(INSTALL_RESULTS[event.result.status]).inc()
 
     async def render(self) -> bytes:
         """The exposition text: fleet metrics, then the devices of the live status."""

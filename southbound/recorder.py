@@ -19,7 +19,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from edgefleet.agent import protocol
 from edgefleet.controller.store import DatabaseUnavailable, Store
 from edgefleet.controller.store.sessions import SessionChange
 from edgefleet.southbound.events import (
@@ -38,8 +37,6 @@ from edgefleet.southbound.events import (
 log = logging.getLogger("edgefleet.southbound.recorder")
 
 BATCH = 2000
-VERSION_MAX = 64
-"""Longest ``business_version`` the devices table holds."""
 STATUS_EVENT_INTERVAL = 600.0
 
 
@@ -130,7 +127,7 @@ class Recorder:
         result = event.result
         detail = {"order": event.order, "status": result.status, "message": result.message}
         self._event(event.device_id, "command_result", detail)
-        version = _installed_version(event)
+        version = event.installed_version()
         if version is not None:
             self.submit(
                 SessionChange(
@@ -183,18 +180,6 @@ class Recorder:
             except Exception:
                 log.exception("could not record session changes", extra={"changes": len(batch)})
                 return
-
-
-def _installed_version(event: CommandFinished) -> str | None:
-    """The version a successful ``update`` reports (section 9: ``data.version``),
-    when it is one the devices table can hold."""
-    if event.order != protocol.UPDATE or event.result.status != "success":
-        return None
-    data = event.result.data
-    version = data.get("version") if isinstance(data, dict) else None
-    if isinstance(version, str) and 0 < len(version) <= VERSION_MAX and version.isprintable():
-        return version
-    return None
 
 
 def _status_detail(event: StatusReceived) -> dict[str, Any]:

@@ -53,6 +53,7 @@ from edgefleet.controller.kube import status
 from edgefleet.controller.kube.budget import StatusBudget
 from edgefleet.controller.kube.status import ResourceGone, StatusApi
 from edgefleet.southbound.events import (
+    CommandFinished,
     ConfigSynced,
     Left,
     LoggedIn,
@@ -121,6 +122,7 @@ class StatusWriter:
         events.on(Left, lambda e: self.disconnected(e.device_id, e.at))
         events.on(Released, self._released)
         events.on(ConfigSynced, self._config_synced)
+        events.on(CommandFinished, self._command_finished)
 
     def _logged_in(self, event: LoggedIn) -> None:
         device = event.device
@@ -147,6 +149,14 @@ class StatusWriter:
         behind every state change, like metrics."""
         if device := self._devices.get(event.device_id):
             device.wanted.update(status.config_sync(event.version, event.in_sync))
+            self._mark(event.device_id, METRICS)
+
+    def _command_finished(self, event: CommandFinished) -> None:
+        """An update installed: the version that runs now goes into the status, behind
+        the state changes like the configuration (a rollout finishes many at once)."""
+        version = event.installed_version()
+        if version is not None and (device := self._devices.get(event.device_id)):
+            device.wanted.update(status.software_installed(version, time.time()))
             self._mark(event.device_id, METRICS)
 
     def _released(self, event: Released) -> None:

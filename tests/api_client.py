@@ -15,9 +15,14 @@ from aiohttp import web
 from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.api.app import create_app
 from edgefleet.controller.device_link import DeviceLink
-from edgefleet.controller.jobs import JobSettings
 from edgefleet.controller.mirror import ResourceMirror
-from edgefleet.controller.settings import ApiSettings, AuthSettings, DataSettings, StreamSettings
+from edgefleet.controller.settings import (
+    ApiSettings,
+    AuthSettings,
+    DataSettings,
+    JobSettings,
+    StreamSettings,
+)
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 

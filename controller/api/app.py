@@ -74,13 +74,14 @@ from edgefleet.controller.commands import CommandService
 from edgefleet.controller.configuration import ConfigChanges, ConfigService
 from edgefleet.controller.device_link import DeviceLink, NoDeviceLink
 from edgefleet.controller.ids import SnowflakeGenerator
-from edgefleet.controller.jobs import JobScheduler, JobService, JobSettings
+from edgefleet.controller.jobs import JobScheduler, JobService
 from edgefleet.controller.membership_changes import MembershipChanges
 from edgefleet.controller.mirror import NoMirror, ResourceMirror
 from edgefleet.controller.settings import (
     ApiSettings,
     AuthSettings,
     DataSettings,
+    JobSettings,
     SouthboundSettings,
     StreamSettings,
 )
@@ -252,6 +253,7 @@ def create_app(
     regrouping = MembershipChanges(store, ConfigChanges(store, link), mirror.memberships_changed)
     file_store = file_store or LocalFileStore(DataSettings.files_dir)
     command_service = CommandService(store, link, command_timeout, auditor, ids)
+    config_service = ConfigService(store, link, auditor, mirror)
     metrics = metrics or ApiMetrics(store.stats.by_state)
     app[CONTEXT] = ApiContext(
         store=store,
@@ -260,9 +262,11 @@ def create_app(
         writes=FleetWrites(store, mirror, link, ids, rounds, auditor, regrouping),
         imports=DeviceImport(store, mirror, ids, rounds, auditor, regrouping),
         commands=command_service,
-        configs=ConfigService(store, link, auditor, mirror),
+        configs=config_service,
         jobs=JobService(store, command_service, auditor, ids),
-        scheduler=JobScheduler(store, link, ids, job_settings or JobSettings(), metrics),
+        scheduler=JobScheduler(
+            store, link, ids, job_settings or JobSettings(), config_service, metrics
+        ),
         files=file_store,
         artifacts=ArtifactWrites(store, file_store, ids, auditor, max_artifact_bytes),
         classify=classifications,

@@ -11,7 +11,7 @@ from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from edgefleet.controller.api.context import caller, context, scope
 from edgefleet.controller.api.endpoints import endpoints
-from edgefleet.controller.api.errors import ApiError, ErrorType, bad_request
+from edgefleet.controller.api.errors import bad_request
 from edgefleet.controller.api.schemas import (
     SELECTOR_SCHEMA,
     IdIn,
@@ -60,6 +60,17 @@ class JobUpdate(RequestModel):
     artifact_id: IdIn
 
 
+class JobConfiguration(RequestModel):
+    model_config = ONE_OF
+
+    config: dict[str, Any] | SkipJsonSchema[None] = Field(
+        None, description="Each device's new own document, replacing it (as `PUT …/config`)."
+    )
+    patch: dict[str, Any] | SkipJsonSchema[None] = Field(
+        None, description="A JSON merge patch of each device's own document (as `PATCH …/config`)."
+    )
+
+
 class JobAction(RequestModel):
     model_config = ONE_OF
 
@@ -68,6 +79,11 @@ class JobAction(RequestModel):
     )
     update: JobUpdate | SkipJsonSchema[None] = Field(
         None, description="The `update` command with an artifact."
+    )
+    configuration: JobConfiguration | SkipJsonSchema[None] = Field(
+        None,
+        description="A desired configuration written to each device (exactly one of "
+        "`config`, `patch`); a device succeeds when it reports the version written.",
     )
 
 
@@ -90,14 +106,15 @@ class JobCreate(RequestModel):
         description="Exactly one of `group_id`, `selector`, `device_ids`; resolved once, "
         "when the job is created (frozen: devices joining later are not part of it)."
     )
-    action: JobAction = Field(description="Exactly one of `command`, `update`.")
+    action: JobAction = Field(description="Exactly one of `command`, `update`, `configuration`.")
     rollout: Rollout
     abort: AbortRule | None = Field(None, description="When the job aborts itself.")
     device_timeout: float = Field(
         60.0,
         gt=0,
         le=300,
-        description="Seconds a device has to answer once it was sent the command.",
+        description="Seconds a device has to answer once it was sent the command (a "
+        "configuration: to report it once online after it was written).",
     )
     retries: int = Field(
         0, ge=0, le=10, strict=False, description="Attempts after a failure or timeout."
@@ -132,7 +149,12 @@ class Job(BaseModel):
     @classmethod
     def of(cls, row: dict[str, Any]) -> Job:
         action = row["action"]
-        shown = {"update": action["update"]} if "update" in action else {"command": action}
+        if "update" in action:
+            shown = {"update": action["update"]}
+        elif "configuration" in action:
+            shown = {"configuration": action["configuration"]}
+        else:
+            shown = {"command": action}
         target = {
             key: str(value) if key == "group_id" else value for key, value in row["target"].items()
         }
@@ -146,21 +168,13 @@ class Execution(BaseModel):
     state: ExecutionState
     attempts: int
     command_id: IdOut | None
+    config_version: int | None = Field(
+        description="A configuration job: the version written, which the device must report."
+    )
     queued_at: Instant | None
     finished_at: Instant | None
     result_status: str | None
     result_message: str | None
-
-
-def _fleet_wide(request: web.Request, permission: str) -> None:
-    """A job spans groups and lists its devices: a caller holding the permission on
-    some groups only is refused, rather than shown other groups' devices."""
-    if scope(request) is not None:
-        raise ApiError(
-            403,
-            ErrorType.AUTH_ERROR,
-            f"jobs need {permission} on the whole installation, not on some groups",
-        )
 
 
 def _one_of(model: BaseModel, field: str) -> dict[str, Any]:
@@ -177,20 +191,20 @@ def _one_of(model: BaseModel, field: str) -> dict[str, Any]:
     tag=TAG,
     status=201,
     errors=(404,),
-    permission="commands:send",
+    permission="jobs:write",
 )
 async def create_job(request: web.Request, body: JobCreate) -> Job:
-    _fleet_wide(request, "commands:send")
     spec = body.model_dump()
     spec["target"] = _one_of(body.target, "target")
     spec["action"] = _one_of(body.action, "action")
+    if body.action.configuration is not None:
+        spec["action"]["configuration"] = _one_of(body.action.configuration, "action.configuration")
     return Job.of(await context(request).jobs.create(caller(request), spec))
 
 
 @endpoints.get("/jobs", summary="List jobs, newest first", tag=TAG, permission="devices:read")
 async def list_jobs(request: web.Request, query: PageQuery) -> Page[Job]:
-    _fleet_wide(request, "devices:read")
-    rows, total = await context(request).store.jobs.list(query.page, query.per_page)
+    rows, total = await context(request).store.jobs.list(query.page, query.per_page, scope(request))
     return Page[Job](
         items=[Job.of(row) for row in rows], page=query.page, per_page=query.per_page, total=total
     )
@@ -204,8 +218,7 @@ async def list_jobs(request: web.Request, query: PageQuery) -> Page[Job]:
     permission="devices:read",
 )
 async def get_job(request: web.Request, path: JobPath) -> Job:
-    _fleet_wide(request, "devices:read")
-    return Job.of(await context(request).store.jobs.get(path.job_id))
+    return Job.of(await context(request).store.jobs.get(path.job_id, scope(request)))
 
 
 @endpoints.get(
@@ -218,9 +231,8 @@ async def get_job(request: web.Request, path: JobPath) -> Job:
 async def list_job_devices(
     request: web.Request, path: JobPath, query: PageQuery
 ) -> Page[Execution]:
-    _fleet_wide(request, "devices:read")
     rows, total = await context(request).store.jobs.executions(
-        path.job_id, query.page, query.per_page
+        path.job_id, query.page, query.per_page, scope(request)
     )
     return Page[Execution].of(rows, total, query)
 
@@ -230,10 +242,9 @@ async def list_job_devices(
     summary="Pause a running job: no more devices are admitted",
     tag=TAG,
     errors=(404, 409),
-    permission="commands:send",
+    permission="jobs:write",
 )
 async def pause_job(request: web.Request, path: JobPath) -> Job:
-    _fleet_wide(request, "commands:send")
     return Job.of(await context(request).jobs.pause(caller(request), path.job_id))
 
 
@@ -242,10 +253,9 @@ async def pause_job(request: web.Request, path: JobPath) -> Job:
     summary="Resume a paused job at its rate",
     tag=TAG,
     errors=(404, 409),
-    permission="commands:send",
+    permission="jobs:write",
 )
 async def resume_job(request: web.Request, path: JobPath) -> Job:
-    _fleet_wide(request, "commands:send")
     return Job.of(await context(request).jobs.resume(caller(request), path.job_id))
 
 
@@ -254,8 +264,7 @@ async def resume_job(request: web.Request, path: JobPath) -> Job:
     summary="Cancel a job: its queued commands are canceled, nothing more is sent",
     tag=TAG,
     errors=(404, 409),
-    permission="commands:send",
+    permission="jobs:write",
 )
 async def cancel_job(request: web.Request, path: JobPath) -> Job:
-    _fleet_wide(request, "commands:send")
     return Job.of(await context(request).jobs.cancel(caller(request), path.job_id))

@@ -152,6 +152,13 @@ DEVICE_SCHEMA: dict[str, Any] = {
                     "description": "Whether the device runs its desired configuration; "
                     "null: it cannot take one (a version-1 device).",
                 },
+                "businessVersion": _text(
+                    VERSION_MAX,
+                    1,
+                    description="The business software version the device runs, as it "
+                    "answered its last update (spec.software is what its owner declared).",
+                ),
+                "businessUpdatedAt": _instant(),
                 "conditions": CONDITIONS,
             },
         },

@@ -8,8 +8,10 @@ write JSON merge-patches, so neither overwrites the other's:
   and ``deviceCount`` (``controller.kube.group_counts``);
 - the session side — the southbound's status writer, and the controller's resync
   and lost-instance release for what a southbound could not write: ``state``,
-  ``lastSeen``, ``connectedSince``, ``sessionPod`` and the ``metrics`` summary —
-  ``online``, ``changed_state``, ``offline``, ``metrics_summary``.
+  ``lastSeen``, ``connectedSince``, ``sessionPod``, the ``metrics`` summary, the
+  configuration it reported and the business software version an update installed
+  — ``online``, ``changed_state``, ``offline``, ``metrics_summary``,
+  ``config_sync``, ``software_installed``.
 
 An offline status never names a session: ``offline`` always clears
 ``connectedSince`` and ``sessionPod``, whoever writes it.
@@ -36,6 +38,8 @@ CREDENTIALS_SECRET = "credentialsSecret"
 CONDITIONS = "conditions"
 CONFIG_VERSION = "configVersion"
 CONFIG_IN_SYNC = "configInSync"
+BUSINESS_VERSION = "businessVersion"
+BUSINESS_UPDATED_AT = "businessUpdatedAt"
 
 CLAIMS_SESSION = ("online", "unknown")
 """States that say some southbound holds the device's session."""
@@ -99,6 +103,12 @@ def metrics_summary(
 def config_sync(version: int | None, in_sync: bool | None) -> dict[str, Any]:
     """The configuration fields of a Device's status, from its last report."""
     return {CONFIG_VERSION: version, CONFIG_IN_SYNC: in_sync}
+
+
+def software_installed(version: str, at: float) -> dict[str, Any]:
+    """The business software version a device answered an ``update`` with, and when:
+    what runs now, while ``spec.software`` stays what its owner declared."""
+    return {BUSINESS_VERSION: version, BUSINESS_UPDATED_AT: instant(at)}
 
 
 def claims_session(status: dict[str, Any]) -> bool:

@@ -10,6 +10,7 @@ nothing else of each other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -18,10 +19,15 @@ from edgefleet.controller.store.blobs import FileStore, byte_range
 
 
 async def send_file(
-    request: web.Request, files: FileStore, row: dict[str, Any]
+    request: web.Request,
+    files: FileStore,
+    row: dict[str, Any],
+    sent: Callable[[int], None] = lambda _: None,
 ) -> web.StreamResponse:
     """Answer ``request`` with the file of index row ``row`` (``sha256``, ``size``,
-    ``content_type``); raises ``blobs.RangeNotSatisfiable`` before anything is sent."""
+    ``content_type``); raises ``blobs.RangeNotSatisfiable`` before anything is sent.
+    ``sent`` is told the size of each chunk written (what a download cut in the
+    middle did move, too)."""
     sha256, size = row["sha256"], row["size"]
     etag = f'"{sha256}"'
     headers = {
@@ -44,5 +50,6 @@ async def send_file(
     if size:
         async for chunk in files.read(sha256, start, end):
             await response.write(chunk)
+            sent(len(chunk))
     await response.write_eof()
     return response

@@ -546,6 +546,11 @@ job_executions = Table(
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False),
     Column("command_id", BigInteger),
+    # A configuration job's execution: the configuration version it wrote (the
+    # device succeeds by reporting it) and when the device was first seen online to
+    # take it (its timeout counts from then).
+    Column("config_version", Integer),
+    Column("started_at", Timestamp),
     Column("queued_at", Timestamp),
     Column("finished_at", Timestamp),
     Column("result_status", String(16)),

@@ -44,7 +44,8 @@ WITHOUT_PATH_IDS = {
     "list_artifacts": "tests/controller/test_api_artifacts.py",
     "get_artifact": "tests/controller/test_api_artifacts.py",
     "delete_artifact": "tests/controller/test_api_artifacts.py",
-    # Jobs span groups: a group-limited caller is refused every one of their routes.
+    # A job lists its devices: a group-limited caller targets, sees and changes only
+    # the jobs whose devices are all its own.
     "create_job": "tests/southbound/test_jobs.py",
     "list_jobs": "tests/southbound/test_jobs.py",
     "get_job": "tests/southbound/test_jobs.py",

@@ -41,6 +41,7 @@ def test_flags_win_over_environment_which_wins_over_defaults() -> None:
         ({"EDGEFLEET_PER_DEVICE_METRICS": "maybe"}, "expected true or false; got 'maybe'"),
         ({"EDGEFLEET_KUBE_STATUS_BUDGET": "0"}, "kube-status-budget must be more than 0"),
         ({"EDGEFLEET_INSTANCE_BEAT_INTERVAL": "60"}, "instance-beat-interval must be"),
+        ({"EDGEFLEET_JOB_MINUTE": "0"}, "job-minute must be more than 0"),
         ({"EDGEFLEET_KUBE_STATUS_RATE": "20"}, "replaced by EDGEFLEET_KUBE_STATUS_BUDGET"),
     ],
 )
@@ -111,4 +112,5 @@ def test_the_chart_passes_every_setting_its_default_unless_it_says_why() -> None
                 converted = settings._convert(info.flag, value, info)
                 assert converted == info.default, (doc["metadata"]["name"], info.flag, value)
     assert {"kube-status-budget", "kube-metrics-interval", "per-device-metrics",
-            "bcrypt-rounds", "log-level", "ws-port", "metrics-port"} <= seen  # fmt: skip
+            "bcrypt-rounds", "log-level", "ws-port", "metrics-port", "job-tick",
+            "job-minute"} <= seen  # fmt: skip

@@ -755,6 +755,16 @@ def test_one_status_write_budget_reaches_both_deployments() -> None:
         rendered("--set", DB, "--set", "kube.statusWritesPerSecond=0")
 
 
+def test_the_job_schedulers_clock_reaches_the_controller() -> None:
+    """The scheduler's tick and minute are the controller's settings: a value given
+    to the chart is what the controller runs with; nonsense is refused."""
+    env = env_of(rendered("--set", DB, "--set", "controller.jobs.tick=2"), "controller")
+    assert (env["EDGEFLEET_JOB_TICK"], env["EDGEFLEET_JOB_MINUTE"]) == ("2", "60")
+    assert "EDGEFLEET_JOB_TICK" not in env_of(rendered("--set", DB), "southbound")
+    with pytest.raises(RuntimeError, match="values don't meet the specifications"):
+        rendered("--set", DB, "--set", "controller.jobs.minute=0")
+
+
 def test_the_device_service_takes_its_type_and_annotations() -> None:
     """An SLB on ACK is a LoadBalancer Service with Alibaba Cloud's annotations; by
     default the devices' Service stays inside the cluster."""

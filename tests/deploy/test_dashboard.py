@@ -59,6 +59,10 @@ FAMILIES: dict[str, Family] = {
     "edgefleet_files_deduplicated_total": family("counter", set(), SOUTHBOUND),
     "edgefleet_deduplicated_bytes_total": family("counter", set(), SOUTHBOUND),
     "edgefleet_status_writes_deferred_total": family("counter", {"priority"}, SOUTHBOUND),
+    "edgefleet_artifact_downloads_started_total": family("counter", {"kind"}, SOUTHBOUND),
+    "edgefleet_artifact_downloads_ended_total": family("counter", {"result"}, SOUTHBOUND),
+    "edgefleet_artifact_download_bytes_total": family("counter", set(), SOUTHBOUND),
+    "edgefleet_update_installs_total": family("counter", {"result"}, SOUTHBOUND),
     "edgefleet_instance_last_beat_timestamp_seconds": family("gauge", set(), SOUTHBOUND),
     # the share of the status-write budget: each southbound, and the controller's resync
     "edgefleet_status_write_share": family("gauge", set(), *BOTH),
@@ -159,7 +163,8 @@ def test_every_query_names_a_family_of_the_list_and_only_its_labels() -> None:
                    "edgefleet_device_cpu_percent", "process_cpu_seconds_total",
                    "edgefleet_records_total", "edgefleet_ingest_bytes_total",
                    "edgefleet_files_deduplicated_total", "edgefleet_analysis_backlog",
-                   "edgefleet_analysis_results_total"):  # fmt: skip
+                   "edgefleet_analysis_results_total", "edgefleet_update_installs_total",
+                   "edgefleet_artifact_download_bytes_total"):  # fmt: skip
         assert family in used, family
 
 

@@ -18,6 +18,7 @@ from edgefleet.controller.kube.client import KubeClient, KubeStatusApi
 from edgefleet.controller.kube.mirror import KubeMirror
 from edgefleet.controller.kube.operator import Reconciler
 from edgefleet.controller.kube.resources import DEVICE_GROUPS, DEVICES
+from edgefleet.controller.settings import JobSettings
 from edgefleet.controller.store import Store
 from edgefleet.southbound.server import KubeStatus, Southbound
 from tests.agent.conftest import SOUTHBOUND
@@ -26,6 +27,8 @@ from tests.conftest import eventually
 from tests.kube.conftest import DEVICE, NAMESPACE, device_body, group_body
 from tests.kube.test_operator import synced
 from tests.kube.test_processes import seed_device
+
+JOBS = JobSettings(tick=0.02, minute=0.2)
 
 
 @pytest.fixture
@@ -102,3 +105,37 @@ async def test_a_devices_report_shows_in_its_status(
             assert status["configVersion"] == 1
     finally:
         await southbound.stop()
+
+
+async def test_a_configuration_job_writes_each_devices_spec_config(
+    kube: KubeClient, operator: Reconciler, sqlite_store: Store
+) -> None:
+    """A job takes the same path as a REST write: the Device's spec.config first, so
+    the operator never takes the old document back from the resource."""
+    mirror = KubeMirror(kube, sqlite_store)
+    async with running_api(sqlite_store, "t", mirror=mirror, jobs=JOBS) as api:
+        device = (await api.post("/api/v1/devices", {"name": "cam-7", "hardware_sn": "SN7",
+                                                     "hardware_model": "M"})).data  # fmt: skip
+        await synced(kube, device["k8s_name"])
+        path = f"/api/v1/devices/{device['device_id']}/config"
+        await api.put(path, {"config": {"mode": "night"}})
+        job = await api.post(
+            "/api/v1/jobs",
+            {
+                "name": "exposure",
+                "target": {"device_ids": [device["device_id"]]},
+                "action": {"configuration": {"patch": {"exposure": 30}}},
+                "rollout": {"max_per_minute": 600},
+            },
+        )
+        assert job.status == 201, job.body
+
+        async def written() -> dict[str, Any] | None:
+            [row] = (await api.get(f"/api/v1/jobs/{job.data['job_id']}/devices")).data["items"]
+            return row if row["config_version"] is not None else None
+
+        row = await eventually(written)
+        assert row["config_version"] == 2 and row["state"] == "queued"  # the device is away
+        body = await kube.get(DEVICES, device["k8s_name"])
+        assert body["spec"]["config"] == {"mode": "night", "exposure": 30}
+        assert (await api.get(path)).data["desired"] == {"mode": "night", "exposure": 30}

@@ -16,9 +16,8 @@ import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
-from edgefleet.controller.jobs import JobSettings
 from edgefleet.controller.serve import InProcessLink
-from edgefleet.controller.settings import SouthboundSettings, StreamSettings
+from edgefleet.controller.settings import JobSettings, SouthboundSettings, StreamSettings
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.blobs import FileStore, LocalFileStore
 from edgefleet.southbound.server import Southbound

@@ -15,7 +15,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from edgefleet.agent import protocol
-from edgefleet.controller.jobs import JobSettings
+from edgefleet.controller.settings import JobSettings
 from edgefleet.controller.store import Store
 from tests.conftest import eventually
 from tests.controller.test_api_stream import stream
@@ -227,20 +227,48 @@ async def test_a_bad_job_is_refused_saying_what_is_wrong(
     assert (await fleet.api.get("/api/v1/jobs")).data["total"] == 0
 
 
-async def test_a_caller_limited_to_groups_is_refused_jobs_which_span_groups(fleet: Fleet) -> None:
+async def test_jobs_need_jobs_write_and_a_caller_limited_to_groups_targets_its_devices(
+    fleet: Fleet,
+) -> None:
     group = await fleet.api.create_group("night-cams")
-    device = await fleet.register()
-    await fleet.api.put(f"/api/v1/groups/{group['group_id']}/devices/{device['device_id']}")
-    job_id = await start_job(fleet, [device])
+    site = {"site": "chengdu"}
+    ours, theirs = await fleet.register(labels=site), await fleet.register(labels=site)
+    await fleet.api.put(f"/api/v1/groups/{group['group_id']}/devices/{ours['device_id']}")
     limited = await fleet.api.user("limited", [{"role": "operator", "group_id": group["group_id"]}])
-    for answer in (
-        await limited.get("/api/v1/jobs"),
-        await limited.get(f"/api/v1/jobs/{job_id}/devices"),
-        await limited.post(f"/api/v1/jobs/{job_id}/cancel", {}),
-    ):
-        assert "on the whole installation" in answer.failure(403, "AUTH_ERROR")
+    viewer = await fleet.api.user("viewer", [{"role": "viewer"}])
+    body = {
+        "name": "exposure-night",
+        "action": {"command": {"order": "set_exposure", "params": {"value": 30}}},
+        "rollout": {"max_per_minute": 1},
+    }
+    refused = await viewer.post("/api/v1/jobs", {**body, "target": {"group_id": group["group_id"]}})
+    assert "jobs:write" in refused.failure(403, "AUTH_ERROR")
+    # Within its group: by group, by selector (resolved among its devices only).
+    by_group = await limited.post(
+        "/api/v1/jobs", {**body, "target": {"group_id": group["group_id"]}}
+    )
+    assert by_group.status == 201 and by_group.data["counts"]["pending"] == 1
+    everyone = await limited.post("/api/v1/jobs", {**body, "target": {"selector": "site=chengdu"}})
+    assert everyone.status == 201, everyone.body
+    assert sum(everyone.data["counts"].values()) == 1
+    outside = await limited.post(
+        "/api/v1/jobs", {**body, "target": {"device_ids": [ours["device_id"], theirs["device_id"]]}}
+    )
+    outside.failure(404, "DEVICEOP_ERROR")
+    # A job reaching another device is not theirs: not listed, not shown, not canceled.
+    admins = await start_job(fleet, [ours, theirs])
+    listed = (await limited.get("/api/v1/jobs")).data["items"]
+    assert {row["job_id"] for row in listed} == {by_group.data["job_id"], everyone.data["job_id"]}
+    (await limited.get(f"/api/v1/jobs/{admins}")).failure(404, "COMMAND_ERROR")
+    (await limited.get(f"/api/v1/jobs/{admins}/devices")).failure(404, "COMMAND_ERROR")
+    (await limited.post(f"/api/v1/jobs/{admins}/cancel", {})).failure(404, "COMMAND_ERROR")
+    (await limited.post(f"/api/v1/jobs/{admins}/pause", {})).failure(404, "COMMAND_ERROR")
+    assert (await viewer.get(f"/api/v1/jobs/{admins}")).data["state"] == "running"
+    canceled = await limited.post(f"/api/v1/jobs/{by_group.data['job_id']}/cancel", {})
+    assert canceled.data["state"] == "canceled"
     entries = (await fleet.api.get("/api/v1/audit?action=create_job")).data["items"]
-    assert [entry["target_id"] for entry in entries] == [job_id]
+    # Three created; the viewer's refusal and the one for a device outside, too.
+    assert sorted(entry["http_status"] for entry in entries) == [201, 201, 201, 403, 404]
 
 
 async def test_progress_is_on_the_live_stream(fleet: Fleet) -> None:
@@ -251,3 +279,48 @@ async def test_progress_is_on_the_live_stream(fleet: Fleet) -> None:
     assert event["event"] == "job.progress"
     assert event["data"]["device_id"] == device["device_id"]
     assert event["data"]["data"] == {"job_id": job_id, "state": "queued"}
+
+
+async def test_an_update_goes_only_to_devices_of_the_artifacts_types(fleet: Fleet) -> None:
+    """A camera build never reaches a gateway: the gateway's execution is skipped at
+    once, saying why, and does not count as a failure; naming only misfits is a 400."""
+    artifact = await fleet.api.upload_artifact("detector", "2.1.0", b"camera build", types="camera")
+    camera = await fleet.register(type="camera")
+    gateway = await fleet.register(type="gateway")
+    action = {"update": {"artifact_id": artifact["artifact_id"]}}
+    job_id = await start_job(fleet, [camera, gateway], action=action)
+    rows = {row["device_id"]: row for row in await executions(fleet, job_id)}
+    skipped = rows[gateway["device_id"]]
+    assert skipped["state"] == "skipped" and skipped["command_id"] is None
+    assert skipped["result_message"] == (
+        f"artifact {artifact['artifact_id']} is for device types camera, not gateway"
+    )
+    await until(fleet, job_id, counted("queued", 1))
+    history = await fleet.api.get(f"/api/v1/devices/{gateway['device_id']}/commands")
+    assert history.data["total"] == 0
+    ws, _ = await fleet.login(
+        camera,
+        device_id=camera["device_id"],
+        password=camera["password"],
+        extensions=["request_id", "update"],
+    )
+    order = await next_order(ws)
+    assert order["data"]["artifact"]["version"] == "2.1.0"
+    await ws.send(
+        protocol.command_result(
+            "success", "installed", {"version": "2.1.0"}, order["Headers"]["request_id"]
+        )
+    )
+    finished = await until(fleet, job_id, in_state("finished"))
+    assert (finished["counts"]["succeeded"], finished["counts"]["skipped"]) == (1, 1)
+    await ws.close()
+    refused = await fleet.api.post(
+        "/api/v1/jobs",
+        {
+            "name": "wrong-build",
+            "target": {"device_ids": [gateway["device_id"]]},
+            "action": action,
+            "rollout": {"max_per_minute": 1},
+        },
+    )
+    assert "no device fits: artifact" in refused.failure(400, "GENERAL_ERROR")

@@ -13,10 +13,11 @@ import uuid
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import ClientConnection
 
 from edgefleet.agent import protocol
-from tests.conftest import s3_store
+from tests.conftest import eventually, s3_store
 from tests.southbound.conftest import FAST, Fleet, recv_json, running_fleet
 
 PACKAGE = bytes(range(256)) * 400  # 100 KiB
@@ -194,3 +195,56 @@ async def test_bad_update_requests_are_refused_naming_the_problem(fleet: Fleet) 
         {"order": "update", "params": {"artifact_id": for_gateways["artifact_id"]}},
     )
     assert [r["message"] for r in results.data["results"]] == [expected]
+
+
+async def counted(fleet: Fleet, family: str) -> dict[str, float]:
+    """One scrape of the southbound's metrics port: ``family``'s counts by label value."""
+    async with fleet.api.session.get(fleet.metrics_url) as response:
+        text = await response.text()
+    return {
+        ",".join(sample.labels.values()): sample.value
+        for parsed in text_string_to_metric_families(text)
+        if parsed.name == family
+        for sample in parsed.samples
+        if sample.name.endswith("_total")
+    }
+
+
+async def test_downloads_and_installs_are_counted_on_the_metrics_port(fleet: Fleet) -> None:
+    """Whole, resumed, broken and refused downloads, the bytes they moved, and the
+    installs' results, as an operator's Prometheus scrapes them."""
+    big = bytes(range(256)) * 32768  # 8 MiB: more than the sockets buffer
+    artifact = await upload(fleet, "3.0", big)
+    digest = artifact["sha256"]
+    device = await fleet.register()
+    assert (await fetch(fleet, basic(device), digest))[0] == 200
+    tail = {**basic(device), "Range": f"bytes={len(big) - 1000}-"}
+    assert (await fetch(fleet, tail, digest))[0] == 206
+    beyond = {**basic(device), "Range": f"bytes={len(big)}-"}
+    assert (await fetch(fleet, beyond, digest))[0] == 416
+    url = f"{fleet.http_url}/files/{digest}"
+    async with fleet.api.session.get(url, headers=basic(device)) as cut:
+        await cut.content.readexactly(65536)
+        cut.close()  # the link breaks in the middle
+
+    async def broken_counted() -> dict[str, float] | None:
+        ended = await counted(fleet, "edgefleet_artifact_downloads_ended")
+        return ended if ended["broken"] == 1 else None
+
+    ended = await eventually(broken_counted)
+    assert ended == {"completed": 2, "broken": 1, "refused": 1}
+    started = await counted(fleet, "edgefleet_artifact_downloads_started")
+    assert started == {"whole": 2, "resumed": 2}
+    [moved] = (await counted(fleet, "edgefleet_artifact_download_bytes")).values()
+    assert len(big) + 1000 + 65536 <= moved < 2 * len(big) + 1000
+
+    ws = await logged_in(fleet, device, "request_id", "update")
+    for outcome, data in (("success", {"version": "3.0"}), ("fail", None)):
+        sending = asyncio.ensure_future(update(fleet, device, artifact_id=artifact["artifact_id"]))
+        order = await recv_json(ws)
+        request_id = order["Headers"]["request_id"]
+        await ws.send(protocol.command_result(outcome, outcome, data, request_id))
+        await sending
+    installs = await counted(fleet, "edgefleet_update_installs")
+    assert installs == {"succeeded": 1, "failed": 1, "timed_out": 0}
+    await ws.close()

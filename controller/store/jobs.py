@@ -370,26 +370,33 @@ class JobStore:
                     )
                 )
             )
-            await connection.execute(
-                update(job_executions)
-                .where(
-                    job_executions.c.job_id == job_id,
-                    or_(
-                        job_executions.c.state == "pending",
-                        and_(
-                            job_executions.c.state == "queued",
-                            job_executions.c.command_id.in_(canceled),
-                        ),
-                        # A configuration job's device admitted but not written yet.
-                        and_(
-                            job_executions.c.state == "queued",
-                            job_executions.c.command_id.is_(None),
-                            job_executions.c.config_version.is_(None),
-                        ),
+            ending = and_(
+                job_executions.c.job_id == job_id,
+                or_(
+                    job_executions.c.state == "pending",
+                    and_(
+                        job_executions.c.state == "queued",
+                        job_executions.c.command_id.in_(canceled),
                     ),
-                )
-                .values(state="canceled", finished_at=now)
+                    # A configuration job's device admitted but not written yet.
+                    and_(
+                        job_executions.c.state == "queued",
+                        job_executions.c.command_id.is_(None),
+                        job_executions.c.config_version.is_(None),
+                    ),
+                ),
             )
+            ended_for = select(job_executions.c.device_id).where(ending)
+            devices = list(await connection.scalars(ended_for))
+            await connection.execute(
+                update(job_executions).where(ending).values(state="canceled", finished_at=now)
+            )
+            # Each execution it ended is a ``job.progress`` on the stream, as every
+            # other move of an execution is: a watching console sees them end.
+            if devices:
+                await connection.execute(
+                    device_events.insert(), [_progress(job_id, d, "canceled", now) for d in devices]
+                )
             await write_audit(connection, audit)
         return True
 

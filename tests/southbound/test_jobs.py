@@ -144,6 +144,11 @@ async def test_pause_stops_admissions_resume_continues_and_cancel_sends_nothing_
         assert canceled.data["state"] == "canceled"
         assert canceled.data["counts"]["canceled"] == 4
         for device in devices:
+            # The stream's job.progress, from each device's log: every one saw it end.
+            log = await fleet.api.get(
+                f"/api/v1/devices/{device['device_id']}/events", params={"event": "job_progress"}
+            )
+            assert log.data["items"][0]["detail"] == {"job_id": job_id, "state": "canceled"}
             ws, _ = await fleet.login(device)
             assert await nothing_comes(ws)
             await ws.close()

@@ -33,7 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.harness import percentiles, recreate_database  # noqa: E402
-from bench.southbound_load import TOKEN, Device, raise_fd_limit, seed, storm  # noqa: E402
+from bench.southbound_load import (  # noqa: E402
+    PEPPER,
+    TOKEN,
+    Device,
+    raise_fd_limit,
+    seed,
+    storm,
+)
 
 DATABASE = "edgefleet_config_bench"
 GROUP_ID = 1
@@ -146,7 +153,7 @@ def main() -> None:
     parser.add_argument("--load-processes", type=int, default=2)
     parser.add_argument("--settle", type=float, default=60, help="seconds for the logins")
     parser.add_argument("--max-seconds", type=float, default=120, help="give up after this")
-    parser.add_argument("--bcrypt-rounds", type=int, default=4)
+    parser.add_argument("--bcrypt-rounds", type=int, default=12)
     parser.add_argument(
         "--server-cpu", type=int, default=0, help="1 for a smoke run beside the load"
     )
@@ -162,7 +169,8 @@ def main() -> None:
 
     raise_fd_limit()
     url = recreate_database(DATABASE)
-    ids = asyncio.run(seed(url, args.devices, args.bcrypt_rounds))
+    # At the cost users run, each device remembered from an earlier login (one HMAC).
+    ids = asyncio.run(seed(url, args.devices, args.bcrypt_rounds, PEPPER))
     asyncio.run(put_members(url, ids))
     api = f"http://127.0.0.1:{args.api_port}"
     server = subprocess.Popen(
@@ -170,7 +178,8 @@ def main() -> None:
          "serve",
          "--db-url", url, "--api-port", str(args.api_port), "--ws-port", str(args.ws_port),
          "--metrics-port", str(args.metrics_port), "--api-token", TOKEN,
-         "--bcrypt-rounds", str(args.bcrypt_rounds), "--login-attempts-per-device", "1000",
+         "--bcrypt-rounds", str(args.bcrypt_rounds), "--password-pepper", PEPPER,
+         "--login-attempts-per-device", "1000",
          "--log-level", "WARNING"],
         cwd=ROOT, stderr=subprocess.DEVNULL,
     )  # fmt: skip

@@ -276,6 +276,7 @@ def main() -> None:
     ids = asyncio.run(seed(url, args.devices, args.bcrypt_rounds, PEPPER))
     update_ids = ids[: args.update_devices]
     api = f"http://127.0.0.1:{args.api_port}"
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     server = subprocess.Popen(
         ["taskset", "-c", str(args.server_cpu), sys.executable, "-m", "edgefleet.controller.cli",
          "serve", "--db-url", url, "--api-port", str(args.api_port), "--ws-port",
@@ -284,7 +285,8 @@ def main() -> None:
          "--files-dir", tempfile.mkdtemp(prefix="edgefleet-jobs-bench-"),
          "--login-attempts-per-device", "1000", "--log-level", "WARNING"],
         cwd=ROOT,
-        stderr=subprocess.DEVNULL,
+        # Its warnings (a database timeout, say) explain a failed run.
+        stderr=args.output.with_suffix(".server.log").open("w"),
     )  # fmt: skip
     loads: list[subprocess.Popen[str]] = []
     try:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.audit import AuditEntry, write_audit
@@ -25,7 +25,12 @@ from edgefleet.controller.store.errors import GroupNotFound, VersionMismatch
 from edgefleet.controller.store.events import record_events
 from edgefleet.controller.store.groups import GroupStore, fetch_group
 from edgefleet.controller.store.pages import first_row
-from edgefleet.controller.store.schema import device_configs, device_groups, group_configs
+from edgefleet.controller.store.schema import (
+    device_configs,
+    device_events,
+    device_groups,
+    group_configs,
+)
 from edgefleet.controller.store.scope import Scope
 
 Change = Callable[[dict[str, Any]], dict[str, Any]]
@@ -68,6 +73,32 @@ INSERT_MISSING = (
 )
 """Rows that exist already are left as they are, whoever inserted them meanwhile
 (the controller writing a document, the southbound storing a report)."""
+
+STORE_REPORT = (
+    update(device_configs)
+    .where(device_configs.c.device_id == bindparam("b_device_id"))
+    .values(supported=True)
+)
+"""One device's report; executed with many parameter sets (``ConfigStore.reports``)."""
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A ``config_report`` as a device sent it, and when."""
+
+    device_id: int
+    version: int | None
+    reported: Any
+    status: str
+    message: str | None
+    at: datetime
+
+    def detail(self) -> dict[str, Any]:
+        """What the device log keeps of it."""
+        detail: dict[str, Any] = {"version": self.version, "status": self.status}
+        if self.message:
+            detail["message"] = self.message
+        return detail
 
 
 async def _ensure_rows(connection: AsyncConnection, device_ids: Sequence[int]) -> None:
@@ -197,35 +228,32 @@ class ConfigStore:
             await write_audit(connection, audit)
             return {**row, **values}
 
-    async def report(
-        self,
-        device_id: int,
-        version: int | None,
-        reported: Any,
-        status: str,
-        message: str | None,
-        at: datetime,
-    ) -> None:
-        """Store a ``config_report`` as the device sent it, and log it."""
-        values = {
-            "reported": reported,
-            "reported_version": version,
-            "report_status": status,
-            "report_message": message,
-            "reported_at": at,
-            "supported": True,
-        }
+    async def reports(self, reports: Sequence[Reported]) -> None:
+        """Store many ``config_report``s in one transaction, in order (a device's
+        later report wins): a group's change makes every member report at once,
+        and one commit each would take the database minutes for 10,000 members."""
+        if not reports:
+            return
         async with self._db.begin() as connection:
-            await _ensure_rows(connection, [device_id])
+            await _ensure_rows(connection, list(dict.fromkeys(r.device_id for r in reports)))
             await connection.execute(
-                update(device_configs)
-                .where(device_configs.c.device_id == device_id)
-                .values(**values)
-            )
-            detail = {"version": version, "status": status}
-            if message:
-                detail["message"] = message
-            await record_events(connection, [device_id], "config_reported", detail)
+                STORE_REPORT,
+                [
+                    {"b_device_id": r.device_id, "reported": r.reported,
+                     "reported_version": r.version, "report_status": r.status,
+                     "report_message": r.message, "reported_at": r.at}
+                    for r in reports
+                ],
+            )  # fmt: skip
+            logged = utcnow()
+            await connection.execute(
+                insert(device_events),
+                [
+                    {"device_id": r.device_id, "at": logged, "event": "config_reported",
+                     "detail": r.detail()}
+                    for r in reports
+                ],
+            )  # fmt: skip
 
     async def set_supported(self, device_ids: Sequence[int], supported: bool) -> None:
         """Whether these devices listed ``config`` at their latest login."""

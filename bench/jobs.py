@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -155,13 +156,23 @@ def upload(api: str, mib: int) -> dict[str, Any]:
             return artifact
 
 
-def run_job(api: str, body: dict[str, Any], poll: float) -> tuple[dict[str, Any], list[dict]]:
-    """Start the job and poll it until it ends: (the last answer, the samples)."""
+def run_job(api: str, body: dict[str, Any], poll: float) -> tuple[dict[str, Any], list[dict], int]:
+    """Start the job and poll it until it ends: (the last answer, the samples, the
+    polls the API refused with 503 — a figure of the run, not a reason to end it)."""
     job = call(api, "POST", "/jobs", body)
+    job_id = job["job_id"]
     started = time.perf_counter()
     samples = []
+    refused = 0
     while True:
-        job = call(api, "GET", f"/jobs/{job['job_id']}")
+        try:
+            job = call(api, "GET", f"/jobs/{job_id}")
+        except urllib.error.HTTPError as error:
+            if error.code != 503:
+                raise
+            refused += 1
+            time.sleep(poll)
+            continue
         counts = job["counts"]
         samples.append(
             {
@@ -172,7 +183,7 @@ def run_job(api: str, body: dict[str, Any], poll: float) -> tuple[dict[str, Any]
             }
         )
         if job["state"] not in ("running", "paused"):
-            return job, samples
+            return job, samples, refused
         time.sleep(poll)
 
 
@@ -326,7 +337,7 @@ def main() -> None:
         serving = psutil.Process(server.pid)
         cpu_before = sum(serving.cpu_times()[:2])
         started = time.perf_counter()
-        command_job, samples = run_job(
+        command_job, samples, command_refused = run_job(
             api,
             {
                 "name": "bench-snapshot",
@@ -348,7 +359,7 @@ def main() -> None:
         bytes_before = bytes_sent(args.metrics_port)
         started = time.perf_counter()
         with RssSampler(server.pid) as rss:
-            update_job, _ = run_job(
+            update_job, _, update_refused = run_job(
                 api,
                 {
                     "name": "bench-update",
@@ -394,6 +405,7 @@ def main() -> None:
             "final_rate_per_min": round(command_job["rate"]),
             "seconds_to_admit_all": round(admitted_in, 1),
             "admission_rate": rates,
+            "polls_refused_503": command_refused,
         },
         "update_job": {
             "devices": len(update_ids),
@@ -403,6 +415,7 @@ def main() -> None:
             "seconds_to_complete": round(update_seconds, 1),
             "mib_sent": round(sent / 2**20, 1),
             "throughput_mib_per_s": round(sent / 2**20 / update_seconds, 1),
+            "polls_refused_503": update_refused,
             "server_rss_mib": {
                 "before": round(idle_rss / 1024, 1),
                 "peak": round(rss.peak / 1024, 1),

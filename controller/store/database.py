@@ -104,7 +104,10 @@ class Database:
     opens a fresh connection each time (not one from the pool, whose connections
     may all be stuck on the dead network), and when it gets through, the pool's
     old connections are dropped so the next calls start clean. Errors that say
-    nothing about reachability (a deadlock, a constraint) never open it.
+    nothing about reachability (a deadlock, a constraint) never open it, and
+    neither does a call that ran out of time while a fresh connection still gets
+    an answer: that database is busy (a rollout's writes filling the pool), and
+    the call alone fails.
     """
 
     def __init__(
@@ -124,6 +127,7 @@ class Database:
         self.short_circuits = 0
         """Calls the open breaker answered unavailable without touching the database."""
         self._probe_task: asyncio.Task[None] | None = None
+        self._check: asyncio.Future[bool] | None = None
 
     @asynccontextmanager
     async def begin(self) -> AsyncIterator[AsyncConnection]:
@@ -148,6 +152,11 @@ class Database:
             async with asyncio.timeout(self.timeout):
                 yield
         except (OperationalError, InterfaceError, PoolTimeout, OSError, TimeoutError) as exc:
+            if isinstance(exc, TimeoutError) and await self._answers_fresh():
+                # Slow, not gone: every pooled connection was busy (the deadline
+                # covers the wait for one), or a statement waited on locks. Opening
+                # the breaker would turn an overload into an outage of every call.
+                raise DatabaseUnavailable("TimeoutError (the database is busy)") from exc
             if _unreachable(exc):
                 self._trip(type(exc).__name__)
             raise DatabaseUnavailable(type(exc).__name__) from exc
@@ -166,19 +175,32 @@ class Database:
             self._probe_task = asyncio.create_task(self._probe(), name="database-probe")
 
     async def _probe(self) -> None:
+        while self.outage is not None:
+            await asyncio.sleep(self.probe_interval)
+            if not await self._ask_fresh():
+                continue
+            await self._dispose()
+            log.warning("database reachable again", extra={"after": self.outage})
+            self.outage = None
+
+    async def _answers_fresh(self) -> bool:
+        """Whether the database answers a new connection now; calls that time out
+        together share one such check."""
+        if self._check is None or self._check.done():
+            self._check = asyncio.ensure_future(self._ask_fresh())
+        return await asyncio.shield(self._check)
+
+    async def _ask_fresh(self) -> bool:
+        """``SELECT 1`` on a fresh connection, not one from the pool, whose
+        connections may all be busy, or stuck on a dead network."""
         prober = create_async_engine(self.engine.url, poolclass=NullPool, **_connect_args(
             self.engine.url, self.timeout))  # fmt: skip
         try:
-            while self.outage is not None:
-                await asyncio.sleep(self.probe_interval)
-                try:
-                    async with asyncio.timeout(self.timeout), prober.connect() as connection:
-                        await connection.exec_driver_sql("SELECT 1")
-                except (DBAPIError, OSError, TimeoutError):
-                    continue
-                await self._dispose()
-                log.warning("database reachable again", extra={"after": self.outage})
-                self.outage = None
+            async with asyncio.timeout(self.timeout), prober.connect() as connection:
+                await connection.exec_driver_sql("SELECT 1")
+            return True
+        except (DBAPIError, OSError, TimeoutError):
+            return False
         finally:
             await prober.dispose()
 

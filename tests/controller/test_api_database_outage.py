@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from edgefleet.controller.store import Store
+from edgefleet.controller.store import DatabaseUnavailable, DeviceFilter, Store
 from tests.api_client import Answer, ApiClient, running_api
 from tests.tcp_proxy import TcpProxy
 
@@ -138,3 +138,22 @@ async def test_an_export_answers_503_when_the_database_is_away_and_breaks_off_wh
         down = await api.get("/api/v1/devices/export")
     down.failure(503, "DATABASE_ERROR")
     await proxy.start()
+
+
+async def test_a_full_pool_fails_the_call_that_waited_and_opens_no_breaker(
+    mariadb_behind_proxy: tuple[str, TcpProxy],
+) -> None:
+    """Every pooled connection busy past the deadline is an overload, not an
+    outage: the call that waited answers unavailable, and the next calls go on as
+    soon as a connection is free, instead of all answering 503 until a probe."""
+    url, _ = mariadb_behind_proxy
+    store = Store.from_url(url, timeout=1.0, pool_size=1)
+    await store.migrate()
+    try:
+        async with store.db.reader.connect():  # the one read connection, busy elsewhere
+            with pytest.raises(DatabaseUnavailable, match="busy"):
+                await store.devices.list(DeviceFilter(), page=1, per_page=10)
+            assert store.db.outage is None
+        assert await store.devices.list(DeviceFilter(), page=1, per_page=10) == ([], 0)
+    finally:
+        await store.close()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from edgefleet.agent.protocol import CommandRefused
+from edgefleet.agent.protocol import CommandRefused, CommandResult
 from edgefleet.controller.store import DatabaseUnavailable, Store
 from edgefleet.southbound.events import LoggedIn, SessionEvents
 from edgefleet.southbound.sessions import SessionTable
@@ -31,6 +31,57 @@ log = logging.getLogger("edgefleet.southbound.queue")
 
 BUSY_RETRY = 1.0
 CHUNK = 1000
+
+
+class ResultWriter:
+    """The results of delivered commands, written in batches.
+
+    A rollout delivers to thousands of devices at once, and one transaction per
+    result filled the connection pool until writes waited past their deadline
+    (``bench/jobs.py``: 439 results lost in one run, each then counted as timed
+    out though its device had answered). Results that arrive while one batch is
+    written go in the next. A result is known, so a database outage only delays
+    it: its batch is written again once the database answers, and each delivery
+    waits for its own result to be stored before it sends the next command.
+    """
+
+    def __init__(self, store: Store, retry_delay: float) -> None:
+        self._store = store
+        self._retry_delay = retry_delay
+        self._waiting: dict[int, tuple[CommandResult, asyncio.Future[None]]] = {}
+        self._running: asyncio.Task[None] | None = None
+
+    async def write(self, command_id: int, result: CommandResult) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[command_id] = (result, future)
+        if self._running is None:
+            self._running = asyncio.create_task(self._drain(), name="command-results")
+        await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, {}
+                results = [(command_id, r.status, r.message, r.data)
+                           for command_id, (r, _) in batch.items()]  # fmt: skip
+                try:
+                    await self._store.commands.finish_many(results)
+                except DatabaseUnavailable:
+                    log.warning("command results wait for the database",
+                                extra={"results": len(batch)})  # fmt: skip
+                    self._waiting = {**batch, **self._waiting}
+                    await asyncio.sleep(self._retry_delay)
+                    continue
+                except Exception as exc:
+                    for _, future in batch.values():
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for _, future in batch.values():
+                    if not future.done():
+                        future.set_result(None)
+        finally:
+            self._running = None
 
 
 class QueuedDelivery:
@@ -52,6 +103,7 @@ class QueuedDelivery:
         self._deliveries: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
         """Devices noted while their delivery ran: looked at again when it ends."""
+        self._results = ResultWriter(store, retry_delay)
 
     def subscribe(self, events: SessionEvents) -> None:
         events.on(LoggedIn, lambda event: self.deliver(event.device.device_id))
@@ -122,6 +174,4 @@ class QueuedDelivery:
                     return  # it left: the rest waits for its next login
                 await asyncio.sleep(self._busy_retry)
                 continue
-            await self._store.commands.finish(
-                command_id, result.status, result.message, result.data
-            )
+            await self._results.write(command_id, result)

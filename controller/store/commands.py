@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.audit import AuditEntry, write_audit
@@ -67,6 +67,12 @@ def _visible(command_id: int, scope: Scope) -> ColumnElement[bool]:
     return condition
 
 
+FINISH = update(commands).where(
+    commands.c.command_id == bindparam("b_command_id"), commands.c.state == "sent"
+)
+"""A sent command's result; executed with one parameter set per command."""
+
+
 class CommandStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -102,24 +108,29 @@ class CommandStore:
         message: str,
         data: Any,
         audit: AuditEntry | None = None,
-    ) -> bool:
+    ) -> None:
         """Write a sent command's result, and its audit entry in the same commit (one
-        commit fewer on the command's round trip); False when it is no longer
-        ``sent`` (it was taken for lost meanwhile)."""
+        commit fewer on the command's round trip)."""
+        await self.finish_many([(command_id, status, message, data)], audit)
+
+    async def finish_many(
+        self, results: Sequence[tuple[int, str, str, Any]], audit: AuditEntry | None = None
+    ) -> None:
+        """Write the results (``command_id``, status, message, data) of sent commands
+        in one transaction. A command no longer ``sent`` (taken for lost meanwhile)
+        keeps the state it has."""
+        now = utcnow()
         async with self._db.begin() as connection:
             await write_audit(connection, audit)
-            done = await connection.execute(
-                update(commands)
-                .where(commands.c.command_id == command_id, commands.c.state == "sent")
-                .values(
-                    state=FINAL.get(status, "failed"),
-                    finished_at=utcnow(),
-                    result_status=status,
-                    result_message=message[:MAX_MESSAGE],
-                    result_data=data,
-                )
-            )
-            return done.rowcount == 1
+            await connection.execute(
+                FINISH,
+                [
+                    {"b_command_id": command_id, "state": FINAL.get(status, "failed"),
+                     "finished_at": now, "result_status": status,
+                     "result_message": message[:MAX_MESSAGE], "result_data": data}
+                    for command_id, status, message, data in results
+                ],
+            )  # fmt: skip
 
     async def get(self, command_id: int, scope: Scope = None) -> dict[str, Any]:
         async with self._db.begin() as connection:

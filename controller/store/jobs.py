@@ -29,6 +29,7 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select, u
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.audit import AuditEntry, write_audit
+from edgefleet.controller.store.commands import settle
 from edgefleet.controller.store.configs import UNSUPPORTED
 from edgefleet.controller.store.database import Database, utcnow
 from edgefleet.controller.store.errors import Conflict, NotFound
@@ -419,7 +420,16 @@ class JobStore:
                 job_executions.c.state.in_(("queued", "in_progress")),
             )
         )
-        return await self._sync(job_id, retries, query, _command_outcome)
+        # A command whose result never came back (its southbound stopped, or the
+        # write of its result was lost) ends timed_out once past its deadline, so
+        # its execution cannot stay in progress for ever.
+        lost = commands.c.command_id.in_(
+            select(job_executions.c.command_id).where(
+                job_executions.c.job_id == job_id,
+                job_executions.c.state.in_(("queued", "in_progress")),
+            )
+        )
+        return await self._sync(job_id, retries, query, _command_outcome, lost)
 
     async def sync_configuration(
         self, job_id: int, retries: int, timeout: float, deadline: datetime | None
@@ -461,9 +471,13 @@ class JobStore:
         retries: int,
         query: Select[Any],
         outcome: Callable[[Mapping[str, Any]], dict[str, Any] | None],
+        overdue: ColumnElement[bool] | None = None,
     ) -> dict[str, int]:
-        """Move each execution ``query`` reads to its ``outcome`` (None: it stays)."""
+        """Move each execution ``query`` reads to its ``outcome`` (None: it stays),
+        after settling the ``overdue`` commands (``commands.settle``)."""
         async with self._db.begin() as connection:
+            if overdue is not None:
+                await settle(connection, overdue)
             rows = await connection.execute(query)
             events = []
             for row in rows.mappings().all():

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from sqlalchemy import update
 from websockets.asyncio.client import ClientConnection
 
 from edgefleet.agent import protocol
 from edgefleet.controller.settings import JobSettings
 from edgefleet.controller.store import Store
+from edgefleet.controller.store.database import utcnow
+from edgefleet.controller.store.schema import commands
 from tests.conftest import eventually
 from tests.controller.test_api_stream import stream
 from tests.southbound.conftest import PATIENT, Fleet, nothing_comes, running_fleet
@@ -329,3 +332,24 @@ async def test_an_update_goes_only_to_devices_of_the_artifacts_types(fleet: Flee
         },
     )
     assert "no device fits: artifact" in refused.failure(400, "GENERAL_ERROR")
+
+
+async def test_a_command_whose_result_never_came_back_times_out_at_its_deadline(
+    store: Store,
+) -> None:
+    """Its southbound claimed it, sent it and stopped for good (nothing will write
+    its result): the execution ends timed_out once the command's deadline passed,
+    instead of staying in progress for ever."""
+    async with running_fleet(store, PATIENT, jobs=scaled(0.3)) as fleet:
+        device = await fleet.register()
+        job_id = await start_job(fleet, [device], retries=0)
+        await until(fleet, job_id, counted("queued", 1))
+        async with store.db.begin() as connection:  # what the stopped instance left
+            await connection.execute(
+                update(commands)
+                .where(commands.c.device_id == int(device["device_id"]))
+                .values(state="sent", sent_at=utcnow(), deadline=utcnow() - timedelta(seconds=1))
+            )
+        ended = await until(fleet, job_id, counted("timed_out", 1))
+        assert ended["counts"]["in_progress"] == 0
+        assert await until(fleet, job_id, lambda row: row if row["state"] == "finished" else None)

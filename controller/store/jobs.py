@@ -422,14 +422,23 @@ class JobStore:
         )
         # A command whose result never came back (its southbound stopped, or the
         # write of its result was lost) ends timed_out once past its deadline, so
-        # its execution cannot stay in progress for ever.
-        lost = commands.c.command_id.in_(
-            select(job_executions.c.command_id).where(
+        # its execution cannot stay in progress for ever. Found by a join on the
+        # job's open executions (usually none), then settled by id: an UPDATE of
+        # commands filtered by a subquery on the executions scanned every command.
+        now = utcnow()
+        overdue = (
+            select(commands.c.command_id)
+            .join(job_executions, job_executions.c.command_id == commands.c.command_id)
+            .where(
                 job_executions.c.job_id == job_id,
                 job_executions.c.state.in_(("queued", "in_progress")),
+                or_(
+                    and_(commands.c.state == "sent", commands.c.deadline <= now),
+                    and_(commands.c.state == "queued", commands.c.expires_at <= now),
+                ),
             )
         )
-        return await self._sync(job_id, retries, query, _command_outcome, lost)
+        return await self._sync(job_id, retries, query, _command_outcome, overdue)
 
     async def sync_configuration(
         self, job_id: int, retries: int, timeout: float, deadline: datetime | None
@@ -471,13 +480,13 @@ class JobStore:
         retries: int,
         query: Select[Any],
         outcome: Callable[[Mapping[str, Any]], dict[str, Any] | None],
-        overdue: ColumnElement[bool] | None = None,
+        overdue: Select[Any] | None = None,
     ) -> dict[str, int]:
         """Move each execution ``query`` reads to its ``outcome`` (None: it stays),
-        after settling the ``overdue`` commands (``commands.settle``)."""
+        after settling the commands ``overdue`` selects (``commands.settle``)."""
         async with self._db.begin() as connection:
-            if overdue is not None:
-                await settle(connection, overdue)
+            if overdue is not None and (late := list(await connection.scalars(overdue))):
+                await settle(connection, commands.c.command_id.in_(late))
             rows = await connection.execute(query)
             events = []
             for row in rows.mappings().all():

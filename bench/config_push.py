@@ -14,7 +14,12 @@
    configuration (``PUT /api/v1/groups/{id}/config``) and polls the database until
    every member's report names the new version; the devices report when each got
    it, and their heartbeat round trips from that moment until the last report.
-4. Prints a summary and writes ``bench/results/config_push.json``.
+4. Queued commands: every device drops its connection; the parent queues one
+   command to the whole group (``"queue"``: one per member, 10,000 rows) and the
+   devices all come back at once. It polls the database until every command has
+   succeeded (the time to drain) and each device counts the commands it was given
+   (each exactly once).
+5. Prints a summary and writes ``bench/results/config_push.json``.
 """
 
 from __future__ import annotations
@@ -54,6 +59,18 @@ class ConfigDevice(Device):
         self.extensions = ["config", "request_id"]
         self.got: dict[int, float] = {}
         """Version -> wall time it arrived."""
+        self.orders = 0
+        """Commands it was given."""
+
+    async def on_order(self, frame: dict[str, Any]) -> None:
+        self.orders += 1
+        answer = {
+            "type": "upload_instruction_result",
+            "Headers": {"request_id": frame["Headers"].get("request_id")},
+            "status": "success",
+            "data": {},
+        }
+        await self.ws.send(json.dumps(answer))
 
     async def on_frame(self, frame: dict[str, Any]) -> None:
         if frame.get("type") != "config_update":
@@ -80,10 +97,19 @@ async def load_main(plan: dict[str, Any]) -> dict[str, Any]:
     for device in devices:
         device.record = True
     await asyncio.gather(*talking)
+    received = [d.got[1] for d in devices if 1 in d.got]
+    for device in devices:
+        device.record = False
+        await device.drop()
+    # Back at once, while the queued commands wait for them.
+    back, talking = await storm(devices, False, plan["return_at"], plan["end_at"])
+    await asyncio.gather(*talking)
     return {
         "login": login,
         "rtts": [r for d in devices for r in d.rtts],
-        "received": [d.got[1] for d in devices if 1 in d.got],
+        "received": received,
+        "returned": len(back["back"]),
+        "orders": [d.orders for d in devices],
     }
 
 
@@ -111,6 +137,22 @@ async def put_members(url: str, device_ids: list[int]) -> None:
                 ],
             )
     await store.close()
+
+
+async def succeeded_commands(url: str) -> int:
+    """Commands that ended ``succeeded``."""
+    from sqlalchemy import func, select
+
+    from edgefleet.controller.store import Store
+    from edgefleet.controller.store.schema import commands
+
+    store = Store.from_url(url, timeout=60)
+    try:
+        async with store.db.read() as connection:
+            query = select(func.count()).where(commands.c.state == "succeeded")
+            return int(await connection.scalar(query) or 0)
+    finally:
+        await store.close()
 
 
 async def reported(url: str, version: int) -> int:
@@ -193,6 +235,8 @@ def main() -> None:
         login_at = time.time() + 3
         change_at = login_at + args.settle
         stop_at = change_at + args.max_seconds
+        return_at = stop_at + 10
+        end_at = return_at + args.max_seconds
         loads = []
         share = (len(ids) + args.load_processes - 1) // args.load_processes
         for n in range(args.load_processes):
@@ -202,6 +246,8 @@ def main() -> None:
                 "login_at": login_at,
                 "change_at": change_at,
                 "stop_at": stop_at,
+                "return_at": return_at,
+                "end_at": end_at,
             }
             process = subprocess.Popen(
                 ["taskset", "-c", "1", sys.executable, __file__, "--load"],
@@ -222,6 +268,24 @@ def main() -> None:
                 all_reported = time.time() - changed
                 break
             time.sleep(0.5)
+        # Queued while every device is away: a session the server has not yet seen
+        # close would take its command and lose it with the connection.
+        time.sleep(max(0.0, stop_at - time.time()))
+        connected = call(api, "GET", "/stats")["connected"]
+        while connected and time.time() < return_at - 1:
+            time.sleep(0.2)
+            connected = call(api, "GET", "/stats")["connected"]
+        offline_when_queued = len(ids) - connected
+        queued_at = time.time()
+        body = {"order": "bench-queued", "params": {}, "queue": {"ttl": 3600}}
+        queued = call(api, "POST", f"/groups/{GROUP_ID}/commands", body)
+        queue_answered = time.time() - queued_at
+        drained = None
+        while time.time() < end_at:
+            if asyncio.run(succeeded_commands(url)) >= len(ids):
+                drained = time.time() - return_at
+                break
+            time.sleep(0.5)
         outputs = [json.loads(p.stdout.read()) for p in loads if p.stdout]
     finally:
         server.terminate()
@@ -239,6 +303,15 @@ def main() -> None:
         "median_received_seconds": round(received[len(received) // 2], 2) if received else None,
         "heartbeat_round_trip_during": percentiles(rtts),
         "login_failures": {k: v for o in outputs for k, v in o["login"]["failures"].items()},
+        "queued_commands": {
+            "devices_offline_when_queued": offline_when_queued,
+            "queued": len(queued["results"]),
+            "queue_request_seconds": round(queue_answered, 2),
+            "devices_back": sum(o["returned"] for o in outputs),
+            "all_succeeded_after_return_seconds": None if drained is None else round(drained, 2),
+            "devices_given_it_once": sum(n == 1 for o in outputs for n in o["orders"]),
+            "devices_given_it_twice_or_more": sum(n > 1 for o in outputs for n in o["orders"]),
+        },
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=2) + "\n")

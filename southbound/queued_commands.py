@@ -58,6 +58,14 @@ class ResultWriter:
             self._running = asyncio.create_task(self._drain(), name="command-results")
         await future
 
+    async def close(self) -> None:
+        """Stop writing: the deliveries waiting for their results are gone, and a
+        transaction left open when the loop ends would hold its database (SQLite's
+        write lock) for whoever comes next."""
+        if self._running is not None:
+            self._running.cancel()
+            await asyncio.gather(self._running, return_exceptions=True)
+
     async def _drain(self) -> None:
         try:
             while self._waiting:
@@ -145,6 +153,7 @@ class QueuedDelivery:
             for task in deliveries:
                 task.cancel()
             await asyncio.gather(*deliveries, return_exceptions=True)
+            await self._results.close()
 
     def _ended(self, device_id: int) -> None:
         task = self._deliveries.pop(device_id, None)

@@ -46,8 +46,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import percentiles, recreate_database  # noqa: E402
-from bench.northbound import TOKEN, closed_loop, open_loop, seed, start_server  # noqa: E402
+from bench.harness import TOKEN, percentiles, recreate_database, start_server  # noqa: E402
+from bench.northbound import closed_loop, open_loop, seed  # noqa: E402
 
 DATABASE = "edgefleet_bench_access"
 JWT_KEY = "bench-jwt-key-0123456789-0123456789"

@@ -33,8 +33,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import recreate_database  # noqa: E402
-from bench.northbound import TOKEN, start_server  # noqa: E402
+from bench.harness import (  # noqa: E402
+    TOKEN,
+    recreate_database,
+    start_server,
+)
 
 DATABASE = "edgefleet_bulk_bench"
 

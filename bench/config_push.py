@@ -37,10 +37,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import percentiles, recreate_database  # noqa: E402
+from bench.harness import TOKEN, percentiles, recreate_database, start_server  # noqa: E402
 from bench.southbound_load import (  # noqa: E402
     PEPPER,
-    TOKEN,
     Device,
     raise_fd_limit,
     seed,
@@ -215,23 +214,14 @@ def main() -> None:
     ids = asyncio.run(seed(url, args.devices, args.bcrypt_rounds, PEPPER))
     asyncio.run(put_members(url, ids))
     api = f"http://127.0.0.1:{args.api_port}"
-    server = subprocess.Popen(
-        ["taskset", "-c", str(args.server_cpu), sys.executable, "-m", "edgefleet.controller.cli",
-         "serve",
-         "--db-url", url, "--api-port", str(args.api_port), "--ws-port", str(args.ws_port),
-         "--metrics-port", str(args.metrics_port), "--api-token", TOKEN,
+    server = start_server(
+        url, args.api_port, "WARNING",
+        ("--ws-port", str(args.ws_port), "--metrics-port", str(args.metrics_port),
          "--bcrypt-rounds", str(args.bcrypt_rounds), "--password-pepper", PEPPER,
-         "--login-attempts-per-device", "1000",
-         "--log-level", "WARNING"],
-        cwd=ROOT, stderr=subprocess.DEVNULL,
+         "--login-attempts-per-device", "1000"),
+        cpu=args.server_cpu,
     )  # fmt: skip
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{api}/api/v1/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         login_at = time.time() + 3
         change_at = login_at + args.settle
         stop_at = change_at + args.max_seconds

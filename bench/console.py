@@ -39,8 +39,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import recreate_database  # noqa: E402
-from bench.northbound import seed, start_server  # noqa: E402
+from bench.harness import recreate_database, start_server  # noqa: E402
+from bench.northbound import seed  # noqa: E402
 from edgefleet.controller.api.console import console_files  # noqa: E402
 from edgefleet.controller.api.static_files import COMPRESSIBLE  # noqa: E402
 from tests.server_process import free_port  # noqa: E402

@@ -7,11 +7,14 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 MARIADB = "root@127.0.0.1:3306"
+TOKEN = "bench-token"
+"""The bootstrap API token every benchmark's server is started with."""
 ROOT = Path(__file__).resolve().parents[1]
 KMOCK_URL = "kmock-url"
 
@@ -191,3 +194,31 @@ class CpuSampler:
             return {}
         (t0, first), (t1, last) = inside[0], inside[-1]
         return {name: round((last[name] - first.get(name, 0.0)) / (t1 - t0), 2) for name in last}
+
+
+def start_server(
+    url: str,
+    port: int,
+    log_level: str,
+    extra: tuple[str, ...] = (),
+    *,
+    cpu: int = 0,
+    log: Path | None = None,
+) -> subprocess.Popen[bytes]:
+    """``edgefleet serve`` on ``url``, pinned to ``cpu`` (``extra``: more flags),
+    once its API answers; its log goes to ``log`` (none: discarded)."""
+    command = [
+        *(sys.executable, "-m", "edgefleet.controller.cli", "serve", "--db-url", url),
+        *("--api-port", str(port), "--api-token", TOKEN, "--log-level", log_level, *extra),
+    ]
+    stderr = log.open("w") if log is not None else subprocess.DEVNULL
+    server = subprocess.Popen(["taskset", "-c", str(cpu), *command], cwd=ROOT, stderr=stderr)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
+            return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("server did not start")

@@ -52,11 +52,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.config_push import call  # noqa: E402
-from bench.harness import recreate_database  # noqa: E402
+from bench.harness import TOKEN, recreate_database, start_server  # noqa: E402
 from bench.southbound_load import (  # noqa: E402
     PASSWORD,
     PEPPER,
-    TOKEN,
     Device,
     raise_fd_limit,
     rss_kib,
@@ -288,25 +287,18 @@ def main() -> None:
     update_ids = ids[: args.update_devices]
     api = f"http://127.0.0.1:{args.api_port}"
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    server = subprocess.Popen(
-        ["taskset", "-c", str(args.server_cpu), sys.executable, "-m", "edgefleet.controller.cli",
-         "serve", "--db-url", url, "--api-port", str(args.api_port), "--ws-port",
-         str(args.ws_port), "--metrics-port", str(args.metrics_port), "--api-token", TOKEN,
+    server = start_server(
+        url, args.api_port, "WARNING",
+        ("--ws-port", str(args.ws_port), "--metrics-port", str(args.metrics_port),
          "--bcrypt-rounds", str(args.bcrypt_rounds), "--password-pepper", PEPPER,
          "--files-dir", tempfile.mkdtemp(prefix="edgefleet-jobs-bench-"),
-         "--login-attempts-per-device", "1000", "--log-level", "WARNING"],
-        cwd=ROOT,
+         "--login-attempts-per-device", "1000"),
+        cpu=args.server_cpu,
         # Its warnings (a database timeout, say) explain a failed run.
-        stderr=args.output.with_suffix(".server.log").open("w"),
+        log=args.output.with_suffix(".server.log"),
     )  # fmt: skip
     loads: list[subprocess.Popen[str]] = []
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{api}/api/v1/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         artifact = upload(api, args.mib)
         share = (len(ids) + args.load_processes - 1) // args.load_processes
         for n in range(args.load_processes):

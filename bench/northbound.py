@@ -27,18 +27,16 @@ import random
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import percentiles, recreate_database  # noqa: E402
+from bench.harness import TOKEN, percentiles, recreate_database, start_server  # noqa: E402
 
 TYPES = ["camera", "gateway", "sensor", "rail-sensor"]
 STATES = ["offline"] * 6 + ["online"] * 3 + ["unknown"]
-TOKEN = "bench-token"
 DATABASE = "edgefleet_bench"
 
 
@@ -104,37 +102,6 @@ async def seed(url: str, devices: int, group_size: int) -> list[int]:
             await connection.execute(insert(device_group_members), members)
     await store.close()
     return device_ids
-
-
-def start_server(
-    url: str, port: int, log_level: str, extra: tuple[str, ...] = ()
-) -> subprocess.Popen[bytes]:
-    """``edgefleet serve`` on CPU 0 (``extra``: more flags), once it answers."""
-    command = [
-        sys.executable,
-        "-m",
-        "edgefleet.controller.cli",
-        "serve",
-        "--db-url",
-        url,
-        "--api-port",
-        str(port),
-        "--api-token",
-        TOKEN,
-        "--log-level",
-        log_level,
-        *extra,
-    ]
-    server = subprocess.Popen(["taskset", "-c", "0", *command], cwd=ROOT, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/health", timeout=1)
-            return server
-        except OSError:
-            time.sleep(0.2)
-    server.kill()
-    raise SystemExit("server did not start")
 
 
 async def open_loop(

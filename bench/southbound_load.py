@@ -41,10 +41,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import CpuSampler, percentiles, recreate_database  # noqa: E402
+from bench.harness import TOKEN, CpuSampler, percentiles, recreate_database, start_server  # noqa: E402
 
 DATABASE = "edgefleet_southbound_bench"
-TOKEN = "bench-token"
 PEPPER = "bench pepper"
 PASSWORD = "bench password 0"
 STATUS = {
@@ -392,44 +391,14 @@ def main() -> None:
     url = recreate_database(DATABASE)
     ids = asyncio.run(seed(url, args.devices, args.bcrypt_rounds, PEPPER))
     api = f"http://127.0.0.1:{args.api_port}"
-    server = subprocess.Popen(
-        [
-            "taskset",
-            "-c",
-            "0",
-            sys.executable,
-            "-m",
-            "edgefleet.controller.cli",
-            "serve",
-            "--db-url",
-            url,
-            "--api-port",
-            str(args.api_port),
-            "--ws-port",
-            str(args.ws_port),
-            "--metrics-port",
-            str(args.metrics_port),
-            "--api-token",
-            TOKEN,
-            "--bcrypt-rounds",
-            str(args.bcrypt_rounds),
-            "--password-pepper",
-            PEPPER,
-            "--login-attempts-per-device",
-            "1000",
-            "--log-level",
-            "WARNING",
-        ],
-        cwd=ROOT,
-        stderr=subprocess.DEVNULL,
-    )
+    server = start_server(
+        url, args.api_port, "WARNING",
+        ("--ws-port", str(args.ws_port), "--metrics-port", str(args.metrics_port),
+         "--bcrypt-rounds", str(args.bcrypt_rounds), "--password-pepper", PEPPER,
+         "--login-attempts-per-device", "1000"),
+        log=args.output.with_suffix(".server.log"),
+    )  # fmt: skip
     try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{api}/api/v1/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         idle_rss = rss_kib(server.pid)
         t0 = time.time() + 3
         gap = args.phase_gap

@@ -38,11 +38,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import percentiles, recreate_database  # noqa: E402
+from bench.harness import TOKEN, percentiles, recreate_database, start_server  # noqa: E402
 from bench.southbound_load import PASSWORD, raise_fd_limit, seed  # noqa: E402
 
 DATABASE = "edgefleet_updates_bench"
-TOKEN = "bench-token"
 CHUNK = 256 * 1024
 
 
@@ -169,25 +168,16 @@ def main() -> None:
     with package.open("wb") as out:
         for _ in range(args.mib):
             out.write(os.urandom(1024 * 1024))
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "edgefleet.controller.cli", "serve",
-         "--db-url", url, "--api-port", str(args.api_port), "--ws-port", str(args.ws_port),
-         "--metrics-port", str(args.metrics_port), "--api-token", TOKEN,
+    server = start_server(
+        url, args.api_port, "WARNING",
+        ("--ws-port", str(args.ws_port), "--metrics-port", str(args.metrics_port),
          "--bcrypt-rounds", str(args.bcrypt_rounds), "--files-dir", str(work / "files"),
-         "--login-attempts-per-device", "100000", "--log-level", "WARNING"],
-        cwd=ROOT,
-        stderr=subprocess.DEVNULL,
+         "--login-attempts-per-device", "100000"),
     )  # fmt: skip
     size = args.mib * 1024 * 1024
     report: dict[str, Any] = {"devices": args.devices, "artifact_mib": args.mib}
     try:
         api = f"http://127.0.0.1:{args.api_port}"
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{api}/api/v1/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         before_upload = rss_mib(server.pid)
         started = time.perf_counter()
         artifact = upload(api, package)

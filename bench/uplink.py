@@ -38,18 +38,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import percentiles, recreate_database  # noqa: E402
+from bench.harness import percentiles, recreate_database, start_server  # noqa: E402
 from bench.southbound_load import PASSWORD, PEPPER, raise_fd_limit, seed  # noqa: E402
 
 DATABASE = "edgefleet_uplink_bench"
-TOKEN = "bench-token"
 
 
 def record(device: int, n: int) -> dict[str, Any]:
@@ -280,26 +278,15 @@ def main() -> None:
     ids = asyncio.run(seed(url, args.devices + 2, args.bcrypt_rounds, PEPPER))
     load_ids, files_device, agent_device = ids[:-2], ids[-2], ids[-1]
     work = Path(tempfile.mkdtemp(prefix="edgefleet-uplink-"))
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "edgefleet.controller.cli", "serve",
-         "--db-url", url, "--api-port", str(args.api_port), "--ws-port", str(args.ws_port),
-         "--metrics-port", str(args.metrics_port), "--api-token", TOKEN,
+    server = start_server(
+        url, args.api_port, "WARNING",
+        ("--ws-port", str(args.ws_port), "--metrics-port", str(args.metrics_port),
          "--bcrypt-rounds", str(args.bcrypt_rounds), "--password-pepper", PEPPER,
-         "--files-dir", str(work / "files"),
-         "--login-attempts-per-device", "100000", "--log-level", "WARNING"],
-        cwd=ROOT,
-        stderr=subprocess.DEVNULL,
+         "--files-dir", str(work / "files"), "--login-attempts-per-device", "100000"),
     )  # fmt: skip
     report: dict[str, Any] = {"devices": args.devices, "batch": args.batch,
                               "interval_s": args.interval, "duration_s": args.duration}  # fmt: skip
     try:
-        api = f"http://127.0.0.1:{args.api_port}"
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(f"{api}/api/v1/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.2)
         start_at = time.time() + 3 + args.devices / 300
         plan = {"url": f"ws://127.0.0.1:{args.ws_port}/ws", "batch": args.batch,
                 "interval": args.interval, "start_at": start_at,

@@ -413,6 +413,9 @@ class JobStore:
                 commands.c.result_status,
                 commands.c.result_message,
                 commands.c.finished_at,
+                commands.c.command_id,
+                commands.c.deadline,
+                commands.c.expires_at,
             )
             .join(commands, commands.c.command_id == job_executions.c.command_id)
             .where(
@@ -420,24 +423,18 @@ class JobStore:
                 job_executions.c.state.in_(("queued", "in_progress")),
             )
         )
-        # A command whose result never came back (its southbound stopped, or the
-        # write of its result was lost) ends timed_out once past its deadline, so
-        # its execution cannot stay in progress for ever. Found by a join on the
-        # job's open executions (usually none), then settled by id: an UPDATE of
-        # commands filtered by a subquery on the executions scanned every command.
         now = utcnow()
-        overdue = (
-            select(commands.c.command_id)
-            .join(job_executions, job_executions.c.command_id == commands.c.command_id)
-            .where(
-                job_executions.c.job_id == job_id,
-                job_executions.c.state.in_(("queued", "in_progress")),
-                or_(
-                    and_(commands.c.state == "sent", commands.c.deadline <= now),
-                    and_(commands.c.state == "queued", commands.c.expires_at <= now),
-                ),
+
+        def overdue(row: Mapping[str, Any]) -> bool:
+            """A command whose result never came back (its southbound stopped, or
+            the write of its result was lost), or that expired unsent: settled
+            first, so its execution cannot stay open for ever."""
+            if row["command_state"] == "sent":
+                return row["deadline"] is not None and row["deadline"] <= now
+            return row["command_state"] == "queued" and (
+                row["expires_at"] is not None and row["expires_at"] <= now
             )
-        )
+
         return await self._sync(job_id, retries, query, _command_outcome, overdue)
 
     async def sync_configuration(
@@ -480,16 +477,19 @@ class JobStore:
         retries: int,
         query: Select[Any],
         outcome: Callable[[Mapping[str, Any]], dict[str, Any] | None],
-        overdue: Select[Any] | None = None,
+        overdue: Callable[[Mapping[str, Any]], bool] | None = None,
     ) -> dict[str, int]:
-        """Move each execution ``query`` reads to its ``outcome`` (None: it stays),
-        after settling the commands ``overdue`` selects (``commands.settle``)."""
+        """Move each execution ``query`` reads to its ``outcome`` (None: it stays).
+        The commands of rows ``overdue`` says are past their time are settled
+        first (``commands.settle``, by id) and the rows read again: rare, so the
+        usual pass reads the executions once."""
         async with self._db.begin() as connection:
-            if overdue is not None and (late := list(await connection.scalars(overdue))):
+            rows = (await connection.execute(query)).mappings().all()
+            if overdue is not None and (late := [r["command_id"] for r in rows if overdue(r)]):
                 await settle(connection, commands.c.command_id.in_(late))
-            rows = await connection.execute(query)
+                rows = (await connection.execute(query)).mappings().all()
             events = []
-            for row in rows.mappings().all():
+            for row in rows:
                 values = outcome(row)
                 if values is not None:
                     moved = await _move(connection, job_id, row, retries, values)

@@ -19,11 +19,11 @@ sweeper is needed and no reader ever sees a stale state.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, select, update
+from sqlalchemy import ColumnElement, Update, and_, bindparam, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.audit import AuditEntry, write_audit
@@ -65,6 +65,15 @@ def _visible(command_id: int, scope: Scope) -> ColumnElement[bool]:
     if scope is not None:
         condition = and_(condition, in_scope(commands.c.device_id, scope))
     return condition
+
+
+def _requeue(where: ColumnElement[bool]) -> Update:
+    """The claimed (``sent``) commands matching ``where`` back in the queue, unsent."""
+    return (
+        update(commands)
+        .where(where, commands.c.state == "sent")
+        .values(state="queued", sent_at=None, deadline=None, deliverer=None)
+    )
 
 
 FINISH = update(commands).where(
@@ -176,24 +185,49 @@ class CommandStore:
 
     # --- delivery (the southbound) -----------------------------------------------------------
 
-    async def waiting(self, device_ids: Sequence[int]) -> list[int]:
-        """Those of ``device_ids`` that have queued commands (any, expired or not)."""
+    async def waiting(self, device_ids: Sequence[int], deliverer: str) -> list[int]:
+        """Those of ``device_ids`` with something for ``deliverer`` to deliver: queued
+        commands (expired or not), or commands it claimed and may never have sent
+        (``claim`` sorts those out)."""
         if not device_ids:
             return []
         async with self._db.read() as connection:
             rows = await connection.scalars(
                 select(commands.c.device_id)
-                .where(commands.c.device_id.in_(device_ids), commands.c.state == "queued")
+                .where(
+                    commands.c.device_id.in_(device_ids),
+                    or_(
+                        commands.c.state == "queued",
+                        and_(commands.c.state == "sent", commands.c.deliverer == deliverer),
+                    ),
+                )
                 .distinct()
             )
             return list(rows)
 
-    async def claim(self, device_id: int, deliverer: str) -> dict[str, Any] | None:
+    async def claim(
+        self, device_id: int, deliverer: str, sending: Collection[int] = ()
+    ) -> dict[str, Any] | None:
         """Take the device's oldest queued command for delivery by the southbound
         instance ``deliverer`` (it becomes ``sent``); None when nothing is left.
-        Expired ones are settled first, never sent."""
+        Expired ones are settled first, never sent.
+
+        The device's commands ``deliverer`` claimed before and is not ``sending``
+        go back to the queue first, at their place. Such a claim committed while
+        its caller saw it fail (a timeout that fired during the commit): nothing
+        was sent, and only the deliverer, which holds the device's only delivery,
+        can tell. Left ``sent``, the command would never reach the device."""
         while True:
             async with self._db.begin() as connection:
+                await connection.execute(
+                    _requeue(
+                        and_(
+                            commands.c.device_id == device_id,
+                            commands.c.deliverer == deliverer,
+                            commands.c.command_id.not_in(list(sending)),
+                        )
+                    )
+                )
                 await settle(connection, commands.c.device_id == device_id)
                 row = await first_row(
                     connection,
@@ -222,11 +256,7 @@ class CommandStore:
         """A claimed command that could not be sent (the device left, or was busy
         with another command): back in the queue, at its place, never sent."""
         async with self._db.begin() as connection:
-            await connection.execute(
-                update(commands)
-                .where(commands.c.command_id == command_id, commands.c.state == "sent")
-                .values(state="queued", sent_at=None, deadline=None, deliverer=None)
-            )
+            await connection.execute(_requeue(commands.c.command_id == command_id))
 
     async def abandon(self, deliverer: str) -> int:
         """A southbound instance starts: the commands it had sent without a result

@@ -147,6 +147,41 @@ async def test_a_southbound_restart_in_the_middle_of_a_delivery_never_sends_it_t
         await again.close()
 
 
+async def test_a_claim_whose_commit_the_delivery_never_saw_is_still_delivered_once(
+    fleet: Fleet,
+) -> None:
+    """A claim can commit while the southbound's database deadline fires: the
+    command is ``sent`` in the database, yet nothing went to the device. The
+    instance knows it never sent it, so the device's next login brings it."""
+    device = await fleet.register()
+    first = await queue(fleet, device, "first")
+    second = await queue(fleet, device, "second")
+    instance = fleet.southbound.instance
+    claimed = await fleet.store.commands.claim(int(device["device_id"]), instance)
+    assert claimed is not None and claimed["state"] == "sent"
+
+    ws, _ = await fleet.login(device)
+    for expected in ("first", "second"):  # in order, the lost claim at its place
+        order = await next_order(ws)
+        assert order["Headers"]["order_type"] == expected
+        await answer(ws, order, None)
+    assert (await eventually(lambda: in_state(fleet, second, "succeeded")))["result"]
+    assert (await command(fleet, first))["state"] == "succeeded"
+    assert await nothing_comes(ws)
+    await ws.close()
+
+
+async def test_a_command_another_instance_claimed_is_left_to_it(fleet: Fleet) -> None:
+    """Only the instance that claimed a command can know it never sent it."""
+    device = await fleet.register()
+    command_id = await queue(fleet, device, "elsewhere")
+    await fleet.store.commands.claim(int(device["device_id"]), "another-instance")
+    ws, _ = await fleet.login(device)
+    assert await nothing_comes(ws)
+    assert (await command(fleet, command_id))["state"] == "sent"
+    await ws.close()
+
+
 async def test_a_queued_command_waits_while_a_version_1_device_is_busy(fleet: Fleet) -> None:
     """A version-1 device takes one command at a time: the queued one is refused as
     busy before anything is sent, stays queued, and goes once the device is free."""

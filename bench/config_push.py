@@ -18,7 +18,8 @@
    command to the whole group (``"queue"``: one per member, 10,000 rows) and the
    devices all come back at once. It polls the database until every command has
    succeeded (the time to drain) and each device counts the commands it was given
-   (each exactly once).
+   (each exactly once); the report gives the commands' states at the end and the
+   login attempts that failed on the way back.
 5. Prints a summary and writes ``bench/results/config_push.json``.
 """
 
@@ -31,6 +32,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +111,7 @@ async def load_main(plan: dict[str, Any]) -> dict[str, Any]:
         "rtts": [r for d in devices for r in d.rtts],
         "received": received,
         "returned": len(back["back"]),
+        "return_failures": back["failures"],
         "orders": [d.orders for d in devices],
     }
 
@@ -138,8 +142,8 @@ async def put_members(url: str, device_ids: list[int]) -> None:
     await store.close()
 
 
-async def succeeded_commands(url: str) -> int:
-    """Commands that ended ``succeeded``."""
+async def command_states(url: str) -> dict[str, int]:
+    """How many commands are in each state."""
     from sqlalchemy import func, select
 
     from edgefleet.controller.store import Store
@@ -148,8 +152,8 @@ async def succeeded_commands(url: str) -> int:
     store = Store.from_url(url, timeout=60)
     try:
         async with store.db.read() as connection:
-            query = select(func.count()).where(commands.c.state == "succeeded")
-            return int(await connection.scalar(query) or 0)
+            query = select(commands.c.state, func.count()).group_by(commands.c.state)
+            return {state: int(n) for state, n in (await connection.execute(query)).all()}
     finally:
         await store.close()
 
@@ -175,6 +179,11 @@ async def reported(url: str, version: int) -> int:
             )
     finally:
         await store.close()
+
+
+def summed(counts: Iterable[dict[str, int]]) -> dict[str, int]:
+    """The load processes' counts, added up."""
+    return dict(sum((Counter(c) for c in counts), Counter()))
 
 
 def call(api: str, method: str, path: str, body: Any = None) -> Any:
@@ -272,7 +281,8 @@ def main() -> None:
         queue_answered = time.time() - queued_at
         drained = None
         while time.time() < end_at:
-            if asyncio.run(succeeded_commands(url)) >= len(ids):
+            states = asyncio.run(command_states(url))
+            if states.get("succeeded", 0) >= len(ids):
                 drained = time.time() - return_at
                 break
             time.sleep(0.5)
@@ -292,7 +302,7 @@ def main() -> None:
         "last_received_seconds": round(received[-1], 2) if received else None,
         "median_received_seconds": round(received[len(received) // 2], 2) if received else None,
         "heartbeat_round_trip_during": percentiles(rtts),
-        "login_failures": {k: v for o in outputs for k, v in o["login"]["failures"].items()},
+        "login_failures": summed(o["login"]["failures"] for o in outputs),
         "queued_commands": {
             "devices_offline_when_queued": offline_when_queued,
             "queued": len(queued["results"]),
@@ -301,6 +311,8 @@ def main() -> None:
             "all_succeeded_after_return_seconds": None if drained is None else round(drained, 2),
             "devices_given_it_once": sum(n == 1 for o in outputs for n in o["orders"]),
             "devices_given_it_twice_or_more": sum(n > 1 for o in outputs for n in o["orders"]),
+            "command_states_at_end": states,
+            "failed_login_attempts_on_return": summed(o["return_failures"] for o in outputs),
         },
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)

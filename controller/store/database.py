@@ -209,9 +209,12 @@ class Database:
             await connection.exec_driver_sql("SELECT 1")
 
     async def close(self) -> None:
-        if self._probe_task is not None:
-            self._probe_task.cancel()
-            await asyncio.gather(self._probe_task, return_exceptions=True)
+        """Stop the background probe and a fresh-connection check still running (each
+        holds an engine of its own), then drop the pools."""
+        background = [t for t in (self._probe_task, self._check) if t is not None]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         await self._dispose()
 
     async def _dispose(self) -> None:

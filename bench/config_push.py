@@ -40,7 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import TOKEN, percentiles, recreate_database, start_server  # noqa: E402
+from bench.harness import TOKEN, percentiles, recreate_database, run_load_process, start_server  # noqa: E402
 from bench.southbound_load import (  # noqa: E402
     PEPPER,
     Device,
@@ -214,7 +214,7 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
-        print(json.dumps(asyncio.run(load_main(json.load(sys.stdin)))))
+        print(json.dumps(run_load_process(load_main(json.load(sys.stdin)))))
         return
 
     raise_fd_limit()

@@ -52,7 +52,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.config_push import call  # noqa: E402
-from bench.harness import TOKEN, recreate_database, start_server  # noqa: E402
+from bench.harness import TOKEN, recreate_database, run_load_process, start_server  # noqa: E402
 from bench.southbound_load import (  # noqa: E402
     PASSWORD,
     PEPPER,
@@ -276,7 +276,7 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
-        print(json.dumps(asyncio.run(load_main(json.load(sys.stdin)))))
+        print(json.dumps(run_load_process(load_main(json.load(sys.stdin)))))
         return
 
     import psutil

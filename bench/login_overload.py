@@ -42,7 +42,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import percentiles, recreate_database  # noqa: E402
+from bench.harness import percentiles, recreate_database, run_load_process  # noqa: E402
 from bench.southbound_load import PASSWORD, PEPPER, raise_fd_limit, seed  # noqa: E402
 
 DATABASE = "edgefleet_login_overload_bench"
@@ -271,7 +271,7 @@ def main() -> None:
         print(measure_capacity(int(args.capacity[0]), args.capacity[1]))
         return
     if args.load:
-        print(json.dumps(asyncio.run(load_main(json.load(sys.stdin)))))
+        print(json.dumps(run_load_process(load_main(json.load(sys.stdin)))))
         return
     if args.scenario is None:
         parser.error("name a scenario: ramp, drop or kill")

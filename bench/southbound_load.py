@@ -41,7 +41,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.harness import TOKEN, CpuSampler, percentiles, recreate_database, start_server  # noqa: E402
+from bench.harness import (  # noqa: E402
+    TOKEN,
+    CpuSampler,
+    percentiles,
+    recreate_database,
+    run_load_process,
+    start_server,
+)
 
 DATABASE = "edgefleet_southbound_bench"
 PEPPER = "bench pepper"
@@ -384,7 +391,7 @@ def main() -> None:
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
-        print(json.dumps(asyncio.run(load_main(json.load(sys.stdin)))))
+        print(json.dumps(run_load_process(load_main(json.load(sys.stdin)))))
         return
 
     raise_fd_limit()

@@ -166,6 +166,11 @@ class ConfigService:
     async def set_device(
         self, caller: Caller, device_id: int, change: Change, if_match: int | None, action: str
     ) -> dict[str, Any]:
+        """The device's document changed by ``change``, pushed to it, and the row now
+        in force. One that ``change`` leaves as it is is a success that changes
+        nothing: the same version comes back, nothing is pushed, and the audit log
+        still shows who asked, naming no field (a repeated ``PUT`` is a request
+        like any other, not an error, and not a change)."""
         async with self._audit.change(caller, action, "device", device_id, ["config"]) as entry:
             scope = caller.principal.scope(PERMISSION)
             if scope is not None:
@@ -227,6 +232,9 @@ class ConfigService:
     async def set_group(
         self, caller: Caller, group_id: int, change: Change, if_match: int | None, action: str
     ) -> dict[str, Any]:
+        """The group's document changed by ``change`` and every member sent its new
+        effective configuration; as for a device, a write that changes nothing
+        keeps the version, reaches no member, and is audited naming no field."""
         async with self._audit.change(caller, action, "group", group_id, ["config"]) as entry:
             scope = caller.principal.scope(PERMISSION)
             if scope is not None and group_id not in scope:

@@ -8,6 +8,14 @@ and the devices that joined or left a group with a document for a membership
 change (``controller.membership_changes`` finds those).
 The push is fire-and-forget: a device that is not connected gets it at its next
 login, and one whose southbound is away gets it when it logs in elsewhere.
+
+A write whose document equals the one in force (the store decides, in the write's
+transaction) changes nothing: it answers 200 with the current version, as a
+repeated ``PUT`` should, is audited naming no field, and neither bumps nor pushes
+anything, so a device is never sent a configuration it already has. This is also
+what keeps one REST write in Kubernetes mode at one version: the operator, seeing
+the new ``spec.config``, writes the same document, and whichever of the two comes
+second finds it in force.
 """
 
 from __future__ import annotations
@@ -28,7 +36,14 @@ from edgefleet.controller.store import (
     VersionMismatch,
 )
 from edgefleet.controller.store.audit import AuditEntry
-from edgefleet.controller.store.configs import UNSUPPORTED, Change, in_sync, merge_patch
+from edgefleet.controller.store.configs import (
+    UNSUPPORTED,
+    Change,
+    Written,
+    in_sync,
+    merge_patch,
+    same_document,
+)
 
 if TYPE_CHECKING:  # writes imports this module (a membership change pushes configuration)
     from edgefleet.controller.writes import Auditor
@@ -110,17 +125,22 @@ class ConfigChanges:
     async def adopt(self, kind: str, target_id: int, config: dict[str, Any]) -> None:
         """Kubernetes mode: ``spec.config`` of a Device or DeviceGroup, as the operator
         reads it, becomes the desired document when it differs (a change made with
-        kubectl; one made through the API is found equal)."""
+        kubectl; one made through the API is found equal, even when the operator
+        gets there before the API's own write). Most reconciles do not touch the
+        document, so it is read first: a write transaction only for a change."""
+        configs = self._store.configs
         if kind == "device":
-            row = await self._store.configs.device(target_id)
-            if row["desired"] != config:
-                await self._store.configs.set_device(target_id, lambda _: config, None)
-                await self.push([target_id])
+            row = await configs.device(target_id)
+            if not same_document(row["desired"], config):
+                written = await configs.set_device(target_id, lambda _: config, None)
+                if written.changed:
+                    await self.push([target_id])
         else:
-            row = await self._store.configs.group(target_id)
-            if row["config"] != config:
-                await self._store.configs.set_group(target_id, lambda _: config, None)
-                await self.group_changed(target_id)
+            row = await configs.group(target_id)
+            if not same_document(row["config"], config):
+                written = await configs.set_group(target_id, lambda _: config, None)
+                if written.changed:
+                    await self.group_changed(target_id)
 
     async def push(self, device_ids: list[int]) -> None:
         if device_ids:
@@ -146,12 +166,18 @@ class ConfigService:
     async def set_device(
         self, caller: Caller, device_id: int, change: Change, if_match: int | None, action: str
     ) -> dict[str, Any]:
+        """The device's document changed by ``change``, pushed to it, and the row now
+        in force. One that ``change`` leaves as it is is a success that changes
+        nothing: the same version comes back, nothing is pushed, and the audit log
+        still shows who asked, naming no field (a repeated ``PUT`` is a request
+        like any other, not an error, and not a change)."""
         async with self._audit.change(caller, action, "device", device_id, ["config"]) as entry:
             scope = caller.principal.scope(PERMISSION)
             if scope is not None:
                 await self._store.devices.get(device_id, scope)
-            await self._write(device_id, change, if_match, entry)
-        await self._changes.push([device_id])
+            written = await self._write(device_id, change, if_match, entry)
+        if written.changed:
+            await self._changes.push([device_id])
         return await self.device(device_id, None)
 
     async def apply(self, device_id: int, change: Change, since: datetime) -> int:
@@ -173,19 +199,21 @@ class ConfigService:
         if (
             updated is not None
             and updated >= since
-            and change(current["desired"]) == current["desired"]
+            and same_document(change(current["desired"]), current["desired"])
         ):
             return int(current["effective_version"])
         written = await self._write(device_id, change, current["version"])
-        await self._changes.push([device_id])
-        return int(written["effective_version"])
+        if written.changed:
+            await self._changes.push([device_id])
+        return int(written.row["effective_version"])
 
     async def _write(
         self, device_id: int, change: Change, if_match: int | None, entry: AuditEntry | None = None
-    ) -> dict[str, Any]:
+    ) -> Written:
         current = await self._store.configs.device(device_id)
         new = self._mirrored_change(current["desired"], current["version"], change, if_match)
-        await self._mirror.config_changed("device", device_id, current["desired"], new)
+        if not same_document(current["desired"], new):
+            await self._mirror.config_changed("device", device_id, current["desired"], new)
         return await self._store.configs.set_device(device_id, lambda _: new, if_match, entry)
 
     @staticmethod
@@ -204,13 +232,18 @@ class ConfigService:
     async def set_group(
         self, caller: Caller, group_id: int, change: Change, if_match: int | None, action: str
     ) -> dict[str, Any]:
+        """The group's document changed by ``change`` and every member sent its new
+        effective configuration; as for a device, a write that changes nothing
+        keeps the version, reaches no member, and is audited naming no field."""
         async with self._audit.change(caller, action, "group", group_id, ["config"]) as entry:
             scope = caller.principal.scope(PERMISSION)
             if scope is not None and group_id not in scope:
                 raise GroupNotFound(group_id)
             current = await self._store.configs.group(group_id)
             new = self._mirrored_change(current["config"], current["version"], change, if_match)
-            await self._mirror.config_changed("group", group_id, current["config"], new)
-            await self._store.configs.set_group(group_id, lambda _: new, if_match, entry)
-        await self._changes.group_changed(group_id)
+            if not same_document(current["config"], new):
+                await self._mirror.config_changed("group", group_id, current["config"], new)
+            written = await self._store.configs.set_group(group_id, lambda _: new, if_match, entry)
+        if written.changed:
+            await self._changes.group_changed(group_id)
         return await self._store.configs.group(group_id)

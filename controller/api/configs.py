@@ -139,7 +139,8 @@ async def _set_device(
 
 @endpoints.put(
     "/devices/{device_id}/config",
-    summary="Set a device's desired configuration; its version goes up. " + IF_MATCH_DOC,
+    summary="Set a device's desired configuration; its version goes up if it changes. "
+    + IF_MATCH_DOC,
     tag=TAG,
     errors=(404, 412),
     permission="config:write",

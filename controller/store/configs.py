@@ -3,19 +3,31 @@
 A write takes a function from the current document to the new one and runs it in
 the write's transaction, after ``If-Match`` is checked against the row it read
 there: a replace and a merge patch are the same write, and two writers cannot both
-win against one version. Group membership is not read here: whoever changes a
-group's document hands in the members (``GroupStore.member_ids``), whose effective
-version is bumped so each of them is sent the change.
+win against one version. This is the one place that assigns versions: a write
+whose new document equals the one in force takes none (``Written.changed`` is
+false), so whoever made it pushes nothing.
+
+The row is updated only while it still holds the version that was read. On
+MariaDB the read locks it and that always holds; on SQLite a transaction's reads
+come before its write lock, so a writer that finds the row moved on reads it again
+and decides afresh: two racing identical writes take one version between them. A
+missing row is inserted in a transaction of its own (empty), then read like any
+other, so two first writers never deadlock on MariaDB's gap locks.
+
+Group membership is not read here: whoever changes a group's document hands in the
+members (``GroupStore.member_ids``), whose effective version is bumped so each of
+them is sent the change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from edgefleet.controller.store.audit import AuditEntry, write_audit
@@ -52,17 +64,43 @@ EMPTY_DEVICE: dict[str, Any] = {
 }
 """A device whose configuration was never set nor reported."""
 
+EMPTY_GROUP: dict[str, Any] = {"config": {}, "version": 0, "updated_at": None}
+"""A group whose configuration was never set."""
+
 
 def _check(version: int, if_match: int | None) -> None:
+    """``If-Match`` comes first, whatever the new document: FLEET.md makes a stale
+    version 412, and a caller that computed its write from an older document must
+    learn so even when the result happens to equal the one in force."""
     if if_match is not None and if_match != version:
         raise VersionMismatch(version, if_match)
 
 
-async def _device_row(connection: AsyncConnection, device_id: int) -> dict[str, Any] | None:
-    return await first_row(
-        connection,
-        select(device_configs).where(device_configs.c.device_id == device_id).with_for_update(),
-    )
+def same_document(first: Any, second: Any) -> bool:
+    """Equal as JSON, which Python's ``==`` is not: ``1``, ``1.0`` and ``true`` are
+    three values to a device."""
+    return _canonical(first) == _canonical(second)
+
+
+def _canonical(document: Any) -> str:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"))
+
+
+def _unchanged(audit: AuditEntry | None) -> AuditEntry | None:
+    """The audit entry of a write that changed nothing: the caller's request is
+    still on record (who asked, and that it succeeded), with no field named,
+    since none changed."""
+    return None if audit is None else replace(audit, fields=())
+
+
+@dataclass(frozen=True)
+class Written:
+    """What a write left in force, and whether it changed anything."""
+
+    row: dict[str, Any]
+    changed: bool
+    """False: the new document equals the one in force; no version was taken, no
+    ``config_changed`` logged, and nothing is to be pushed."""
 
 
 INSERT_MISSING = (
@@ -73,6 +111,14 @@ INSERT_MISSING = (
 )
 """Rows that exist already are left as they are, whoever inserted them meanwhile
 (the controller writing a document, the southbound storing a report)."""
+
+INSERT_MISSING_GROUP = (
+    insert(group_configs)
+    .prefix_with("OR IGNORE", dialect="sqlite")
+    .prefix_with("IGNORE", dialect="mysql")
+    .prefix_with("IGNORE", dialect="mariadb")
+)
+"""A group's empty row, unless another writer inserted one meanwhile."""
 
 STORE_REPORT = (
     update(device_configs)
@@ -106,6 +152,88 @@ async def _ensure_rows(connection: AsyncConnection, device_ids: Sequence[int]) -
     if device_ids:
         rows = [{**EMPTY_DEVICE, "device_id": device_id} for device_id in device_ids]
         await connection.execute(INSERT_MISSING, rows)
+
+
+async def _insert_empty_group(connection: AsyncConnection, group_id: int) -> None:
+    row = {**EMPTY_GROUP, "group_id": group_id, "updated_at": utcnow()}
+    await connection.execute(INSERT_MISSING_GROUP, row)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """Where a device's or a group's document lives, and what its write does."""
+
+    table: Table
+    key: str
+    """The id column."""
+    document: str
+    """The document column."""
+    counters: tuple[str, ...]
+    """The version columns a change raises by one; the row is updated only while
+    each is as read (a device's effective version is also raised by its groups'
+    changes, and none of those may be lost either)."""
+    logged: bool
+    """Whether a change is logged on the device as ``config_changed``."""
+    empty: dict[str, Any]
+    """The row of a target whose document was never set."""
+    fetch: Callable[[AsyncConnection, int], Awaitable[Any]]
+    """The target itself (raises its not-found error)."""
+    insert_empty: Callable[[AsyncConnection, int], Awaitable[None]]
+    """An empty row for the target, unless one exists already."""
+
+
+DEVICE_DOCUMENT = _Kind(
+    device_configs,
+    "device_id",
+    "desired",
+    ("version", "effective_version"),
+    True,
+    EMPTY_DEVICE,
+    fetch_device,
+    lambda connection, device_id: _ensure_rows(connection, [device_id]),
+)
+GROUP_DOCUMENT = _Kind(
+    group_configs,
+    "group_id",
+    "config",
+    ("version",),
+    False,
+    EMPTY_GROUP,
+    fetch_group,
+    _insert_empty_group,
+)
+
+
+async def _replace(
+    connection: AsyncConnection,
+    kind: _Kind,
+    row: dict[str, Any],
+    document: dict[str, Any],
+    audit: AuditEntry | None,
+) -> Written | None:
+    """``document`` replaces the one of ``row`` (as read in this transaction), with
+    its audit entry; None when the row moved on since (SQLite): read it again."""
+    table = kind.table
+    values = {
+        kind.document: document,
+        "updated_at": utcnow(),
+        **{counter: row[counter] + 1 for counter in kind.counters},
+    }
+    moved = await connection.execute(
+        update(table)
+        .where(
+            table.c[kind.key] == row[kind.key],
+            *(table.c[counter] == row[counter] for counter in kind.counters),
+        )
+        .values(**values)
+    )
+    if moved.rowcount != 1:
+        return None
+    if kind.logged:
+        detail = {"version": values["version"]}
+        await record_events(connection, [row[kind.key]], "config_changed", detail)
+    await write_audit(connection, audit)
+    return Written({**row, **values}, changed=True)
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
@@ -201,32 +329,11 @@ class ConfigStore:
         change: Change,
         if_match: int | None,
         audit: AuditEntry | None = None,
-    ) -> dict[str, Any]:
+    ) -> Written:
         """Write the device's document; raises ``VersionMismatch`` for a stale
-        ``if_match``. Both versions go up by one."""
-        async with self._db.begin() as connection:
-            await fetch_device(connection, device_id)
-            row = await _device_row(connection, device_id)
-            if row is None:
-                await _ensure_rows(connection, [device_id])
-                row = {**EMPTY_DEVICE, "device_id": device_id}
-            _check(row["version"], if_match)
-            values = {
-                "desired": change(row["desired"]),
-                "version": row["version"] + 1,
-                "effective_version": row["effective_version"] + 1,
-                "updated_at": utcnow(),
-            }
-            await connection.execute(
-                update(device_configs)
-                .where(device_configs.c.device_id == device_id)
-                .values(**values)
-            )
-            await record_events(
-                connection, [device_id], "config_changed", {"version": values["version"]}
-            )
-            await write_audit(connection, audit)
-            return {**row, **values}
+        ``if_match``. Both versions go up by one, unless the new document equals
+        the one in force: then only ``audit`` is written (naming no field)."""
+        return await self._set(DEVICE_DOCUMENT, device_id, change, if_match, audit)
 
     async def reports(self, reports: Sequence[Reported]) -> None:
         """Store many ``config_report``s in one transaction, in order (a device's
@@ -275,8 +382,7 @@ class ConfigStore:
             row = await first_row(
                 connection, select(group_configs).where(group_configs.c.group_id == group_id)
             )
-            empty = {"config": {}, "version": 0, "updated_at": None}
-            return {**empty, "group_id": group_id, **(row or {})}
+            return {**EMPTY_GROUP, "group_id": group_id, **(row or {})}
 
     async def set_group(
         self,
@@ -284,33 +390,45 @@ class ConfigStore:
         change: Change,
         if_match: int | None,
         audit: AuditEntry | None = None,
-    ) -> dict[str, Any]:
+    ) -> Written:
         """Write the group's document; raises ``VersionMismatch`` for a stale
-        ``if_match``. Its members are then ``bump``-ed by the caller."""
-        async with self._db.begin() as connection:
-            await fetch_group(connection, group_id)
-            row = await first_row(
-                connection,
-                select(group_configs).where(group_configs.c.group_id == group_id).with_for_update(),
-            )
-            current = row or {"config": {}, "version": 0}
-            _check(current["version"], if_match)
-            values = {
-                "group_id": group_id,
-                "config": change(current["config"]),
-                "version": current["version"] + 1,
-                "updated_at": utcnow(),
-            }
-            if row is None:
-                await connection.execute(insert(group_configs), values)
-            else:
-                await connection.execute(
-                    update(group_configs)
-                    .where(group_configs.c.group_id == group_id)
-                    .values(**values)
+        ``if_match``. Its version goes up by one and its members are then
+        ``bump``-ed by the caller, unless the new document equals the one in force:
+        then only ``audit`` is written (naming no field)."""
+        return await self._set(GROUP_DOCUMENT, group_id, change, if_match, audit)
+
+    async def _set(
+        self,
+        kind: _Kind,
+        target_id: int,
+        change: Change,
+        if_match: int | None,
+        audit: AuditEntry | None,
+    ) -> Written:
+        """The write of a device's or group's document (the module's docstring says
+        how it decides and why it may read again)."""
+        table = kind.table
+        while True:
+            async with self._db.begin() as connection:
+                await kind.fetch(connection, target_id)
+                row = await first_row(
+                    connection,
+                    select(table).where(table.c[kind.key] == target_id).with_for_update(),
                 )
-            await write_audit(connection, audit)
-        return values
+                current = row or {**kind.empty, kind.key: target_id}
+                _check(current["version"], if_match)
+                document = change(current[kind.document])
+                if same_document(document, current[kind.document]):
+                    await write_audit(connection, _unchanged(audit))
+                    return Written(current, changed=False)
+                if row is not None:
+                    written = await _replace(connection, kind, row, document, audit)
+                    if written is not None:
+                        return written
+            if row is None:
+                async with self._db.begin() as connection:
+                    await kind.fetch(connection, target_id)
+                    await kind.insert_empty(connection, target_id)
 
     async def bump(self, device_ids: Sequence[int], detail: dict[str, Any]) -> None:
         """What these devices should run changed: their effective version goes up,

@@ -1,7 +1,10 @@
 """Desired configuration over the REST API: versions, merge patches, If-Match, the
-size limit, groups merged in name order, scope, audit and the device log."""
+size limit, groups merged in name order, scope, audit and the device log, and
+writes that change nothing taking no version."""
 
 from __future__ import annotations
+
+import asyncio
 
 from tests.api_client import ApiClient
 
@@ -50,6 +53,68 @@ async def test_stale_if_match_is_412_and_changes_nothing(api: ApiClient) -> None
     weak = await api.put(path, {"config": {"c": 3}}, headers={"if-match": 'W/"2"'})
     assert weak.data["desired_version"] == 3  # header names are case-insensitive
     assert (await api.get(path)).data["desired"] == {"c": 3}
+
+
+async def test_a_write_that_changes_nothing_keeps_the_version(api: ApiClient) -> None:
+    device = await api.register()
+    path = config_path(device)
+    assert (await api.put(path, {"config": {"a": 1, "b": {"c": 2}}})).data["desired_version"] == 1
+    same = [
+        await api.put(path, {"config": {"b": {"c": 2}, "a": 1}}),
+        await api.patch(path, {"config": {"a": 1}}),
+        await api.patch(path, {"config": {"gone": None}}),
+        await api.put(path, {"config": {"a": 1, "b": {"c": 2}}}, headers={"If-Match": "1"}),
+    ]
+    for answer in same:
+        assert answer.status == 200, answer.body
+        assert answer.data["desired"] == {"a": 1, "b": {"c": 2}}
+        assert answer.data["desired_version"] == 1
+    # A stale If-Match is refused whatever the body: its writer read an older document.
+    stale = await api.put(path, {"config": {"a": 1, "b": {"c": 2}}}, headers={"If-Match": "0"})
+    assert "current version is 1" in stale.failure(412, "CONFIG_ERROR")
+    # To a device, true is not 1.
+    changed = await api.put(path, {"config": {"a": True, "b": {"c": 2}}})
+    assert changed.data["desired_version"] == 2
+
+    events = (await api.get(f"/api/v1/devices/{device['device_id']}/events")).data["items"]
+    assert [e["event"] for e in events].count("config_changed") == 2
+    # Each request is on record; only those that changed the document name it.
+    audit = (await api.get("/api/v1/audit?action=put_device_config")).data["items"]
+    assert [(entry["result"], entry["fields"]) for entry in audit] == [
+        ("success", ["config"]), ("failure", ["config"]), ("success", []),
+        ("success", []), ("success", ["config"]),
+    ]  # fmt: skip
+
+
+async def test_a_group_write_that_changes_nothing_reaches_no_member(api: ApiClient) -> None:
+    group, device = await api.create_group("cameras"), await api.register()
+    await api.put(f"/api/v1/groups/{group['group_id']}/devices/{device['device_id']}")
+    path = group_config_path(group)
+    assert (await api.put(path, {"config": {"fps": 15}})).data["version"] == 1
+    again = await api.put(path, {"config": {"fps": 15}})
+    assert again.status == 200 and again.data["version"] == 1
+    assert (await api.patch(path, {"config": {"fps": 15}})).data["version"] == 1
+    effective = (await api.get(config_path(device) + "?effective=true")).data
+    assert effective["desired"] == {"fps": 15} and effective["desired_version"] == 1
+    events = (await api.get(f"/api/v1/devices/{device['device_id']}/events")).data["items"]
+    assert [e["event"] for e in events].count("config_changed") == 1
+    # A group whose document was never set, written empty: nothing to change either.
+    empty = await api.create_group("empty")
+    assert (await api.put(group_config_path(empty), {"config": {}})).data["version"] == 0
+
+
+async def test_racing_identical_writes_take_one_version(api: ApiClient) -> None:
+    device, group = await api.register(), await api.create_group("racing")
+    device_path, group_path = config_path(device), group_config_path(group)
+    answers = await asyncio.gather(
+        *(api.put(device_path, {"config": {"exposure": 30}}) for _ in range(6)),
+        *(api.put(group_path, {"config": {"fps": 5}}) for _ in range(6)),
+    )
+    assert [answer.status for answer in answers] == [200] * 12
+    assert {answer.data["desired_version"] for answer in answers[:6]} == {1}
+    assert {answer.data["version"] for answer in answers[6:]} == {1}
+    events = (await api.get(f"/api/v1/devices/{device['device_id']}/events")).data["items"]
+    assert [e["event"] for e in events].count("config_changed") == 1
 
 
 async def test_the_openapi_document_declares_if_match_on_every_conditional_write(

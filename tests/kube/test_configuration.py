@@ -50,7 +50,9 @@ async def test_a_rest_configuration_write_is_the_resources_spec_config(
     await api.put(path, {"config": {"upload": {"images": False}}})
     body = await kube.get(DEVICES, device["k8s_name"])
     assert body["spec"]["config"] == {"upload": {"images": False}}
-    assert (await api.get(path)).data["desired"] == {"upload": {"images": False}}
+    # One version a write: the operator, taking spec.config, finds it in force.
+    desired = (await api.get(path)).data
+    assert desired["desired"] == {"upload": {"images": False}} and desired["desired_version"] == 2
 
     group = (await api.post("/api/v1/groups", {"name": "night-cams"})).data
     await api.put(f"/api/v1/groups/{group['group_id']}/config", {"config": {"fps": 5}})
@@ -135,12 +137,9 @@ async def test_a_configuration_job_writes_each_devices_spec_config(
             return row if row["config_version"] is not None else None
 
         row = await eventually(written)
-        assert row["state"] == "queued"  # the device is away
+        assert row["config_version"] == 2 and row["state"] == "queued"  # the device is away
         body = await kube.get(DEVICES, device["k8s_name"])
         assert body["spec"]["config"] == {"mode": "night", "exposure": 30}
-        # The job's write is the document in force. (Its version is not always 2:
-        # the operator may apply the PUT's spec.config before the PUT's own row
-        # write lands, and each write takes a new version.)
         desired = (await api.get(path)).data
         assert desired["desired"] == {"mode": "night", "exposure": 30}
-        assert row["config_version"] == desired["desired_version"]
+        assert desired["desired_version"] == 2

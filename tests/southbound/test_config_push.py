@@ -1,6 +1,7 @@
 """Desired configuration over real sockets (section 8) with raw extension clients:
-sent at login and on change, reports stored as sent, failures resent at the next
-login, version-1 devices reported unsupported; on SQLite and MariaDB."""
+sent at login and on change (and not for a write that changes nothing), reports
+stored as sent, failures resent at the next login, version-1 devices reported
+unsupported; on SQLite and MariaDB."""
 
 from __future__ import annotations
 
@@ -98,6 +99,39 @@ async def test_a_group_change_reaches_every_connected_member(fleet: Fleet) -> No
     assert await nothing_comes(sockets[5])
     for ws in sockets:
         await ws.close()
+
+
+async def test_a_write_that_changes_nothing_sends_the_device_nothing(fleet: Fleet) -> None:
+    """The device hears of the next real change, numbered next after the one it
+    runs: the identical writes between sent it nothing and took no version."""
+    group = await fleet.api.create_group("cameras")
+    device = await fleet.register()
+    await fleet.api.put(f"/api/v1/groups/{group['group_id']}/devices/{device['device_id']}")
+    group_path = f"/api/v1/groups/{group['group_id']}/config"
+    await fleet.api.put(group_path, {"config": {"fps": 15}})
+    await fleet.api.put(config_path(device), {"config": {"exposure": 30}})
+    ws = await config_device(fleet, device)
+    update = await next_update(ws)
+    assert update["data"] == {"version": 2, "config": {"fps": 15, "exposure": 30}}
+    await ws.send(
+        protocol.config_report(
+            2, {"fps": 15, "exposure": 30}, None, update["Headers"]["request_id"]
+        )
+    )
+
+    async def in_sync() -> bool:
+        return (await config_of(fleet, device))["in_sync"] is True
+
+    await eventually(in_sync)
+    again = await fleet.api.put(config_path(device), {"config": {"exposure": 30}})
+    assert again.status == 200 and again.data["desired_version"] == 1
+    assert (await fleet.api.put(group_path, {"config": {"fps": 15}})).data["version"] == 1
+    assert (await config_of(fleet, device))["in_sync"] is True
+
+    await fleet.api.patch(config_path(device), {"config": {"exposure": 31}})
+    change = await next_update(ws)
+    assert change["data"] == {"version": 3, "config": {"fps": 15, "exposure": 31}}
+    await ws.close()
 
 
 async def test_a_failed_apply_keeps_the_desired_version_and_is_resent_at_the_next_login(

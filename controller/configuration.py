@@ -168,17 +168,24 @@ class ConfigService:
     ) -> dict[str, Any]:
         """The device's document changed by ``change``, pushed to it, and the row now
         in force. One that ``change`` leaves as it is is a success that changes
-        nothing: the same version comes back, nothing is pushed, and the audit log
-        still shows who asked, naming no field (a repeated ``PUT`` is a request
-        like any other, not an error, and not a change)."""
+        nothing: the same version comes back, and the audit log still shows who
+        asked, naming no field (a repeated ``PUT`` is a request like any other, not
+        an error, and not a change). It is pushed again only to a device not in
+        sync with it (one that failed to apply it, say): asking again is how a
+        user retries, and a device in sync is sent nothing."""
         async with self._audit.change(caller, action, "device", device_id, ["config"]) as entry:
             scope = caller.principal.scope(PERMISSION)
             if scope is not None:
                 await self._store.devices.get(device_id, scope)
             written = await self._write(device_id, change, if_match, entry)
-        if written.changed:
-            await self._changes.push([device_id])
+        await self._push(device_id, written.changed)
         return await self.device(device_id, None)
+
+    async def _push(self, device_id: int, changed: bool) -> None:
+        """Push the device its document when it changed, or when the device is not
+        in sync with it (read only then: most writes change something)."""
+        if changed or not (await self.device(device_id, None))["in_sync"]:
+            await self._changes.push([device_id])
 
     async def apply(self, device_id: int, change: Change, since: datetime) -> int:
         """A job's write of one device's document, by the same path as a REST write
@@ -203,8 +210,7 @@ class ConfigService:
         ):
             return int(current["effective_version"])
         written = await self._write(device_id, change, current["version"])
-        if written.changed:
-            await self._changes.push([device_id])
+        await self._push(device_id, written.changed)
         return int(written.row["effective_version"])
 
     async def _write(

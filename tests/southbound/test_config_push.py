@@ -1,7 +1,7 @@
 """Desired configuration over real sockets (section 8) with raw extension clients:
 sent at login and on change (and not for a write that changes nothing), reports
-stored as sent, failures resent at the next login, version-1 devices reported
-unsupported; on SQLite and MariaDB."""
+stored as sent, failures resent at the next login or when asked again, version-1
+devices reported unsupported; on SQLite and MariaDB."""
 
 from __future__ import annotations
 
@@ -164,6 +164,11 @@ async def test_a_failed_apply_keeps_the_desired_version_and_is_resent_at_the_nex
     assert answer["in_sync"] is False and "exposure out of range" in answer["reason"]
     assert answer["desired"] == {"exposure": 999} and answer["desired_version"] == 1
     assert answer["reported"] == {"exposure": 30}
+    # Asking again is how a user retries: the same document, the same version,
+    # sent again because the device is not in sync with it.
+    retried = await fleet.api.put(config_path(device), {"config": {"exposure": 999}})
+    assert retried.data["desired_version"] == 1
+    assert (await next_update(ws))["data"] == {"version": 1, "config": {"exposure": 999}}
     await ws.close()
 
     again = await config_device(fleet, device)

@@ -1,11 +1,16 @@
 """Desired configuration documents of devices and groups, and what devices report.
 
 A write takes a function from the current document to the new one and runs it in
-the write's transaction, after ``If-Match`` is checked against the row it read
-there: a replace and a merge patch are the same write, and two writers cannot both
-win against one version. This is the one place that assigns versions: a write
-whose new document equals the one in force takes none (``Written.changed`` is
-false), so whoever made it pushes nothing.
+the write's transaction: a replace and a merge patch are the same write. This is
+the one place that assigns versions: a write whose new document equals the one in
+force takes none (``Written.changed`` is false), so whoever made it pushes
+nothing. Otherwise ``If-Match`` is checked against the row read there, and two
+writers cannot both win against one version. The order matters in Kubernetes
+mode: the service writes the resource first, and the operator may apply it to
+the database before the service's own write lands; that write then finds its
+document already in force, and succeeds without a version instead of failing
+against the one the operator took. (A caller's stale ``If-Match`` is refused
+earlier, by the service, against the row it read before writing anything.)
 
 The row is updated only while it still holds the version that was read. On
 MariaDB the read locks it and that always holds; on SQLite a transaction's reads
@@ -330,9 +335,10 @@ class ConfigStore:
         if_match: int | None,
         audit: AuditEntry | None = None,
     ) -> Written:
-        """Write the device's document; raises ``VersionMismatch`` for a stale
-        ``if_match``. Both versions go up by one, unless the new document equals
-        the one in force: then only ``audit`` is written (naming no field)."""
+        """Write the device's document. Both versions go up by one, unless the new
+        document equals the one in force: then only ``audit`` is written (naming
+        no field). Raises ``VersionMismatch`` for a stale ``if_match`` of a write
+        that would change it."""
         return await self._set(DEVICE_DOCUMENT, device_id, change, if_match, audit)
 
     async def reports(self, reports: Sequence[Reported]) -> None:
@@ -391,10 +397,11 @@ class ConfigStore:
         if_match: int | None,
         audit: AuditEntry | None = None,
     ) -> Written:
-        """Write the group's document; raises ``VersionMismatch`` for a stale
-        ``if_match``. Its version goes up by one and its members are then
-        ``bump``-ed by the caller, unless the new document equals the one in force:
-        then only ``audit`` is written (naming no field)."""
+        """Write the group's document. Its version goes up by one and its members
+        are then ``bump``-ed by the caller, unless the new document equals the one
+        in force: then only ``audit`` is written (naming no field). Raises
+        ``VersionMismatch`` for a stale ``if_match`` of a write that would change
+        it."""
         return await self._set(GROUP_DOCUMENT, group_id, change, if_match, audit)
 
     async def _set(
@@ -416,11 +423,11 @@ class ConfigStore:
                     select(table).where(table.c[kind.key] == target_id).with_for_update(),
                 )
                 current = row or {**kind.empty, kind.key: target_id}
-                _check(current["version"], if_match)
                 document = change(current[kind.document])
                 if same_document(document, current[kind.document]):
                     await write_audit(connection, _unchanged(audit))
                     return Written(current, changed=False)
+                _check(current["version"], if_match)
                 if row is not None:
                     written = await _replace(connection, kind, row, document, audit)
                     if written is not None:

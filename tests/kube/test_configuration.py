@@ -53,6 +53,14 @@ async def test_a_rest_configuration_write_is_the_resources_spec_config(
     # One version a write: the operator, taking spec.config, finds it in force.
     desired = (await api.get(path)).data
     assert desired["desired"] == {"upload": {"images": False}} and desired["desired_version"] == 2
+    # Conditional writes, each on the version the last one answered: the operator
+    # applying the resource before the write's own row lands never makes one 412.
+    for exposure in range(10):
+        answer = await api.patch(
+            path, {"config": {"exposure": exposure}}, headers={"If-Match": str(2 + exposure)}
+        )
+        assert answer.status == 200, answer.body
+        assert answer.data["desired_version"] == 3 + exposure
 
     group = (await api.post("/api/v1/groups", {"name": "night-cams"})).data
     await api.put(f"/api/v1/groups/{group['group_id']}/config", {"config": {"fps": 5}})

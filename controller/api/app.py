@@ -288,6 +288,7 @@ def create_app(
     app.on_startup.append(_start_background(auth_settings))
     app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_stop_background)
+    app.on_cleanup.append(_write_command_results)
     return app
 
 
@@ -333,6 +334,12 @@ async def _stop_background(app: web.Application) -> None:
         log.warning(
             "background tasks still stopping", extra={"tasks": [t.get_name() for t in pending]}
         )
+
+
+async def _write_command_results(app: web.Application) -> None:
+    """Commands already answered get their results into the history before the
+    database is closed."""
+    await app[CONTEXT].commands.close()
 
 
 def openapi_document() -> dict[str, Any]:

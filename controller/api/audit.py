@@ -24,5 +24,7 @@ async def list_audit(request: web.Request, query: AuditListQuery) -> Page[AuditR
         since=query.since,
         until=query.until,
     )
+    # A command's entry is committed with its result, just after its answer.
+    await context(request).commands.settled()
     rows, total = await context(request).store.audit.list(where, query.page, query.per_page)
     return Page[AuditRecord].of(rows, total, query)

@@ -161,7 +161,9 @@ async def send_group_command(
     permission="devices:read",
 )
 async def get_command(request: web.Request, path: CommandPath) -> Command:
-    return Command.of(await context(request).store.commands.get(path.command_id, scope(request)))
+    ctx = context(request)
+    await ctx.commands.settled(path.command_id)
+    return Command.of(await ctx.store.commands.get(path.command_id, scope(request)))
 
 
 @endpoints.delete(
@@ -187,5 +189,6 @@ async def list_device_commands(
 ) -> Page[Command]:
     store = context(request).store
     await store.devices.get(path.device_id, scope(request))
+    await context(request).commands.settled()
     rows, total = await store.commands.of_device(path.device_id, query.page, query.per_page)
     return Page[Command].of([Command.of(row) for row in rows], total, query)

@@ -501,7 +501,8 @@ class DeviceCommandResult(BaseModel):
     device_id: IdOut
     command_id: IdOut | None = Field(
         description="The command in the history (`GET /commands/{command_id}`); null only "
-        "when the database was away and the device was reached without it."
+        "when its history row could not be written (the database was away) and the device "
+        "was reached all the same."
     )
     status: Literal["success", "fail", "timeout", "queued"]
     message: str

@@ -118,28 +118,29 @@ class CommandStore:
         data: Any,
         audit: AuditEntry | None = None,
     ) -> None:
-        """Write a sent command's result, and its audit entry in the same commit (one
-        commit fewer on the command's round trip)."""
-        await self.finish_many([(command_id, status, message, data)], audit)
+        """Write a sent command's result, and its audit entry in the same commit."""
+        await self.finish_many([(command_id, status, message, data)], [audit] if audit else [])
 
     async def finish_many(
-        self, results: Sequence[tuple[int, str, str, Any]], audit: AuditEntry | None = None
+        self, results: Sequence[tuple[int, str, str, Any]], audits: Sequence[AuditEntry] = ()
     ) -> None:
-        """Write the results (``command_id``, status, message, data) of sent commands
-        in one transaction. A command no longer ``sent`` (taken for lost meanwhile)
-        keeps the state it has."""
+        """Write the results (``command_id``, status, message, data) of sent commands,
+        and the commands' audit entries, in one transaction. A command no longer
+        ``sent`` (taken for lost meanwhile) keeps the state it has."""
         now = utcnow()
         async with self._db.begin() as connection:
-            await write_audit(connection, audit)
-            await connection.execute(
-                FINISH,
-                [
-                    {"b_command_id": command_id, "state": FINAL.get(status, "failed"),
-                     "finished_at": now, "result_status": status,
-                     "result_message": message[:MAX_MESSAGE], "result_data": data}
-                    for command_id, status, message, data in results
-                ],
-            )  # fmt: skip
+            for audit in audits:
+                await write_audit(connection, audit)
+            if results:
+                await connection.execute(
+                    FINISH,
+                    [
+                        {"b_command_id": command_id, "state": FINAL.get(status, "failed"),
+                         "finished_at": now, "result_status": status,
+                         "result_message": message[:MAX_MESSAGE], "result_data": data}
+                        for command_id, status, message, data in results
+                    ],
+                )  # fmt: skip
 
     async def get(self, command_id: int, scope: Scope = None) -> dict[str, Any]:
         async with self._db.begin() as connection:

@@ -8,10 +8,11 @@ which of them have anything queued, and starts one delivery per such device.
 A delivery takes the device's commands one at a time, oldest first: it claims one
 (``CommandStore.claim``: queued → sent, atomically, so no other instance or
 restart can send it again), sends it through the session table exactly like a
-live command (``request_id``, busy, timeouts), and writes its result. A command
-refused before anything was sent (the device left, or is busy with another one)
-goes back to the queue unsent: at its next login for a device that left, after
-``busy_retry`` seconds for a busy one. A claim can also commit while the delivery
+live command (``request_id``, busy, timeouts), and writes its result (in batches
+shared by the deliveries, ``ResultWriter``). A command refused before anything
+was sent (the device left, or is busy with another one) goes back to the queue
+unsent: at its next login for a device that left, after ``busy_retry`` seconds
+for a busy one. A claim can also commit while the delivery
 sees it fail (the database deadline fired during the commit): nothing was sent,
 and since the instance knows what it is sending, its next claim for the device
 puts such a command back first (a 10,000-device reconnect storm left 118 commands
@@ -26,8 +27,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from edgefleet.agent.protocol import CommandRefused, CommandResult
+from edgefleet.agent.protocol import CommandRefused
 from edgefleet.controller.store import DatabaseUnavailable, Store
+from edgefleet.controller.store.command_results import ResultWriter
 from edgefleet.southbound.events import LoggedIn, SessionEvents
 from edgefleet.southbound.sessions import SessionTable
 
@@ -35,65 +37,6 @@ log = logging.getLogger("edgefleet.southbound.queue")
 
 BUSY_RETRY = 1.0
 CHUNK = 1000
-
-
-class ResultWriter:
-    """The results of delivered commands, written in batches.
-
-    A rollout delivers to thousands of devices at once, and one transaction per
-    result filled the connection pool until writes waited past their deadline
-    (``bench/jobs.py``: 439 results lost in one run, each then counted as timed
-    out though its device had answered). Results that arrive while one batch is
-    written go in the next. A result is known, so a database outage only delays
-    it: its batch is written again once the database answers, and each delivery
-    waits for its own result to be stored before it sends the next command.
-    """
-
-    def __init__(self, store: Store, retry_delay: float) -> None:
-        self._store = store
-        self._retry_delay = retry_delay
-        self._waiting: dict[int, tuple[CommandResult, asyncio.Future[None]]] = {}
-        self._running: asyncio.Task[None] | None = None
-
-    async def write(self, command_id: int, result: CommandResult) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting[command_id] = (result, future)
-        if self._running is None:
-            self._running = asyncio.create_task(self._drain(), name="command-results")
-        await future
-
-    async def close(self) -> None:
-        """Stop writing: the deliveries waiting for their results are gone, and a
-        transaction left open when the loop ends would hold its database (SQLite's
-        write lock) for whoever comes next."""
-        if self._running is not None:
-            self._running.cancel()
-            await asyncio.gather(self._running, return_exceptions=True)
-
-    async def _drain(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, {}
-                results = [(command_id, r.status, r.message, r.data)
-                           for command_id, (r, _) in batch.items()]  # fmt: skip
-                try:
-                    await self._store.commands.finish_many(results)
-                except DatabaseUnavailable:
-                    log.warning("command results wait for the database",
-                                extra={"results": len(batch)})  # fmt: skip
-                    self._waiting = {**batch, **self._waiting}
-                    await asyncio.sleep(self._retry_delay)
-                    continue
-                except Exception as exc:
-                    for _, future in batch.values():
-                        if not future.done():
-                            future.set_exception(exc)
-                    continue
-                for _, future in batch.values():
-                    if not future.done():
-                        future.set_result(None)
-        finally:
-            self._running = None
 
 
 class QueuedDelivery:

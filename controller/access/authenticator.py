@@ -1,7 +1,8 @@
 """From a bearer string to a ``Principal``: access token, API key or bootstrap token.
 
-Verifying a JWT costs microseconds; finding the user's roles costs a database round
-trip, so principals are cached for ``principal_cache_ttl`` seconds. Every change
+A JWT's signature is checked the first time it is seen, after that only its expiry;
+finding the user's roles costs a database round trip, so principals are cached for
+``principal_cache_ttl`` seconds. Every change
 to users, roles, bindings or keys made through this process empties the cache
 (``forget``), so revoking a key or demoting a user takes effect at the next
 request; another controller process sees it within the cache's lifetime. When a
@@ -21,6 +22,7 @@ from datetime import datetime
 from edgefleet.controller.access.principal import BOOTSTRAP, Principal
 from edgefleet.controller.access.tokens import (
     KEY_PREFIX,
+    AccessClaims,
     InvalidToken,
     JwtKeys,
     api_key_prefix,
@@ -34,6 +36,9 @@ log = logging.getLogger("edgefleet.access")
 
 KEY_USE_WRITE_INTERVAL = 60.0
 """``last_used_at`` of a key is written at most this often: not on every request."""
+
+VERIFIED_TOKENS = 10_000
+"""Access tokens remembered as verified; when there are more, the memory starts over."""
 
 
 class Authenticator:
@@ -55,6 +60,7 @@ class Authenticator:
         self._generation = 0
         self._keys: dict[str, tuple[Principal, datetime | None, float]] = {}
         self._key_used: dict[int, float] = {}
+        self._verified: dict[str, AccessClaims] = {}
 
     def forget(self) -> None:
         """Drop every cached principal: roles, bindings, users or keys changed."""
@@ -68,10 +74,25 @@ class Authenticator:
         if bearer.startswith(KEY_PREFIX):
             return await self._api_key(bearer)
         if bearer.count(".") == 2:
-            return await self._user(self.keys.verify(bearer).user_id)
+            return await self._user(self._claims(bearer).user_id)
         if self._bootstrap and hmac.compare_digest(bearer.encode(), self._bootstrap):
             return BOOTSTRAP
         raise InvalidToken("missing or wrong bearer token")
+
+    def _claims(self, token: str) -> AccessClaims:
+        """The access token's claims, its signature checked once: a token cannot
+        change, only run out, so one seen before costs a lookup and an expiry check
+        instead of PyJWT's decoding and HMAC (57 µs of every signed-in request).
+        Nothing here depends on the user, whose changes ``forget`` handles."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self.keys.verify(token)
+            if len(self._verified) >= VERIFIED_TOKENS:
+                self._verified.clear()
+            self._verified[token] = claims
+        elif claims.expires_at <= time.time():
+            raise InvalidToken("access token expired")
+        return claims
 
     async def user(self, user_id: int) -> Principal:
         """The principal of a user (active), fresh from the database."""

@@ -40,15 +40,22 @@ from edgefleet.controller.store.schema import (
     device_group_members,
     devices,
 )
-from edgefleet.controller.store.scope import SCOPE, Scope, in_scope
+from edgefleet.controller.store.scope import (
+    SCOPE_GROUPS,
+    Scope,
+    device_in_scope,
+    in_scope,
+    listed,
+)
 from edgefleet.controller.store.selectors import Selector
 
 # Never leaves the store through a read: the bcrypt hash stays in the database.
 PUBLIC_COLUMNS = [c for c in devices.c if c.name != "secret"]
 # Built once: reading one device is the hottest query, and a statement object that
 # is reused skips SQLAlchemy's per-call construction and cache-key work.
-SELECT_DEVICE = select(*PUBLIC_COLUMNS).where(devices.c.device_id == bindparam("device_id"))
-SELECT_SCOPED_DEVICE = SELECT_DEVICE.where(in_scope(devices.c.device_id, SCOPE))
+DEVICE_ID = bindparam("device_id")
+SELECT_DEVICE = select(*PUBLIC_COLUMNS).where(devices.c.device_id == DEVICE_ID)
+SELECT_SCOPED_DEVICE = SELECT_DEVICE.where(device_in_scope(DEVICE_ID))
 
 
 DEEP_OFFSET = 1000
@@ -101,7 +108,7 @@ async def fetch_device(
         result = await connection.execute(SELECT_DEVICE, {"device_id": device_id})
     else:
         result = await connection.execute(
-            SELECT_SCOPED_DEVICE, {"device_id": device_id, "scope": list(scope)}
+            SELECT_SCOPED_DEVICE, {"device_id": device_id, SCOPE_GROUPS.key: listed(scope)}
         )
     row = result.mappings().first()
     if row is None:

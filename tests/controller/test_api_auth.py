@@ -3,6 +3,7 @@ the bootstrap token, registration and the first administrator."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import jwt
@@ -83,6 +84,18 @@ async def test_an_expired_access_token_is_refused(api: ApiClient) -> None:
     expired = jwt.encode(claims, TEST_AUTH.jwt_key, "HS256", headers={"kid": keys.kid})
     assert "expired" in (await api.get(ME, token=expired)).failure(401, "AUTH_ERROR")
     assert me["user"]["username"] == "ana"
+
+
+async def test_a_token_used_before_is_refused_once_it_expires(api: ApiClient) -> None:
+    """A token's signature is checked once; its expiry at every request."""
+    user = await api.user("ana", [{"role": "viewer"}])
+    keys = JwtKeys(TEST_AUTH.jwt_key or "")
+    claims = jwt.decode(user.token, options={"verify_signature": False})
+    claims["exp"] = int(time.time()) + 3
+    short = jwt.encode(claims, TEST_AUTH.jwt_key, "HS256", headers={"kid": keys.kid})
+    assert (await api.get(ME, token=short)).data["user"]["username"] == "ana"
+    await asyncio.sleep(claims["exp"] - time.time() + 0.1)
+    assert "expired" in (await api.get(ME, token=short)).failure(401, "AUTH_ERROR")
 
 
 async def test_a_forged_or_foreign_token_is_refused(api: ApiClient) -> None:

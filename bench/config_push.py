@@ -20,7 +20,8 @@
    succeeded (the time to drain) and each device counts the commands it was given
    (each exactly once); the report gives the commands' states at the end and the
    login attempts that failed on the way back.
-5. Prints a summary and writes ``bench/results/config_push.json``.
+5. Prints a summary and writes ``bench/results/config_push.json`` (the server's log
+   beside it, ``config_push.server.log``).
 """
 
 from __future__ import annotations
@@ -228,7 +229,7 @@ def main() -> None:
         ("--ws-port", str(args.ws_port), "--metrics-port", str(args.metrics_port),
          "--bcrypt-rounds", str(args.bcrypt_rounds), "--password-pepper", PEPPER,
          "--login-attempts-per-device", "1000"),
-        cpu=args.server_cpu,
+        cpu=args.server_cpu, log=args.output.with_suffix(".server.log"),
     )  # fmt: skip
     try:
         login_at = time.time() + 3

@@ -58,10 +58,11 @@ class QueuedDelivery:
         self._deliveries: dict[int, asyncio.Task[None]] = {}
         self._again: set[int] = set()
         """Devices noted while their delivery ran: looked at again when it ends."""
-        self._sending: set[int] = set()
-        """Commands claimed here and handed to a session, whose result is not yet
-        stored (or never will be: its write failed). Any other command this
-        instance claimed was never sent, and its device's next claim requeues it."""
+        self._sending: dict[int, set[int]] = {}
+        """By device: commands claimed here and handed to its session, whose result
+        is not yet stored (or never will be: its write failed). Any other command
+        this instance claimed was never sent, and the device's next claim requeues
+        it."""
         self._results = ResultWriter(store, retry_delay)
 
     def subscribe(self, events: SessionEvents) -> None:
@@ -119,28 +120,30 @@ class QueuedDelivery:
     async def _deliver(self, device_id: int) -> None:
         while device_id in self._sessions:
             try:
-                command = await self._store.commands.claim(device_id, self._instance, self._sending)
+                command = await self._store.commands.claim(
+                    device_id, self._instance, self._sending.get(device_id, ())
+                )
             except DatabaseUnavailable:
                 self.deliver(device_id)  # once the database is back
                 return
             if command is None:
                 return
             command_id = command["command_id"]
-            self._sending.add(command_id)
+            self._sending.setdefault(device_id, set()).add(command_id)
             try:
                 result = await self._sessions.command(
                     device_id, command["order"], command["params"], command["timeout"]
                 )
             except CommandRefused as refused:
-                await self._put_back(command_id)
+                await self._put_back(device_id, command_id)
                 if refused.kind != "busy":
                     return  # it left: the rest waits for its next login
                 await asyncio.sleep(self._busy_retry)
                 continue
             await self._results.write(command_id, result)
-            self._sending.discard(command_id)
+            self._settled(device_id, command_id)
 
-    async def _put_back(self, command_id: int) -> None:
+    async def _put_back(self, device_id: int, command_id: int) -> None:
         """Return a command refused before it was sent to the queue. Retried until
         the database answers: left ``sent``, only this instance's next claim for
         the device would find it, and the device may log in elsewhere first."""
@@ -150,5 +153,14 @@ class QueuedDelivery:
             except DatabaseUnavailable:
                 await asyncio.sleep(self._retry_delay)
                 continue
-            self._sending.discard(command_id)
+            self._settled(device_id, command_id)
             return
+
+    def _settled(self, device_id: int, command_id: int) -> None:
+        """The command is no longer being sent: its result is stored, or it is back
+        in the queue."""
+        sending = self._sending.get(device_id)
+        if sending is not None:
+            sending.discard(command_id)
+            if not sending:
+                del self._sending[device_id]

@@ -214,21 +214,17 @@ class CommandStore:
         Expired ones are settled first, never sent.
 
         The device's commands ``deliverer`` claimed before and is not ``sending``
+        (the device's, not the instance's: a statement per claim carries them)
         go back to the queue first, at their place. Such a claim committed while
         its caller saw it fail (a timeout that fired during the commit): nothing
         was sent, and only the deliverer, which holds the device's only delivery,
         can tell. Left ``sent``, the command would never reach the device."""
+        unsent = and_(commands.c.device_id == device_id, commands.c.deliverer == deliverer)
+        if sending:  # almost never: a sent command whose result could not be written
+            unsent = and_(unsent, commands.c.command_id.not_in(list(sending)))
         while True:
             async with self._db.begin() as connection:
-                await connection.execute(
-                    _requeue(
-                        and_(
-                            commands.c.device_id == device_id,
-                            commands.c.deliverer == deliverer,
-                            commands.c.command_id.not_in(list(sending)),
-                        )
-                    )
-                )
+                await connection.execute(_requeue(unsent))
                 await settle(connection, commands.c.device_id == device_id)
                 row = await first_row(
                     connection,

@@ -11,8 +11,9 @@ login, and one whose southbound is away gets it when it logs in elsewhere.
 
 A write whose document equals the one in force (the store decides, in the write's
 transaction) changes nothing: it answers 200 with the current version, as a
-repeated ``PUT`` should, is audited naming no field, and neither bumps nor pushes
-anything, so a device is never sent a configuration it already has. This is also
+repeated ``PUT`` should, is audited naming no field, and bumps nothing; it is
+pushed again only to a device not in sync with it, so a device is never sent a
+configuration it already has. This is also
 what keeps one REST write in Kubernetes mode at one version: the operator, seeing
 the new ``spec.config``, writes the same document, and whichever of the two comes
 second finds it in force.
@@ -178,14 +179,21 @@ class ConfigService:
             if scope is not None:
                 await self._store.devices.get(device_id, scope)
             written = await self._write(device_id, change, if_match, entry)
-        await self._push(device_id, written.changed)
-        return await self.device(device_id, None)
+        state = await self.device(device_id, None)
+        await self._push(device_id, written.changed, state)
+        return state
 
-    async def _push(self, device_id: int, changed: bool) -> None:
+    async def _push(
+        self, device_id: int, changed: bool, state: dict[str, Any] | None = None
+    ) -> None:
         """Push the device its document when it changed, or when the device is not
-        in sync with it (read only then: most writes change something)."""
-        if changed or not (await self.device(device_id, None))["in_sync"]:
-            await self._changes.push([device_id])
+        in sync with it (its ``state`` read only then, unless given: most writes
+        change something)."""
+        if not changed:
+            state = state or await self.device(device_id, None)
+            if state["in_sync"]:
+                return
+        await self._changes.push([device_id])
 
     async def apply(self, device_id: int, change: Change, since: datetime) -> int:
         """A job's write of one device's document, by the same path as a REST write

@@ -74,9 +74,9 @@ EMPTY_GROUP: dict[str, Any] = {"config": {}, "version": 0, "updated_at": None}
 
 
 def _check(version: int, if_match: int | None) -> None:
-    """``If-Match`` comes first, whatever the new document: FLEET.md makes a stale
-    version 412, and a caller that computed its write from an older document must
-    learn so even when the result happens to equal the one in force."""
+    """A stale ``if_match`` of a write that would change the document (FLEET.md:
+    412). A caller's own stale version is refused before this, by the service,
+    even when its document equals the one in force."""
     if if_match is not None and if_match != version:
         raise VersionMismatch(version, if_match)
 

@@ -30,6 +30,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import resource
 import subprocess
 import sys
@@ -319,6 +320,7 @@ async def measure_steady(
     commands: list[float] = []
     failures: dict[str, int] = {}
     renders: list[float] = []
+    first_scrape = b""
     async with aiohttp.ClientSession(headers=headers) as session:
 
         async def one_command() -> None:
@@ -341,19 +343,61 @@ async def measure_steady(
             if time.time() >= next_scrape:
                 sent = time.perf_counter()
                 async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
-                    size = len(await response.read())
+                    body = await response.read()
                 renders.append(time.perf_counter() - sent)
+                size = len(body)
+                first_scrape = first_scrape or body
                 next_scrape = time.time() + scrape_interval
             await asyncio.sleep(1 / command_rate)
         await asyncio.gather(*tasks)
         async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
-            counts = fleet_counts(await response.text())
+            body = await response.read()
+        counts = fleet_counts(body.decode())
     return {
         "server_counts_after_steady": counts,
+        # Each holds the server's event loop: the usual cause of a tail of hundreds of ms.
+        "server_gc_during_steady": pauses_between(first_scrape, body),
         "command_round_trip": percentiles(commands),
         "command_failures": failures,
         "metrics_scrape": percentiles(renders),
         "metrics_bytes": size,
+    }
+
+
+GC_PAUSE = re.compile(
+    rb'edgefleet_gc_pause_seconds_(count|sum|bucket)\{generation="(\d)"(?:,le="([^"]+)")?\} (\S+)'
+)
+
+
+def gc_pauses(scrape: bytes) -> dict[str, dict[str, float]]:
+    """The server's collections so far by generation: how many, their seconds, and
+    how many held it over 100 ms. Read from the fleet metrics at the head of the
+    scrape, without parsing all of it, which would hold the client's loop."""
+    found: dict[str, dict[str, float]] = {}
+    for kind, generation, bound, value in GC_PAUSE.findall(scrape[:200_000]):
+        of = found.setdefault(f"gen{generation.decode()}", {})
+        if kind == b"count":
+            of["collections"] = float(value)
+        elif kind == b"sum":
+            of["seconds"] = float(value)
+        elif bound == b"0.1":
+            of["up_to_100ms"] = float(value)
+    return found
+
+
+def pauses_between(first: bytes, last: bytes) -> dict[str, dict[str, float]]:
+    before, after = gc_pauses(first), gc_pauses(last)
+    return {
+        generation: {
+            "collections": int(now["collections"] - then["collections"]),
+            "over_100ms": int(
+                (now["collections"] - now["up_to_100ms"])
+                - (then["collections"] - then["up_to_100ms"])
+            ),
+            "seconds": round(now["seconds"] - then["seconds"], 3),
+        }
+        for generation, now in after.items()
+        if (then := before.get(generation))
     }
 
 

@@ -8,7 +8,6 @@ sessions directly (``InProcessLink``).
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import os
 import secrets
@@ -23,6 +22,7 @@ from typing import Any
 from aiohttp import web
 
 from edgefleet.agent.protocol import CommandResult
+from edgefleet.controller import gc_policy
 from edgefleet.controller.analysis.cache import ClassificationCache
 from edgefleet.controller.analysis.classifier import Classifier
 from edgefleet.controller.analysis.worker import AnalysisWorker
@@ -343,15 +343,7 @@ async def _api(
 async def _until_signalled(grace: float) -> None:
     """Return at SIGTERM or SIGINT; from then on the process has ``grace`` seconds
     to stop cleanly, after which a watchdog ends it whatever is still running."""
-    # Everything allocated so far lives as long as the process: keep it out of the
-    # garbage collector's full passes, which otherwise scan it all.
-    gc.freeze()
-    # Status uploads live 15 s, long enough to reach the oldest generation, so
-    # with the default thresholds a southbound holding 10,000 devices ran a full
-    # collection every ~5 s, each pausing the loop for 0.7-1 s (measured with a
-    # gc.callbacks probe). The data here is acyclic and freed by reference
-    # counting; the cycle collector only needs to run far less often.
-    gc.set_threshold(50_000, 20, 100)
+    gc_policy.settle()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -302,9 +302,13 @@ class Southbound:
         return app
 
     def _ops_app(self) -> web.Application:
-        async def metrics(_request: web.Request) -> web.Response:
-            body = await self.metrics.render()
-            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+        async def metrics(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+            await response.prepare(request)
+            async for chunk in self.metrics.exposition():
+                await response.write(chunk)
+            await response.write_eof()
+            return response
 
         async def healthz(_request: web.Request) -> web.Response:
             return web.Response(text="ok\n")

@@ -26,6 +26,7 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import generate_latest
 
+from edgefleet.controller.gc_policy import GcPauses
 from edgefleet.controller.store import StoreError
 from edgefleet.controller.store.jobs import EXECUTION_STATES
 
@@ -39,6 +40,7 @@ class ApiMetrics:
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
+        self.registry.register(GcPauses())
         self.devices = Gauge(
             "edgefleet_devices",
             "Registered devices by state, from the database at scrape time.",

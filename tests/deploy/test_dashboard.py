@@ -16,7 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from edgefleet.controller.api.metrics import ApiMetrics
 from scripts.helm import CHART
-from tests.southbound.exporter import exporter
+from tests.southbound.exporter import exporter, scrape
 
 DASHBOARD = CHART / "dashboards" / "edgefleet.json"
 
@@ -83,6 +83,8 @@ FAMILIES: dict[str, Family] = {
     "edgefleet_job_executions": family("gauge", {"state"}, CONTROLLER),
     "edgefleet_job_admissions_total": family("counter", set(), CONTROLLER),
     "edgefleet_jobs_aborted_total": family("counter", set(), CONTROLLER),
+    # both: how long the cycle collector held the process
+    "edgefleet_gc_pause_seconds": family("histogram", {"generation"}, *BOTH),
     # both: prometheus_client's process collector
     "process_cpu_seconds_total": family("counter", set(), *BOTH),
     "process_resident_memory_bytes": family("gauge", set(), *BOTH),
@@ -188,7 +190,7 @@ async def test_the_exporters_emit_every_family_of_the_list() -> None:
 
     controller = await ApiMetrics(device_counts).handle_scrape(None)  # type: ignore[arg-type]
     scrapes = {
-        SOUTHBOUND: families_in((await exporter(per_device=True).render()).decode()),
+        SOUTHBOUND: families_in(await scrape(exporter(per_device=True))),
         CONTROLLER: families_in(controller.body.decode()),  # type: ignore[union-attr]
     }
     listed = {(exporter_, name) for name, f in FAMILIES.items() for exporter_ in f.exporters}

@@ -28,3 +28,8 @@ def exporter(per_device: bool) -> SouthboundMetrics:
     events.publish(StateChanged(2, "unknown", 1, 200.0))
     events.publish(StatusReceived(2, {}, Utilisation(memory_used_percent=61.5), 200.0))
     return metrics
+
+
+async def scrape(metrics: SouthboundMetrics) -> str:
+    """The whole exposition text, as a scrape reads it."""
+    return b"".join([chunk async for chunk in metrics.exposition()]).decode()

@@ -3,7 +3,8 @@
 - ``agent`` imports nothing of the server: it is installed alone on devices.
 - ``southbound`` imports of the controller only the data model (``store``), the
   Device status document (``kube.status``), the status-write budget shared with the
-  controller's resync (``kube.budget``) and, for type hints only, the settings.
+  controller's resync (``kube.budget``), the process's collector policy and its
+  pause metric (``gc_policy``) and, for type hints only, the settings.
 - ``controller`` imports the southbound in one place: the all-in-one ``serve``.
 """
 
@@ -44,7 +45,11 @@ def test_the_agent_imports_nothing_of_the_server() -> None:
 
 
 def test_the_southbound_uses_only_the_data_model_of_the_controller() -> None:
-    allowed = {"edgefleet.controller.kube.status", "edgefleet.controller.kube.budget"}
+    allowed = {
+        "edgefleet.controller.kube.status",
+        "edgefleet.controller.kube.budget",
+        "edgefleet.controller.gc_policy",
+    }
     wrong = [
         (where, module)
         for where, module, type_only in imports("southbound")
@@ -67,9 +72,13 @@ def test_the_controller_reaches_the_southbound_only_from_serve() -> None:
 
 
 def test_what_the_southbound_imports_of_kube_stays_light() -> None:
-    """The status document and the budget: the southbound imports them, so they must
-    not pull in kopf or the Kubernetes client."""
-    for name in ("controller/kube/status.py", "controller/kube/budget.py"):
-        modules = {module for where, module, _ in imports("controller/kube") if where == name}
+    """The status document, the budget and the collector policy: the southbound
+    imports them, so they must not pull in kopf or the Kubernetes client."""
+    for name in (
+        "controller/kube/status.py",
+        "controller/kube/budget.py",
+        "controller/gc_policy.py",
+    ):
+        modules = {module for where, module, _ in imports("controller") if where == name}
         assert modules, name
         assert all(not m.startswith(("kopf", "kubernetes", "edgefleet")) for m in modules), name

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import logging
 import time
@@ -91,6 +92,10 @@ class DeviceConnection:
         self._pending: dict[int, asyncio.Future[CommandResult]] = {}
         self._last_frame: float | None = None
         self._receiving: asyncio.Task[str | bytes] | None = None
+        # What a wait for the next frame needs, made once per connection: see _wait.
+        self._context = contextvars.copy_context()
+        self._waiter: asyncio.Future[None] | None = None
+        self._wake_callback = self._wake
 
     @property
     def peer(self) -> str:
@@ -119,25 +124,21 @@ class DeviceConnection:
         try:
             while not session.closed:
                 if self._receiving is None:
-                    self._receiving = asyncio.ensure_future(self.websocket.recv())
+                    self._receiving = self._receive()
                 receiving = self._receiving
                 deadline = session.next_deadline()
                 timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
                 # The receive is not cancelled when the deadline passes: under load
                 # the timer can fire in the same loop turn the frame arrived in,
                 # and a frame that arrived in time must count before the deadline.
-                await asyncio.wait([receiving], timeout=timeout)
+                await self._wait(receiving, timeout)
                 async with self._lock:
                     if receiving.done():
                         message = self._received(receiving)
                         # The next receive starts before this frame is handled, so
                         # a device that leaves while its login is checked is seen
                         # leaving (``_open``), whatever the WebSocket library.
-                        self._receiving = (
-                            asyncio.ensure_future(self.websocket.recv())
-                            if message is not None
-                            else None
-                        )
+                        self._receiving = self._receive() if message is not None else None
                         if message is None:
                             session.peer_closed()
                         else:
@@ -151,6 +152,39 @@ class DeviceConnection:
                 # aiohttp's close waits for a receive still running to finish it.
                 self._receiving.cancel()
                 await asyncio.wait([self._receiving])
+
+    def _receive(self) -> asyncio.Task[str | bytes]:
+        return self.loop.create_task(self.websocket.recv(), context=self._context)
+
+    async def _wait(self, receiving: asyncio.Task[str | bytes], timeout: float | None) -> None:
+        """Until ``receiving`` is done or ``timeout`` seconds have passed: what
+        ``asyncio.wait([receiving], timeout=timeout)`` does, with a third of the
+        objects. Every connected device keeps one such wait (and its receive) alive
+        between two frames, and the young generation's collection walks all of
+        them: at 10,000 devices, tens of objects a device made each collection
+        hold the loop for a quarter of a second (``controller/gc_policy.py``).
+        Here a wait is a future, a timer and a callback entry; the callback and
+        the context they run in are the connection's own."""
+        if receiving.done():
+            return
+        self._waiter = waiter = self.loop.create_future()
+        receiving.add_done_callback(self._wake_callback, context=self._context)
+        timer = (
+            None
+            if timeout is None
+            else self.loop.call_later(timeout, self._wake_callback, None, context=self._context)
+        )
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
+            receiving.remove_done_callback(self._wake_callback)
+
+    def _wake(self, _: object) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     def _abandon(self, cause: str, code: int, reason: str) -> None:
         """Close and detach a session whose handler stopped without closing it: the

@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import (  # noqa: E402
     TOKEN,
     CpuSampler,
+    PauseRecorder,
     percentiles,
     recreate_database,
     run_load_process,
@@ -222,14 +223,18 @@ async def load_main(plan: dict[str, Any]) -> dict[str, Any]:
         for i, device_id in enumerate(plan["device_ids"])
     ]
     report: dict[str, Any] = {}
+    pauses = PauseRecorder()
     report["login"], talking = await storm(devices, False, plan["login_at"], plan["token_storm_at"])
     await asyncio.sleep(max(0.0, plan["steady_at"] - time.time()))
     for d in devices:
         d.record = True
+    pauses.recording = True
     await asyncio.sleep(max(0.0, plan["steady_until"] - time.time()))
+    pauses.recording = False
     for d in devices:
         d.record = False
     report["rtts"] = [r for d in devices for r in d.rtts]
+    report["gc_during_steady"] = pauses.report()
     await asyncio.gather(*talking)
     for d in devices:
         await d.drop()
@@ -317,9 +322,10 @@ async def measure_steady(
     import aiohttp
 
     headers = {"Authorization": f"Bearer {TOKEN}"}
-    commands: list[float] = []
+    commands: list[tuple[float, float]] = []  # (sent, seconds)
     failures: dict[str, int] = {}
     renders: list[float] = []
+    scrapes: list[tuple[float, float]] = []  # (began, ended)
     first_scrape = b""
     async with aiohttp.ClientSession(headers=headers) as session:
 
@@ -331,7 +337,7 @@ async def measure_steady(
             ) as response:
                 body = await response.json()
             if response.status == 200 and body["data"]["status"] == "success":
-                commands.append(time.perf_counter() - sent)
+                commands.append((sent, time.perf_counter() - sent))
             else:
                 key = body.get("type", str(response.status))
                 failures[key] = failures.get(key, 0) + 1
@@ -345,6 +351,7 @@ async def measure_steady(
                 async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
                     body = await response.read()
                 renders.append(time.perf_counter() - sent)
+                scrapes.append((sent, time.perf_counter()))
                 size = len(body)
                 first_scrape = first_scrape or body
                 next_scrape = time.time() + scrape_interval
@@ -357,11 +364,23 @@ async def measure_steady(
         "server_counts_after_steady": counts,
         # Each holds the server's event loop: the usual cause of a tail of hundreds of ms.
         "server_gc_during_steady": pauses_between(first_scrape, body),
-        "command_round_trip": percentiles(commands),
+        "command_round_trip": percentiles([seconds for _, seconds in commands]),
+        # Which of the tail the scrapes cause: commands in flight while the server
+        # rendered /metrics, and the others.
+        "command_round_trip_during_scrape": percentiles(
+            [seconds for sent, seconds in commands if overlaps(sent, seconds, scrapes)]
+        ),
+        "command_round_trip_between_scrapes": percentiles(
+            [seconds for sent, seconds in commands if not overlaps(sent, seconds, scrapes)]
+        ),
         "command_failures": failures,
         "metrics_scrape": percentiles(renders),
         "metrics_bytes": size,
     }
+
+
+def overlaps(sent: float, seconds: float, spans: list[tuple[float, float]]) -> bool:
+    return any(sent < ended and began < sent + seconds for began, ended in spans)
 
 
 GC_PAUSE = re.compile(
@@ -534,6 +553,8 @@ def main() -> None:
         },
         "rss_per_device_kib": round((steady_rss - idle_rss) / max(1, devices_held), 1),
         "pong_round_trip": percentiles([r for o in outputs for r in o["rtts"]]),
+        # A load process's pause delays all of its devices' pongs and answers.
+        "load_gc_during_steady": [o["gc_during_steady"] for o in outputs],
         **steady,
         "login_storm_passwords": merged("login", plan_times["login_at"]),
         "reconnect_storm_tokens": merged("token_storm", plan_times["token_storm_at"]),

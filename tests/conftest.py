@@ -8,7 +8,9 @@ MariaDB, and fails under ``CI=true``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
@@ -92,8 +94,26 @@ def database_url(
         drop_mariadb_database(name)
 
 
+def _sqlite_locked(url: str) -> bool:
+    probe = sqlite3.connect(make_url(url).database or "", timeout=0)
+    try:
+        probe.execute("BEGIN IMMEDIATE")
+        probe.rollback()
+        return False
+    except sqlite3.OperationalError:
+        return True
+    finally:
+        probe.close()
+
+
 @pytest.fixture
 async def store(database_url: str) -> AsyncIterator[Store]:
+    if database_url.startswith("sqlite") and _sqlite_locked(database_url):
+        # The tests share one SQLite file. A test that ended while a write ran
+        # (cancelled with its server) can leave a closed sqlite3 connection whose
+        # cursor waits in a reference cycle: sqlite3 keeps such a connection, and
+        # its lock on the file, until the cursor is collected.
+        gc.collect()
     store = Store.from_url(database_url, timeout=5.0)
     async with store.db.begin() as connection:
         for table in reversed(metadata.sorted_tables):

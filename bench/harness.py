@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import statistics
 import subprocess
 import sys
@@ -47,37 +46,14 @@ def run_load_process(main: Coroutine[Any, Any, T]) -> T:
     a collection stops all of the process's simulated devices at once, something
     real devices, each on its own machine, never do, and with the default
     thresholds those pauses (up to 300 ms with 5,000 devices) showed in the
-    latencies measured of the server. ``PauseRecorder`` reports what remains."""
+    latencies measured of the server. The pauses that remain are counted by the
+    same ``edgefleet_gc_pause_seconds`` collector the server exports."""
     import uvloop
 
     from edgefleet.controller import gc_policy
 
     gc_policy.settle()
     return uvloop.run(main)
-
-
-class PauseRecorder:
-    """This process's cycle collections while ``recording``, for a load process's
-    report: how much of a latency tail the load side caused itself."""
-
-    def __init__(self) -> None:
-        self.recording = False
-        self.pauses: list[float] = []
-        self._started = 0.0
-        gc.callbacks.append(self._on_collection)
-
-    def _on_collection(self, phase: str, _info: dict[str, Any]) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        elif self.recording:
-            self.pauses.append(time.perf_counter() - self._started)
-
-    def report(self) -> dict[str, float]:
-        return {
-            "collections": len(self.pauses),
-            "max_ms": round(max(self.pauses, default=0.0) * 1000, 1),
-            "total_ms": round(sum(self.pauses) * 1000, 1),
-        }
 
 
 def percentiles(seconds: list[float]) -> dict[str, float | int]:

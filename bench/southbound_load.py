@@ -45,7 +45,6 @@ sys.path.insert(0, str(ROOT))
 from bench.harness import (  # noqa: E402
     TOKEN,
     CpuSampler,
-    PauseRecorder,
     percentiles,
     recreate_database,
     run_load_process,
@@ -215,6 +214,18 @@ async def storm(
     return {"back": back, "failures": failures}, talking
 
 
+def own_gc_pauses() -> bytes:
+    """This process's collections so far, in the server's exposition format (the
+    load process installs the server's collector policy and pause counter)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from edgefleet.controller.gc_policy import GcPauses
+
+    registry = CollectorRegistry()
+    registry.register(GcPauses())
+    return generate_latest(registry)
+
+
 async def load_main(plan: dict[str, Any]) -> dict[str, Any]:
     raise_fd_limit()
     url = plan["url"]
@@ -223,18 +234,17 @@ async def load_main(plan: dict[str, Any]) -> dict[str, Any]:
         for i, device_id in enumerate(plan["device_ids"])
     ]
     report: dict[str, Any] = {}
-    pauses = PauseRecorder()
     report["login"], talking = await storm(devices, False, plan["login_at"], plan["token_storm_at"])
     await asyncio.sleep(max(0.0, plan["steady_at"] - time.time()))
     for d in devices:
         d.record = True
-    pauses.recording = True
+    pauses_at_start = own_gc_pauses()
     await asyncio.sleep(max(0.0, plan["steady_until"] - time.time()))
-    pauses.recording = False
+    pauses_at_end = own_gc_pauses()
     for d in devices:
         d.record = False
     report["rtts"] = [r for d in devices for r in d.rtts]
-    report["gc_during_steady"] = pauses.report()
+    report["gc_during_steady"] = pauses_between(pauses_at_start, pauses_at_end)
     await asyncio.gather(*talking)
     for d in devices:
         await d.drop()

@@ -117,12 +117,13 @@ async def _device_chunks(
 
     Only strings are made while rendering: no tuple or object per device. A
     container that lives across the yields survives the young collections and is
-    promoted to the oldest generation, and enough of those (tens of thousands a
-    scrape) start a full collection, which at 10,000 devices walks about a million
-    objects and holds the loop for 100-270 ms. Nor is the whole text joined: three
-    copies of 5 MB (join, encode, concatenate) held the loop 5-20 ms at the end of
-    each scrape. Each device's lines are read when written, so a device that
-    leaves mid-scrape has only some of its lines.
+    promoted; tens of thousands a scrape brought collections sooner and made them
+    longer (with the default thresholds, a full one every few scrapes: at 10,000
+    devices it walks about a million objects, 100-270 ms with the loop held).
+    Nor is the whole text joined: three copies of 5 MB (join, encode,
+    concatenate) held the loop 5-20 ms at the end of each scrape. Each device's
+    lines are read when written, so a device that leaves mid-scrape has only
+    some of its lines.
 
     Not in a thread: a thread formatting 50,000 lines holds the GIL for most of
     each switch interval, and the event loop, which wakes thousands of times a
@@ -144,8 +145,9 @@ async def _device_chunks(
                     lines.append(f'{name}{{{label_set},state="{entry.state}"}} {value!r}\n')
                 else:
                     lines.append(f"{name}{{{label_set}}} {value!r}\n")
-            yield "".join(lines).encode()
-            lines = []
+            if lines:
+                yield "".join(lines).encode()
+                lines = []
             await asyncio.sleep(0)
         if lines:  # a family with no devices: its header alone
             yield "".join(lines).encode()

@@ -55,7 +55,7 @@ async def test_a_fleet_larger_than_one_chunk_is_scraped_whole_while_devices_leav
     chunks = []
     async for chunk in metrics.exposition():
         chunks.append(chunk)
-        if len(chunks) == 4:  # the fleet metrics, then the whole of the first family
+        if len(chunks) == 4:  # fleet metrics, first family's header, 2 of its 3 chunks
             events.publish(Left(fleet, "closed", 101.0))
     families = {f.name: f for f in text_string_to_metric_families(b"".join(chunks).decode())}
     up = [s.labels["device_id"] for s in families["edgefleet_device_up"].samples]

@@ -15,8 +15,8 @@
 4. Phases, on a shared clock:
    - login: every device logs in with its password (an unplanned storm);
    - steady: pong round trips are recorded; the parent meanwhile measures the
-     server's RSS, ``/metrics`` render time, and REST command round trips
-     (``--command-rate`` a second to random devices);
+     server's RSS and REST command round trips (``--command-rate`` a second to
+     random devices), and a scraper process times ``/metrics``;
    - token storm: every device drops its connection at the same instant and
      comes back with its session token; time until the last is back;
    - password storm: the same with passwords.
@@ -331,45 +331,39 @@ async def measure_steady(
 ) -> dict[str, Any]:
     import aiohttp
 
+    metrics = f"http://127.0.0.1:{metrics_port}/metrics"
     headers = {"Authorization": f"Bearer {TOKEN}"}
     commands: list[tuple[float, float]] = []  # (sent, seconds)
     failures: dict[str, int] = {}
-    renders: list[float] = []
-    scrapes: list[tuple[float, float]] = []  # (began, ended)
-    first_scrape = b""
+    scraper = start_scraper(metrics, until, scrape_interval)
     async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.get(metrics) as response:
+            first_scrape = await response.read()
 
         async def one_command() -> None:
             device_id = random.choice(ids)
-            sent = time.perf_counter()
+            sent = time.monotonic()
             async with session.post(
                 f"{api}/api/v1/devices/{device_id}/commands", json={"order": "snapshot"}
             ) as response:
                 body = await response.json()
             if response.status == 200 and body["data"]["status"] == "success":
-                commands.append((sent, time.perf_counter() - sent))
+                commands.append((sent, time.monotonic() - sent))
             else:
                 key = body.get("type", str(response.status))
                 failures[key] = failures.get(key, 0) + 1
 
         tasks = []
-        next_scrape = time.time()
         while time.time() < until:
             tasks.append(asyncio.create_task(one_command()))
-            if time.time() >= next_scrape:
-                sent = time.perf_counter()
-                async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
-                    body = await response.read()
-                renders.append(time.perf_counter() - sent)
-                scrapes.append((sent, time.perf_counter()))
-                size = len(body)
-                first_scrape = first_scrape or body
-                next_scrape = time.time() + scrape_interval
             await asyncio.sleep(1 / command_rate)
         await asyncio.gather(*tasks)
-        async with session.get(f"http://127.0.0.1:{metrics_port}/metrics") as response:
+        async with session.get(metrics) as response:
             body = await response.read()
         counts = fleet_counts(body.decode())
+    assert scraper.stdout is not None
+    scraped = json.loads(await asyncio.to_thread(scraper.stdout.read))
+    scrapes = scraped["spans"]
     return {
         "server_counts_after_steady": counts,
         # Each holds the server's event loop: the usual cause of a tail of hundreds of ms.
@@ -384,9 +378,40 @@ async def measure_steady(
             [seconds for sent, seconds in commands if not overlaps(sent, seconds, scrapes)]
         ),
         "command_failures": failures,
-        "metrics_scrape": percentiles(renders),
-        "metrics_bytes": size,
+        "metrics_scrape": percentiles([ended - began for began, ended in scrapes]),
+        "metrics_bytes": scraped["bytes"],
     }
+
+
+def start_scraper(url: str, until: float, interval: float) -> subprocess.Popen[str]:
+    """A scraper in a process of its own, as Prometheus is. When the parent
+    scraped between two commands, no command was sent while a scrape ran (the
+    loop that sent them awaited it), and reading 5 MB shared the loop that timed
+    the answers; now commands keep coming during a scrape, as they would."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, "--scrape"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdin is not None
+    process.stdin.write(json.dumps({"url": url, "until": until, "interval": interval}))
+    process.stdin.close()
+    return process
+
+
+def scrape_main(plan: dict[str, Any]) -> dict[str, Any]:
+    """Scrape every ``interval`` seconds until ``until``: each scrape's span on the
+    monotonic clock (the parent's too), and the size of the last."""
+    spans: list[tuple[float, float]] = []
+    size = 0
+    while time.time() < plan["until"]:
+        began = time.monotonic()
+        with urllib.request.urlopen(plan["url"]) as response:
+            size = len(response.read())
+        spans.append((began, time.monotonic()))
+        time.sleep(plan["interval"])
+    return {"spans": spans, "bytes": size}
 
 
 def overlaps(sent: float, seconds: float, spans: list[tuple[float, float]]) -> bool:
@@ -462,9 +487,13 @@ def main() -> None:
     parser.add_argument("--metrics-port", type=int, default=19192)
     parser.add_argument("--output", type=Path, default=ROOT / "bench/results/southbound_load.json")
     parser.add_argument("--load", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scrape", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.load:
         print(json.dumps(run_load_process(load_main(json.load(sys.stdin)))))
+        return
+    if args.scrape:
+        print(json.dumps(scrape_main(json.load(sys.stdin))))
         return
 
     raise_fd_limit()

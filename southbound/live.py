@@ -74,10 +74,9 @@ class LiveStatusBook:
         return self.entries.get(device_id)
 
     def counts(self) -> dict[str, int]:
-        """Sessions by state. Safe from another thread (the metrics exporter
-        collects in one): the entries are copied at once, under the GIL."""
+        """Sessions by state."""
         counts = {"online": 0, "unknown": 0}
-        for entry in list(self.entries.values()):
+        for entry in self.entries.values():
             counts[entry.state] = counts.get(entry.state, 0) + 1
         return counts
 

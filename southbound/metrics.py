@@ -413,13 +413,8 @@ class SouthboundMetrics:
 
     async def exposition(self) -> AsyncIterator[bytes]:
         """The exposition text in chunks, for a streamed response: the fleet
-        metrics, then the devices' own.
-
-        The fleet metrics are collected in a worker thread: the process collector
-        counts open files by listing ``/proc/self/fd``, an entry per device
-        connection, which at 10,000 connections took 15-40 ms in one piece; the
-        listing runs without the GIL, so the loop goes on meanwhile."""
-        yield await asyncio.to_thread(generate_latest, self.registry)
+        metrics, then the devices' own."""
+        yield generate_latest(self.registry)
         if self.devices is not None:
             async for chunk in self.devices.chunks():
                 yield chunk

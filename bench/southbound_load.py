@@ -387,9 +387,10 @@ def start_scraper(url: str, until: float, interval: float) -> subprocess.Popen[s
     """A scraper in a process of its own, as Prometheus is. When the parent
     scraped between two commands, no command was sent while a scrape ran (the
     loop that sent them awaited it), and reading 5 MB shared the loop that timed
-    the answers; now commands keep coming during a scrape, as they would."""
+    the answers; now commands keep coming during a scrape, as they would. It is
+    pinned to the load processes' CPU: the server's is the server's alone."""
     process = subprocess.Popen(
-        [sys.executable, __file__, "--scrape"],
+        ["taskset", "-c", "1", sys.executable, __file__, "--scrape"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,

@@ -327,6 +327,9 @@ async def start_replica(url: str, kubeconfig: Path, n: int, stderr: Path) -> Rep
             "--instance-beat-interval", str(BEAT), "--instance-timeout", str(INSTANCE_TIMEOUT),
             # The devices here send only what the test makes them send: no heartbeats.
             "--heartbeat-tolerance", "600", "--heartbeat-tolerance-after-failure", "600",
+            # The burst of 2,700 logins is the subject, not the 5 s a connection has to
+            # send its login frame: on a slow machine a replica read some frames later.
+            "--login-timeout", "60",
             "--per-device-metrics", "false", "--log-level", "WARNING",
             stderr=err,
         )  # fmt: skip

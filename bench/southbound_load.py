@@ -387,16 +387,22 @@ def start_scraper(url: str, until: float, interval: float) -> subprocess.Popen[s
     """A scraper in a process of its own, as Prometheus is. When the parent
     scraped between two commands, no command was sent while a scrape ran (the
     loop that sent them awaited it), and reading 5 MB shared the loop that timed
-    the answers; now commands keep coming during a scrape, as they would. It is
-    pinned to the load processes' CPU: the server's is the server's alone."""
+    the answers; now commands keep coming during a scrape, as they would."""
+    return start_child("--scrape", {"url": url, "until": until, "interval": interval})
+
+
+def start_child(role: str, plan: dict[str, Any]) -> subprocess.Popen[str]:
+    """This script as a child in ``role`` (``--load``, ``--scrape``), given its plan
+    on stdin; it prints its report on stdout. Pinned to the load CPU: the server's
+    is the server's alone."""
     process = subprocess.Popen(
-        ["taskset", "-c", "1", sys.executable, __file__, "--scrape"],
+        ["taskset", "-c", "1", sys.executable, __file__, role],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
     assert process.stdin is not None
-    process.stdin.write(json.dumps({"url": url, "until": until, "interval": interval}))
+    process.stdin.write(json.dumps(plan))
     process.stdin.close()
     return process
 
@@ -527,16 +533,7 @@ def main() -> None:
                 "device_ids": [str(i) for i in ids[n * share : (n + 1) * share]],
                 **plan_times,
             }
-            process = subprocess.Popen(
-                ["taskset", "-c", "1", sys.executable, __file__, "--load"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            assert process.stdin is not None
-            process.stdin.write(json.dumps(plan))
-            process.stdin.close()
-            loads.append(process)
+            loads.append(start_child("--load", plan))
         cpu = CpuSampler({"server": [server.pid], "load": [p.pid for p in loads],
                            "mariadb": CpuSampler.mariadb()})  # fmt: skip
         time.sleep(max(0.0, plan_times["steady_at"] - time.time()))

@@ -125,11 +125,12 @@ class DeviceLines:
         self._set(LAST_SEEN, device.device_id, event.at)
 
     def _status(self, event: StatusReceived) -> None:
+        """The upload's percentages; its last-seen time came with its frame
+        (``FrameReceived`` precedes it)."""
         utilisation, device_id = event.utilisation, event.device_id
         self._set(CPU, device_id, utilisation.cpu_percent)
         self._set(MEMORY, device_id, utilisation.memory_used_percent)
         self._set(DISK, device_id, utilisation.disk_used_percent)
-        self._set(LAST_SEEN, device_id, event.at)
 
     def _set_state(self, device_id: int, state: str) -> None:
         self._set(UP, device_id, 1.0 if state == "online" else 0.0, f',state="{state}"')

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import enum
 import functools
 import logging
 import time
@@ -55,6 +56,12 @@ from edgefleet.southbound.sessions import SessionTable
 log = logging.getLogger("edgefleet.southbound")
 
 
+class Due(enum.Enum):
+    """What the read loop gets instead of a frame when the session's deadline passed."""
+
+    DEADLINE = "deadline"
+
+
 class WebSocket(Protocol):
     """What a connection needs of its WebSocket: the part of websockets'
     ``ServerConnection`` it uses, which ``southbound/websocket.py`` also provides
@@ -91,11 +98,15 @@ class DeviceConnection:
         self._lock = asyncio.Lock()
         self._pending: dict[int, asyncio.Future[CommandResult]] = {}
         self._last_frame: float | None = None
-        self._receiving: asyncio.Task[str | bytes] | None = None
-        # What a wait for the next frame needs, made once per connection: see _wait.
+        # The read loop (_next_frame): its task, parked in a receive or not, the
+        # alarm for the session's next deadline and whether it rang. The context the
+        # alarm runs in is made once per connection, not once per timer.
+        self._task: asyncio.Task[Any] | None = None
+        self._parked = False
+        self._alarm: asyncio.TimerHandle | None = None
+        self._rang = False
         self._context = contextvars.copy_context()
-        self._waiter: asyncio.Future[None] | None = None
-        self._wake_callback = self._wake
+        self._watching: asyncio.Task[str | bytes] | None = None  # during a login check
 
     @property
     def peer(self) -> str:
@@ -107,6 +118,7 @@ class DeviceConnection:
         return self.peer.rsplit(":", 1)[0]
 
     async def run(self) -> None:
+        self._task = asyncio.current_task()
         self._events.publish(announce.Connected(self.peer))
         try:
             await self._converse()
@@ -121,71 +133,94 @@ class DeviceConnection:
 
     async def _converse(self) -> None:
         session = self.session
+        self._arm()  # the login's deadline
         try:
             while not session.closed:
-                if self._receiving is None:
-                    self._receiving = self._receive()
-                receiving = self._receiving
-                deadline = session.next_deadline()
-                timeout = None if deadline is None else max(0.0, deadline - self.loop.time())
-                # The receive is not cancelled when the deadline passes: under load
-                # the timer can fire in the same loop turn the frame arrived in,
-                # and a frame that arrived in time must count before the deadline.
-                await self._wait(receiving, timeout)
+                frame = await self._next_frame()
                 async with self._lock:
-                    if receiving.done():
-                        message = self._received(receiving)
-                        # The next receive starts before this frame is handled, so
-                        # a device that leaves while its login is checked is seen
-                        # leaving (``_open``), whatever the WebSocket library.
-                        self._receiving = self._receive() if message is not None else None
-                        if message is None:
-                            session.peer_closed()
-                        else:
-                            self._heard(message)
-                    else:
+                    if frame is Due.DEADLINE:
                         session.tick(self.loop.time())
+                    elif frame is None:
+                        session.peer_closed()
+                    else:
+                        self._heard(frame)
                     await self._flush()
         finally:
-            if self._receiving is not None:
+            if self._alarm is not None:
+                self._alarm.cancel()
+            if self._watching is not None:
                 # Wait for the receive to be cancelled before the WebSocket closes:
                 # aiohttp's close waits for a receive still running to finish it.
-                self._receiving.cancel()
-                await asyncio.wait([self._receiving])
+                self._watching.cancel()
+                await asyncio.wait([self._watching])
 
-    def _receive(self) -> asyncio.Task[str | bytes]:
-        return self.loop.create_task(self.websocket.recv(), context=self._context)
+    async def _next_frame(self) -> str | bytes | Due | None:
+        """The next frame (None once the connection is gone), or ``Due.DEADLINE``
+        when the session's next deadline passed first.
 
-    async def _wait(self, receiving: asyncio.Task[str | bytes], timeout: float | None) -> None:
-        """Until ``receiving`` is done or ``timeout`` seconds have passed: what
-        ``asyncio.wait([receiving], timeout=timeout)`` does, with a third of the
-        objects. Every connected device keeps one such wait (and its receive) alive
-        between two frames, and the young generation's collection walks all of
-        them: at 10,000 devices, a collection of 32 objects a device held the
-        loop for a quarter of a second, of 21 for 150-230 ms
-        (``controller/gc_policy.py``).
-        Here a wait is a future, a timer and a callback entry; the callback and
-        the context they run in are the connection's own."""
-        if receiving.done():
-            return
-        self._waiter = waiter = self.loop.create_future()
-        receiving.add_done_callback(self._wake_callback, context=self._context)
-        timer = (
-            None
-            if timeout is None
-            else self.loop.call_later(timeout, self._wake_callback, None, context=self._context)
-        )
+        The frame is awaited right here, in the connection's own task: one await
+        for each frame, no task, future or timer of its own (at 10,000 devices that
+        scaffolding was a tenth of the server's time, py-spy). The deadline is the
+        alarm's (``_arm``), which interrupts this await by cancelling the task —
+        both WebSocket libraries' receives are safe to cancel: an unread frame stays
+        buffered for the next one. Only the receive started while a login was
+        checked (``_login``) runs as a task of its own; an alarm leaves it reading
+        (a frame it got as the deadline passed is not lost), and the next call
+        takes it."""
+        watching, self._watching = self._watching, None
+        self._parked = True
         try:
-            await waiter
+            if watching is None:
+                return await self.websocket.recv()
+            return await asyncio.shield(watching)
+        except ConnectionClosed:
+            return None
+        except asyncio.CancelledError:
+            assert self._task is not None
+            if not self._rang or self._task.uncancel():  # not only the alarm: stop
+                raise
+            self._watching = watching
+            return Due.DEADLINE
         finally:
-            self._waiter = None
-            if timer is not None:
-                timer.cancel()
-            receiving.remove_done_callback(self._wake_callback)
+            self._parked = self._rang = False
 
-    def _wake(self, _: object) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+    def _arm(self) -> None:
+        """Have the alarm ring at the session's next deadline. Frames move that
+        deadline later all the time (every heartbeat does), so an alarm set
+        earlier is left to ring and set itself again (``_ring``): one timer a
+        device per deadline period, not one per frame."""
+        deadline = self.session.next_deadline()
+        alarm = self._alarm
+        if alarm is not None and deadline is not None and alarm.when() <= deadline:
+            return
+        if alarm is not None:
+            alarm.cancel()
+        self._alarm = (
+            None
+            if deadline is None
+            else self.loop.call_at(deadline, self._ring, context=self._context)
+        )
+
+    def _ring(self) -> None:
+        self._alarm = None
+        deadline = self.session.next_deadline()
+        if deadline is None:
+            return
+        if deadline > self.loop.time():
+            self._alarm = self.loop.call_at(deadline, self._ring, context=self._context)
+            return
+        # The receive is interrupted one loop turn later: on the standard loop the
+        # timer runs after the I/O of its turn, and a frame that arrived in that turn
+        # (its receive about to resume) must count before the deadline.
+        self.loop.call_soon(self._interrupt, context=self._context)
+
+    def _interrupt(self) -> None:
+        """Cancel the receive the task is parked in. A task busy with a frame or a
+        command is left alone: its ``_flush`` ends by setting the alarm again,
+        which rings at once for a deadline already passed."""
+        if self._parked and not self._rang and self._task is not None:
+            self._rang = True
+            self._task.cancel()
 
     def _abandon(self, cause: str, code: int, reason: str) -> None:
         """Close and detach a session whose handler stopped without closing it: the
@@ -207,13 +242,15 @@ class DeviceConnection:
         self, order: str, params: dict[str, Any], timeout: float
     ) -> Awaitable[CommandResult]:
         """Send a command; raises ``CommandRefused`` before sending anything when the
-        session cannot take it. Returns its result to come."""
+        session cannot take it. Returns its result to come, which always comes: the
+        command's deadline is one of the session's (the alarm rings for it), and a
+        closing session finishes every command it has."""
         async with self._lock:
             command_id = self.session.send_command(order, params, timeout, self.loop.time())
             result: asyncio.Future[CommandResult] = self.loop.create_future()
             self._pending[command_id] = result
             await self._flush()
-        return self._result(result, timeout)
+        return result
 
     async def answer_data(
         self, request_id: str | None, answer: dict[str, Any], message: str | None = None
@@ -232,17 +269,6 @@ class DeviceConnection:
             await self._flush()
         return sent
 
-    async def _result(self, result: asyncio.Future[CommandResult], timeout: float) -> CommandResult:
-        try:
-            return await asyncio.wait_for(asyncio.shield(result), timeout)
-        except TimeoutError:
-            # The read loop sleeps until its own deadline; let the session see
-            # that this command's deadline passed.
-            async with self._lock:
-                self.session.tick(self.loop.time())
-                await self._flush()
-            return await result
-
     async def end(self, cause: str, code: int, reason: str) -> None:
         """Close from the server side (superseded, disabled, shutting down)."""
         async with self._lock:
@@ -253,14 +279,6 @@ class DeviceConnection:
 
     # --- internals ---------------------------------------------------------------
 
-    @staticmethod
-    def _received(receiving: asyncio.Task[str | bytes]) -> str | bytes | None:
-        """The frame a finished receive got, or None once the connection is gone."""
-        try:
-            return receiving.result()
-        except ConnectionClosed:
-            return None
-
     def _heard(self, message: str | bytes) -> None:
         now = self.loop.time()
         if self.device_id is not None and not self.session.closed:
@@ -270,16 +288,18 @@ class DeviceConnection:
         self.session.receive(message, now)
 
     async def _flush(self) -> None:
-        """Send queued frames, then act on events (which may queue more)."""
+        """Send queued frames, then act on events (which may queue more); then set
+        the alarm for the session's next deadline, which any of it may have moved."""
         while True:
             for frame in self.session.data_to_send():
                 with contextlib.suppress(ConnectionClosed):
                     await self.websocket.send(frame)
             events = self.session.events_received()
             if not events:
-                return
+                break
             for event in events:
                 await self._on(event)
+        self._arm()
 
     async def _on(self, event: Event) -> None:
         device_id = self.device_id
@@ -330,6 +350,9 @@ class DeviceConnection:
                 )
 
     async def _login(self, login: protocol.Login) -> None:
+        # The next frame is read while the login is checked, so that a device that
+        # leaves meanwhile is seen leaving (``_open``); ``_next_frame`` takes it.
+        self._watching = self.loop.create_task(self.websocket.recv(), context=self._context)
         admission = await self._gate.admit(login, self._host, self.loop.time(), self._open)
         self._admitted = True
         if admission.waited is not None or admission.reason in ("overloaded", "abandoned"):
@@ -370,7 +393,7 @@ class DeviceConnection:
     def _open(self) -> bool:
         """Whether the device is still there: the receive that runs meanwhile has
         not seen the connection close."""
-        receiving = self._receiving
-        if receiving is None or not receiving.done() or receiving.cancelled():
-            return receiving is not None
-        return receiving.exception() is None
+        watching = self._watching
+        if watching is None or not watching.done() or watching.cancelled():
+            return watching is not None
+        return watching.exception() is None

@@ -131,6 +131,25 @@ async def test_silent_device_goes_unknown_then_offline(fleet: Fleet) -> None:
     assert offline["detail"] == {"reason": "heartbeat_timeout"}
 
 
+async def test_a_device_that_pings_on_schedule_never_turns_unknown(store: Store) -> None:
+    """Every ping moves the silence deadline on; across ten of them (three
+    tolerance periods) the server's deadline timer fires for deadlines that have
+    since moved, and must not take them for missed. A second of tolerance against
+    pings every 0.3 s leaves a loaded machine 0.7 s to spare."""
+    settings = replace(FAST, heartbeat_tolerance=1.0, heartbeat_tolerance_after_failure=1.0)
+    async with running_fleet(store, settings) as fleet:
+        device = await fleet.register()
+        ws, _ = await fleet.login(device)
+        for _ in range(10):
+            await asyncio.sleep(0.3)
+            await ws.send(ping())
+            assert (await recv_json(ws))["data"] == "pong"
+        await ws.close()
+        await fleet.settled()
+        names = [e["event"] for e in await fleet.events(device)]
+        assert names[-3:] == ["connected", "online", "offline"]
+
+
 async def test_unknown_device_recovers_with_any_frame(store: Store) -> None:
     # Unknown after 0.3 s of silence, and then no further miss for a minute: the test
     # can take its time to look, however busy the machine.

@@ -5,8 +5,9 @@ A collection runs on the loop's thread with the GIL held, so every pause is a
 pause of every device session and request of the process. How long one takes
 depends on how many tracked objects its generation holds, not on how much garbage
 there is: at 10,000 devices the young generation alone holds the objects of every
-receive waiting for its next frame (about 20 objects a device), and collecting
-it took 150-230 ms in ``bench/southbound_load.py``. ``edgefleet_gc_pause_seconds`` shows
+receive waiting for its next frame, and collecting it took 150-230 ms in
+``bench/southbound_load.py`` (with about 20 such objects a device, before a
+connection awaited its frames in its own task). ``edgefleet_gc_pause_seconds`` shows
 those pauses where operators look, next to the latency they explain.
 """
 

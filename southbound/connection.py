@@ -103,7 +103,8 @@ class DeviceConnection:
         # alarm runs in is made once per connection, not once per timer.
         self._task: asyncio.Task[Any] | None = None
         self._parked = False
-        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm: asyncio.Handle | None = None
+        self._alarm_for = 0.0  # the deadline the alarm is set for
         self._rang = False
         self._context = contextvars.copy_context()
         self._watching: asyncio.Task[str | bytes] | None = None  # during a login check
@@ -163,10 +164,11 @@ class DeviceConnection:
         scaffolding was a tenth of the server's time, py-spy). The deadline is the
         alarm's (``_arm``), which interrupts this await by cancelling the task —
         both WebSocket libraries' receives are safe to cancel: an unread frame stays
-        buffered for the next one. Only the receive started while a login was
-        checked (``_login``) runs as a task of its own; an alarm leaves it reading
-        (a frame it got as the deadline passed is not lost), and the next call
-        takes it."""
+        buffered for the next one (a cancel inside aiohttp's own closing handshake,
+        after a protocol error, only cuts that handshake short). Only the receive
+        started while a login was checked (``_login``) runs as a task of its own;
+        an alarm leaves it reading, and the next call takes it — or, when it got
+        its frame just as the deadline passed, that frame counts first."""
         watching, self._watching = self._watching, None
         self._parked = True
         try:
@@ -178,11 +180,21 @@ class DeviceConnection:
         except asyncio.CancelledError:
             assert self._task is not None
             if not self._rang or self._task.uncancel():  # not only the alarm: stop
+                self._watching = watching  # for ``_converse``'s end to cancel
                 raise
+            if watching is not None and watching.done():
+                return self._frame_of(watching)
             self._watching = watching
             return Due.DEADLINE
         finally:
             self._parked = self._rang = False
+
+    @staticmethod
+    def _frame_of(receive: asyncio.Task[str | bytes]) -> str | bytes | None:
+        try:
+            return receive.result()
+        except ConnectionClosed:
+            return None
 
     def _arm(self) -> None:
         """Have the alarm ring at the session's next deadline. Frames move that
@@ -190,16 +202,22 @@ class DeviceConnection:
         earlier is left to ring and set itself again (``_ring``): one timer a
         device per deadline period, not one per frame."""
         deadline = self.session.next_deadline()
-        alarm = self._alarm
-        if alarm is not None and deadline is not None and alarm.when() <= deadline:
-            return
-        if alarm is not None:
-            alarm.cancel()
-        self._alarm = (
-            None
-            if deadline is None
-            else self.loop.call_at(deadline, self._ring, context=self._context)
-        )
+        if self._alarm is not None:
+            if deadline is not None and self._alarm_for <= deadline:
+                return
+            self._alarm.cancel()
+            self._alarm = None
+        if deadline is not None:
+            self._set_alarm(deadline)
+
+    def _set_alarm(self, deadline: float) -> None:
+        """At least a millisecond from now: uvloop's clock counts whole milliseconds,
+        and for a time that rounds to now it returns a plain handle run at the next
+        turn — a deadline a fraction of a millisecond ahead would ring every turn
+        until the millisecond is over."""
+        self._alarm_for = deadline
+        at = max(deadline, self.loop.time() + 0.001)
+        self._alarm = self.loop.call_at(at, self._ring, context=self._context)
 
     def _ring(self) -> None:
         self._alarm = None
@@ -207,11 +225,13 @@ class DeviceConnection:
         if deadline is None:
             return
         if deadline > self.loop.time():
-            self._alarm = self.loop.call_at(deadline, self._ring, context=self._context)
+            self._set_alarm(deadline)
             return
-        # The receive is interrupted one loop turn later: on the standard loop the
-        # timer runs after the I/O of its turn, and a frame that arrived in that turn
-        # (its receive about to resume) must count before the deadline.
+        # The receive is interrupted one loop turn later, so that a frame read in the
+        # same turn as this timer counts before the deadline. On the standard loop
+        # the timer runs after that turn's I/O, and the receive's wakeup is already
+        # queued; on uvloop timers run first, and a frame read in the turn before
+        # has its wakeup queued ahead of this.
         self.loop.call_soon(self._interrupt, context=self._context)
 
     def _interrupt(self) -> None:

@@ -118,38 +118,6 @@ async def test_no_login_frame_in_time_closes(fleet: Fleet) -> None:
     assert (await closed_with(ws))[0] == 1008
 
 
-async def test_silent_device_goes_unknown_then_offline(fleet: Fleet) -> None:
-    device = await fleet.register()
-    ws, _ = await fleet.login(device)
-    code, reason = await closed_with(ws)
-    assert (code, reason) == (1001, "heartbeat timeout")
-    await fleet.settled()
-    assert await fleet.state(device) == "offline"
-    names = [e["event"] for e in await fleet.events(device)]
-    assert names[-4:] == ["connected", "online", "unknown", "offline"]
-    offline = (await fleet.events(device))[-1]
-    assert offline["detail"] == {"reason": "heartbeat_timeout"}
-
-
-async def test_a_device_that_pings_on_schedule_never_turns_unknown(store: Store) -> None:
-    """Every ping moves the silence deadline on; across ten of them (three
-    tolerance periods) the server's deadline timer fires for deadlines that have
-    since moved, and must not take them for missed. A second of tolerance against
-    pings every 0.3 s leaves a loaded machine 0.7 s to spare."""
-    settings = replace(FAST, heartbeat_tolerance=1.0, heartbeat_tolerance_after_failure=1.0)
-    async with running_fleet(store, settings) as fleet:
-        device = await fleet.register()
-        ws, _ = await fleet.login(device)
-        for _ in range(10):
-            await asyncio.sleep(0.3)
-            await ws.send(ping())
-            assert (await recv_json(ws))["data"] == "pong"
-        await ws.close()
-        await fleet.settled()
-        names = [e["event"] for e in await fleet.events(device)]
-        assert names[-3:] == ["connected", "online", "offline"]
-
-
 async def test_unknown_device_recovers_with_any_frame(store: Store) -> None:
     # Unknown after 0.3 s of silence, and then no further miss for a minute: the test
     # can take its time to look, however busy the machine.
@@ -290,21 +258,6 @@ async def test_restart_goes_through_the_confirm_handshake(fleet: Fleet) -> None:
     answer = await request
     assert answer.data["status"] == "success"
     await ws.close()
-
-
-async def test_command_timeout_busy_and_offline_answers(fleet: Fleet) -> None:
-    device = await fleet.register()
-    ws, _ = await fleet.login(device)
-    path = f"/api/v1/devices/{device['device_id']}/commands"
-    slow = asyncio.create_task(fleet.api.post(path, {"order": "slow", "timeout": 0.5}))
-    await recv_json(ws)  # the order arrives; this device never answers
-    busy = await fleet.api.post(path, {"order": "other"})
-    assert busy.failure(409, "DEVICE_BUSY") == "Device busy!"
-    (await slow).failure(504, "COMMAND_TIMEOUT")
-    await ws.close()
-    await fleet.settled()
-    offline = await fleet.api.post(path, {"order": "other"})
-    assert offline.failure(409, "DEVICE_OFFLINE") == "Device is offline!"
 
 
 async def test_group_command_fans_out_and_answers_per_device(fleet: Fleet) -> None:

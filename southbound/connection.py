@@ -127,33 +127,34 @@ class DeviceConnection:
             log.exception("device connection failed", extra={"device_id": self.device_id})
             self._abandon("internal_error", CLOSE_INTERNAL_ERROR, "internal error")
         finally:
-            # Cancelled (the server is going away), or closed: either way detached.
+            # Cancelled (the server is going away), or closed: either way detached,
+            # before anything is awaited — a command must not reach a session whose
+            # handler is stopping.
             self._abandon("server_shutdown", CLOSE_GOING_AWAY, "server shutting down")
+            if self._alarm is not None:
+                self._alarm.cancel()
+                self._alarm = None
+            if self._watching is not None:
+                self._watching.cancel()
+        if self._watching is not None:
+            # aiohttp's close waits for a receive still running to finish it.
+            await asyncio.wait([self._watching])
         with contextlib.suppress(ConnectionClosed):
             await self.websocket.close(self.session.close_code or 1000, self.session.close_reason)
 
     async def _converse(self) -> None:
         session = self.session
         self._arm()  # the login's deadline
-        try:
-            while not session.closed:
-                frame = await self._next_frame()
-                async with self._lock:
-                    if frame is Due.DEADLINE:
-                        session.tick(self.loop.time())
-                    elif frame is None:
-                        session.peer_closed()
-                    else:
-                        self._heard(frame)
-                    await self._flush()
-        finally:
-            if self._alarm is not None:
-                self._alarm.cancel()
-            if self._watching is not None:
-                # Wait for the receive to be cancelled before the WebSocket closes:
-                # aiohttp's close waits for a receive still running to finish it.
-                self._watching.cancel()
-                await asyncio.wait([self._watching])
+        while not session.closed:
+            frame = await self._next_frame()
+            async with self._lock:
+                if frame is Due.DEADLINE:
+                    session.tick(self.loop.time())
+                elif frame is None:
+                    session.peer_closed()
+                else:
+                    self._heard(frame)
+                await self._flush()
 
     async def _next_frame(self) -> str | bytes | Due | None:
         """The next frame (None once the connection is gone), or ``Due.DEADLINE``
@@ -180,7 +181,7 @@ class DeviceConnection:
         except asyncio.CancelledError:
             assert self._task is not None
             if not self._rang or self._task.uncancel():  # not only the alarm: stop
-                self._watching = watching  # for ``_converse``'s end to cancel
+                self._watching = watching  # for ``run``'s end to cancel
                 raise
             if watching is not None and watching.done():
                 return self._frame_of(watching)
@@ -212,12 +213,13 @@ class DeviceConnection:
 
     def _set_alarm(self, deadline: float) -> None:
         """At least a millisecond from now: uvloop's clock counts whole milliseconds,
-        and for a time that rounds to now it returns a plain handle run at the next
-        turn — a deadline a fraction of a millisecond ahead would ring every turn
-        until the millisecond is over."""
+        and for a delay that rounds to none it returns a plain handle run at the
+        next turn — a deadline a fraction of a millisecond ahead would ring every
+        turn until the millisecond is over. (``call_later``, not ``call_at``: uvloop's
+        ``call_at`` reads its clock again, and may round the millisecond away.)"""
         self._alarm_for = deadline
-        at = max(deadline, self.loop.time() + 0.001)
-        self._alarm = self.loop.call_at(at, self._ring, context=self._context)
+        delay = max(deadline - self.loop.time(), 0.001)
+        self._alarm = self.loop.call_later(delay, self._ring, context=self._context)
 
     def _ring(self) -> None:
         self._alarm = None
@@ -237,7 +239,7 @@ class DeviceConnection:
     def _interrupt(self) -> None:
         """Cancel the receive the task is parked in. A task busy with a frame or a
         command is left alone: its ``_flush`` ends by setting the alarm again,
-        which rings at once for a deadline already passed."""
+        which rings within a millisecond for a deadline already passed."""
         if self._parked and not self._rang and self._task is not None:
             self._rang = True
             self._task.cancel()

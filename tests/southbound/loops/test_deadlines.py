@@ -1,6 +1,7 @@
-"""A connection's deadlines — a device's silence, a command's timeout — on both
-event loops (``conftest.py``): over real sockets, and, where the test must choose
-the loop turn a frame arrives in or hold a send, over a WebSocket it drives."""
+"""A connection's deadlines — a device's silence, a command's timeout — and its
+end, on both event loops (``conftest.py``): over real sockets, and, where the test
+must choose the loop turn a frame arrives in or hold a send, over a WebSocket it
+drives."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import time
 from collections import deque
 from dataclasses import replace
 
+import pytest
 from websockets.exceptions import ConnectionClosed
 
-from edgefleet.agent.protocol import CommandResult
+from edgefleet.agent.protocol import ORDER, CommandRefused, CommandResult
 from edgefleet.controller.passwords import hash_password
 from edgefleet.controller.store import Store
 from edgefleet.southbound.connection import DeviceConnection
@@ -194,3 +196,23 @@ async def test_a_frame_that_arrives_as_the_deadline_passes_counts_first(store: S
         assert states == []
     await ws.close()
     await task
+
+
+async def test_a_command_sent_as_the_server_stops_the_connection_is_refused_not_sent(
+    store: Store,
+) -> None:
+    """The server cancels the handler (shutting down) while the device is logged
+    in; a command that comes in the turn after is told the device is offline, and
+    the device never sees it — it is not told to run an order its caller was told
+    failed. The handler ends with nothing of it left running."""
+    ws, connection, task, _ = await logged_in(store, tolerance=30)
+    task.cancel()
+    await asyncio.sleep(0)
+    with pytest.raises(CommandRefused) as refused:
+        await connection.send_command("snapshot", {}, 5)
+    assert refused.value.kind == "offline"
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert [frame for frame in ws.sent if frame.get("type") == ORDER] == []
+    await asyncio.sleep(0)
+    assert [t for t in asyncio.all_tasks() if t is not asyncio.current_task()] == []

@@ -8,7 +8,6 @@ import asyncio
 import hashlib
 import os
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +26,6 @@ from tests.southbound.conftest import FAST, Fleet, recv_json, running_fleet
 from tests.vision_server import VisionServer, vision_server
 
 CATEGORIES = DataSettings().categories
-# The test's device is silent while the worker runs: no heartbeat timeout meanwhile.
-PATIENT = replace(FAST, heartbeat_tolerance=60.0, heartbeat_tolerance_after_failure=60.0)
 PHOTO = b"\x89PNG\r\n\x1a\n" + os.urandom(1500)
 OTHER_PHOTO = b"\x89PNG\r\n\x1a\n" + os.urandom(1500)
 
@@ -140,7 +137,7 @@ async def analysed(fleet: Fleet, record_id: str, status: str = "analysed") -> di
 async def test_the_worker_classifies_records_images_once_and_retries_failures(
     store: Store, classifier: Classifier, vision: VisionServer, tmp_path: Path
 ) -> None:
-    async with running_fleet(store, PATIENT) as fleet:
+    async with running_fleet(store, FAST) as fleet:
         device = await fleet.register()
         ws, answer = await fleet.login(
             device,
@@ -208,7 +205,7 @@ async def test_the_worker_classifies_records_images_once_and_retries_failures(
 async def test_a_record_whose_analysis_keeps_failing_ends_failed(
     store: Store, classifier: Classifier, vision: VisionServer
 ) -> None:
-    async with running_fleet(store, PATIENT) as fleet:
+    async with running_fleet(store, FAST) as fleet:
         device = await fleet.register()
         ws, _ = await fleet.login(
             device, device_id=device["device_id"], password=device["password"], extensions=["data"]

@@ -9,19 +9,12 @@ import asyncio
 import json
 from typing import Any
 
-import pytest
 from websockets.asyncio.client import ClientConnection
 
 from edgefleet.agent import protocol
 from tests.conftest import eventually
 from tests.controller.test_api_stream import stream
 from tests.southbound.conftest import Fleet, nothing_comes
-
-
-@pytest.fixture
-def fleet(patient_fleet: Fleet) -> Fleet:
-    """These clients send no heartbeats."""
-    return patient_fleet
 
 
 async def config_device(fleet: Fleet, device: dict[str, Any]) -> ClientConnection:

@@ -265,8 +265,7 @@ async def test_a_connected_device_takes_commands_while_the_database_is_silent(
     store_behind_proxy: tuple[Store, TcpProxy],
 ) -> None:
     store, proxy = store_behind_proxy
-    patient = replace(FAST, heartbeat_tolerance=60, heartbeat_tolerance_after_failure=60)
-    async with running_fleet(store, patient) as fleet:
+    async with running_fleet(store, FAST) as fleet:
         device = await fleet.register()
         ws, _ = await fleet.login(device)
         await fleet.settled()

@@ -22,7 +22,7 @@ from edgefleet.controller.store.database import utcnow
 from edgefleet.controller.store.schema import commands
 from tests.conftest import eventually
 from tests.controller.test_api_stream import stream
-from tests.southbound.conftest import PATIENT, Fleet, nothing_comes, running_fleet
+from tests.southbound.conftest import FAST, Fleet, nothing_comes, running_fleet
 from tests.southbound.test_queued_commands import next_order
 
 
@@ -86,7 +86,7 @@ async def answer(ws: ClientConnection, order: dict[str, Any], status: str) -> No
 
 async def test_devices_are_admitted_at_the_rollout_rate(store: Store) -> None:
     # Two devices per rollout minute of half a second: one every quarter second.
-    async with running_fleet(store, PATIENT, jobs=scaled(0.5)) as fleet:
+    async with running_fleet(store, FAST, jobs=scaled(0.5)) as fleet:
         devices = [await fleet.register() for _ in range(5)]
         job_id = await start_job(fleet, devices, rollout={"max_per_minute": 2})
         await until(fleet, job_id, counted("queued", 5))
@@ -105,7 +105,7 @@ async def test_devices_are_admitted_at_the_rollout_rate(store: Store) -> None:
 async def test_failures_past_the_threshold_abort_the_job_and_nothing_more_is_sent(
     store: Store,
 ) -> None:
-    async with running_fleet(store, PATIENT, jobs=scaled(0.6)) as fleet:
+    async with running_fleet(store, FAST, jobs=scaled(0.6)) as fleet:
         devices = [await fleet.register() for _ in range(4)]
         sockets = [(await fleet.login(device))[0] for device in devices]
         job_id = await start_job(
@@ -131,7 +131,7 @@ async def test_failures_past_the_threshold_abort_the_job_and_nothing_more_is_sen
 async def test_pause_stops_admissions_resume_continues_and_cancel_sends_nothing_more(
     store: Store,
 ) -> None:
-    async with running_fleet(store, PATIENT, jobs=scaled(0.3)) as fleet:
+    async with running_fleet(store, FAST, jobs=scaled(0.3)) as fleet:
         devices, job_id = await four_admitted_slowly(fleet, 1)
         paused = await fleet.api.post(f"/api/v1/jobs/{job_id}/pause", {})
         assert paused.data["state"] == "paused"
@@ -162,7 +162,7 @@ async def test_pause_stops_admissions_resume_continues_and_cancel_sends_nothing_
 async def test_an_offline_device_runs_it_when_it_returns_and_a_silent_one_times_out(
     store: Store,
 ) -> None:
-    async with running_fleet(store, PATIENT, jobs=scaled(0.1)) as fleet:
+    async with running_fleet(store, FAST, jobs=scaled(0.1)) as fleet:
         online, silent, offline = [await fleet.register() for _ in range(3)]
         ws, _ = await fleet.login(online)
         quiet, _ = await fleet.login(silent)
@@ -195,9 +195,9 @@ async def test_an_offline_device_runs_it_when_it_returns_and_a_silent_one_times_
 async def test_a_controller_restarted_mid_rollout_goes_on_without_sending_twice(
     store: Store,
 ) -> None:
-    async with running_fleet(store, PATIENT, jobs=scaled(0.3)) as fleet:
+    async with running_fleet(store, FAST, jobs=scaled(0.3)) as fleet:
         devices, job_id = await four_admitted_slowly(fleet, 2)
-    async with running_fleet(store, PATIENT, jobs=scaled(0.3)) as restarted:
+    async with running_fleet(store, FAST, jobs=scaled(0.3)) as restarted:
         await until(restarted, job_id, counted("queued", 4))
         for device in devices:
             history = await restarted.api.get(f"/api/v1/devices/{device['device_id']}/commands")
@@ -340,7 +340,7 @@ async def test_a_command_whose_result_never_came_back_times_out_at_its_deadline(
     """Its southbound claimed it, sent it and stopped for good (nothing will write
     its result): the execution ends timed_out once the command's deadline passed,
     instead of staying in progress for ever."""
-    async with running_fleet(store, PATIENT, jobs=scaled(0.3)) as fleet:
+    async with running_fleet(store, FAST, jobs=scaled(0.3)) as fleet:
         device = await fleet.register()
         job_id = await start_job(fleet, [device], retries=0)
         await until(fleet, job_id, counted("queued", 1))

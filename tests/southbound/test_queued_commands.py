@@ -7,20 +7,13 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
 from websockets.asyncio.client import ClientConnection
 
 from edgefleet.agent import protocol
 from edgefleet.controller.store import Store
 from tests.api_client import Answer, ApiClient
 from tests.conftest import eventually
-from tests.southbound.conftest import PATIENT, Fleet, nothing_comes, recv_json, running_fleet
-
-
-@pytest.fixture
-def fleet(patient_fleet: Fleet) -> Fleet:
-    """These clients send no heartbeats."""
-    return patient_fleet
+from tests.southbound.conftest import FAST, Fleet, nothing_comes, recv_json, running_fleet
 
 
 def commands_path(device: dict[str, Any]) -> str:
@@ -127,14 +120,14 @@ async def test_a_canceled_command_is_never_sent(fleet: Fleet) -> None:
 async def test_a_southbound_restart_in_the_middle_of_a_delivery_never_sends_it_twice(
     store: Store,
 ) -> None:
-    async with running_fleet(store, PATIENT) as fleet:
+    async with running_fleet(store, FAST) as fleet:
         device = await fleet.register()
         command_id = await queue(fleet, device, "calibrate")
         ws, _ = await fleet.login(device)
         order = await next_order(ws)  # the device has it, and does not answer yet
         assert (await command(fleet, command_id))["state"] == "sent"
     # The southbound that was delivering it is gone; a new one serves the device.
-    async with running_fleet(store, PATIENT) as restarted:
+    async with running_fleet(store, FAST) as restarted:
         again, _ = await restarted.login(device)
         assert await nothing_comes(again)
         await again.send(

@@ -23,23 +23,24 @@ from edgefleet.southbound.login import LoginGate
 from edgefleet.southbound.session import Timings
 from edgefleet.southbound.sessions import SessionTable
 from tests.conftest import eventually
-from tests.southbound.conftest import FAST, Fleet, ping, recv_json, running_fleet
+from tests.southbound.conftest import FAST, SHORT_TOLERANCE, Fleet, ping, recv_json, running_fleet
 from tests.southbound.test_server import closed_with
 
 PASSWORD = "a-long-password"
 
 
-async def test_silent_device_goes_unknown_then_offline(fleet: Fleet) -> None:
-    device = await fleet.register()
-    ws, _ = await fleet.login(device)
-    code, reason = await closed_with(ws)
-    assert (code, reason) == (1001, "heartbeat timeout")
-    await fleet.settled()
-    assert await fleet.state(device) == "offline"
-    names = [e["event"] for e in await fleet.events(device)]
-    assert names[-4:] == ["connected", "online", "unknown", "offline"]
-    offline = (await fleet.events(device))[-1]
-    assert offline["detail"] == {"reason": "heartbeat_timeout"}
+async def test_silent_device_goes_unknown_then_offline(store: Store) -> None:
+    async with running_fleet(store, SHORT_TOLERANCE) as fleet:
+        device = await fleet.register()
+        ws, _ = await fleet.login(device)
+        code, reason = await closed_with(ws)
+        assert (code, reason) == (1001, "heartbeat timeout")
+        await fleet.settled()
+        assert await fleet.state(device) == "offline"
+        names = [e["event"] for e in await fleet.events(device)]
+        assert names[-4:] == ["connected", "online", "unknown", "offline"]
+        offline = (await fleet.events(device))[-1]
+        assert offline["detail"] == {"reason": "heartbeat_timeout"}
 
 
 async def test_a_device_that_pings_on_schedule_never_turns_unknown(store: Store) -> None:

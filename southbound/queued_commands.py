@@ -1,7 +1,8 @@
 """Queued commands delivered to their device after it logs in (FLEET.md).
 
 A listener of the session events, with one task of its own. A device that logs in
-here (or whose queue the controller says grew, ``deliver``) is noted; the task
+here, that is heard from again after it went unknown, or whose queue the
+controller says grew (``deliver``) is noted; the task
 asks the database, for all the devices noted since its last round in one query,
 which of them have anything queued, and starts one delivery per such device.
 
@@ -10,9 +11,10 @@ A delivery takes the device's commands one at a time, oldest first: it claims on
 restart can send it again), sends it through the session table exactly like a
 live command (``request_id``, busy, timeouts), and writes its result (in batches
 shared by the deliveries, ``ResultWriter``). A command refused before anything
-was sent (the device left, or is busy with another one) goes back to the queue
-unsent: at its next login for a device that left, after ``busy_retry`` seconds
-for a busy one. A claim can also commit while the delivery
+was sent (the device left, went unknown, or is busy with another one) goes back
+to the queue unsent: at its next login for a device that left, when it is heard
+from again for one that went unknown (its session never ended: no login comes),
+after ``busy_retry`` seconds for a busy one. A claim can also commit while the delivery
 sees it fail (the database deadline fired during the commit): nothing was sent,
 and since the instance knows what it is sending, its next claim for the device
 puts such a command back first (a 10,000-device reconnect storm left 118 commands
@@ -30,7 +32,7 @@ import logging
 from edgefleet.agent.protocol import CommandRefused
 from edgefleet.controller.store import DatabaseUnavailable, Store
 from edgefleet.controller.store.command_results import ResultWriter
-from edgefleet.southbound.events import LoggedIn, SessionEvents
+from edgefleet.southbound.events import LoggedIn, SessionEvents, StateChanged
 from edgefleet.southbound.sessions import SessionTable
 
 log = logging.getLogger("edgefleet.southbound.queue")
@@ -67,6 +69,11 @@ class QueuedDelivery:
 
     def subscribe(self, events: SessionEvents) -> None:
         events.on(LoggedIn, lambda event: self.deliver(event.device.device_id))
+        events.on(StateChanged, self._heard_again)
+
+    def _heard_again(self, change: StateChanged) -> None:
+        if change.state == "online":  # back from unknown
+            self.deliver(change.device_id)
 
     def deliver(self, device_id: int) -> None:
         """Deliver the device's queue if its session is here (now, or after its login)."""
@@ -137,7 +144,7 @@ class QueuedDelivery:
             except CommandRefused as refused:
                 await self._put_back(device_id, command_id)
                 if refused.kind != "busy":
-                    return  # it left: the rest waits for its next login
+                    return  # it left or went unknown: the rest waits for its return
                 await asyncio.sleep(self._busy_retry)
                 continue
             await self._results.write(command_id, result)

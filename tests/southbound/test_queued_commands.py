@@ -5,6 +5,7 @@ time to live, canceled, and never sent twice across a southbound restart."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -13,7 +14,16 @@ from edgefleet.agent import protocol
 from edgefleet.controller.store import Store
 from tests.api_client import Answer, ApiClient
 from tests.conftest import eventually
-from tests.southbound.conftest import FAST, Fleet, nothing_comes, recv_json, running_fleet
+from tests.southbound.conftest import (
+    FAST,
+    SHORT_TOLERANCE,
+    Fleet,
+    nothing_comes,
+    ping,
+    recv_json,
+    running_fleet,
+)
+from tests.southbound.test_server import counted, scrape_families
 
 
 def commands_path(device: dict[str, Any]) -> str:
@@ -21,9 +31,10 @@ def commands_path(device: dict[str, Any]) -> str:
 
 
 async def queue(fleet: Fleet, device: dict[str, Any], order: str, ttl: float = 3600) -> str:
-    answer = await fleet.api.post(
-        commands_path(device), {"order": order, "params": {"n": 1}, "queue": {"ttl": ttl}}
-    )
+    """Queue a command that, once sent, has 30 s for its answer: the test takes its
+    time between the order and the answer, however busy the machine."""
+    body = {"order": order, "params": {"n": 1}, "timeout": 30, "queue": {"ttl": ttl}}
+    answer = await fleet.api.post(commands_path(device), body)
     assert answer.status == 202, answer.body
     assert answer.data["status"] == "queued"
     return answer.data["command_id"]
@@ -186,7 +197,8 @@ async def test_a_queued_command_waits_while_a_version_1_device_is_busy(fleet: Fl
     slow = await next_order(ws)
     command_id = await queue(fleet, device, "after")
     assert await nothing_comes(ws)  # busy: not sent
-    assert (await command(fleet, command_id))["state"] == "queued"
+    # Claimed for delivery, refused as busy, back in the queue:
+    await eventually(lambda: in_state(fleet, command_id, "queued"))
     await answer(ws, slow, None)
     assert (await live).data["status"] == "success"
     after = await next_order(ws)
@@ -194,6 +206,38 @@ async def test_a_queued_command_waits_while_a_version_1_device_is_busy(fleet: Fl
     await answer(ws, after, None)
     await eventually(lambda: in_state(fleet, command_id, "succeeded"))
     await ws.close()
+
+
+async def test_a_queued_command_refused_while_its_device_was_unknown_goes_when_it_is_back(
+    store: Store,
+) -> None:
+    """A silent device turns unknown; its session stays open, so it will not log in
+    again. A command queued meanwhile is refused before it is sent, goes back to
+    the queue, and is delivered as soon as the device is heard from."""
+    settings = replace(SHORT_TOLERANCE, heartbeat_tolerance_after_failure=60)
+    async with running_fleet(store, settings) as fleet:
+        device = await fleet.register()
+        ws, _ = await fleet.login(device)
+
+        async def unknown() -> bool:
+            await fleet.settled()
+            return await fleet.state(device) == "unknown"
+
+        async def refused_as_unknown() -> bool:
+            commands = counted(await scrape_families(fleet), "edgefleet_commands")
+            return commands.get(("custom", "unknown")) == 1.0
+
+        await eventually(unknown)
+        command_id = await queue(fleet, device, "later")
+        await eventually(refused_as_unknown)
+        await eventually(lambda: in_state(fleet, command_id, "queued"))
+        await ws.send(ping())
+        assert (await recv_json(ws))["data"] == "pong"
+        order = await next_order(ws)
+        assert order["Headers"]["order_type"] == "later"
+        await answer(ws, order, None)
+        await eventually(lambda: in_state(fleet, command_id, "succeeded"))
+        await ws.close()
 
 
 async def queue_for_group(

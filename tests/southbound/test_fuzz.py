@@ -223,7 +223,7 @@ def conversations(draw: st.DrawFn, device: dict[str, Any]) -> Conversation:
 async def converse(fleet: Fleet, device: dict[str, Any], conversation: Conversation) -> str:
     """Play the conversation; while the connection is still open at its end, the
     device's status over REST must be a strict-JSON answer (200, or 409 offline)."""
-    ws = await websockets.connect(fleet.ws_url, compression=None, max_size=None)
+    ws = await websockets.connect(fleet.ws_url, compression=None, max_size=None, ping_interval=None)
     try:
         for frame in [conversation.login, *conversation.frames]:
             if frame is None:

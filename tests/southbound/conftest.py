@@ -45,6 +45,10 @@ SHORT_TOLERANCE = dataclasses.replace(
 )
 """For tests that watch silence: a 7.5 s tolerance takes 0.3 s."""
 
+STAYS_UNKNOWN = dataclasses.replace(SHORT_TOLERANCE, heartbeat_tolerance_after_failure=60.0)
+"""Unknown after 0.3 s of silence, then no further miss for a minute: a test can
+take its time with an unknown device, however busy the machine."""
+
 
 @dataclass
 class Fleet:
@@ -84,6 +88,11 @@ class Fleet:
 
     async def state(self, device: dict[str, Any]) -> str:
         return (await self.api.get(f"/api/v1/devices/{device['device_id']}")).data["state"]
+
+    async def is_(self, device: dict[str, Any], state: str) -> bool:
+        """Whether the device is in ``state`` once everything queued is written."""
+        await self.settled()
+        return await self.state(device) == state
 
     async def settled(self) -> None:
         """Wait until the southbound has written everything it queued."""

@@ -5,7 +5,6 @@ time to live, canceled, and never sent twice across a southbound restart."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -16,7 +15,7 @@ from tests.api_client import Answer, ApiClient
 from tests.conftest import eventually
 from tests.southbound.conftest import (
     FAST,
-    SHORT_TOLERANCE,
+    STAYS_UNKNOWN,
     Fleet,
     nothing_comes,
     ping,
@@ -214,20 +213,15 @@ async def test_a_queued_command_refused_while_its_device_was_unknown_goes_when_i
     """A silent device turns unknown; its session stays open, so it will not log in
     again. A command queued meanwhile is refused before it is sent, goes back to
     the queue, and is delivered as soon as the device is heard from."""
-    settings = replace(SHORT_TOLERANCE, heartbeat_tolerance_after_failure=60)
-    async with running_fleet(store, settings) as fleet:
+    async with running_fleet(store, STAYS_UNKNOWN) as fleet:
         device = await fleet.register()
         ws, _ = await fleet.login(device)
-
-        async def unknown() -> bool:
-            await fleet.settled()
-            return await fleet.state(device) == "unknown"
 
         async def refused_as_unknown() -> bool:
             commands = counted(await scrape_families(fleet), "edgefleet_commands")
             return commands.get(("custom", "unknown")) == 1.0
 
-        await eventually(unknown)
+        await eventually(lambda: fleet.is_(device, "unknown"))
         command_id = await queue(fleet, device, "later")
         await eventually(refused_as_unknown)
         await eventually(lambda: in_state(fleet, command_id, "queued"))

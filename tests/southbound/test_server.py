@@ -19,6 +19,7 @@ from tests.conftest import eventually
 from tests.southbound.conftest import (
     FAST,
     SHORT_TOLERANCE,
+    STAYS_UNKNOWN,
     Fleet,
     ping,
     recv_json,
@@ -119,25 +120,19 @@ async def test_disabled_device_cannot_log_in(fleet: Fleet) -> None:
     assert await fleet.state(device) == "offline"
 
 
-async def test_no_login_frame_in_time_closes(fleet: Fleet) -> None:
-    ws = await fleet.connect()
-    assert await recv_json(ws) == {"status": "fail", "message": protocol.MSG_LOGIN_TIMEOUT}
-    assert (await closed_with(ws))[0] == 1008
+async def test_no_login_frame_in_time_closes(store: Store) -> None:
+    async with running_fleet(store, replace(FAST, login_timeout=0.5)) as fleet:
+        ws = await fleet.connect()
+        answer = await recv_json(ws)
+        assert answer == {"status": "fail", "message": protocol.MSG_LOGIN_TIMEOUT}
+        assert (await closed_with(ws))[0] == 1008
 
 
 async def test_unknown_device_recovers_with_any_frame(store: Store) -> None:
-    # Unknown after 0.3 s of silence, and then no further miss for a minute: the test
-    # can take its time to look, however busy the machine.
-    settings = replace(SHORT_TOLERANCE, heartbeat_tolerance_after_failure=60)
-    async with running_fleet(store, settings) as fleet:
+    async with running_fleet(store, STAYS_UNKNOWN) as fleet:
         device = await fleet.register()
         ws, _ = await fleet.login(device)
-
-        async def unknown() -> bool:
-            await fleet.settled()
-            return await fleet.state(device) == "unknown"
-
-        await eventually(unknown)
+        await eventually(lambda: fleet.is_(device, "unknown"))
         path = f"/api/v1/devices/{device['device_id']}/commands"
         answer = await fleet.api.post(path, {"order": "x"})
         assert answer.failure(409, "DEVICE_OFFLINE") == "Device state is Unknown!"

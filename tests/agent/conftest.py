@@ -1,5 +1,11 @@
 """The agent against a real southbound and API on 127.0.0.1, with the protocol's
-timings scaled down (a 5 s heartbeat takes 0.3 s), and a real SFTP server."""
+timings scaled down (a 5 s heartbeat takes 0.3 s), and a real SFTP server.
+
+The heartbeat tolerances are not scaled with it (5 s, 3 s after a failure): the
+agent runs in the server's process, so a stall of that process (a busy CI machine)
+silences it too, and at 0.9 s a ~0.6 s stall turned the device unknown and a
+command was refused. No agent test watches the server notice silence; one that
+does gives itself short tolerances of its own."""
 
 from __future__ import annotations
 
@@ -26,8 +32,8 @@ SOUTHBOUND = SouthboundSettings(
     metrics_port=0,
     heartbeat_interval=0.3,
     status_interval=0.5,
-    heartbeat_tolerance=0.9,
-    heartbeat_tolerance_after_failure=0.7,
+    heartbeat_tolerance=5.0,
+    heartbeat_tolerance_after_failure=3.0,
     login_timeout=1.0,
     command_timeout=3.0,
     instance="test-instance",

@@ -66,7 +66,7 @@ async def test_a_signal_closes_cleanly_and_the_device_goes_offline(
     async def offline() -> bool:
         return await fleet.state(device) == "offline"
 
-    await eventually(offline, timeout=2)
+    await eventually(offline)
     offline_events = [e for e in await fleet.events(device) if e["event"] == "offline"]
     assert offline_events[-1]["detail"]["reason"] == "closed_by_device"
     assert "agent stopped" in log_text(settings)

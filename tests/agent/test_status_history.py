@@ -15,6 +15,7 @@ from typing import Any
 from edgefleet.controller.settings import StreamSettings
 from edgefleet.controller.store import Store
 from tests.agent.conftest import SOUTHBOUND, agent_settings, running_agent
+from tests.conftest import eventually
 from tests.controller.test_api_stream import EventReader, stream
 from tests.southbound.conftest import running_fleet
 
@@ -65,9 +66,11 @@ async def test_the_last_hour_and_the_watched_status_of_a_real_agent(
                 assert ids == sorted(ids)
                 assert len(await fleet_wide_seen) <= 1  # the log's one, at the first upload
 
-                await asyncio.sleep(1.0)  # five uploads so far, 0.5 s apart: 3 points
-                items = (await fleet.api.get(history_path)).data["items"]
-                assert len(items) >= 3, items
+                async def three_points() -> list[dict[str, Any]]:  # uploads 0.5 s apart
+                    items = (await fleet.api.get(history_path)).data["items"]
+                    return items if len(items) >= 3 else []
+
+                items = await eventually(three_points)
                 points = [at(item["at"]) for item in items]
                 assert all(later - earlier >= 1.0 for earlier, later in itertools.pairwise(points))
                 assert all(0 < item["disk_used_percent"] <= 100 for item in items)

@@ -215,22 +215,29 @@ async def test_sigkill_between_publish_and_upload_loses_nothing_and_duplicates_n
     assert set(published) - uploaded_before, "the kill came after everything was uploaded"
 
     restarted = await agent_process(settings)  # the real CLI, same state directory
+    # Read beside the running agent (SQLite in WAL mode: a reader never blocks it).
+    queue = RecordQueue(Path(settings.state_dir) / "queue", 1 << 30)
     try:
 
         async def drained() -> bool:
             return set(published) <= {row["record_id"] for row in await stored(fleet, device)}
 
         await eventually(drained, timeout=20)
-        await asyncio.sleep(1.0)  # anything else queued arrives too, and nothing twice
+
+        async def emptied() -> bool:  # anything else queued arrives too, and nothing twice
+            return (await asyncio.to_thread(queue.stats)).depth == 0
+
+        await eventually(emptied, timeout=20)
     finally:
         restarted.send_signal(signal.SIGTERM)
         await restarted.wait()
+        queue.close()
     rows = await stored(fleet, device)
     ids = [row["record_id"] for row in rows]
     assert len(ids) == len(set(ids))
     assert set(published) <= set(ids) <= {f"k-{i}" for i in range(400)}
     queue = RecordQueue(Path(settings.state_dir) / "queue", 1 << 30)
-    assert queue.stats().depth == 0
+    assert queue.stats().depth == 0  # and stays so once the agent has stopped
     queue.close()
 
 

@@ -2,7 +2,10 @@
 the verified-credential cache, and stopping with logins queued.
 
 The devices here get real cost-12 hashes, as users run: one check then holds a
-worker for about a quarter of a second, which is what makes a queue."""
+worker for about a quarter of a second, which is what makes a queue. A device whose
+check must still be running while the test does several things meanwhile (on a busy
+machine a quarter of a second may not be enough) gets a cost-14 hash: a second or
+more."""
 
 from __future__ import annotations
 
@@ -25,10 +28,12 @@ from tests.southbound.conftest import FAST, Fleet, ping, recv_json, running_flee
 from tests.southbound.test_server import closed_with
 
 PASSWORD = "a password of cost twelve"
+SLOW_ROUNDS = 14
+"""bcrypt cost of a check that must outlast what the test does meanwhile."""
 
 
-async def cost_12_device(store: Store, device_id: int) -> dict[str, Any]:
-    """A device whose stored hash costs what users' do (bcrypt cost 12)."""
+async def device_with(store: Store, device_id: int, secret: str) -> dict[str, Any]:
+    """A device whose stored hash is ``secret`` (of ``PASSWORD``)."""
     await store.devices.create(
         {
             "device_id": device_id,
@@ -36,10 +41,22 @@ async def cost_12_device(store: Store, device_id: int) -> dict[str, Any]:
             "type": "camera",
             "hardware_sn": f"SN{device_id}",
             "hardware_model": "M",
-            "secret": await hash_password(PASSWORD, 12),
+            "secret": secret,
         }
     )
     return {"device_id": str(device_id), "password": PASSWORD}
+
+
+async def cost_12_device(store: Store, device_id: int) -> dict[str, Any]:
+    """A device whose stored hash costs what users' do (bcrypt cost 12)."""
+    return await device_with(store, device_id, await hash_password(PASSWORD, 12))
+
+
+async def checking(fleet: Fleet, queued: int = 0) -> bool:
+    """Whether one password check is running and ``queued`` wait (the count
+    ``edgefleet_login_queue`` shows)."""
+    checks = fleet.southbound.gate.credentials.checks
+    return (checks.running, checks.queued) == (1, queued)
 
 
 async def checks_by_outcome(fleet: Fleet) -> dict[str, float]:
@@ -64,10 +81,14 @@ async def test_logins_that_cannot_be_checked_in_time_are_told_to_come_back(
     store: Store,
 ) -> None:
     """One worker, at most a tenth of a second of queue: of ten logins arriving
-    together, those that would wait longer hear "server busy" (1013) at once."""
+    together, those that would wait longer hear "server busy" (1013) at once. The
+    server expects cost-12 checks; the ten devices share one cost-14 hash, so the
+    first check holds the worker until all ten have arrived, however busy the
+    machine."""
     settings = replace(FAST, login_concurrency=1, login_max_wait=0.1, login_timeout=5.0)
     async with running_fleet(store, settings, bcrypt_rounds=12) as fleet:
-        devices = [await cost_12_device(store, 100 + n) for n in range(10)]
+        secret = await hash_password(PASSWORD, SLOW_ROUNDS)
+        devices = [await device_with(store, 100 + n, secret) for n in range(10)]
         sockets = await asyncio.gather(*(send_login(fleet, d) for d in devices))
         answers = await asyncio.gather(*(recv_json(ws, timeout=10) for ws in sockets))
         busy = [ws for ws, a in zip(sockets, answers, strict=True) if a.get("message")]
@@ -83,11 +104,12 @@ async def test_logins_that_cannot_be_checked_in_time_are_told_to_come_back(
 async def test_a_login_whose_device_left_is_never_checked(store: Store) -> None:
     settings = replace(FAST, login_concurrency=1, login_max_wait=30.0, login_timeout=5.0)
     async with running_fleet(store, settings, bcrypt_rounds=12) as fleet:
-        first, second = await cost_12_device(store, 200), await cost_12_device(store, 201)
-        blocker = await send_login(fleet, first)  # holds the one worker a quarter second
-        await asyncio.sleep(0.05)
-        leaving = await send_login(fleet, second)  # queued...
-        await asyncio.sleep(0.05)
+        first = await device_with(store, 200, await hash_password(PASSWORD, SLOW_ROUNDS))
+        second = await cost_12_device(store, 201)
+        blocker = await send_login(fleet, first)  # holds the one worker a second or more
+        await eventually(lambda: checking(fleet))
+        leaving = await send_login(fleet, second)
+        await eventually(lambda: checking(fleet, queued=1))  # queued...
         await leaving.close()  # ... and gone before its turn
         assert (await recv_json(blocker, timeout=10))["status"] == "success"
 
@@ -102,7 +124,7 @@ async def test_a_login_whose_device_left_is_never_checked(store: Store) -> None:
 async def test_a_check_that_ends_after_its_device_left_supersedes_nothing(store: Store) -> None:
     """The device leaves while its password is being checked and comes back at once
     with its session token: the late check must not take the session from it."""
-    device = await cost_12_device(store, 300)
+    device = await device_with(store, 300, await hash_password(PASSWORD, SLOW_ROUNDS))
     async with running_fleet(store, FAST, bcrypt_rounds=12) as fleet:
         first = await send_login(fleet, device)
         token = (await recv_json(first, timeout=10))["data"]["token"]
@@ -110,8 +132,8 @@ async def test_a_check_that_ends_after_its_device_left_supersedes_nothing(store:
     # A new process: the same token key, but its own verified-credential pepper, so
     # the next password login costs a real bcrypt check.
     async with running_fleet(store, FAST, bcrypt_rounds=12) as fleet:
-        slow = await send_login(fleet, device)  # bcrypt starts: a quarter of a second
-        await asyncio.sleep(0.02)
+        slow = await send_login(fleet, device)
+        await eventually(lambda: checking(fleet))  # a second or more
         await slow.close()
         newer = await fleet.connect()
         await newer.send(json.dumps({"device_id": device["device_id"], "token": token}))

@@ -139,8 +139,38 @@ class SessionStore:
         rows first (by the UPDATEs, in id order), then session rows. Touching a
         session row first would take a shared lock on its device through the
         foreign key, and two transactions cannot both upgrade it.
+
+        A device deleted while its changes waited for the batch makes the batch's
+        rows fail their foreign keys. What the changes said of it went with it; the
+        rest of the batch (up to a thousand other devices' logins, states and log
+        lines) is written again without them.
         """
         changes = list(changes)
+        while True:
+            try:
+                await self._apply(instance, changes)
+                return
+            except IntegrityError:
+                kept = await self._of_existing_devices(changes)
+                if len(kept) == len(changes):
+                    raise
+                changes = kept
+
+    async def _of_existing_devices(self, changes: list[SessionChange]) -> list[SessionChange]:
+        ids = sorted({c.device_id for c in changes})
+        existing: set[int] = set()
+        async with self._db.read() as connection:
+            for start in range(0, len(ids), 1000):
+                existing.update(
+                    await connection.scalars(
+                        select(devices.c.device_id).where(
+                            devices.c.device_id.in_(ids[start : start + 1000])
+                        )
+                    )
+                )
+        return [c for c in changes if c.device_id in existing]
+
+    async def _apply(self, instance: str, changes: list[SessionChange]) -> None:
         verified = [c for c in changes if c.kind == "verified"]
         changes = [c for c in changes if c.kind != "verified"]
         state: dict[int, str] = {}

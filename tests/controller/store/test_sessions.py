@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import insert, select
+from sqlalchemy import delete, insert, select
 
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.database import utcnow
@@ -97,6 +97,29 @@ async def test_batch_applies_the_last_change_per_device_and_logs_all(store: Stor
         (c, "offline"),
         (a, "command_sent"),
     ]
+
+
+async def test_a_device_deleted_before_its_batch_loses_nothing_of_the_others(
+    store: Store,
+) -> None:
+    """A device deleted (through REST) while its login waited in the recorder's
+    batch: its changes go with it, everyone else's are written."""
+    kept, deleted = await make_devices(store, 2)
+    async with store.db.begin() as connection:
+        await connection.execute(delete(devices).where(devices.c.device_id == deleted))
+    await store.sessions.apply(
+        "pod-1",
+        [
+            *connect(deleted),
+            *connect(kept),
+            SessionChange("event", deleted, "command_sent", {"order": "x"}),
+            SessionChange("event", kept, "command_sent", {"order": "y"}),
+        ],
+    )
+    states, sessions, events = await snapshot(store)
+    assert states == {kept: "online"}
+    assert sessions == {kept: "pod-1"}
+    assert events == [(kept, "connected"), (kept, "online"), (kept, "command_sent")]
 
 
 async def test_disconnect_of_a_session_another_instance_took_over_keeps_it(

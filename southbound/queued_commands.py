@@ -2,9 +2,9 @@
 
 A listener of the session events, with one task of its own. A device that logs in
 here, that is heard from again after it went unknown, or whose queue the
-controller says grew (``deliver``) is noted; the task
-asks the database, for all the devices noted since its last round in one query,
-which of them have anything queued, and starts one delivery per such device.
+controller says grew (``deliver``) is noted; the task asks the database, for all
+the devices noted since its last round in one query, which of them have anything
+queued, and starts one delivery per such device.
 
 A delivery takes the device's commands one at a time, oldest first: it claims one
 (``CommandStore.claim``: queued → sent, atomically, so no other instance or
@@ -14,9 +14,9 @@ shared by the deliveries, ``ResultWriter``). A command refused before anything
 was sent (the device left, went unknown, or is busy with another one) goes back
 to the queue unsent: at its next login for a device that left, when it is heard
 from again for one that went unknown (its session never ended: no login comes),
-after ``busy_retry`` seconds for a busy one. A claim can also commit while the delivery
-sees it fail (the database deadline fired during the commit): nothing was sent,
-and since the instance knows what it is sending, its next claim for the device
+after ``busy_retry`` seconds for a busy one. A claim can also commit while the
+delivery sees it fail (the database deadline fired during the commit): nothing was
+sent, and since the instance knows what it is sending, its next claim for the device
 puts such a command back first (a 10,000-device reconnect storm left 118 commands
 ``sent`` and never delivered before). A southbound stopped in the middle of a
 delivery leaves the command ``sent``: it is never sent again, and ends

@@ -151,24 +151,11 @@ class SessionStore:
                 await self._apply(instance, changes)
                 return
             except IntegrityError:
-                kept = await self._of_existing_devices(changes)
+                existing = await self.credentials_of(sorted({c.device_id for c in changes}))
+                kept = [c for c in changes if c.device_id in existing]
                 if len(kept) == len(changes):
                     raise
                 changes = kept
-
-    async def _of_existing_devices(self, changes: list[SessionChange]) -> list[SessionChange]:
-        ids = sorted({c.device_id for c in changes})
-        existing: set[int] = set()
-        async with self._db.read() as connection:
-            for start in range(0, len(ids), 1000):
-                existing.update(
-                    await connection.scalars(
-                        select(devices.c.device_id).where(
-                            devices.c.device_id.in_(ids[start : start + 1000])
-                        )
-                    )
-                )
-        return [c for c in changes if c.device_id in existing]
 
     async def _apply(self, instance: str, changes: list[SessionChange]) -> None:
         verified = [c for c in changes if c.kind == "verified"]

@@ -39,6 +39,11 @@ SOUTHBOUND = SouthboundSettings(
     instance="test-instance",
     token_key="test-key",
 )
+RAW_CLIENTS = dataclasses.replace(
+    SOUTHBOUND, heartbeat_tolerance=30.0, heartbeat_tolerance_after_failure=30.0
+)
+"""For raw clients that send no heartbeats, in tests that do not watch silence: a
+device stays online until it closes, however busy the machine."""
 SFTP_USER, SFTP_PASSWORD = "uploader", "sftp-password-123"
 
 

@@ -8,7 +8,6 @@ document twice."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,16 @@ from edgefleet.agent.runner import Agent
 from edgefleet.controller.settings import JobSettings
 from edgefleet.controller.store import Store
 from edgefleet.controller.store.configs import UNSUPPORTED
-from tests.agent.conftest import SOUTHBOUND, agent_settings, running_agent
+from tests.agent.conftest import RAW_CLIENTS, agent_settings, running_agent
 from tests.conftest import eventually
 from tests.southbound.conftest import Fleet, running_fleet
 from tests.southbound.test_config_push import config_device, config_of, config_path, next_update
 from tests.southbound.test_jobs import counted, executions, in_state, until
 
 FAST = JobSettings(tick=0.02, minute=0.2)
-PATIENT = dataclasses.replace(
-    SOUTHBOUND, heartbeat_tolerance=30.0, heartbeat_tolerance_after_failure=30.0
-)
-"""The raw clients here (``old``, ``quiet``, ``back``) send no heartbeats, and a
-configuration job's timeout only starts once a scheduler pass sees the device
-online: nothing here watches silence, so none may turn unknown meanwhile."""
+# The raw clients here (``old``, ``quiet``, ``back``) send no heartbeats, and a
+# configuration job's timeout only starts once a scheduler pass sees the device
+# online: none may turn unknown meanwhile (``RAW_CLIENTS``).
 
 
 async def start(fleet: Fleet, devices: list[dict[str, Any]], **fields: Any) -> str:
@@ -61,7 +57,7 @@ def handler(refusal: str | None) -> Any:
 async def test_each_device_reports_the_version_written_or_fails_saying_why(
     store: Store, tmp_path: Path
 ) -> None:
-    async with running_fleet(store, PATIENT, jobs=FAST) as fleet:
+    async with running_fleet(store, RAW_CLIENTS, jobs=FAST) as fleet:
         good, picky, old = [await fleet.register() for _ in range(3)]
         await fleet.api.put(config_path(good), {"config": {"mode": "night"}})
         ws, _ = await fleet.login(old)  # version 1: no config extension
@@ -105,7 +101,7 @@ async def test_each_device_reports_the_version_written_or_fails_saying_why(
 async def test_a_silent_device_times_out_and_an_offline_one_takes_it_when_it_returns(
     store: Store,
 ) -> None:
-    async with running_fleet(store, PATIENT, jobs=FAST) as fleet:
+    async with running_fleet(store, RAW_CLIENTS, jobs=FAST) as fleet:
         silent, offline = await fleet.register(), await fleet.register()
         quiet = await config_device(fleet, silent)
         job_id = await start(
@@ -136,11 +132,11 @@ async def test_a_silent_device_times_out_and_an_offline_one_takes_it_when_it_ret
 
 async def test_a_controller_restarted_mid_rollout_writes_nobody_twice(store: Store) -> None:
     slow = JobSettings(tick=0.02, minute=0.3)
-    async with running_fleet(store, PATIENT, jobs=slow) as fleet:
+    async with running_fleet(store, RAW_CLIENTS, jobs=slow) as fleet:
         devices = [await fleet.register() for _ in range(4)]
         job_id = await start(fleet, devices, rollout={"max_per_minute": 1})
         await until(fleet, job_id, counted("queued", 2))
-    async with running_fleet(store, PATIENT, jobs=slow) as restarted:
+    async with running_fleet(store, RAW_CLIENTS, jobs=slow) as restarted:
         await until(restarted, job_id, counted("queued", 4))
 
         async def all_written() -> list[dict[str, Any]] | None:
@@ -165,7 +161,7 @@ async def test_a_controller_restarted_mid_rollout_writes_nobody_twice(store: Sto
 async def test_a_bad_configuration_job_is_refused_saying_what_is_wrong(
     store: Store, configuration: dict[str, Any], problem: str
 ) -> None:
-    async with running_fleet(store, PATIENT, jobs=FAST) as fleet:
+    async with running_fleet(store, RAW_CLIENTS, jobs=FAST) as fleet:
         device = await fleet.register()
         answer = await fleet.api.post(
             "/api/v1/jobs",

@@ -30,7 +30,7 @@ from edgefleet.controller.store import EventFilter, Store
 from edgefleet.controller.store.database import utcnow
 from edgefleet.controller.store.schema import devices, southbound_instances
 from edgefleet.southbound.server import KubeStatus, Southbound
-from tests.agent.conftest import SOUTHBOUND
+from tests.agent.conftest import RAW_CLIENTS, SOUTHBOUND
 from tests.conftest import (
     create_mariadb_database,
     drop_mariadb_database,
@@ -43,9 +43,6 @@ from tests.kube.test_operator import synced
 from tests.server_process import free_port
 
 REGISTRATION = {"name": "rail-7", "hardware_sn": "SN7", "hardware_model": "R1"}
-PATIENT = replace(SOUTHBOUND, heartbeat_tolerance=30.0, heartbeat_tolerance_after_failure=30.0)
-"""For raw clients that send no heartbeats, in tests that do not watch silence: the
-device stays online until it closes, however busy the machine."""
 
 
 async def test_the_controller_runs_kopf_beside_the_api_and_stops_on_sigterm(
@@ -119,7 +116,7 @@ async def test_a_device_session_shows_in_its_resource_status(
         }
     )
     southbound = Southbound(
-        PATIENT, sqlite_store, 4, KubeStatus(KubeStatusApi(kube), 50, metrics_interval=60)
+        RAW_CLIENTS, sqlite_store, 4, KubeStatus(KubeStatusApi(kube), 50, metrics_interval=60)
     )
     await southbound.start()
     try:

@@ -18,9 +18,10 @@ from edgefleet.controller.kube.resources import DEVICES
 from edgefleet.controller.serve import InProcessLink
 from edgefleet.controller.store import Store
 from edgefleet.southbound.server import KubeStatus, Southbound
+from tests.agent.conftest import RAW_CLIENTS
 from tests.conftest import eventually
 from tests.kube.conftest import DEVICE, NAMESPACE, device_body
-from tests.kube.test_processes import PATIENT, seed_device
+from tests.kube.test_processes import seed_device
 
 ARTIFACT = {"name": "detector", "version": "2.1.0", "sha256": "0" * 64, "size": 1,
             "url": "/files/" + "0" * 64}  # fmt: skip
@@ -34,7 +35,7 @@ async def test_an_installed_version_shows_in_the_devices_status(
     )
     await seed_device(sqlite_store, 42, "cam-1")
     southbound = Southbound(
-        PATIENT, sqlite_store, 4, KubeStatus(KubeStatusApi(kube), 50, metrics_interval=60)
+        RAW_CLIENTS, sqlite_store, 4, KubeStatus(KubeStatusApi(kube), 50, metrics_interval=60)
     )
     await southbound.start()
     try:
